@@ -1,0 +1,194 @@
+"""Command-line flags -> (array namespace, device); host<->device copies; device sync.
+
+This is the only module that imports an array library by name. Everything else
+gets its namespace from its arrays (``array_api_compat.array_namespace``) and
+uses only functions of the array API standard.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .errors import UserError
+
+BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
+DTYPES = ("float32", "float64")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:(\d+))$")
+_CUDA_HINT = "install CuPy with: pip install 'xpnet[cuda12]' (or [cuda13]), or run with --device cpu"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A chosen array library and device. ``xp`` is the array-API namespace."""
+
+    name: str
+    xp: Any
+    device: Any
+    label: str  # human-readable device, e.g. "cpu" or "cuda:0"
+    note: str = ""  # why this device was picked (for --device auto)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.label.startswith("cuda")
+
+    def dtype(self, name: str):
+        """The namespace's dtype object for 'float32' / 'float64'."""
+        return getattr(self.xp, name)
+
+    def asarray(self, host: np.ndarray, dtype: str | None = None):
+        """Copy a host NumPy array to this backend's device (one transfer)."""
+        if dtype is not None:
+            host = np.asarray(host, dtype=dtype)
+        if self.name == "cupy":
+            with self.device:
+                return self.xp.asarray(host)
+        return self.xp.asarray(host, device=self.device)
+
+    def to_host(self, x) -> np.ndarray:
+        """Copy a device array back to a NumPy array (a sync on a GPU)."""
+        return to_host(x)
+
+    def sync(self, x=None) -> None:
+        """Wait until queued device work is done (before reading a clock)."""
+        if self.name == "cupy":
+            self.device.synchronize()
+        elif self.name == "torch" and self.is_cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        elif self.name == "jax" and x is not None:
+            x.block_until_ready()
+
+
+def to_host(x) -> np.ndarray:
+    """Any backend's array -> NumPy array."""
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _namespace_of(module) -> Any:
+    probe = module.zeros(1) if not hasattr(module, "asarray") else module.asarray([0.0])
+    return array_api_compat.array_namespace(probe)
+
+
+def _cuda_index(device: str) -> int:
+    m = _DEVICE_RE.match(device)
+    return int(m.group(2)) if m and m.group(2) else 0
+
+
+def _cupy_status(index: int = 0):
+    """(cupy module, None) when CUDA device ``index`` is usable through CuPy, else (None, reason)."""
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        return None, "CuPy is not installed"
+    except Exception as e:  # a broken CuPy install (missing CUDA libraries, ...)
+        return None, f"CuPy failed to import ({type(e).__name__}: {e})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError: no driver, driver too old, ...
+        return None, f"CUDA driver error ({e})"
+    if count == 0:
+        return None, "no CUDA device found"
+    if index >= count:
+        return None, f"cuda:{index} does not exist (this machine has {count} CUDA device(s))"
+    try:
+        with cupy.cuda.Device(index):
+            cupy.zeros(1).sum().item()
+    except Exception as e:
+        return None, f"CUDA device {index} is not usable ({e})"
+    return cupy, None
+
+
+def _import(name: str, pip_name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise UserError(f"--backend {name}: {name} is not installed (pip install {pip_name})") from None
+
+
+def resolve(backend: str | None = None, device: str = "auto") -> Backend:
+    """Map ``--backend`` and ``--device`` to a Backend, or raise UserError saying why not.
+
+    backend None means: CuPy on CUDA when usable (or asked for), else NumPy.
+    """
+    if not _DEVICE_RE.match(device or ""):
+        raise UserError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    wants_cuda = device.startswith("cuda")
+    index = _cuda_index(device)
+
+    if backend is None:
+        if device == "cpu":
+            backend = "numpy"
+        else:
+            cupy, why = _cupy_status(index)
+            if cupy is not None:
+                backend = "cupy"
+            elif wants_cuda:
+                raise UserError(f"--device {device}: no usable GPU: {why}; {_CUDA_HINT}")
+            else:
+                return _numpy(note=f"auto: {why}, using the CPU")
+
+    if backend == "numpy":
+        if wants_cuda:
+            raise UserError(f"--device {device}: the numpy backend runs on the CPU only; use --backend cupy or torch")
+        return _numpy(note="auto: numpy runs on the CPU" if device == "auto" else "")
+    if backend == "array_api_strict":
+        if wants_cuda:
+            raise UserError(f"--device {device}: the array_api_strict backend runs on the CPU only")
+        strict = _import("array_api_strict", "array-api-strict")
+        return Backend("array_api_strict", strict, strict.Device("CPU_DEVICE"), "cpu")
+    if backend == "cupy":
+        if device == "cpu":
+            raise UserError("--device cpu: the cupy backend runs on CUDA GPUs only; use --backend numpy")
+        cupy, why = _cupy_status(index)
+        if cupy is None:
+            raise UserError(f"--backend cupy: no usable GPU: {why}; {_CUDA_HINT}")
+        return Backend("cupy", _namespace_of(cupy), cupy.cuda.Device(index), f"cuda:{index}", _gpu_note(cupy, index))
+    if backend == "torch":
+        torch = _import("torch", "torch")
+        cuda_ok = torch.cuda.is_available()
+        if wants_cuda and not cuda_ok:
+            raise UserError(f"--device {device}: torch sees no usable CUDA device (CPU-only build or no GPU); use --device cpu")
+        if wants_cuda and index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))")
+        use_cuda = wants_cuda or (device == "auto" and cuda_ok)
+        label = f"cuda:{index}" if use_cuda else "cpu"
+        note = "auto: torch sees no CUDA device, using the CPU" if device == "auto" and not use_cuda else ""
+        return Backend("torch", _namespace_of(torch), torch.device(label), label, note)
+    # jax
+    jax = _import("jax", "jax")
+    kind = "gpu" if wants_cuda else "cpu"
+    if device == "auto":
+        kind = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
+    try:
+        devices = jax.devices(kind)
+    except RuntimeError as e:
+        raise UserError(f"--device {device}: jax has no usable {kind} device ({e})") from None
+    if index >= len(devices):
+        raise UserError(f"--device {device}: does not exist (jax sees {len(devices)} GPU device(s))")
+    label = f"cuda:{index}" if kind == "gpu" else "cpu"
+    return Backend("jax", _namespace_of(importlib.import_module("jax.numpy")), devices[index], label)
+
+
+def _numpy(note: str = "") -> Backend:
+    return Backend("numpy", _namespace_of(np), "cpu", "cpu", note)
+
+
+def _gpu_note(cupy, index: int) -> str:
+    try:
+        name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:
+        return ""

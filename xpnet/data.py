@@ -1,0 +1,296 @@
+"""IDX files: reading and validation, the bundled MNIST copy, splits, device-resident data.
+
+An IDX file is: 2 zero bytes, a type code, the number of dimensions d, then d
+big-endian uint32 sizes, then the items in row-major order (big-endian).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_BYTES = 1 << 34  # refuse headers that declare more than 16 GiB
+
+
+def _open(path: Path):
+    """A binary stream of the file's payload: gunzipped if it is gzip data (by its first bytes;
+    a .gz name requires gzip data)."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected an IDX file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    if f.read(2) == GZIP_MAGIC:
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb"), True
+    if path.suffix == ".gz":
+        f.close()
+        raise UserError(f"{path}: not gzip data (the name ends in .gz)")
+    f.seek(0)
+    return f, False
+
+
+def _parse_stream(f, name: str, is_gzip: bool = False, sha=None) -> np.ndarray:
+    """Decode an IDX stream to a native-endian NumPy array, checking every field.
+
+    Reads straight into the result (no second copy of the payload); ``sha``, a hashlib
+    object, is fed the uncompressed bytes.
+    """
+    try:
+        return _parse(f, name, sha)
+    except EOFError:
+        raise UserError(f"{name}: truncated gzip data") from None
+    except (OSError, zlib.error) as e:
+        raise UserError(f"{name}: corrupt {'gzip ' if is_gzip else ''}data ({e})") from None
+
+
+def _parse(f, name: str, sha) -> np.ndarray:
+    head = f.read(4)
+    if len(head) < 4:
+        raise UserError(f"{name}: not an IDX file ({len(head)} bytes, too short for a header)")
+    if head[0] != 0 or head[1] != 0 or head[2] not in IDX_TYPES:
+        raise UserError(f"{name}: not an IDX file (bad magic number 0x{head.hex()})")
+    ndim = head[3]
+    if ndim == 0:
+        raise UserError(f"{name}: IDX header declares 0 dimensions")
+    dims_raw = f.read(4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise UserError(f"{name}: truncated IDX header ({4 + len(dims_raw)} bytes, need {4 + 4 * ndim})")
+    dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
+    dtype = IDX_TYPES[head[2]]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if expected > MAX_BYTES:
+        raise UserError(f"{name}: header {dims} declares {expected} bytes, more than xpnet reads ({MAX_BYTES})")
+    out = np.empty(expected, dtype=np.uint8)
+    view = memoryview(out)
+    got = 0
+    while got < expected:
+        k = f.readinto(view[got:got + (1 << 22)])
+        if not k:
+            break
+        got += k
+    if got < expected:
+        raise UserError(f"{name}: truncated: header {dims} needs {expected} data bytes, found {got}")
+    if f.read(1):
+        raise UserError(f"{name}: unexpected bytes after the {dims} items")
+    if sha is not None:
+        for part in (head, dims_raw, view):
+            sha.update(part)
+    data = out.view(dtype).reshape(dims)
+    return data if dtype.isnative else data.astype(dtype.newbyteorder("="))
+
+
+def parse_idx(payload: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode an uncompressed IDX payload held in memory (see ``_parse_stream``)."""
+    return _parse_stream(io.BytesIO(payload), name)
+
+
+def read_idx(path: str | os.PathLike, sha=None) -> np.ndarray:
+    """Read an IDX file (raw or gzip) and validate it; UserError naming the file on any problem."""
+    path = Path(path)
+    f, is_gzip = _open(path)
+    with f:
+        return _parse_stream(f, str(path), is_gzip, sha)
+
+
+@dataclass
+class Split:
+    """Host-side images (n, rows, cols) uint8 and labels (n,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class Dataset:
+    """A four-file IDX data set on the host."""
+
+    train: Split
+    test: Split
+    num_classes: int
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def num_features(self) -> int:
+        return int(np.prod(self.image_shape))
+
+
+def _find(folder: Path, base: str) -> Path:
+    for name in (base, base + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"--data-dir {folder}: missing {base} (or {base}.gz)")
+
+
+def _check_images(images: np.ndarray, path: Path) -> None:
+    if images.dtype != np.uint8:
+        raise UserError(f"{path}: images must be unsigned bytes (IDX type 0x08), found {images.dtype}")
+    if images.ndim < 2:
+        raise UserError(f"{path}: images need >= 2 dimensions (count, pixels...), found {images.ndim}")
+    if images.shape[0] == 0 or min(images.shape[1:]) == 0:
+        raise UserError(f"{path}: holds no images (shape {images.shape})")
+
+
+def _check_labels(labels: np.ndarray, path: Path, count: int, images_path: Path) -> np.ndarray:
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise UserError(f"{path}: labels must be a 1-D integer IDX array, found shape {labels.shape} {labels.dtype}")
+    if labels.shape[0] != count:
+        raise UserError(f"{path}: {labels.shape[0]} labels for the {count} images of {images_path.name}")
+    labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        raise UserError(f"{path}: negative label {int(labels.min())}")
+    return labels
+
+
+def _check_range(labels: np.ndarray, path: Path, num_classes: int) -> None:
+    bad = labels >= num_classes
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{path}: label {int(labels[i])} at item {i} is outside the class range 0..{num_classes - 1}")
+
+
+def load_dir(folder: str | os.PathLike, num_classes: int | None = None) -> Dataset:
+    """Read and fully validate the four IDX files of ``folder``.
+
+    num_classes None: inferred from the training labels (max + 1).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--data-dir {folder}: not a directory")
+    paths = {split: tuple(_find(folder, base) for base in bases) for split, bases in SPLIT_FILES.items()}
+    return _load(paths, num_classes, str(folder))
+
+
+def _load(paths, num_classes, source, sums=None) -> Dataset:
+    """Read the four files; with ``sums`` ({name: sha256}), verify each payload."""
+    splits = {}
+    for split, (img_path, lbl_path) in paths.items():
+        arrays = []
+        for path in (img_path, lbl_path):
+            sha = hashlib.sha256() if sums is not None else None
+            arrays.append(read_idx(path, sha))
+            if sha is not None and sha.hexdigest() != sums.get(path.name.removesuffix(".gz")):
+                raise UserError(f"{path}: SHA-256 does not match SHA256SUMS: the bundled MNIST copy is damaged; reinstall xpnet")
+        images, labels = arrays
+        _check_images(images, img_path)
+        labels = _check_labels(labels, lbl_path, images.shape[0], img_path)
+        splits[split] = (Split(images, labels), lbl_path)
+    train, train_lbl = splits["train"]
+    test, test_lbl = splits["test"]
+    if test.images.shape[1:] != train.images.shape[1:]:
+        raise UserError(f"{paths['test'][0]}: image size {test.images.shape[1:]} differs from the training images' {train.images.shape[1:]}")
+    if num_classes is None:
+        num_classes = int(train.labels.max()) + 1
+        if num_classes < 2:
+            raise UserError(f"{train_lbl}: all labels are 0; need at least 2 classes")
+    _check_range(train.labels, train_lbl, num_classes)
+    _check_range(test.labels, test_lbl, num_classes)
+    return Dataset(train, test, num_classes, source)
+
+
+def bundled_dir() -> Path:
+    """Folder of the MNIST copy shipped inside the package."""
+    return Path(str(resources.files("xpnet") / "data"))
+
+
+def _bundled_sums(folder: Path) -> dict[str, str]:
+    sums = {}
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name] = digest
+    return sums
+
+
+def load_mnist() -> Dataset:
+    """The bundled MNIST, each file's decompressed bytes checked against SHA256SUMS."""
+    folder = bundled_dir()
+    paths = {split: tuple(folder / (base + ".gz") for base in bases) for split, bases in SPLIT_FILES.items()}
+    return _load(paths, 10, "bundled MNIST", _bundled_sums(folder))
+
+
+def load(data_dir: str | None = None, num_classes: int | None = None) -> Dataset:
+    """``--data-dir`` if given, else the bundled MNIST."""
+    return load_dir(data_dir, num_classes) if data_dir else load_mnist()
+
+
+def to_unit(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """uint8 images (n, ...) -> (n, features) floats in [0, 1] on the host, converted in chunks
+    so that no full-size temporary is made."""
+    n = images.shape[0]
+    flat = images.reshape(n, -1)
+    out = np.empty(flat.shape, dtype=dtype)
+    scale = np.asarray(1.0 / 255.0, dtype=dtype)
+    for start in range(0, n, 8192):
+        np.multiply(flat[start:start + 8192], scale, out=out[start:start + 8192], dtype=dtype)
+    return out
+
+
+def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32") -> np.ndarray:
+    """(n,) int labels -> (n, num_classes) one-hot floats."""
+    out = np.zeros((labels.shape[0], num_classes), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+@dataclass
+class DeviceData:
+    """A split resident on the device: x (n, features) floats in [0,1], y (n,) int64 labels,
+    onehot (n, classes) floats (training split only)."""
+
+    x: object
+    y: object
+    onehot: object = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def to_device(backend, split: Split, dtype: str, num_classes: int | None = None) -> DeviceData:
+    """Move a host split to the backend's device, once. One-hot targets if num_classes is given."""
+    x = backend.asarray(to_unit(split.images, dtype))
+    y = backend.asarray(split.labels)
+    onehot = backend.asarray(one_hot(split.labels, num_classes, dtype)) if num_classes else None
+    return DeviceData(x, y, onehot)
+
+
+def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
+    """The last ``n`` items become the validation split (views, no copy)."""
+    if n == 0:
+        return split, None
+    if not 0 < n < len(split):
+        raise UserError(f"--validation {n}: must be between 0 and {len(split) - 1} (the training set has {len(split)} images)")
+    return Split(split.images[:-n], split.labels[:-n]), Split(split.images[-n:], split.labels[-n:])
