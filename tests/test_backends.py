@@ -16,7 +16,7 @@ from xpnet.errors import UserError
 def _run_steps(be, dtype, mnist, activation="relu", output="softmax", steps=20, batch=32, lr=0.1, l2=5.0):
     """Train ``steps`` mini-batches on the first MNIST images from seed 0; losses and host params."""
     rng = np.random.default_rng(0)
-    n = steps * batch
+    n = steps * batch + 7  # a last, partial batch too
     split = data.Split(mnist.train.images[:n], mnist.train.labels[:n])
     spec = model.Spec((784, 32, 16, 10), activation, output)
     params = train.params_to_device(be, model.init_params_host(spec, rng), dtype)

@@ -90,6 +90,13 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
+    if magic != b"PK\x03\x04":
+        raise UserError(f"{path}: not an xpnet checkpoint (not an .npz archive)")
+    try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, OSError) as e:

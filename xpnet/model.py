@@ -179,6 +179,6 @@ def predict_2d(params, A, spec: Spec, chunk: int = 8192):
     xp = array_namespace(A)
     out = []
     for start in range(0, A.shape[0], chunk):
-        _, Z = forward_2d(params, A[start:start + chunk, ...], spec)
+        _, Z = forward_2d(params, A[start:min(start + chunk, A.shape[0]), ...], spec)
         out.append(xp.argmax(Z, axis=1))
     return xp.concat(out) if len(out) > 1 else out[0]

@@ -10,6 +10,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -58,6 +59,12 @@ class TrainConfig:
             raise UserError(f"--validation {self.validation}: must be >= 0")
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
+        if self.save:
+            target = Path(self.save)
+            if target.is_dir():
+                raise UserError(f"--save {self.save}: is a directory; give a file name such as model.npz")
+            if not target.parent.is_dir():
+                raise UserError(f"--save {self.save}: folder {target.parent} does not exist")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -131,7 +138,7 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr: 
     loss_sum = xp.zeros((), dtype=train.x.dtype, device=device_of(train.x))
     every = max(1, 2048 // bs)
     for step, start in enumerate(range(0, n, bs)):
-        idx = perm[start:start + bs]
+        idx = perm[start:min(start + bs, n)]
         xb = xp.take(train.x, idx, axis=0)
         yb = xp.take(train.onehot, idx, axis=0)
         loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
@@ -165,7 +172,8 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print) -> Result
         bar = _progress(n, epoch, cfg.epochs, cfg.quiet)
         try:
             lr = optim.epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs)
-            params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr, bar)
+            with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
+                params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr, bar)
             loss = float(loss_sum) / n  # the epoch's sync
         finally:
             if bar is not None:

@@ -1,0 +1,150 @@
+"""The command line, end to end through subprocesses, on real MNIST."""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from idxutil import write_dataset
+from xpnet import data
+
+ACC = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+)/(\d+)\)$")
+
+
+def xpnet(*args, cwd=None, check=True):
+    env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning")
+    p = subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def last_accuracy(stdout: str):
+    m = ACC.match(stdout.strip().splitlines()[-1])
+    assert m, stdout
+    return m.group(0)
+
+
+def assert_clean_error(p, *needles, code=2):
+    assert p.returncode == code, (p.stdout, p.stderr)
+    err = p.stderr.strip()
+    assert "Traceback" not in p.stderr and len(err.splitlines()) == 1, p.stderr
+    for needle in needles:
+        assert needle in err, err
+
+
+def _gpu_usable():
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    from xpnet.backend import _cupy_status
+
+    return _cupy_status(0)[0] is not None
+
+
+def test_train_save_evaluate_across_backends_and_predict(tmp_path, mnist):
+    model = tmp_path / "m.npz"
+    p = xpnet("train", "--backend", "torch", "--epochs", "1", "--hidden", "64", "--save", model, "--quiet")
+    trained = last_accuracy(p.stdout)
+    assert float(ACC.match(trained).group(1)) > 90.0
+    assert "epoch   1/1" in p.stdout and "samples/s" in p.stdout and "val acc" in p.stdout
+    assert model.is_file()
+
+    evals = []
+    for backend in ("numpy", "array_api_strict", "torch"):
+        e = xpnet("evaluate", "--model", model, "--backend", backend)
+        evals.append(last_accuracy(e.stdout))
+        assert re.search(r"^\s+7\s+1028\s+\d+\s+\d+\.\d\d%$", e.stdout, re.M), e.stdout  # per-class table
+    assert evals == [trained] * 3
+
+    # predict: a PGM written from a test digit and a PNG of the same digit as dark ink on white, larger
+    from PIL import Image
+
+    img = mnist.test.images[0]  # a 7
+    pgm = tmp_path / "seven.pgm"
+    pgm.write_bytes(b"P5\n28 28\n255\n" + img.tobytes())
+    png = tmp_path / "seven_big.png"
+    Image.fromarray(255 - img).resize((84, 84)).save(png)
+    r = xpnet("predict", "--model", model, pgm, png)
+    lines = [l for l in r.stdout.splitlines() if l.startswith(str(tmp_path))]
+    assert len(lines) == 2
+    for line in lines:
+        assert re.search(r": 7 \(\d+\.\d%\)$", line), r.stdout
+
+
+def test_training_on_a_custom_idx_dataset(tmp_path, rng):
+    folder = write_dataset(tmp_path / "toy", rng, n_train=900, n_test=300, shape=(9, 6), classes=3, gz=True)
+    model = tmp_path / "toy.npz"
+    p = xpnet("train", "--data-dir", folder, "--validation", "100", "--epochs", "3", "--hidden", "16",
+              "--batch-size", "16", "--save", model)
+    assert "training 54-16-3" in p.stdout
+    assert float(ACC.match(last_accuracy(p.stdout)).group(1)) > 90.0
+    e = xpnet("evaluate", "--model", model, "--data-dir", folder)
+    assert last_accuracy(e.stdout) == last_accuracy(p.stdout)
+    # the MNIST-sized model does not fit this data
+    p = xpnet("train", "--data-dir", folder, "--layers", "784,30,10", check=False)
+    assert_clean_error(p, "--layers", "784", "54")
+
+
+@pytest.mark.skipif(_gpu_usable(), reason="a GPU is usable here; see the gpu tests")
+def test_device_cuda_without_gpu_exits_2_with_one_line():
+    p = xpnet("train", "--device", "cuda", check=False)
+    assert_clean_error(p, "--device cuda", "no usable GPU", "--device cpu")
+    p = xpnet("train", "--backend", "cupy", check=False)
+    assert_clean_error(p, "--backend cupy", "no usable GPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_usable(), reason="no usable CUDA GPU through CuPy")
+def test_device_cuda_trains_on_the_gpu(tmp_path):
+    p = xpnet("train", "--device", "cuda", "--epochs", "1", "--quiet")
+    assert "backend cupy" in p.stdout
+    assert float(ACC.match(last_accuracy(p.stdout)).group(1)) > 90.0
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["train", "--lr", "0"], ["--lr"]),
+    (["train", "--lr", "nan"], ["--lr"]),
+    (["train", "--batch-size", "0"], ["--batch-size"]),
+    (["train", "--epochs", "-1"], ["--epochs"]),
+    (["train", "--layers", "784,x,10"], ["--layers"]),
+    (["train", "--layers", "700,30,10"], ["--layers", "700", "784"]),
+    (["train", "--layers", "784,30,9"], ["--layers", "9", "10 classes"]),
+    (["train", "--backend", "tensorflow"], ["--backend", "tensorflow"]),
+    (["train", "--device", "tpu"], ["--device", "tpu"]),
+    (["train", "--validation", "60000"], ["--validation"]),
+    (["train", "--data-dir", "/nonexistent"], ["--data-dir", "/nonexistent"]),
+    (["train", "--bogus"], ["--bogus"]),
+    (["evaluate", "--model", "/nonexistent.npz"], ["/nonexistent.npz", "not found"]),
+    (["evaluate"], ["--model"]),
+])
+def test_bad_input_is_one_line_exit_2(args, needles):
+    assert_clean_error(xpnet(*args, check=False), *needles)
+
+
+def test_save_to_missing_folder_is_refused_before_training(tmp_path):
+    p = xpnet("train", "--epochs", "1", "--save", tmp_path / "no" / "m.npz", check=False)
+    assert_clean_error(p, "no/m.npz")
+    assert "epoch" not in p.stdout
+
+
+def test_predict_bad_images(tmp_path):
+    model = tmp_path / "m.npz"
+    xpnet("train", "--epochs", "0", "--save", model)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    assert_clean_error(xpnet("predict", "--model", model, junk, check=False), "junk.png")
+    assert_clean_error(xpnet("predict", "--model", model, tmp_path / "missing.pgm", check=False), "missing.pgm", "not found")
+    bad = tmp_path / "bad.pgm"
+    bad.write_bytes(b"P5\n28 28\n255\n" + b"\x00" * 10)
+    assert_clean_error(xpnet("predict", "--model", model, bad, check=False), "bad.pgm", "truncated")
+
+
+def test_help_lists_the_commands():
+    out = xpnet("--help").stdout
+    for cmd in ("train", "evaluate", "predict"):
+        assert cmd in out
+    assert "--device" in xpnet("train", "--help").stdout
