@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__, backend as backends, checkpoint, data, images, model, optim
 from .errors import UserError
-from .train import Diverged, TrainConfig, format_accuracy, params_to_device, train
+from .train import Diverged, TrainConfig, format_accuracy, params_to_device, predictions, train
 
 DEFAULTS = TrainConfig()
 
@@ -128,8 +128,7 @@ def cmd_evaluate(args, say) -> int:
         raise UserError(f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has {dataset.num_features} pixels per image")
     be = _pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta, args.dtype)
-    test = data.to_device(be, dataset.test, dtype)
-    preds = be.to_host(model.predict_2d(params, test.x, spec))
+    preds = be.to_host(predictions(params, data.to_device(be, dataset.test), spec, dtype))
     labels = dataset.test.labels
     say(f"{'class':>5} {'images':>7} {'correct':>8} {'accuracy':>9}")
     for k in range(spec.sizes[-1]):

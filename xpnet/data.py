@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from .errors import UserError
 
@@ -268,8 +269,12 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32") -> np.
 
 @dataclass
 class DeviceData:
-    """A split resident on the device: x (n, features) floats in [0,1], y (n,) int64 labels,
-    onehot (n, classes) floats (training split only)."""
+    """A split resident on the device: x (n, features), y (n,) int64 labels, and for training
+    onehot (n, classes) floats.
+
+    Training splits hold x as floats in [0, 1] (gathered every step); evaluation splits keep the
+    uint8 pixels (a quarter of the memory) and convert a chunk at a time in ``chunks``.
+    """
 
     x: object
     y: object
@@ -278,13 +283,29 @@ class DeviceData:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def chunks(self, dtype, size: int = 2048):
+        """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk) over the split, in order."""
+        xp = array_namespace(self.x)
+        n = len(self)
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            xb = self.x[start:stop, ...]
+            if not xp.isdtype(xb.dtype, "real floating"):
+                xb = xp.astype(xb, dtype) / 255.0
+            yield xb, self.y[start:stop]
 
-def to_device(backend, split: Split, dtype: str, num_classes: int | None = None) -> DeviceData:
-    """Move a host split to the backend's device, once. One-hot targets if num_classes is given."""
-    x = backend.asarray(to_unit(split.images, dtype))
+
+def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None) -> DeviceData:
+    """Move a host split to the backend's device, once.
+
+    With ``num_classes`` (a training split): floats in [0, 1] and one-hot targets; without:
+    the uint8 pixels, converted chunk by chunk when used.
+    """
     y = backend.asarray(split.labels)
-    onehot = backend.asarray(one_hot(split.labels, num_classes, dtype)) if num_classes else None
-    return DeviceData(x, y, onehot)
+    if num_classes is None:
+        return DeviceData(backend.asarray(split.images.reshape(len(split), -1)), y)
+    x = backend.asarray(to_unit(split.images, dtype))
+    return DeviceData(x, y, backend.asarray(one_hot(split.labels, num_classes, dtype)))
 
 
 def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:

@@ -174,11 +174,7 @@ def input_grad(params, x, y, spec: Spec):
     return _as3d(dx)
 
 
-def predict_2d(params, A, spec: Spec, chunk: int = 8192):
-    """Predicted class indices for A: (n, in), computed in chunks: (n,) int64 device array."""
+def predict_2d(params, A, spec: Spec):
+    """Predicted class indices for A: (n, in): (n,) int64 device array."""
     xp = array_namespace(A)
-    out = []
-    for start in range(0, A.shape[0], chunk):
-        _, Z = forward_2d(params, A[start:min(start + chunk, A.shape[0]), ...], spec)
-        out.append(xp.argmax(Z, axis=1))
-    return xp.concat(out) if len(out) > 1 else out[0]
+    return xp.argmax(forward_2d(params, A, spec)[1], axis=1)

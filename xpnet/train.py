@@ -25,14 +25,14 @@ class TrainConfig:
     """Every setting of a training run (the CLI flags of ``xpnet train``)."""
 
     layers: tuple[int, ...] | None = None  # full sizes, input first; checked against the data
-    hidden: tuple[int, ...] = (256,)  # hidden sizes when layers is None
+    hidden: tuple[int, ...] = (512, 256)  # hidden sizes when layers is None
     activation: str = "relu"
     output: str = "softmax"
     init: str = "auto"
-    lr: float = 0.1
+    lr: float = 0.2
     lr_schedule: str = "cosine"
     batch_size: int = 32
-    epochs: int = 12
+    epochs: int = 15
     l2: float = 0.0
     seed: int = 0
     validation: int = 10000
@@ -100,11 +100,17 @@ def params_to_host(params):
     return [(to_host(W), to_host(b)) for W, b in params]
 
 
-def accuracy(params, split: data.DeviceData, spec: model.Spec) -> tuple[int, int]:
+def predictions(params, split: data.DeviceData, spec: model.Spec, dtype: str):
+    """Predicted classes for every item of a device split: (n,) int64 device array."""
+    xp = array_namespace(split.x)
+    preds = [model.predict_2d(params, xb, spec) for xb, _ in split.chunks(getattr(xp, dtype))]
+    return xp.concat(preds) if len(preds) > 1 else preds[0]
+
+
+def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tuple[int, int]:
     """(correct, total) of the network on a device split; one host read."""
     xp = array_namespace(split.x)
-    preds = model.predict_2d(params, split.x, spec)
-    correct = xp.sum(xp.astype(preds == split.y, xp.int64))
+    correct = xp.sum(xp.astype(predictions(params, split, spec, dtype) == split.y, xp.int64))
     return int(correct), len(split)
 
 
@@ -158,7 +164,7 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print) -> Result
 
     params = params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
     train_dev = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes)
-    val_dev = data.to_device(backend, val_split, cfg.dtype) if val_split is not None else None
+    val_dev = data.to_device(backend, val_split) if val_split is not None else None
     n = len(train_dev)
     say(
         f"training {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} on {n} images "
@@ -184,15 +190,15 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print) -> Result
         entry = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": seconds, "samples_per_s": n / seconds}
         line = f"epoch {epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
         if val_dev is not None:
-            c, t = accuracy(params, val_dev, spec)
+            c, t = accuracy(params, val_dev, spec, cfg.dtype)
             entry["val_accuracy"] = c / t
             line += f"  val acc {100.0 * c / t:6.2f}%"
         line += f"  {seconds:6.2f}s  {n / seconds:9.0f} samples/s"
         say(line)
         result.history.append(entry)
     result.params = params
-    test_dev = data.to_device(backend, dataset.test, cfg.dtype)
-    result.test_correct, result.test_total = accuracy(params, test_dev, spec)
+    test_dev = data.to_device(backend, dataset.test)
+    result.test_correct, result.test_total = accuracy(params, test_dev, spec, cfg.dtype)
     if cfg.save:
         metrics = {"history": result.history, "test_accuracy": result.test_correct / result.test_total}
         config = cfg.to_dict() | {"image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes}
