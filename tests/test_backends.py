@@ -19,7 +19,7 @@ def _run_steps(be, dtype, mnist, activation="relu", output="softmax", steps=20, 
     n = steps * batch + 7  # a last, partial batch too
     split = data.Split(mnist.train.images[:n], mnist.train.labels[:n])
     spec = model.Spec((784, 32, 16, 10), activation, output)
-    params = train.params_to_device(be, model.init_params_host(spec, rng), dtype)
+    params = model.params_to_device(be, model.init_params_host(spec, rng), dtype)
     dev = data.to_device(be, split, dtype, 10)
     cfg = train.TrainConfig(lr=lr, batch_size=batch, l2=l2)
     losses = []

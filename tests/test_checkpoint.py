@@ -35,8 +35,8 @@ def test_params_written_on_one_backend_load_on_another(any_backend, saved, refer
     path, spec, _ = saved
     _, host, _ = checkpoint.load(path)
     x = np.random.default_rng(0).random((3, 12, 1))
-    ref = reference.to_host(model.forward(train.params_to_device(reference, host, "float64"), reference.asarray(x), spec))
-    dev = train.params_to_device(any_backend, host, "float64")
+    ref = reference.to_host(model.forward(model.params_to_device(reference, host, "float64"), reference.asarray(x), spec))
+    dev = model.params_to_device(any_backend, host, "float64")
     out = any_backend.to_host(model.forward(dev, any_backend.asarray(x, "float64"), spec))
     np.testing.assert_allclose(out, ref, rtol=1e-10)
     # and back: device params -> host -> checkpoint -> identical numbers

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__, backend as backends, checkpoint, data, images, model, optim
 from .errors import UserError
-from .train import Diverged, TrainConfig, format_accuracy, params_to_device, predictions, train
+from .train import Diverged, TrainConfig, format_accuracy, predictions, train
 
 DEFAULTS = TrainConfig()
 
@@ -118,7 +118,7 @@ def _params_on(be, host_params, meta, dtype=None):
     dtype = dtype or meta.get("config", {}).get("dtype", "float32")
     if dtype not in backends.DTYPES:
         dtype = "float32"
-    return params_to_device(be, host_params, dtype), dtype
+    return model.params_to_device(be, host_params, dtype), dtype
 
 
 def cmd_evaluate(args, say) -> int:

@@ -88,16 +88,38 @@ def _as3d(x):
 
 
 def _wb2d(W, b):
-    """(1, out, in), (1, out, 1) -> (out, in), (1, out): free reshapes."""
+    """(1, out, in), (1, out, 1) -> W^T (in, out), b (1, out): free reshapes.
+
+    On device, weights are stored as contiguous (in, out) arrays and W is a transposed view
+    of them (see ``params_to_device``), so W^T here is the BLAS-friendly contiguous layout.
+    """
     xp = array_namespace(W, b)
-    return xp.reshape(W, (W.shape[1], W.shape[2])), xp.reshape(b, (1, b.shape[1]))
+    return xp.matrix_transpose(xp.reshape(W, (W.shape[1], W.shape[2]))), xp.reshape(b, (1, b.shape[1]))
 
 
 def _layer(A, W, b):
-    """One affine layer on 2-D data: A (batch, in) -> Z (batch, out)."""
+    """One affine layer on 2-D data: A (batch, in) -> Z (batch, out) = A @ W^T + b."""
     xp = array_namespace(A)
-    W2, b2 = _wb2d(W, b)
-    return xp.matmul(A, xp.matrix_transpose(W2)) + b2
+    Wt, b2 = _wb2d(W, b)
+    return xp.matmul(A, Wt) + b2
+
+
+def _public_w(Wt):
+    """Contiguous W^T (in, out) -> the public (1, out, in) view of it."""
+    xp = array_namespace(Wt)
+    return xp.reshape(xp.matrix_transpose(Wt), (1, Wt.shape[1], Wt.shape[0]))
+
+
+def params_to_device(backend, host_params, dtype: str):
+    """Host [(W (1,out,in), b (1,out,1))] -> the same on the backend's device, in ``dtype``.
+
+    Each W is stored as a contiguous (in, out) array and returned as its (1, out, in) view.
+    """
+    out = []
+    for W, b in host_params:
+        Wt = backend.asarray(np.ascontiguousarray(np.asarray(W)[0].T), dtype)
+        out.append((_public_w(Wt), backend.asarray(b, dtype)))
+    return out
 
 
 def forward_2d(params, A, spec: Spec):
@@ -126,12 +148,12 @@ def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False):
     for layer in range(len(params) - 1, -1, -1):
         W, b = params[layer]
         A = acts[layer]
-        dW = xp.matmul(xp.matrix_transpose(delta), A)  # (out, in)
+        dWt = xp.matmul(xp.matrix_transpose(A), delta)  # (in, out), contiguous
         db = xp.sum(delta, axis=0)  # (out,)
-        grads.append((xp.reshape(dW, W.shape), xp.reshape(db, b.shape)))
+        grads.append((_public_w(dWt), xp.reshape(db, b.shape)))
         if layer > 0 or input_grad:
-            W2, _ = _wb2d(W, b)
-            dA = xp.matmul(delta, W2)  # (batch, in)
+            Wt, _ = _wb2d(W, b)
+            dA = xp.matmul(delta, xp.matrix_transpose(Wt))  # (batch, in)
             delta = dA * dact(A) if layer > 0 else dA
     grads.reverse()
     return (grads, delta) if input_grad else grads

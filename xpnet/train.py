@@ -17,6 +17,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from . import checkpoint, data, model, optim
+from .model import params_to_device  # noqa: F401  (re-exported for callers of train)
 from .errors import UserError
 
 
@@ -90,14 +91,10 @@ def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model
     return model.Spec(sizes, cfg.activation, cfg.output, cfg.init)
 
 
-def params_to_device(backend, host_params, dtype: str):
-    return [(backend.asarray(W, dtype), backend.asarray(b, dtype)) for W, b in host_params]
-
-
 def params_to_host(params):
     from .backend import to_host
 
-    return [(to_host(W), to_host(b)) for W, b in params]
+    return [(np.ascontiguousarray(to_host(W)), to_host(b)) for W, b in params]
 
 
 def predictions(params, split: data.DeviceData, spec: model.Spec, dtype: str):
@@ -162,7 +159,7 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print) -> Result
     spec = resolve_spec(cfg, dataset.num_features, dataset.num_classes)
     train_split, val_split = data.split_validation(dataset.train, cfg.validation)
 
-    params = params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
+    params = model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
     train_dev = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes)
     val_dev = data.to_device(backend, val_split) if val_split is not None else None
     n = len(train_dev)
