@@ -16,7 +16,7 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from . import checkpoint, data, model, optim
+from . import checkpoint, data, kernels, model, optim
 from .model import params_to_device  # noqa: F401  (re-exported for callers of train)
 from .errors import UserError
 
@@ -135,20 +135,31 @@ class Result:
 
 def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr: float, bar=None):
     """One pass over ``train`` in the order ``perm`` (device int array) at learning rate ``lr``.
-    Returns (params, loss sum as a 0-d device array). ``bar`` gets updated every few steps."""
+
+    Returns (params, summed loss as a 0-d array, not yet read). Uses the backend's fused
+    step where ``kernels`` has one, else the portable array-API step. ``bar`` gets
+    updated every few steps.
+    """
     xp = array_namespace(train.x)
     n, bs = len(train), cfg.batch_size
+    fused = kernels.fused_step(params, spec)
+    decay = 1.0 - lr * cfg.l2 / n
     loss_sum = xp.zeros((), dtype=train.x.dtype, device=device_of(train.x))
     every = max(1, 2048 // bs)
     for step, start in enumerate(range(0, n, bs)):
         idx = perm[start:min(start + bs, n)]
-        xb = xp.take(train.x, idx, axis=0)
-        yb = xp.take(train.onehot, idx, axis=0)
-        loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
-        params = optim.step(params, grads, lr, cfg.l2, n)
-        loss_sum = loss_sum + loss * xb.shape[0]
+        if fused is not None:
+            fused(train.x, train.onehot, idx, lr, decay)
+        else:
+            xb = xp.take(train.x, idx, axis=0)
+            yb = xp.take(train.onehot, idx, axis=0)
+            loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
+            params = optim.step(params, grads, lr, cfg.l2, n)
+            loss_sum = loss_sum + loss * xb.shape[0]
         if bar is not None and step % every == every - 1:
             bar.update(every * bs)
+    if fused is not None:
+        loss_sum = fused.loss_sum
     return params, loss_sum
 
 

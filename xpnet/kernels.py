@@ -1,0 +1,256 @@
+"""Backend-specific fast paths for the training step, behind one small interface.
+
+The portable array-API step (``model.loss_and_grads_2d`` + ``optim.step``) is the
+reference; a fast path computes the same numbers with fewer passes over memory
+and no allocation per step, and is tested against it (tests/test_kernels.py).
+
+``fused_step(params, spec, batch)`` returns a ``FusedStep`` for arrays it can
+speed up, or None (then the portable step is used). Today: NumPy, where every
+operation writes into buffers made once (``out=``), the learning rate and 1/batch
+are folded into the output error so each weight gradient is the update itself,
+and the loss comes out of the softmax for three extra small operations.
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+
+from .model import Spec, _wb2d
+
+
+class NumpyOps:
+    """The in-place primitives of FusedStep, for NumPy arrays."""
+
+    take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
+    matmul = staticmethod(lambda a, b, out: np.matmul(a, b, out=out))
+    row_max = staticmethod(lambda Z, out: np.max(Z, axis=1, keepdims=True, out=out))
+    row_sum = staticmethod(lambda Z, out: np.sum(Z, axis=1, keepdims=True, out=out))
+    col_sum = staticmethod(lambda Z, out: np.sum(Z, axis=0, keepdims=True, out=out))
+    total = staticmethod(np.sum)
+    vdot = staticmethod(lambda a, b: np.vdot(a, b))
+    exp = staticmethod(lambda Z, out: np.exp(Z, out=out))
+    log_ = staticmethod(lambda Z: np.log(Z, out=Z))
+    tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
+    relu_ = staticmethod(lambda Z: np.maximum(Z, 0, out=Z))
+    positive = staticmethod(lambda a, out: np.greater(a, 0, out=out))
+    rsub = staticmethod(lambda c, a, out: np.subtract(c, a, out=out))  # out = c - a
+    zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
+
+    @staticmethod
+    def empty(shape, like):
+        return np.empty(shape, dtype=like.dtype)
+
+    @staticmethod
+    def sub_matmul(C, a, b, scratch, decay: float) -> None:
+        """C = decay * C - a @ b (scratch: a buffer shaped like C)."""
+        np.matmul(a, b, out=scratch)
+        if decay != 1.0:
+            C *= decay
+        C -= scratch
+
+    @staticmethod
+    def usable(W) -> bool:
+        return array_api_compat.is_numpy_array(W) and W.flags.writeable
+
+    contiguous = staticmethod(lambda W: W.flags.c_contiguous)
+
+
+class TorchOps:
+    """The same primitives for PyTorch tensors; the weight update is one addmm_ (GEMM with beta)."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def take(self, X, idx, out):
+        return self.torch.index_select(X, 0, idx, out=out)
+
+    def matmul(self, a, b, out):
+        return self.torch.matmul(a, b, out=out)
+
+    def row_max(self, Z, out):
+        return self.torch.amax(Z, dim=1, keepdim=True, out=out)
+
+    def row_sum(self, Z, out):
+        return self.torch.sum(Z, dim=1, keepdim=True, out=out)
+
+    def col_sum(self, Z, out):
+        return self.torch.sum(Z, dim=0, keepdim=True, out=out)
+
+    def total(self, Z):
+        return self.torch.sum(Z)
+
+    def vdot(self, a, b):
+        return self.torch.sum(a * b)
+
+    def exp(self, Z, out):
+        return self.torch.exp(Z, out=out)
+
+    def log_(self, Z):
+        return Z.log_()
+
+    def tanh_(self, Z):
+        return Z.tanh_()
+
+    def relu_(self, Z):
+        return Z.clamp_(min=0)
+
+    def positive(self, a, out):
+        out.copy_(a > 0)
+        return out
+
+    def rsub(self, c, a, out):
+        return self.torch.neg(a, out=out).add_(c)
+
+    def zeros0(self, like):
+        return self.torch.zeros((), dtype=self.torch.float64, device=like.device)
+
+    def empty(self, shape, like):
+        return self.torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def sub_matmul(self, C, a, b, scratch, decay: float) -> None:
+        C.addmm_(a, b, beta=decay, alpha=-1.0)
+
+    def usable(self, W) -> bool:
+        return array_api_compat.is_torch_array(W) and not W.requires_grad
+
+    def contiguous(self, W) -> bool:
+        return W.is_contiguous()
+
+
+class FusedStep:
+    """One SGD step of ``spec``, in place: params are updated where they lie.
+
+    Weights are the contiguous (in, out) arrays behind the public (1, out, in) views.
+    ``ops`` holds the library's in-place primitives (NumpyOps, TorchOps).
+    """
+
+    def __init__(self, params, spec: Spec, ops):
+        self.spec, self.ops = spec, ops
+        self.Wt = []  # (in, out) contiguous storage behind each public W
+        self.b = []  # (1, out) views of each public b
+        for W, b in params:
+            Wt, b2 = _wb2d(W, b)
+            if not ops.contiguous(Wt):
+                raise ValueError("FusedStep needs parameters in the (in, out) layout")
+            self.Wt.append(Wt)
+            self.b.append(b2)
+        self.loss_sum = ops.zeros0(self.Wt[0])
+        self._buffers = {}
+
+    def _bufs(self, n: int):
+        """Per-batch-size buffers: activations A[0..L] (A[0] the input), deltas, scratch."""
+        if n not in self._buffers:
+            like, new = self.Wt[0], self.ops.empty
+            sizes = self.spec.sizes
+            self._buffers[n] = {
+                "A": [new((n, s), like) for s in sizes],
+                "y": new((n, sizes[-1]), like),
+                "d": [new((n, s), like) for s in sizes],  # d[l]: lr * dLoss/dZ_l
+                "t": [new((n, s), like) for s in sizes],  # scratch for activation derivatives
+                "row": new((n, 1), like),
+                "db": [new(tuple(b.shape), like) for b in self.b],
+                "dW": [new(tuple(w.shape), like) for w in self.Wt],
+            }
+        return self._buffers[n]
+
+    def __call__(self, X, Y, idx, lr: float, decay: float = 1.0) -> None:
+        """Gather rows ``idx`` of X (N, in) and one-hot Y (N, out), then one SGD step."""
+        ops, act = self.ops, self.spec.activation
+        n = idx.shape[0]
+        buf = self._bufs(n)
+        A, d, t = buf["A"], buf["d"], buf["t"]
+        ops.take(X, idx, A[0])
+        ops.take(Y, idx, buf["y"])
+        L = len(self.Wt)
+        for layer in range(L):
+            Z = A[layer + 1]
+            ops.matmul(A[layer], self.Wt[layer], Z)
+            Z += self.b[layer]
+            if layer < L - 1:
+                _activate(ops, act, Z)
+        self._output_delta(A[L], buf["y"], d[L], buf["row"], lr / n)
+        delta = d[L]
+        for layer in range(L - 1, -1, -1):
+            ops.col_sum(delta, buf["db"][layer])
+            if layer > 0:
+                ops.matmul(delta, self.Wt[layer].T, d[layer])
+            ops.sub_matmul(self.Wt[layer], A[layer].T, delta, buf["dW"][layer], decay)
+            self.b[layer] -= buf["db"][layer]
+            if layer > 0:
+                _times_derivative(ops, act, d[layer], A[layer], t[layer])
+                delta = d[layer]
+
+    def _output_delta(self, Z, y, out, row, scale: float) -> None:
+        """Loss of the batch into loss_sum; out = scale * dLoss_sum/dZ. Z is overwritten."""
+        ops = self.ops
+        if self.spec.output == "softmax":
+            ops.row_max(Z, row)
+            Z -= row
+            self.loss_sum -= ops.vdot(Z, y)  # -sum of the (shifted) label logits
+            ops.exp(Z, out)
+            ops.row_sum(out, row)
+            out /= row  # softmax
+            out -= y
+            self.loss_sum += ops.total(ops.log_(row))  # + sum of log-sum-exp
+        else:  # sigmoid output, quadratic cost
+            _activate(ops, "sigmoid", Z)
+            ops.rsub(0.0, y, out)
+            out += Z  # a - y
+            self.loss_sum += 0.5 * ops.vdot(out, out)
+            out *= Z
+            ops.rsub(1.0, Z, Z)
+            out *= Z
+        out *= scale
+
+
+def _activate(ops, name: str, Z) -> None:
+    """Hidden activation in place."""
+    if name == "relu":
+        ops.relu_(Z)
+    elif name == "tanh":
+        ops.tanh_(Z)
+    else:  # sigmoid = (1 + tanh(z/2)) / 2
+        Z *= 0.5
+        ops.tanh_(Z)
+        Z *= 0.5
+        Z += 0.5
+
+
+def _times_derivative(ops, name: str, d, a, scratch) -> None:
+    """d *= activation'(z), written with the activation's output a."""
+    if name == "relu":
+        ops.positive(a, scratch)
+    elif name == "tanh":
+        scratch[...] = a
+        scratch *= a
+        ops.rsub(1.0, scratch, scratch)
+    else:
+        ops.rsub(1.0, a, scratch)
+        scratch *= a
+    d *= scratch
+
+
+_TORCH_OPS = None
+
+
+def fused_step(params, spec: Spec):
+    """A FusedStep for these params, or None when the arrays have no fast path."""
+    global _TORCH_OPS
+    W = params[0][0]
+    if NumpyOps.usable(W):
+        ops = NumpyOps
+    elif array_api_compat.is_torch_array(W):
+        if _TORCH_OPS is None:
+            _TORCH_OPS = TorchOps()
+        ops = _TORCH_OPS
+        if not ops.usable(W):
+            return None
+    else:
+        return None
+    try:
+        return FusedStep(params, spec, ops)
+    except ValueError:
+        return None
