@@ -24,15 +24,10 @@ class NumpyOps:
 
     take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
     matmul = staticmethod(lambda a, b, out: np.matmul(a, b, out=out))
-    row_max = staticmethod(lambda Z, out: np.max(Z, axis=1, keepdims=True, out=out))
-    row_sum = staticmethod(lambda Z, out: np.sum(Z, axis=1, keepdims=True, out=out))
     col_sum = staticmethod(lambda Z, out: np.sum(Z, axis=0, keepdims=True, out=out))
-    total = staticmethod(np.sum)
     vdot = staticmethod(lambda a, b: np.vdot(a, b))
-    exp = staticmethod(lambda Z, out: np.exp(Z, out=out))
-    log_ = staticmethod(lambda Z: np.log(Z, out=Z))
-    tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
     relu_ = staticmethod(lambda Z: np.maximum(Z, 0, out=Z))
+    tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
     positive = staticmethod(lambda a, out: np.greater(a, 0, out=out))
     rsub = staticmethod(lambda c, a, out: np.subtract(c, a, out=out))  # out = c - a
     zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
@@ -40,6 +35,32 @@ class NumpyOps:
     @staticmethod
     def empty(shape, like):
         return np.empty(shape, dtype=like.dtype)
+
+    @staticmethod
+    def affine(A, Wt, b, out):
+        """out = A @ Wt + b."""
+        np.matmul(A, Wt, out=out)
+        out += b
+
+    @staticmethod
+    def sigmoid_(Z):
+        """Z = sigmoid(Z) = (1 + tanh(Z/2)) / 2, in place (no overflow)."""
+        Z *= 0.5
+        np.tanh(Z, out=Z)
+        Z *= 0.5
+        Z += 0.5
+
+    @staticmethod
+    def softmax_xent(Z, y, out, row):
+        """out = softmax(Z) - y; returns the summed cross-entropy. Z is overwritten."""
+        np.max(Z, axis=1, keepdims=True, out=row)
+        Z -= row
+        loss = -np.vdot(Z, y)  # minus the (shifted) label logits
+        np.exp(Z, out=out)
+        np.sum(out, axis=1, keepdims=True, out=row)
+        out /= row
+        out -= y
+        return loss + np.sum(np.log(row, out=row))  # plus the log-sum-exps
 
     @staticmethod
     def sub_matmul(C, a, b, scratch, decay: float) -> None:
@@ -70,26 +91,11 @@ class TorchOps:
     def matmul(self, a, b, out):
         return self.torch.matmul(a, b, out=out)
 
-    def row_max(self, Z, out):
-        return self.torch.amax(Z, dim=1, keepdim=True, out=out)
-
-    def row_sum(self, Z, out):
-        return self.torch.sum(Z, dim=1, keepdim=True, out=out)
-
     def col_sum(self, Z, out):
         return self.torch.sum(Z, dim=0, keepdim=True, out=out)
 
-    def total(self, Z):
-        return self.torch.sum(Z)
-
     def vdot(self, a, b):
         return self.torch.sum(a * b)
-
-    def exp(self, Z, out):
-        return self.torch.exp(Z, out=out)
-
-    def log_(self, Z):
-        return Z.log_()
 
     def tanh_(self, Z):
         return Z.tanh_()
@@ -109,6 +115,20 @@ class TorchOps:
 
     def empty(self, shape, like):
         return self.torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def affine(self, A, Wt, b, out):
+        self.torch.addmm(b, A, Wt, out=out)
+
+    def sigmoid_(self, Z):
+        Z.sigmoid_()
+
+    def softmax_xent(self, Z, y, out, row):
+        torch = self.torch
+        torch.log_softmax(Z, dim=1, out=out)
+        loss = -torch.sum(out * y)
+        out.exp_()
+        out -= y
+        return loss
 
     def sub_matmul(self, C, a, b, scratch, decay: float) -> None:
         C.addmm_(a, b, beta=decay, alpha=-1.0)
@@ -167,8 +187,7 @@ class FusedStep:
         L = len(self.Wt)
         for layer in range(L):
             Z = A[layer + 1]
-            ops.matmul(A[layer], self.Wt[layer], Z)
-            Z += self.b[layer]
+            ops.affine(A[layer], self.Wt[layer], self.b[layer], Z)
             if layer < L - 1:
                 _activate(ops, act, Z)
         self._output_delta(A[L], buf["y"], d[L], buf["row"], lr / n)
@@ -187,16 +206,9 @@ class FusedStep:
         """Loss of the batch into loss_sum; out = scale * dLoss_sum/dZ. Z is overwritten."""
         ops = self.ops
         if self.spec.output == "softmax":
-            ops.row_max(Z, row)
-            Z -= row
-            self.loss_sum -= ops.vdot(Z, y)  # -sum of the (shifted) label logits
-            ops.exp(Z, out)
-            ops.row_sum(out, row)
-            out /= row  # softmax
-            out -= y
-            self.loss_sum += ops.total(ops.log_(row))  # + sum of log-sum-exp
+            self.loss_sum += ops.softmax_xent(Z, y, out, row)
         else:  # sigmoid output, quadratic cost
-            _activate(ops, "sigmoid", Z)
+            ops.sigmoid_(Z)
             ops.rsub(0.0, y, out)
             out += Z  # a - y
             self.loss_sum += 0.5 * ops.vdot(out, out)
@@ -212,11 +224,8 @@ def _activate(ops, name: str, Z) -> None:
         ops.relu_(Z)
     elif name == "tanh":
         ops.tanh_(Z)
-    else:  # sigmoid = (1 + tanh(z/2)) / 2
-        Z *= 0.5
-        ops.tanh_(Z)
-        Z *= 0.5
-        Z += 0.5
+    else:
+        ops.sigmoid_(Z)
 
 
 def _times_derivative(ops, name: str, d, a, scratch) -> None:

@@ -116,9 +116,9 @@ def params_to_device(backend, host_params, dtype: str):
     Each W is stored as a contiguous (in, out) array and returned as its (1, out, in) view.
     """
     out = []
-    for W, b in host_params:
-        Wt = backend.asarray(np.ascontiguousarray(np.asarray(W)[0].T), dtype)
-        out.append((_public_w(Wt), backend.asarray(b, dtype)))
+    for W, b in host_params:  # fresh copies: training updates them in place
+        Wt = backend.asarray(np.array(np.asarray(W)[0].T, dtype=dtype, order="C", copy=True))
+        out.append((_public_w(Wt), backend.asarray(np.array(b, dtype=dtype, copy=True))))
     return out
 
 
