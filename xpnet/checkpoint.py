@@ -63,8 +63,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
-def save(path, spec: Spec, params, config: dict, metrics: dict | None = None) -> None:
-    """Save host parameters [(W, b), ...] (NumPy arrays), the spec, config and metrics."""
+def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, state: dict | None = None) -> None:
+    """Save host parameters [(W, b), ...] (NumPy arrays), the spec, config, metrics and the
+    training state needed to resume (epoch, step, host rng state, optimiser)."""
     arrays = {}
     for i, (W, b) in enumerate(params):
         arrays[f"W{i}"] = np.asarray(W)
@@ -74,6 +75,7 @@ def save(path, spec: Spec, params, config: dict, metrics: dict | None = None) ->
         "spec": {"sizes": list(spec.sizes), "activation": spec.activation, "output": spec.output, "init": spec.init},
         "config": config,
         "metrics": metrics or {},
+        "state": state or {},
         "sha256": _digest(arrays),
     }
     buf = io.BytesIO()

@@ -7,13 +7,19 @@ User errors become one line on stderr and exit code 2 (``--debug`` shows the tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 import numpy as np
 
-from . import __version__, backend as backends, checkpoint, data, images, model, optim
+from . import __version__, backend as backends, checkpoint, data, images, model, optim, presets
 from .errors import UserError
-from .train import Diverged, TrainConfig, format_accuracy, predictions, train
+from .train import Diverged, Stopped, TrainConfig, format_accuracy, predictions, train
 
 DEFAULTS = TrainConfig()
 
@@ -54,30 +60,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a network and report its test accuracy")
-    _add_device_flags(t)
-    t.add_argument("--layers", type=_int_list("--layers"), default=None, metavar="SIZES",
+    t = sub.add_parser("train", help="train a network and report its test accuracy",
+                       argument_default=argparse.SUPPRESS)  # only given flags appear: they win over presets/files
+    t.add_argument("--backend", choices=backends.BACKENDS,
+                   help="array library (default: cupy when --device picks a GPU, else numpy)")
+    t.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
+                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    t.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
+    t.add_argument("--preset", choices=sorted(presets.PRESETS), help="start from a named recipe (see: xpnet presets)")
+    t.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")
+    t.add_argument("--resume", metavar="PATH", help="continue the training saved in this checkpoint")
+    t.add_argument("--print-config", action="store_true", help="print the resolved configuration as TOML and exit")
+    t.add_argument("--layers", type=_int_list("--layers"), metavar="SIZES",
                    help="all layer sizes, input first, e.g. 784,100,10 (checked against the data)")
-    t.add_argument("--hidden", type=_int_list("--hidden"), default=DEFAULTS.hidden, metavar="SIZES",
+    t.add_argument("--hidden", type=_int_list("--hidden"), metavar="SIZES",
                    help=f"hidden sizes only; input and output come from the data (default {','.join(map(str, DEFAULTS.hidden))})")
-    t.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), default=DEFAULTS.activation)
-    t.add_argument("--output", choices=("softmax", "sigmoid"), default=DEFAULTS.output,
+    t.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), help=f"(default {DEFAULTS.activation})")
+    t.add_argument("--output", choices=("softmax", "sigmoid"),
                    help="softmax + cross-entropy, or sigmoid + quadratic cost (default softmax)")
-    t.add_argument("--init", choices=("auto",) + model.INITS, default=DEFAULTS.init,
-                   help="weight initialisation (auto: he for relu, xavier otherwise)")
-    t.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"learning rate (default {DEFAULTS.lr})")
-    t.add_argument("--lr-schedule", choices=optim.SCHEDULES, default=DEFAULTS.lr_schedule,
+    t.add_argument("--init", choices=("auto",) + model.INITS,
+                   help="weight initialisation (default auto: he for relu, xavier otherwise)")
+    t.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS.lr})")
+    t.add_argument("--lr-schedule", choices=optim.SCHEDULES,
                    help=f"per-epoch learning-rate schedule (default {DEFAULTS.lr_schedule})")
-    t.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help=f"(default {DEFAULTS.batch_size})")
-    t.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"(default {DEFAULTS.epochs})")
-    t.add_argument("--l2", type=float, default=DEFAULTS.l2,
-                   help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n (default 0)")
-    t.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the one host random generator")
-    t.add_argument("--validation", type=int, default=DEFAULTS.validation,
+    t.add_argument("--batch-size", type=int, help=f"(default {DEFAULTS.batch_size})")
+    t.add_argument("--epochs", type=int, help=f"(default {DEFAULTS.epochs})")
+    t.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n (default 0)")
+    t.add_argument("--seed", type=int, help="seed of the one host random generator (default 0)")
+    t.add_argument("--validation", type=int,
                    help="hold out the last N training images for validation (0: none; default 10000)")
-    t.add_argument("--dtype", choices=backends.DTYPES, default=DEFAULTS.dtype)
-    t.add_argument("--save", default=None, metavar="PATH", help="write the trained model to this .npz file")
+    t.add_argument("--dtype", choices=backends.DTYPES, help="(default float32)")
+    t.add_argument("--save", metavar="PATH", help="write the model (and resumable training state) to this .npz file")
+    t.add_argument("--log", metavar="PATH", help="append one JSON object per epoch to this file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(parser=t)
 
     e = sub.add_parser("evaluate", help="report a saved model's accuracy on the test set")
     e.add_argument("--model", required=True, metavar="PATH")
@@ -89,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("images", nargs="+", metavar="IMAGE")
     r.add_argument("--backend", choices=backends.BACKENDS, default=None)
     r.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+
+    sub.add_parser("presets", help="list the named training recipes")
     return p
 
 
@@ -99,17 +117,92 @@ def _pick_backend(args, say):
     return be
 
 
-def cmd_train(args, say) -> int:
-    cfg = TrainConfig(
-        layers=args.layers, hidden=args.hidden, activation=args.activation, output=args.output, init=args.init,
-        lr=args.lr, lr_schedule=args.lr_schedule, batch_size=args.batch_size, epochs=args.epochs, l2=args.l2, seed=args.seed,
-        validation=args.validation, dtype=args.dtype, backend=args.backend, device=args.device,
-        data_dir=args.data_dir, save=args.save, quiet=args.quiet,
-    )
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _from_toml(path: str, parser) -> dict:
+    """Training fields from a TOML file, each checked as its flag would be."""
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: file not found") from None
+    except OSError as e:
+        raise UserError(f"--config {path}: cannot read ({e.strerror or e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"--config {path}: not valid TOML ({e})") from None
+    table = table.get("train", table)
+    actions = {a.dest: a for a in parser._actions}
+    out = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in CONFIG_FIELDS or name not in actions:
+            raise UserError(f"--config {path}: unknown setting {key!r}")
+        action = actions[name]
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise UserError(f"--config {path}: {key} must be true or false")
+            out[name] = value
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        try:
+            parsed = action.type(text) if action.type else text
+        except ValueError:
+            raise UserError(f"--config {path}: {key} = {value!r} is not a valid value") from None
+        if action.choices and parsed not in action.choices:
+            raise UserError(f"--config {path}: {key} = {value!r}: expected one of {', '.join(map(str, action.choices))}")
+        out[name] = parsed
+    return out
+
+
+def resolve_train_config(args, parser):
+    """TrainConfig from, in rising priority: defaults, --preset, --config, the --resume checkpoint,
+    and flags on the command line. Returns (config, loaded checkpoint or None)."""
+    given = vars(args)
+    values = dataclasses.asdict(TrainConfig())
+    if "preset" in given:
+        values.update(presets.get(given["preset"]))
+    if "config" in given:
+        values.update(_from_toml(given["config"], parser))
+    resume = None
+    if "resume" in given:
+        resume = checkpoint.load(given["resume"])
+        saved = resume[2].get("config", {})
+        values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in CONFIG_FIELDS})
+        values["save"] = given["resume"]
+    values.update({k: v for k, v in given.items() if k in CONFIG_FIELDS})
+    for key in ("layers", "hidden"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    if "hidden" in given and "layers" not in given:
+        values["layers"] = None  # --hidden on the command line replaces sizes from presets or files
+    cfg = TrainConfig(**values)
     cfg.check()
+    return cfg, resume
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(str, v)) + "]"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+def cmd_train(args, say) -> int:
+    cfg, resume = resolve_train_config(args, args.parser)
+    if getattr(args, "print_config", False):
+        say("[train]")
+        for key, value in cfg.to_dict().items():
+            if value is not None:
+                say(f"{key.replace('_', '-')} = {_toml_value(value)}")
+        return 0
     dataset = data.load(cfg.data_dir)  # fully validated before any training
-    be = _pick_backend(args, say)
-    train(cfg, be, dataset, say=say)
+    be = backends.resolve(cfg.backend, cfg.device)
+    say(f"device: {be.label}, backend {be.name}" + (f" ({be.note})" if be.note else ""))
+    train(cfg, be, dataset, say=say, resume=resume)
     return 0
 
 
@@ -160,7 +253,13 @@ def cmd_predict(args, say) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_presets(args, say) -> int:
+    for name, preset in presets.PRESETS.items():
+        say(f"{name:<15} {preset['about']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "presets": cmd_presets}
 
 
 def main(argv=None) -> int:
@@ -171,9 +270,10 @@ def main(argv=None) -> int:
         print(line, flush=True)
 
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         if not args.command:
-            build_parser().print_help()
+            parser.print_help()
             return 2
         return COMMANDS[args.command](args, say)
     except UserError as e:
@@ -183,6 +283,8 @@ def main(argv=None) -> int:
         return e.exit_code
     except Diverged as e:
         print(f"xpnet: {e}", file=sys.stderr)
+        return e.exit_code
+    except Stopped as e:
         return e.exit_code
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)

@@ -6,8 +6,11 @@ device and read once at the end of the epoch (one sync per epoch).
 
 from __future__ import annotations
 
+import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +45,7 @@ class TrainConfig:
     device: str = "auto"
     data_dir: str | None = None
     save: str | None = None
+    log: str | None = None  # append one JSON object per epoch
     quiet: bool = False
 
     def check(self) -> None:
@@ -133,21 +137,42 @@ class Result:
     test_total: int = 0
 
 
-def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr: float, bar=None):
-    """One pass over ``train`` in the order ``perm`` (device int array) at learning rate ``lr``.
+class _StopAt(Exception):
+    """Raised inside run_epoch when ``stop()`` turned true: steps [0, step) of the epoch are done."""
 
-    Returns (params, summed loss as a 0-d array, not yet read). Uses the backend's fused
-    step where ``kernels`` has one, else the portable array-API step. ``bar`` gets
-    updated every few steps.
+    def __init__(self, step: int, loss_sum: float, params):
+        super().__init__(step)
+        self.step, self.loss_sum, self.params = step, loss_sum, params
+
+
+class _NonFinite(Exception):
+    """The running loss was NaN or infinite when read after ``step`` steps."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr: float, bar=None,
+              start: int = 0, loss_sum=0.0, stop=None, check_every: int = 0):
+    """Steps ``start``, ``start+1``, ... of one pass over ``train`` in the order ``perm``
+    (device int array) at learning rate ``lr``.
+
+    Returns (params, summed loss as a 0-d array, not yet read). Uses the backend's fused step
+    where ``kernels`` has one, else the portable array-API step. Every ``check_every`` steps
+    (0: never) the running loss is read (one sync) to catch divergence and feed ``bar``;
+    after any step where ``stop()`` is true, raises _StopAt.
     """
     xp = array_namespace(train.x)
     n, bs = len(train), cfg.batch_size
     fused = kernels.fused_step(params, spec)
     decay = 1.0 - lr * cfg.l2 / n
-    loss_sum = xp.zeros((), dtype=train.x.dtype, device=device_of(train.x))
-    every = max(1, 2048 // bs)
-    for step, start in enumerate(range(0, n, bs)):
-        idx = perm[start:min(start + bs, n)]
+    total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.x.dtype, device=device_of(train.x))
+    if fused is not None:
+        fused.loss_sum += total
+    steps = range(start, -(-n // bs))
+    for step in steps:
+        idx = perm[step * bs:min(step * bs + bs, n)]
         if fused is not None:
             fused(train.x, train.onehot, idx, lr, decay)
         else:
@@ -155,65 +180,170 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr: 
             yb = xp.take(train.onehot, idx, axis=0)
             loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
             params = optim.step(params, grads, lr, cfg.l2, n)
-            loss_sum = loss_sum + loss * xb.shape[0]
-        if bar is not None and step % every == every - 1:
-            bar.update(every * bs)
-    if fused is not None:
-        loss_sum = fused.loss_sum
-    return params, loss_sum
+            total = total + loss * xb.shape[0]
+        done = step + 1
+        if check_every and done % check_every == 0:
+            running = float(fused.loss_sum if fused is not None else total)
+            if not math.isfinite(running):
+                raise _NonFinite(done)
+            if bar is not None:
+                bar.update(min(done * bs, n) - bar.n)
+                bar.set_postfix(loss=f"{running / min(done * bs, n):.4f}", refresh=False)
+        if stop is not None and stop() and done < len(steps) + start:
+            raise _StopAt(done, float(fused.loss_sum if fused is not None else total), params)
+    return params, (fused.loss_sum if fused is not None else total)
 
 
-def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print) -> Result:
-    """Train per ``cfg`` on ``dataset`` with ``backend``; prints one line per epoch and the test line."""
+class _SignalFlag:
+    """While active, SIGINT and SIGTERM set a flag (the step in flight finishes) instead of
+    killing the process; a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _start_state(cfg: TrainConfig, spec, backend, resume):
+    """(params on the device, host rng, first epoch, first step, partial loss, history)."""
+    if resume is None:
+        rng = np.random.default_rng(cfg.seed)
+        params = model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
+        return params, rng, 1, 0, 0.0, []
+    r_spec, host_params, meta = resume
+    if r_spec != spec:
+        raise UserError(f"--resume: the checkpoint's network {'-'.join(map(str, r_spec.sizes))} "
+                        f"{r_spec.activation}/{r_spec.output} is not this run's {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output}")
+    state = meta.get("state") or {}
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        epoch, step, partial = int(state["epoch"]), int(state["step"]), float(state["loss_partial"])
+        history = list(meta.get("metrics", {}).get("history", []))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--resume: the checkpoint has no usable training state ({e})") from None
+    return model.params_to_device(backend, host_params, cfg.dtype), rng, epoch, step, partial, history
+
+
+def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None) -> Result:
+    """Train per ``cfg`` on ``dataset`` with ``backend``; prints one line per epoch and the test line.
+
+    ``resume``: a loaded checkpoint (spec, host params, meta) whose training state to continue.
+    With ``cfg.save`` a resumable checkpoint is written after every epoch and on SIGINT/SIGTERM.
+    """
     cfg.check()
-    rng = np.random.default_rng(cfg.seed)
     spec = resolve_spec(cfg, dataset.num_features, dataset.num_classes)
     train_split, val_split = data.split_validation(dataset.train, cfg.validation)
-
-    params = model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
+    params, rng, first_epoch, first_step, partial, history = _start_state(cfg, spec, backend, resume)
     train_dev = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes)
     val_dev = data.to_device(backend, val_split) if val_split is not None else None
     n = len(train_dev)
+    config = cfg.to_dict() | {"image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes}
+
+    def save(params, epoch, step, rng_state, loss_partial, metrics=None):
+        state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "optimizer": {"name": "sgd"}}
+        checkpoint.save(cfg.save, spec, params_to_host(params), config, {"history": history, **(metrics or {})}, state)
+
     say(
         f"training {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} on {n} images "
         f"({dataset.source}), {backend.name} on {backend.label}, {cfg.dtype}, "
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
+        + (f", resuming at epoch {first_epoch} step {first_step}" if resume is not None else "")
     )
-    result = Result(spec, params)
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        perm = backend.asarray(rng.permutation(n))  # the epoch's one host->device copy
-        bar = _progress(n, epoch, cfg.epochs, cfg.quiet)
-        try:
+    check_every = max(1, 65536 // cfg.batch_size)  # about one loss read per 64k samples
+    with _SignalFlag() as stop:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            rng_state = rng.bit_generator.state  # before this epoch's permutation: enough to redo it
+            perm = backend.asarray(rng.permutation(n))  # the epoch's one host->device copy
             lr = optim.epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs)
-            with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
-                params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr, bar)
-            loss = float(loss_sum) / n  # the epoch's sync
-        finally:
-            if bar is not None:
-                bar.close()
-        seconds = time.perf_counter() - t0
-        if not math.isfinite(loss):
-            raise Diverged(f"training diverged at epoch {epoch}: the loss is {loss}; try a smaller --lr (now {cfg.lr})")
-        entry = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": seconds, "samples_per_s": n / seconds}
-        line = f"epoch {epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
-        if val_dev is not None:
-            c, t = accuracy(params, val_dev, spec, cfg.dtype)
-            entry["val_accuracy"] = c / t
-            line += f"  val acc {100.0 * c / t:6.2f}%"
-        line += f"  {seconds:6.2f}s  {n / seconds:9.0f} samples/s"
-        say(line)
-        result.history.append(entry)
-    result.params = params
+            start, loss0 = (first_step, partial) if epoch == first_epoch else (0, 0.0)
+            bar = _progress(n, epoch, cfg.epochs, cfg.quiet)
+            try:
+                with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
+                    params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr, bar, start, loss0, stop, check_every)
+                loss = float(loss_sum) / n  # the epoch's sync
+            except _StopAt as e:
+                return _stopped(cfg, stop.signum, e, save, epoch, rng_state, say)
+            except _NonFinite as e:
+                raise Diverged(f"training diverged at epoch {epoch}, step {e.step}: the loss is not finite; "
+                               f"try a smaller --lr (now {cfg.lr})" + (f"; {cfg.save} holds the last good epoch" if cfg.save and history else "")) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+            if not math.isfinite(loss):
+                raise Diverged(f"training diverged at epoch {epoch}: the loss is {loss}; try a smaller --lr (now {cfg.lr})"
+                               + (f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""))
+            seconds = time.perf_counter() - t0
+            entry = {"epoch": epoch, "step": epoch * -(-n // cfg.batch_size), "loss": loss, "lr": lr,
+                     "seconds": seconds, "samples_per_s": (n - start * cfg.batch_size) / seconds,
+                     "backend": backend.name, "device": backend.label}
+            line = f"epoch {epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
+            if val_dev is not None:
+                c, t = accuracy(params, val_dev, spec, cfg.dtype)
+                entry["val_accuracy"] = c / t
+                line += f"  val acc {100.0 * c / t:6.2f}%"
+            say(line + f"  {seconds:6.2f}s  {entry['samples_per_s']:9.0f} samples/s")
+            history.append(entry)
+            if cfg.log:
+                _append_log(cfg.log, entry)
+            if cfg.save:
+                save(params, epoch + 1, 0, rng.bit_generator.state, 0.0)
+            if stop():
+                return _stopped(cfg, stop.signum, _StopAt(0, 0.0, params), save, epoch + 1, rng.bit_generator.state, say)
+    result = Result(spec, params, history)
     test_dev = data.to_device(backend, dataset.test)
     result.test_correct, result.test_total = accuracy(params, test_dev, spec, cfg.dtype)
     if cfg.save:
-        metrics = {"history": result.history, "test_accuracy": result.test_correct / result.test_total}
-        config = cfg.to_dict() | {"image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes}
-        checkpoint.save(cfg.save, spec, params_to_host(params), config, metrics)
+        save(params, cfg.epochs + 1, 0, rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total})
         say(f"saved {cfg.save}")
     say(format_accuracy(result.test_correct, result.test_total))
     return result
+
+
+def _append_log(path: str, entry: dict) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+    except OSError as e:
+        raise UserError(f"--log {path}: cannot append ({e.strerror or e})") from None
+
+
+def _stopped(cfg, signum, e: _StopAt, save, epoch: int, rng_state, say):
+    """After SIGINT/SIGTERM: save a resumable checkpoint (with --save), say how to resume, raise Stopped."""
+    name = signal.Signals(signum).name
+    if cfg.save:
+        save(e.params, epoch, e.step, rng_state, e.loss_sum)
+        say(f"{name}: stopped at epoch {epoch}, step {e.step}; saved {cfg.save}. Resume with: xpnet train --resume {cfg.save}")
+    else:
+        say(f"{name}: stopped at epoch {epoch}, step {e.step}; nothing saved (use --save PATH to make runs resumable)")
+    raise Stopped(128 + signum)
+
+
+class Stopped(Exception):
+    """Training stopped on a signal; exit_code is 130 (SIGINT) or 143 (SIGTERM)."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 class Diverged(Exception):
