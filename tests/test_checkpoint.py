@@ -109,6 +109,20 @@ def test_refuses_tampered_truncated_and_foreign_files(saved, tmp_path):
         checkpoint.load(path)
 
     path.write_bytes(good)
+    meta = _meta(path)
+    meta["config"]["lr"] = 99.0  # metadata is covered by the checksum too
+    _rewrite(path, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(UserError, match="checksum"):
+        checkpoint.load(path)
+
+    path.write_bytes(good)
+    meta = _meta(path)
+    meta["spec"]["activation"] = "swish"
+    _rewrite(path, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(UserError, match="architecture"):
+        checkpoint.load(path)
+
+    path.write_bytes(good)
     _rewrite(path, meta=None)
     with pytest.raises(UserError, match="no metadata"):
         checkpoint.load(path)

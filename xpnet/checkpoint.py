@@ -2,7 +2,7 @@
 
 Layout: ``W0, b0, W1, b1, ...`` (order-3 shapes, as trained) and ``meta``, the
 UTF-8 JSON of {format, spec, config, metrics, sha256} stored as a uint8 array.
-``sha256`` covers every parameter array's name, dtype, shape and bytes.
+``sha256`` covers the rest of the metadata and every parameter array's name, dtype, shape and bytes.
 Files are written atomically (temporary file, fsync, rename) and loaded with
 ``allow_pickle=False``; anything unexpected is refused with a UserError.
 """
@@ -25,8 +25,10 @@ from .model import Spec
 FORMAT = "xpnet-checkpoint/1"
 
 
-def _digest(arrays: dict[str, np.ndarray]) -> str:
+def _digest(arrays: dict[str, np.ndarray], meta: dict) -> str:
+    """SHA-256 over the metadata (but its own checksum) and every array's name, dtype, shape and bytes."""
     h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
@@ -76,8 +78,8 @@ def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, st
         "config": config,
         "metrics": metrics or {},
         "state": state or {},
-        "sha256": _digest(arrays),
     }
+    meta["sha256"] = _digest(arrays, meta)
     buf = io.BytesIO()
     np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     try:
@@ -134,7 +136,7 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
             raise UserError(f"{path}: {name} has shape {a.shape} {a.dtype}, the architecture needs {shape} floats")
         if not np.all(np.isfinite(a)):
             raise UserError(f"{path}: {name} holds NaN or infinite values")
-    if meta.get("sha256") != _digest(arrays):
+    if meta.get("sha256") != _digest(arrays, meta):
         raise UserError(f"{path}: checksum mismatch: the checkpoint was modified or damaged")
     params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(len(spec.sizes) - 1)]
     return spec, params, meta
