@@ -105,3 +105,13 @@ def test_config_file_and_flags_precedence(tmp_path):
     assert_clean_error(xpnet("train", "--config", bad, check=False), "bad.toml", "TOML")
     bad.write_text('activation = "swish"\n')
     assert_clean_error(xpnet("train", "--config", bad, check=False), "bad.toml", "activation")
+
+
+def test_same_seed_bit_identical_across_processes(tmp_path):
+    a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
+    args = ["train", "--hidden", "16", "--epochs", "2", "--validation", "55000", "--seed", "5"]
+    xpnet(*args, "--save", a)
+    xpnet(*args, "--save", b)
+    xpnet(*args[:-1], "6", "--save", c)
+    assert _same(_params(a), _params(b))
+    assert not _same(_params(a), _params(c))

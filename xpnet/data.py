@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ MAX_BYTES = 1 << 34  # refuse headers that declare more than 16 GiB
 
 
 def _open(path: Path):
-    """A binary stream of the file's payload: gunzipped if it is gzip data (by its first bytes;
-    a .gz name requires gzip data)."""
+    """(binary stream of the file's payload, is gzip, payload size hint modulo 2**32 or None):
+    gunzipped if it is gzip data (by its first bytes; a .gz name requires gzip data)."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -47,31 +48,35 @@ def _open(path: Path):
         raise UserError(f"{path}: is a directory, expected an IDX file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    size = os.fstat(f.fileno()).st_size
     if f.read(2) == GZIP_MAGIC:
+        # the gzip trailer's ISIZE: the payload length modulo 2**32 (a hint, checked again while reading)
+        f.seek(max(size - 4, 0))
+        isize = int.from_bytes(f.read(4), "little") if size >= 18 else None
         f.seek(0)
-        return gzip.GzipFile(fileobj=f, mode="rb"), True
+        return gzip.GzipFile(fileobj=f, mode="rb"), True, isize
     if path.suffix == ".gz":
         f.close()
         raise UserError(f"{path}: not gzip data (the name ends in .gz)")
     f.seek(0)
-    return f, False
+    return f, False, size
 
 
-def _parse_stream(f, name: str, is_gzip: bool = False, sha=None) -> np.ndarray:
+def _parse_stream(f, name: str, is_gzip: bool = False, sha=None, size_hint: int | None = None) -> np.ndarray:
     """Decode an IDX stream to a native-endian NumPy array, checking every field.
 
     Reads straight into the result (no second copy of the payload); ``sha``, a hashlib
     object, is fed the uncompressed bytes.
     """
     try:
-        return _parse(f, name, sha)
+        return _parse(f, name, sha, size_hint)
     except EOFError:
         raise UserError(f"{name}: truncated gzip data") from None
     except (OSError, zlib.error) as e:
         raise UserError(f"{name}: corrupt {'gzip ' if is_gzip else ''}data ({e})") from None
 
 
-def _parse(f, name: str, sha) -> np.ndarray:
+def _parse(f, name: str, sha, size_hint) -> np.ndarray:
     head = f.read(4)
     if len(head) < 4:
         raise UserError(f"{name}: not an IDX file ({len(head)} bytes, too short for a header)")
@@ -85,17 +90,18 @@ def _parse(f, name: str, sha) -> np.ndarray:
         raise UserError(f"{name}: truncated IDX header ({4 + len(dims_raw)} bytes, need {4 + 4 * ndim})")
     dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
     dtype = IDX_TYPES[head[2]]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
+    header = 4 + 4 * ndim
     if expected > MAX_BYTES:
         raise UserError(f"{name}: header {dims} declares {expected} bytes, more than xpnet reads ({MAX_BYTES})")
-    out = np.empty(expected, dtype=np.uint8)
+    if size_hint is not None and (size_hint - header - expected) % (1 << 32) != 0:
+        # the length probably does not match (e.g. a lying header): read what is there before allocating
+        out = np.frombuffer(_read_upto(f, expected), dtype=np.uint8)
+        got = out.shape[0]
+    else:
+        out = np.empty(expected, dtype=np.uint8)
+        got = _read_into(f, memoryview(out))
     view = memoryview(out)
-    got = 0
-    while got < expected:
-        k = f.readinto(view[got:got + (1 << 22)])
-        if not k:
-            break
-        got += k
     if got < expected:
         raise UserError(f"{name}: truncated: header {dims} needs {expected} data bytes, found {got}")
     if f.read(1):
@@ -107,17 +113,40 @@ def _parse(f, name: str, sha) -> np.ndarray:
     return data if dtype.isnative else data.astype(dtype.newbyteorder("="))
 
 
+def _read_into(f, view) -> int:
+    """Fill ``view`` from the stream; returns the number of bytes read."""
+    got = 0
+    while got < len(view):
+        k = f.readinto(view[got:got + (1 << 22)])
+        if not k:
+            break
+        got += k
+    return got
+
+
+def _read_upto(f, n: int) -> bytes:
+    """Up to ``n`` bytes of the stream, in chunks (nothing allocated for bytes that are not there)."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = f.read(min(1 << 22, n - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def parse_idx(payload: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode an uncompressed IDX payload held in memory (see ``_parse_stream``)."""
-    return _parse_stream(io.BytesIO(payload), name)
+    return _parse_stream(io.BytesIO(payload), name, size_hint=len(payload))
 
 
 def read_idx(path: str | os.PathLike, sha=None) -> np.ndarray:
     """Read an IDX file (raw or gzip) and validate it; UserError naming the file on any problem."""
     path = Path(path)
-    f, is_gzip = _open(path)
+    f, is_gzip, size_hint = _open(path)
     with f:
-        return _parse_stream(f, str(path), is_gzip, sha)
+        return _parse_stream(f, str(path), is_gzip, sha, size_hint)
 
 
 @dataclass

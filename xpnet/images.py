@@ -9,12 +9,14 @@ as MNIST's digits were.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
 
+MAX_PIXELS = 25_000_000
 _PGM_HEADER = re.compile(rb"^(P[25])\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s")
 
 
@@ -23,7 +25,7 @@ def _decode_pgm(raw: bytes, path: Path) -> np.ndarray:
     if not m:
         raise UserError(f"{path}: malformed PGM header")
     kind, w, h, maxval = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
-    if w < 1 or h < 1 or not 0 < maxval < 65536:
+    if w < 1 or h < 1 or w * h > MAX_PIXELS or not 0 < maxval < 65536:
         raise UserError(f"{path}: PGM size {w}x{h} or maxval {maxval} out of range")
     body = raw[m.end():]
     if kind == b"P5":
@@ -47,10 +49,14 @@ def _decode_pillow(path: Path) -> np.ndarray:
     except ImportError:
         raise UserError(f"{path}: reading this format needs Pillow: pip install 'xpnet[images]' (or use PGM)") from None
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB")
-            arr = np.asarray(im, dtype=np.float64) / 255.0
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise UserError(f"{path}: image of {im.width}x{im.height} pixels is too large (limit {MAX_PIXELS})")
+                im = im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB")
+                arr = np.asarray(im, dtype=np.float64) / 255.0
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise UserError(f"{path}: cannot decode image ({e})") from None
     if arr.shape[-1] == 4:  # composite transparency onto white paper
         rgb, alpha = arr[..., :3], arr[..., 3:]
