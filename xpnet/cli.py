@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 
 try:
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=backends.DTYPES, help="(default float32)")
     t.add_argument("--save", metavar="PATH", help="write the model (and resumable training state) to this .npz file")
     t.add_argument("--log", metavar="PATH", help="append one JSON object per epoch to this file")
+    t.add_argument("--plots", metavar="DIR", help="after training, draw curves.png, confusion.png and mistakes.png here")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(parser=t)
 
@@ -107,6 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
 
     sub.add_parser("presets", help="list the named training recipes")
+
+    i = sub.add_parser("imagine", help="draw what a trained network thinks each digit looks like")
+    i.add_argument("--model", required=True, metavar="PATH")
+    i.add_argument("digits", nargs="*", type=int, metavar="DIGIT", help="classes to imagine (default: all)")
+    i.add_argument("--out", default="imagined.png", metavar="FILE.png")
+    i.add_argument("--steps", type=int, default=300, help="gradient-ascent steps (default 300)")
+    i.add_argument("--backend", choices=backends.BACKENDS, default=None)
+    i.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+
+    w = sub.add_parser("walkthrough", help="watch a fresh network learn one training image")
+    w.add_argument("--index", type=int, default=0, help="which training image (default 0)")
+    w.add_argument("--iterations", type=int, default=250)
+    w.add_argument("--every", type=int, default=10, help="print every K iterations (default 10)")
+    w.add_argument("--hidden", type=int, default=28)
+    w.add_argument("--lr", type=float, default=0.25)
+    w.add_argument("--seed", type=int, default=0)
+    _add_device_flags(w)
+
+    sh = sub.add_parser("show", help="draw a grid of digits with their labels")
+    sh.add_argument("--count", type=int, default=40)
+    sh.add_argument("--split", choices=("train", "test"), default="train")
+    sh.add_argument("--out", default="digits.png", metavar="FILE.png")
+    sh.add_argument("--data-dir", default=None, metavar="DIR")
+
+    pl = sub.add_parser("plot", help="redraw learning curves from a --log file")
+    pl.add_argument("--log", required=True, metavar="PATH")
+    pl.add_argument("--out", default="curves.png", metavar="FILE.png")
     return p
 
 
@@ -234,14 +263,20 @@ def cmd_evaluate(args, say) -> int:
     return 0
 
 
+def _image_shape(path, spec, meta) -> tuple[int, int]:
+    """The model's input image size: from its checkpoint, else a square of its input count."""
+    shape = meta.get("config", {}).get("image_shape")
+    if shape and len(shape) == 2 and int(np.prod(shape)) == spec.sizes[0]:
+        return int(shape[0]), int(shape[1])
+    side = int(round(spec.sizes[0] ** 0.5))
+    if side * side != spec.sizes[0]:
+        raise UserError(f"{path}: cannot tell the image size for {spec.sizes[0]} inputs")
+    return side, side
+
+
 def cmd_predict(args, say) -> int:
     spec, host_params, meta = checkpoint.load(args.model)
-    shape = meta.get("config", {}).get("image_shape")
-    if not shape or int(np.prod(shape)) != spec.sizes[0]:
-        side = int(round(spec.sizes[0] ** 0.5))
-        if side * side != spec.sizes[0]:
-            raise UserError(f"{args.model}: cannot tell the image size for {spec.sizes[0]} inputs")
-        shape = (side, side)
+    shape = _image_shape(args.model, spec, meta)
     inputs = np.stack([images.load_for_model(p, tuple(shape)) for p in args.images])
     be = _pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta)
@@ -259,7 +294,87 @@ def cmd_presets(args, say) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "presets": cmd_presets}
+def cmd_imagine(args, say) -> int:
+    from . import explore, plots
+
+    spec, host_params, meta = checkpoint.load(args.model)
+    classes = spec.sizes[-1]
+    digits = args.digits or list(range(classes))
+    bad = [d for d in digits if not 0 <= d < classes]
+    if bad:
+        raise UserError(f"DIGIT {bad[0]}: this model has classes 0..{classes - 1}")
+    if args.steps < 1:
+        raise UserError(f"--steps {args.steps}: must be >= 1")
+    shape = _image_shape(args.model, spec, meta)
+    be = _pick_backend(args, say)
+    params, _ = _params_on(be, host_params, meta)
+    imgs, probs = explore.imagine(params, spec, digits, shape, steps=args.steps)
+    ok = 0
+    for d, p in zip(digits, probs):
+        guess = int(np.argmax(p))
+        ok += guess == d
+        say(f"imagined {d}: classified as {guess} ({100 * p[guess]:.1f}%), p({d}) = {100 * p[d]:.1f}%" + ("" if guess == d else "  <- not as intended"))
+    plots.digit_grid(imgs, [f"{d}: p={p[d]:.2f}" for d, p in zip(digits, probs)], args.out, cols=5,
+                     title="what the network imagines")
+    say(f"{ok}/{len(digits)} imagined digits classified as intended; wrote {args.out}")
+    return 0
+
+
+def cmd_walkthrough(args, say) -> int:
+    from . import explore
+
+    if args.iterations < 1 or args.every < 1 or args.hidden < 1 or not args.lr > 0:
+        raise UserError("walkthrough: --iterations, --every, --hidden and --lr must be positive")
+    dataset = data.load(args.data_dir)
+    if not 0 <= args.index < len(dataset.train):
+        raise UserError(f"--index {args.index}: must be between 0 and {len(dataset.train) - 1}")
+    be = _pick_backend(args, say)
+    explore.walkthrough(be, dataset.train.images[args.index], int(dataset.train.labels[args.index]),
+                        dataset.num_classes, args.iterations, args.every, args.hidden, args.lr, args.seed, say)
+    return 0
+
+
+def cmd_show(args, say) -> int:
+    from . import plots
+
+    if args.count < 1:
+        raise UserError(f"--count {args.count}: must be >= 1")
+    split = getattr(data.load(args.data_dir), args.split)
+    n = min(args.count, len(split))
+    imgs = split.images[:n]
+    if imgs.ndim != 3:
+        raise UserError(f"show: images of shape {imgs.shape[1:]} are not 2-D pictures")
+    plots.digit_grid(imgs, [str(int(v)) for v in split.labels[:n]], args.out, title=f"first {n} {args.split} images")
+    say(f"wrote {args.out}")
+    return 0
+
+
+def cmd_plot(args, say) -> int:
+    from . import plots
+
+    try:
+        lines = open(args.log, encoding="utf-8").read().splitlines()
+    except OSError as e:
+        raise UserError(f"--log {args.log}: cannot read ({e.strerror or e})") from None
+    history = []
+    for k, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            float(row["loss"]), int(row["epoch"])
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"--log {args.log}: line {k} is not an xpnet epoch record") from None
+        history.append(row)
+    if not history:
+        raise UserError(f"--log {args.log}: no epochs in the file")
+    plots.learning_curves(history, args.out)
+    say(f"wrote {args.out} ({len(history)} epochs)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "presets": cmd_presets,
+            "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot}
 
 
 def main(argv=None) -> int:

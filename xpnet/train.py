@@ -46,6 +46,7 @@ class TrainConfig:
     data_dir: str | None = None
     save: str | None = None
     log: str | None = None  # append one JSON object per epoch
+    plots: str | None = None  # folder for learning curves, confusion matrix, mistakes
     quiet: bool = False
 
     def check(self) -> None:
@@ -64,6 +65,8 @@ class TrainConfig:
             raise UserError(f"--validation {self.validation}: must be >= 0")
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
+        if self.plots and not Path(self.plots).is_dir():
+            raise UserError(f"--plots {self.plots}: not a directory")
         if self.save:
             target = Path(self.save)
             if target.is_dir():
@@ -297,6 +300,9 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
                      "seconds": seconds, "samples_per_s": (n - start * cfg.batch_size) / seconds,
                      "backend": backend.name, "device": backend.label}
             line = f"epoch {epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
+            if cfg.log or cfg.plots:
+                c, t = accuracy(params, train_dev, spec, cfg.dtype)
+                entry["train_accuracy"] = c / t
             if val_dev is not None:
                 c, t = accuracy(params, val_dev, spec, cfg.dtype)
                 entry["val_accuracy"] = c / t
@@ -311,12 +317,30 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
                 return _stopped(cfg, stop.signum, _StopAt(0, 0.0, params), save, epoch + 1, rng.bit_generator.state, say)
     result = Result(spec, params, history)
     test_dev = data.to_device(backend, dataset.test)
-    result.test_correct, result.test_total = accuracy(params, test_dev, spec, cfg.dtype)
+    preds = backend.to_host(predictions(params, test_dev, spec, cfg.dtype))
+    result.test_correct, result.test_total = int((preds == dataset.test.labels).sum()), len(dataset.test)
+    if cfg.plots:
+        _draw(cfg.plots, history, dataset, preds, say)
     if cfg.save:
         save(params, cfg.epochs + 1, 0, rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total})
         say(f"saved {cfg.save}")
     say(format_accuracy(result.test_correct, result.test_total))
     return result
+
+
+def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
+    """Learning curves, the test confusion matrix and a grid of misclassified test digits."""
+    from . import plots
+
+    labels = dataset.test.labels
+    wrong = np.flatnonzero(preds != labels)[:50]
+    paths = [
+        plots.learning_curves(history, Path(folder) / "curves.png"),
+        plots.confusion(labels, preds, dataset.num_classes, Path(folder) / "confusion.png"),
+        plots.digit_grid(dataset.test.images[wrong], [f"{preds[i]} (true {labels[i]})" for i in wrong],
+                         Path(folder) / "mistakes.png", title=f"{len(np.flatnonzero(preds != labels))} test digits misclassified (first {len(wrong)}): predicted (true)"),
+    ]
+    say("plots: " + ", ".join(map(str, paths)))
 
 
 def _append_log(path: str, entry: dict) -> None:
