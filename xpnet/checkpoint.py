@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from . import optim
 from .model import Spec
 
 FORMAT = "xpnet-checkpoint/1"
@@ -65,13 +66,19 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
-def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, state: dict | None = None) -> None:
+def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, state: dict | None = None,
+         slots=None) -> None:
     """Save host parameters [(W, b), ...] (NumPy arrays), the spec, config, metrics and the
-    training state needed to resume (epoch, step, host rng state, optimiser)."""
+    training state needed to resume (epoch, step, host rng state, optimiser settings), with the
+    optimiser's slot arrays ``slots`` ([[W slots, b slots], ...], as in optim.init_state)."""
     arrays = {}
     for i, (W, b) in enumerate(params):
         arrays[f"W{i}"] = np.asarray(W)
         arrays[f"b{i}"] = np.asarray(b)
+    for i, pair in enumerate(slots or []):
+        for name, slot in zip("Wb", pair):
+            for k, a in enumerate(slot):
+                arrays[f"opt{k}_{name}{i}"] = np.asarray(a)
     meta = {
         "format": FORMAT,
         "spec": {"sizes": list(spec.sizes), "activation": spec.activation, "output": spec.output, "init": spec.init},
@@ -128,6 +135,14 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
     expected = {}
     for i, (wshape, bshape) in enumerate(spec.param_shapes()):
         expected[f"W{i}"], expected[f"b{i}"] = wshape, bshape
+    for key in ("config", "metrics", "state"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise UserError(f"{path}: corrupt checkpoint metadata ({key} is not a table)")
+    opt = meta.get("state", {}).get("optimizer", {})
+    n_slots = optim.SLOTS.get(opt.get("name"), 0) if isinstance(opt, dict) and isinstance(opt.get("name"), str) else 0
+    if any(name.startswith("opt") for name in arrays):
+        for k in range(n_slots):
+            expected.update({f"opt{k}_{name}": shape for name, shape in list(expected.items()) if not name.startswith("opt")})
     if set(arrays) != set(expected):
         raise UserError(f"{path}: arrays {sorted(arrays)} do not match the architecture {list(spec.sizes)}")
     for name, shape in expected.items():
@@ -138,5 +153,8 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
             raise UserError(f"{path}: {name} holds NaN or infinite values")
     if meta.get("sha256") != _digest(arrays, meta):
         raise UserError(f"{path}: checksum mismatch: the checkpoint was modified or damaged")
-    params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(len(spec.sizes) - 1)]
+    layers = range(len(spec.sizes) - 1)
+    params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in layers]
+    meta["slots"] = [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] \
+        if any(name.startswith("opt") for name in arrays) else None
     return spec, params, meta

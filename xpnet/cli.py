@@ -18,7 +18,7 @@ except ImportError:  # Python 3.10
 
 import numpy as np
 
-from . import __version__, backend as backends, checkpoint, data, images, model, optim, presets
+from . import __version__, augment, backend as backends, checkpoint, data, images, model, optim, presets
 from .errors import UserError
 from .train import Diverged, Stopped, TrainConfig, format_accuracy, predictions, train
 
@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS.lr})")
     t.add_argument("--lr-schedule", choices=optim.SCHEDULES,
                    help=f"per-epoch learning-rate schedule (default {DEFAULTS.lr_schedule})")
+    t.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (default 0)")
+    t.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="(default sgd)")
+    t.add_argument("--momentum", type=float, help="for momentum and nesterov (default 0.9)")
+    t.add_argument("--weight-decay", type=float, help="adamw's decoupled weight decay (default 0)")
+    t.add_argument("--dropout", type=float, help="dropout rate on hidden layers (default 0)")
+    t.add_argument("--max-norm", type=float, help="cap on each unit's incoming weight norm (default 0: off)")
+    t.add_argument("--label-smoothing", type=float, help="(default 0)")
+    t.add_argument("--augment", choices=augment.KINDS, help="on-device augmentation of training batches (default none)")
+    t.add_argument("--early-stop", type=int, metavar="N",
+                   help="stop when validation accuracy has not improved for N epochs; keep the best (default 0: off)")
     t.add_argument("--batch-size", type=int, help=f"(default {DEFAULTS.batch_size})")
     t.add_argument("--epochs", type=int, help=f"(default {DEFAULTS.epochs})")
     t.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n (default 0)")

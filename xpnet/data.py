@@ -289,10 +289,11 @@ def to_unit(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
     return out
 
 
-def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32") -> np.ndarray:
-    """(n,) int labels -> (n, num_classes) one-hot floats."""
-    out = np.zeros((labels.shape[0], num_classes), dtype=dtype)
-    out[np.arange(labels.shape[0]), labels] = 1
+def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smoothing: float = 0.0) -> np.ndarray:
+    """(n,) int labels -> (n, num_classes) targets: one-hot, or with label smoothing
+    1 - smoothing + smoothing/K for the label and smoothing/K elsewhere."""
+    out = np.full((labels.shape[0], num_classes), smoothing / num_classes, dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] += 1 - smoothing
     return out
 
 
@@ -324,7 +325,8 @@ class DeviceData:
             yield xb, self.y[start:stop]
 
 
-def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None) -> DeviceData:
+def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None,
+              smoothing: float = 0.0) -> DeviceData:
     """Move a host split to the backend's device, once.
 
     With ``num_classes`` (a training split): floats in [0, 1] and one-hot targets; without:
@@ -334,7 +336,7 @@ def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | 
     if num_classes is None:
         return DeviceData(backend.asarray(split.images.reshape(len(split), -1)), y)
     x = backend.asarray(to_unit(split.images, dtype))
-    return DeviceData(x, y, backend.asarray(one_hot(split.labels, num_classes, dtype)))
+    return DeviceData(x, y, backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing)))
 
 
 def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:

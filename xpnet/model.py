@@ -122,25 +122,29 @@ def params_to_device(backend, host_params, dtype: str):
     return out
 
 
-def forward_2d(params, A, spec: Spec):
+def forward_2d(params, A, spec: Spec, masks=None):
     """Forward pass on 2-D input A: (batch, in).
 
-    Returns (hidden activations [A0=input, A1, ..., A_{L-1}], output logits Z_L: (batch, out)).
+    ``masks``: optional dropout masks, one (batch, hidden) array per hidden layer, already
+    scaled by 1/keep; each hidden output is multiplied by its mask before the next layer.
+    Returns (layer inputs [A0=input, A1, ..., A_{L-1}], output logits Z_L: (batch, out)).
     """
     act = ACTIVATIONS[spec.activation][0]
     acts = [A]
-    for W, b in params[:-1]:
+    for i, (W, b) in enumerate(params[:-1]):
         A = act(_layer(A, W, b))
+        if masks is not None:
+            A = A * masks[i]
         acts.append(A)
     W, b = params[-1]
     return acts, _layer(A, W, b)
 
 
-def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False):
+def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False, masks=None):
     """Backward pass from dLoss/dZ_L = delta: (batch, out).
 
-    Returns [(dW (1,out,in), db (1,out,1)), ...] first layer first, and, when
-    ``input_grad``, dLoss/dA0: (batch, in) as a second value.
+    ``masks`` as given to forward_2d. Returns [(dW (1,out,in), db (1,out,1)), ...] first layer
+    first, and, when ``input_grad``, dLoss/dA0: (batch, in) as a second value.
     """
     xp = array_namespace(delta)
     dact = ACTIVATIONS[spec.activation][1]
@@ -154,16 +158,23 @@ def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False):
         if layer > 0 or input_grad:
             Wt, _ = _wb2d(W, b)
             dA = xp.matmul(delta, xp.matrix_transpose(Wt))  # (batch, in)
-            delta = dA * dact(A) if layer > 0 else dA
+            if layer > 0 and masks is not None:
+                # A = h * m: the activation's derivative needs h itself (A / m where m != 0;
+                # where m == 0 the gradient is 0 whatever h is)
+                m = masks[layer - 1]
+                h = A / xp.where(m != 0, m, xp.ones_like(m))
+                delta = dA * m * dact(h)
+            else:
+                delta = dA * dact(A) if layer > 0 else dA
     grads.reverse()
     return (grads, delta) if input_grad else grads
 
 
-def loss_and_grads_2d(params, A, onehot, spec: Spec):
+def loss_and_grads_2d(params, A, onehot, spec: Spec, masks=None):
     """Mean loss (0-d device array) and parameter gradients for a 2-D batch A: (batch, in)."""
-    acts, Z = forward_2d(params, A, spec)
+    acts, Z = forward_2d(params, A, spec, masks)
     loss, delta = OUTPUTS[spec.output][1](Z, onehot)
-    return loss, backward_2d(params, acts, delta, spec)
+    return loss, backward_2d(params, acts, delta, spec, masks=masks)
 
 
 # ---- the public order-3 API -------------------------------------------------

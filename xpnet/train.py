@@ -19,7 +19,7 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from . import checkpoint, data, kernels, model, optim
+from . import augment, checkpoint, data, kernels, model, optim, rand
 from .model import params_to_device  # noqa: F401  (re-exported for callers of train)
 from .errors import UserError
 
@@ -35,6 +35,15 @@ class TrainConfig:
     init: str = "auto"
     lr: float = 0.2
     lr_schedule: str = "cosine"
+    warmup: float = 0.0  # epochs of linear warm-up
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # adamw's decoupled decay
+    dropout: float = 0.0  # on hidden layers
+    max_norm: float = 0.0  # 0: off
+    label_smoothing: float = 0.0
+    augment: str = "none"
+    early_stop: int = 0  # patience in epochs on validation accuracy; 0: off
     batch_size: int = 32
     epochs: int = 15
     l2: float = 0.0
@@ -55,6 +64,21 @@ class TrainConfig:
             raise UserError(f"--lr {self.lr}: must be a positive number")
         if self.lr_schedule not in optim.SCHEDULES:
             raise UserError(f"--lr-schedule {self.lr_schedule}: expected one of {', '.join(optim.SCHEDULES)}")
+        if self.optimizer not in optim.OPTIMIZERS:
+            raise UserError(f"--optimizer {self.optimizer}: expected one of {', '.join(optim.OPTIMIZERS)}")
+        if self.augment not in augment.KINDS:
+            raise UserError(f"--augment {self.augment}: expected one of {', '.join(augment.KINDS)}")
+        for flag, value, lo, hi in (("--dropout", self.dropout, 0.0, 0.95), ("--label-smoothing", self.label_smoothing, 0.0, 0.5),
+                                    ("--momentum", self.momentum, 0.0, 0.999)):
+            if not lo <= value <= hi:
+                raise UserError(f"{flag} {value}: must be between {lo} and {hi}")
+        for flag, value in (("--warmup", self.warmup), ("--weight-decay", self.weight_decay), ("--max-norm", self.max_norm)):
+            if not (value >= 0 and math.isfinite(value)):
+                raise UserError(f"{flag} {value}: must be >= 0")
+        if self.early_stop < 0:
+            raise UserError(f"--early-stop {self.early_stop}: must be >= 0")
+        if self.early_stop and not self.validation:
+            raise UserError("--early-stop needs a validation split (--validation N > 0)")
         if self.batch_size < 1:
             raise UserError(f"--batch-size {self.batch_size}: must be >= 1")
         if self.epochs < 0:
@@ -156,33 +180,59 @@ class _NonFinite(Exception):
         self.step = step
 
 
-def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr: float, bar=None,
-              start: int = 0, loss_sum=0.0, stop=None, check_every: int = 0):
-    """Steps ``start``, ``start+1``, ... of one pass over ``train`` in the order ``perm``
-    (device int array) at learning rate ``lr``.
+def _dropout_masks(like, spec: model.Spec, rate: float, seed: int, step: int):
+    """Inverted-dropout masks for the hidden layers of a batch: 0 or 1/keep, from rand."""
+    xp = array_namespace(like)
+    keep = 1.0 - rate
+    masks = []
+    for layer, size in enumerate(spec.sizes[1:-1]):
+        u = rand.uniform(like, (like.shape[0], size), seed, 0xD0 + layer, step)
+        masks.append(xp.astype(u < keep, like.dtype) * (1.0 / keep))
+    return masks
 
-    Returns (params, summed loss as a 0-d array, not yet read). Uses the backend's fused step
-    where ``kernels`` has one, else the portable array-API step. Every ``check_every`` steps
-    (0: never) the running loss is read (one sync) to catch divergence and feed ``bar``;
-    after any step where ``stop()`` is true, raises _StopAt.
+
+def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, bar=None,
+              start: int = 0, loss_sum=0.0, stop=None, check_every: int = 0, opt_state=None, epoch: int = 1,
+              image_shape=None):
+    """Steps ``start``, ``start+1``, ... of one pass over ``train`` in the order ``perm``
+    (device int array). ``lr``: a float, or a function of the step index giving the rate.
+
+    Returns (params, summed loss as a 0-d array, not yet read). Plain SGD uses the backend's
+    fused step where ``kernels`` has one; anything else (momentum, Adam, dropout, max-norm,
+    augmentation) the portable array-API step, with ``opt_state`` (optim.init_state) updated
+    in place. Every ``check_every`` steps (0: never) the running loss is read (one sync) to
+    catch divergence and feed ``bar``; after any step where ``stop()`` is true, raises _StopAt.
     """
     xp = array_namespace(train.x)
     n, bs = len(train), cfg.batch_size
-    fused = kernels.fused_step(params, spec)
-    decay = 1.0 - lr * cfg.l2 / n
+    rate = lr if callable(lr) else (lambda step: lr)
+    plain = cfg.optimizer == "sgd" and not cfg.dropout and not cfg.max_norm and cfg.augment == "none"
+    fused = kernels.fused_step(params, spec) if plain else None
+    hp = optim.Hyper(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n)
+    if opt_state is None:
+        opt_state = optim.init_state(cfg.optimizer, params)
     total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.x.dtype, device=device_of(train.x))
     if fused is not None:
         fused.loss_sum += total
-    steps = range(start, -(-n // bs))
+    per_epoch = -(-n // bs)
+    steps = range(start, per_epoch)
     for step in steps:
         idx = perm[step * bs:min(step * bs + bs, n)]
+        step_lr = rate(step)
         if fused is not None:
-            fused(train.x, train.onehot, idx, lr, decay)
+            fused(train.x, train.onehot, idx, step_lr, 1.0 - step_lr * cfg.l2 / n)
         else:
+            counter = (epoch - 1) * per_epoch + step  # the global step: picks masks and augmentations
             xb = xp.take(train.x, idx, axis=0)
             yb = xp.take(train.onehot, idx, axis=0)
-            loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
-            params = optim.step(params, grads, lr, cfg.l2, n)
+            if cfg.augment != "none":
+                xb = augment.augment(xb, cfg.augment, image_shape, cfg.seed, counter)
+            masks = _dropout_masks(xb, spec, cfg.dropout, cfg.seed, counter) if cfg.dropout else None
+            loss, grads = model.loss_and_grads_2d(params, xb, yb, spec, masks)
+            params, new_state = optim.apply(params, grads, opt_state, step_lr, hp)
+            opt_state.update(new_state)
+            if cfg.max_norm:
+                params = optim.max_norm(params, cfg.max_norm)
             total = total + loss * xb.shape[0]
         done = step + 1
         if check_every and done % check_every == 0:
@@ -226,11 +276,12 @@ class _SignalFlag:
 
 
 def _start_state(cfg: TrainConfig, spec, backend, resume):
-    """(params on the device, host rng, first epoch, first step, partial loss, history)."""
+    """(params on the device, optimiser state, host rng, first epoch, first step, partial loss,
+    history, best validation accuracy)."""
     if resume is None:
         rng = np.random.default_rng(cfg.seed)
         params = model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
-        return params, rng, 1, 0, 0.0, []
+        return params, optim.init_state(cfg.optimizer, params), rng, 1, 0, 0.0, [], -1.0
     r_spec, host_params, meta = resume
     if r_spec != spec:
         raise UserError(f"--resume: the checkpoint's network {'-'.join(map(str, r_spec.sizes))} "
@@ -240,10 +291,20 @@ def _start_state(cfg: TrainConfig, spec, backend, resume):
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
         epoch, step, partial = int(state["epoch"]), int(state["step"]), float(state["loss_partial"])
+        t, best = int(state["optimizer"]["t"]), float(state.get("best_val", -1.0))
         history = list(meta.get("metrics", {}).get("history", []))
+        if state["optimizer"]["name"] != cfg.optimizer:
+            raise ValueError(f"it was trained with --optimizer {state['optimizer']['name']}")
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"--resume: the checkpoint has no usable training state ({e})") from None
-    return model.params_to_device(backend, host_params, cfg.dtype), rng, epoch, step, partial, history
+    params = model.params_to_device(backend, host_params, cfg.dtype)
+    opt_state = optim.init_state(cfg.optimizer, params)
+    opt_state["t"] = t
+    if optim.SLOTS[cfg.optimizer]:
+        if not meta.get("slots"):
+            raise UserError("--resume: the checkpoint lacks the optimiser's state arrays")
+        opt_state["slots"] = [[[backend.asarray(np.array(a, dtype=cfg.dtype)) for a in slot] for slot in pair] for pair in meta["slots"]]
+    return params, opt_state, rng, epoch, step, partial, history, best
 
 
 def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None) -> Result:
@@ -255,15 +316,17 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     cfg.check()
     spec = resolve_spec(cfg, dataset.num_features, dataset.num_classes)
     train_split, val_split = data.split_validation(dataset.train, cfg.validation)
-    params, rng, first_epoch, first_step, partial, history = _start_state(cfg, spec, backend, resume)
-    train_dev = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes)
+    params, opt_state, rng, first_epoch, first_step, partial, history, best_val = _start_state(cfg, spec, backend, resume)
+    train_dev = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
     val_dev = data.to_device(backend, val_split) if val_split is not None else None
     n = len(train_dev)
     config = cfg.to_dict() | {"image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes}
 
     def save(params, epoch, step, rng_state, loss_partial, metrics=None):
-        state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "optimizer": {"name": "sgd"}}
-        checkpoint.save(cfg.save, spec, params_to_host(params), config, {"history": history, **(metrics or {})}, state)
+        state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": best_val,
+                 "optimizer": {"name": cfg.optimizer, "t": opt_state["t"]}}
+        slots = [[[backend.to_host(a) for a in slot] for slot in pair] for pair in opt_state["slots"]]
+        checkpoint.save(cfg.save, spec, params_to_host(params), config, {"history": history, **(metrics or {})}, state, slots)
 
     say(
         f"training {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} on {n} images "
@@ -272,17 +335,24 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
         + (f", resuming at epoch {first_epoch} step {first_step}" if resume is not None else "")
     )
     check_every = max(1, 65536 // cfg.batch_size)  # about one loss read per 64k samples
+    best_epoch, best_params = first_epoch - 1, None
     with _SignalFlag() as stop:
         for epoch in range(first_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             rng_state = rng.bit_generator.state  # before this epoch's permutation: enough to redo it
             perm = backend.asarray(rng.permutation(n))  # the epoch's one host->device copy
-            lr = optim.epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs)
+            per_epoch = -(-n // cfg.batch_size)
+            lr = optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1, cfg.epochs, cfg.warmup)
+
+            def lr_of(step, epoch=epoch):
+                return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / per_epoch, cfg.epochs, cfg.warmup)
+
             start, loss0 = (first_step, partial) if epoch == first_epoch else (0, 0.0)
             bar = _progress(n, epoch, cfg.epochs, cfg.quiet)
             try:
                 with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
-                    params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr, bar, start, loss0, stop, check_every)
+                    params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr_of, bar, start, loss0, stop,
+                                                 check_every, opt_state, epoch, dataset.image_shape)
                 loss = float(loss_sum) / n  # the epoch's sync
             except _StopAt as e:
                 return _stopped(cfg, stop.signum, e, save, epoch, rng_state, say)
@@ -311,10 +381,21 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
             history.append(entry)
             if cfg.log:
                 _append_log(cfg.log, entry)
-            if cfg.save:
+            improved = val_dev is not None and entry["val_accuracy"] > best_val
+            if improved:
+                best_val, best_epoch = entry["val_accuracy"], epoch
+                if cfg.early_stop:
+                    best_params = params_to_host(params)
+            if cfg.save and (improved or not cfg.early_stop):  # with --early-stop the file keeps the best epoch
                 save(params, epoch + 1, 0, rng.bit_generator.state, 0.0)
+            if cfg.early_stop and epoch - best_epoch >= cfg.early_stop:
+                say(f"early stop: validation accuracy has not improved for {cfg.early_stop} epochs; "
+                    f"using epoch {best_epoch} ({100 * best_val:.2f}%)")
+                break
             if stop():
                 return _stopped(cfg, stop.signum, _StopAt(0, 0.0, params), save, epoch + 1, rng.bit_generator.state, say)
+    if cfg.early_stop and best_params is not None:
+        params = model.params_to_device(backend, best_params, cfg.dtype)
     result = Result(spec, params, history)
     test_dev = data.to_device(backend, dataset.test)
     preds = backend.to_host(predictions(params, test_dev, spec, cfg.dtype))
@@ -322,7 +403,8 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     if cfg.plots:
         _draw(cfg.plots, history, dataset, preds, say)
     if cfg.save:
-        save(params, cfg.epochs + 1, 0, rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total})
+        done = (best_epoch + 1) if cfg.early_stop and best_params is not None else cfg.epochs + 1
+        save(params, done, 0, rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total})
         say(f"saved {cfg.save}")
     say(format_accuracy(result.test_correct, result.test_total))
     return result

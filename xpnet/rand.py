@@ -1,0 +1,65 @@
+"""Counter-based random numbers made on the device, identical on every backend.
+
+The array API has no random module, and copying fresh random numbers from the
+host every step would cost a host-to-device transfer per step. Instead each
+random number is a hash of (seed, stream, step, element index), computed with
+integer array operations of the standard: the same seed gives bit-identical
+dropout masks and augmentations on NumPy, CuPy, PyTorch, JAX and array-api-strict.
+
+The hash is a 32-bit integer mixer (two multiply-xorshift rounds, as in
+"lowbias32"), evaluated in int64 with every product split so that no
+intermediate exceeds 2**63: no backend's overflow behaviour is relied on.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+_M32 = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B9
+
+
+def _mul32(xp, x, c: int):
+    """(x * c) mod 2**32 for int64 arrays x in [0, 2**32) and a 32-bit constant c, without overflow."""
+    lo, hi = x & 0xFFFF, x >> 16
+    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
+
+
+def _mix(xp, x):
+    """A 32-bit avalanche mixer on int64 arrays holding values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(xp, x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(xp, x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _mix_int(x: int) -> int:
+    """The same mixer on a Python int (host side: the key of a stream)."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def uniform(like, shape: tuple[int, ...], seed: int, stream: int, step: int):
+    """Uniform floats in [0, 1) of ``shape``, dtype and device of ``like``.
+
+    (seed, stream, step) pick the numbers; element k of the flattened result is
+    hash(hash(seed, stream, step) + k). Exactly reproducible on every backend.
+    """
+    xp = array_namespace(like)
+    dev = device_of(like)
+    key = _mix_int(seed & _M32)
+    for part in (stream, step):
+        key = _mix_int(key ^ _mix_int((part * _GOLDEN + 1) & _M32))
+    n = 1
+    for s in shape:
+        n *= int(s)
+    k = xp.arange(n, dtype=xp.int64, device=dev)
+    bits = _mix(xp, _mix(xp, (_mul32(xp, k, _GOLDEN) + key) & _M32) ^ key)
+    # the top 24 bits make a float exactly representable in float32
+    u = xp.astype(bits >> 8, like.dtype) * (1.0 / (1 << 24))
+    return xp.reshape(u, shape)
