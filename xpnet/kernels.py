@@ -18,6 +18,8 @@ import numpy as np
 
 from .model import Spec, _wb2d
 
+CHUNK_BYTES = 512 << 10  # rows gathered at once by FusedStep.step
+
 
 class NumpyOps:
     """The in-place primitives of FusedStep, for NumPy arrays."""
@@ -161,13 +163,12 @@ class FusedStep:
         self._buffers = {}
 
     def _bufs(self, n: int):
-        """Per-batch-size buffers: activations A[0..L] (A[0] the input), deltas, scratch."""
+        """Per-batch-size buffers: activations A[1..L], deltas, scratch."""
         if n not in self._buffers:
             like, new = self.Wt[0], self.ops.empty
             sizes = self.spec.sizes
             self._buffers[n] = {
-                "A": [new((n, s), like) for s in sizes],
-                "y": new((n, sizes[-1]), like),
+                "A": [None] + [new((n, s), like) for s in sizes[1:]],
                 "d": [new((n, s), like) for s in sizes],  # d[l]: lr * dLoss/dZ_l
                 "t": [new((n, s), like) for s in sizes],  # scratch for activation derivatives
                 "row": new((n, 1), like),
@@ -178,19 +179,60 @@ class FusedStep:
 
     def __call__(self, X, Y, idx, lr: float, decay: float = 1.0) -> None:
         """Gather rows ``idx`` of X (N, in) and one-hot Y (N, out), then one SGD step."""
-        ops, act = self.ops, self.spec.activation
         n = idx.shape[0]
+        xb, yb = self._gather(X, Y, idx, n)
+        self._step(xb, yb, lr, decay)
+
+    def begin_epoch(self, X, Y, perm, batch_size: int) -> None:
+        """Set up ``step(s, ...)``: batch s is rows perm[s*batch_size : (s+1)*batch_size]."""
+        self.X, self.Y, self.perm, self.bs = X, Y, perm, batch_size
+        row_bytes = (X.shape[1] + Y.shape[1]) * X.dtype.itemsize if hasattr(X.dtype, "itemsize") else 4 * X.shape[1]
+        self.chunk_steps = max(1, CHUNK_BYTES // (batch_size * row_bytes))
+        self._chunk = None
+
+    def step(self, s: int, lr: float, decay: float = 1.0) -> None:
+        """SGD step on batch ``s`` of the epoch set up by begin_epoch.
+
+        Batches are gathered a chunk of several steps at a time (one large gather instead of
+        two small ones per step); each batch is then a contiguous slice of the chunk.
+        """
+        n, bs, k = self.perm.shape[0], self.bs, self.chunk_steps
+        first = (s // k) * k
+        if self._chunk != first:
+            lo, hi = first * bs, min((first + k) * bs, n)
+            self._chunk_x, self._chunk_y = self._gather(self.X, self.Y, self.perm[lo:hi], k * bs)
+            self._chunk = first
+        lo = (s - first) * bs
+        hi = min(lo + bs, n - first * bs)
+        self._step(self._chunk_x[lo:hi, ...], self._chunk_y[lo:hi, ...], lr, decay)
+
+    def _gather(self, X, Y, idx, capacity: int):
+        """Rows idx of X and Y into reusable buffers of ``capacity`` rows: (views of) both."""
+        key = ("gather", capacity)
+        if key not in self._buffers:
+            self._buffers[key] = (self.ops.empty((capacity, X.shape[1]), self.Wt[0]),
+                                  self.ops.empty((capacity, Y.shape[1]), self.Wt[0]))
+        bx, by = self._buffers[key]
+        m = idx.shape[0]
+        xb, yb = bx[:m, ...], by[:m, ...]
+        self.ops.take(X, idx, xb)
+        self.ops.take(Y, idx, yb)
+        return xb, yb
+
+    def _step(self, xb, yb, lr: float, decay: float) -> None:
+        """One SGD step on the batch xb (n, in), one-hot yb (n, out)."""
+        ops, act = self.ops, self.spec.activation
+        n = xb.shape[0]
         buf = self._bufs(n)
-        A, d, t = buf["A"], buf["d"], buf["t"]
-        ops.take(X, idx, A[0])
-        ops.take(Y, idx, buf["y"])
+        A = [xb] + buf["A"][1:]
+        d, t = buf["d"], buf["t"]
         L = len(self.Wt)
         for layer in range(L):
             Z = A[layer + 1]
             ops.affine(A[layer], self.Wt[layer], self.b[layer], Z)
             if layer < L - 1:
                 _activate(ops, act, Z)
-        self._output_delta(A[L], buf["y"], d[L], buf["row"], lr / n)
+        self._output_delta(A[L], yb, d[L], buf["row"], lr / n)
         delta = d[L]
         for layer in range(L - 1, -1, -1):
             ops.col_sum(delta, buf["db"][layer])

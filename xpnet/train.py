@@ -214,15 +214,16 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
     total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.x.dtype, device=device_of(train.x))
     if fused is not None:
         fused.loss_sum += total
+        fused.begin_epoch(train.x, train.onehot, perm, bs)
     per_epoch = -(-n // bs)
     steps = range(start, per_epoch)
     for step in steps:
-        idx = perm[step * bs:min(step * bs + bs, n)]
         step_lr = rate(step)
         if fused is not None:
-            fused(train.x, train.onehot, idx, step_lr, 1.0 - step_lr * cfg.l2 / n)
+            fused.step(step, step_lr, 1.0 - step_lr * cfg.l2 / n)
         else:
             counter = (epoch - 1) * per_epoch + step  # the global step: picks masks and augmentations
+            idx = perm[step * bs:min(step * bs + bs, n)]
             xb = xp.take(train.x, idx, axis=0)
             yb = xp.take(train.onehot, idx, axis=0)
             if cfg.augment != "none":
