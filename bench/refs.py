@@ -1,0 +1,177 @@
+"""Reference trainers, written for this benchmark: PyTorch eager, JAX jit, and the seeds' naive
+order-3 NumPy formulation.
+
+Each trains the workload's network (same sizes, initial parameters, batch order, learning rate)
+with plain SGD in float32 and softmax + cross-entropy, and returns an ``Impl`` whose ``run``
+trains ``steps`` mini-batches and reads the loss back once at the end.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from workload import Impl, Workload
+
+
+# ---- PyTorch eager ----------------------------------------------------------
+
+
+def torch_eager(work: Workload) -> Impl:
+    """nn.Linear layers, autograd, torch.optim.SGD (no momentum); batches gathered by index from
+    one tensor holding the whole set; the loss summed on the device, read once per run."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(os.cpu_count())
+    cfg = work.config
+    X = torch.from_numpy(work.x)
+    Y = torch.from_numpy(work.labels)
+    perm = torch.from_numpy(work.perm)
+    net = _torch_net(work, nn, torch)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    n, bs = work.n, cfg.batch
+
+    def run() -> float:
+        loss_sum = torch.zeros(())
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
+            loss = loss_fn(net(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * xb.shape[0]
+        return float(loss_sum) / n
+
+    return Impl("PyTorch eager", "ref", work.steps, run)
+
+
+def _torch_net(work: Workload, nn, torch):
+    act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[work.config.activation]
+    modules = []
+    for layer, (W, b) in enumerate(work.init_params):
+        lin = nn.Linear(W.shape[2], W.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W[0]))
+            lin.bias.copy_(torch.from_numpy(b[0, :, 0]))
+        modules.append(lin)
+        if layer < len(work.init_params) - 1:
+            modules.append(act())
+    return nn.Sequential(*modules)
+
+
+# ---- JAX jit ----------------------------------------------------------------
+
+
+def jax_available() -> tuple[bool, str]:
+    """(True, version) when ``import jax`` works, else (False, why not)."""
+    try:
+        import jax
+    except Exception as e:  # ImportError, or a broken install
+        return False, f"{type(e).__name__}: {e}"
+    return True, jax.__version__
+
+
+def jax_jit(work: Workload) -> Impl:
+    """A jitted step (params, xb, yb) -> (params, loss) using jax.value_and_grad; batches gathered
+    with jnp.take from device arrays holding the whole set (jnp.take: a fancy-indexing ``X[idx]``
+    costs over ten times as much in eager JAX); the loss summed on the device."""
+    import jax
+    import jax.numpy as jnp
+
+    cfg = work.config
+    act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}[cfg.activation]
+    lr = cfg.lr
+
+    def loss_fn(params, xb, yb):
+        a = xb
+        for W, b in params[:-1]:
+            a = act(a @ W.T + b)
+        W, b = params[-1]
+        logp = jax.nn.log_softmax(a @ W.T + b, axis=1)
+        return -jnp.mean(jnp.sum(yb * logp, axis=1))
+
+    @jax.jit
+    def step(params, xb, yb):
+        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), loss
+
+    params = [(jnp.asarray(W[0], jnp.float32), jnp.asarray(b[0, :, 0], jnp.float32)) for W, b in work.init_params]
+    X, Y = jnp.asarray(work.x), jnp.asarray(work.onehot)
+    batches = list(jnp.asarray(work.perm.reshape(work.steps, cfg.batch)))  # one index array per step
+
+    def run() -> float:
+        nonlocal params
+        loss_sum = jnp.zeros((), jnp.float32)
+        for idx in batches:
+            params, loss = step(params, jnp.take(X, idx, axis=0), jnp.take(Y, idx, axis=0))
+            loss_sum = loss_sum + loss * cfg.batch
+        return float(loss_sum) / work.n
+
+    return Impl("JAX jit", "ref", work.steps, run)
+
+
+# ---- the seeds' naive order-3 NumPy formulation -----------------------------
+
+
+def naive_numpy(work: Workload, steps: int) -> Impl:
+    """Activations (B, features, 1), weights (1, out, in), biases (1, out, 1). Forward: B
+    broadcast matrix-vector products ``W @ a + b``. Backward: per-sample outer products
+    ``delta @ a.transpose(0, 2, 1)`` of shape (B, out, in), then summed over the batch.
+
+    Slow, so it gets ``steps`` steps (fewer than the others), one timed run, and a warm-up of
+    one step on 16 images (which warms the code paths without a full batch's large temporaries)."""
+    cfg = work.config
+    act, dact = _NAIVE_ACTIVATIONS[cfg.activation]
+    X3 = work.x.reshape(work.n, -1, 1)
+    Y3 = work.onehot.reshape(work.n, -1, 1)
+    params = [(W.astype(np.float32), b.astype(np.float32)) for W, b in work.init_params]
+    lr = np.float32(cfg.lr)
+
+    def train_step(a, y) -> float:
+        bs = a.shape[0]
+        acts = [a]
+        for W, b in params[:-1]:
+            a = act(W @ a + b)
+            acts.append(a)
+        W, b = params[-1]
+        z = W @ a + b
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -float((y * logp).sum()) / bs
+        delta = (np.exp(logp) - y) / np.float32(bs)
+        for layer in range(len(params) - 1, -1, -1):
+            W, b = params[layer]
+            a = acts[layer]
+            dW = (delta @ a.transpose(0, 2, 1)).sum(axis=0, keepdims=True)
+            db = delta.sum(axis=0, keepdims=True)
+            if layer > 0:
+                delta = (W.transpose(0, 2, 1) @ delta) * dact(a)
+            W -= lr * dW
+            b -= lr * db
+        return loss
+
+    def train(steps: int, bs: int) -> float:
+        total = 0.0
+        with np.errstate(over="ignore"):
+            for s in range(steps):
+                idx = work.perm[s * bs:(s + 1) * bs]
+                total += train_step(X3[idx], Y3[idx])
+        return total / steps
+
+    return Impl("naive order-3 NumPy", "naive", steps, lambda: train(steps, cfg.batch),
+                warmup=lambda: train(1, 16), timed_runs=1)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+_NAIVE_ACTIVATIONS = {
+    "sigmoid": (_sigmoid, lambda a: a * (1 - a)),
+    "relu": (lambda z: np.maximum(z, 0), lambda a: (a > 0).astype(a.dtype)),
+    "tanh": (np.tanh, lambda a: 1 - a * a),
+}
