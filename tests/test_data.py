@@ -140,6 +140,10 @@ def test_validation_split_and_pixel_scaling(mnist):
 def test_device_data_stays_in_dtype(any_backend, mnist):
     split = data.Split(mnist.test.images[:64], mnist.test.labels[:64])
     dev = data.to_device(any_backend, split, "float32", 10)
-    assert dev.x.dtype == any_backend.xp.float32 and dev.onehot.dtype == any_backend.xp.float32
+    assert dev.x.dtype == any_backend.xp.uint8 and dev.onehot.dtype == any_backend.xp.float32
     assert tuple(dev.x.shape) == (64, 784) and tuple(dev.onehot.shape) == (64, 10)
     assert np.array_equal(any_backend.to_host(dev.y), mnist.test.labels[:64])
+    chunks = list(dev.chunks(any_backend.xp.float32, size=50))
+    assert [tuple(c[0].shape) for c in chunks] == [(50, 784), (14, 784)]
+    assert chunks[0][0].dtype == any_backend.xp.float32
+    np.testing.assert_allclose(any_backend.to_host(chunks[1][0]), data.to_unit(mnist.test.images[50:64]), rtol=1e-6)

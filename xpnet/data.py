@@ -299,11 +299,11 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smooth
 
 @dataclass
 class DeviceData:
-    """A split resident on the device: x (n, features), y (n,) int64 labels, and for training
-    onehot (n, classes) floats.
+    """A split resident on the device: x (n, features) uint8 pixels, y (n,) int64 labels, and
+    for training, targets (n, classes) floats (one-hot or smoothed).
 
-    Training splits hold x as floats in [0, 1] (gathered every step); evaluation splits keep the
-    uint8 pixels (a quarter of the memory) and convert a chunk at a time in ``chunks``.
+    Pixels stay bytes on the device (a quarter of the memory and of the bytes each gathered
+    batch moves) and become [0, 1] floats a batch or chunk at a time (``to_unit``, ``chunks``).
     """
 
     x: object
@@ -315,27 +315,28 @@ class DeviceData:
 
     def chunks(self, dtype, size: int = 2048):
         """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk) over the split, in order."""
-        xp = array_namespace(self.x)
         n = len(self)
         for start in range(0, n, size):
             stop = min(start + size, n)
-            xb = self.x[start:stop, ...]
-            if not xp.isdtype(xb.dtype, "real floating"):
-                xb = xp.astype(xb, dtype) / 255.0
-            yield xb, self.y[start:stop]
+            yield unit_floats(self.x[start:stop, ...], dtype), self.y[start:stop]
+
+
+def unit_floats(pixels, dtype):
+    """Device uint8 pixels -> ``dtype`` floats in [0, 1] (floats pass through)."""
+    xp = array_namespace(pixels)
+    if xp.isdtype(pixels.dtype, "real floating"):
+        return pixels
+    return xp.astype(pixels, dtype) * (1.0 / 255.0)  # as data.to_unit: x * (1/255) in ``dtype``
 
 
 def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None,
               smoothing: float = 0.0) -> DeviceData:
-    """Move a host split to the backend's device, once.
-
-    With ``num_classes`` (a training split): floats in [0, 1] and one-hot targets; without:
-    the uint8 pixels, converted chunk by chunk when used.
-    """
+    """Move a host split to the backend's device, once: uint8 pixels, labels, and with
+    ``num_classes`` (a training split) the ``dtype`` targets."""
+    x = backend.asarray(np.ascontiguousarray(split.images.reshape(len(split), -1)))
     y = backend.asarray(split.labels)
     if num_classes is None:
-        return DeviceData(backend.asarray(split.images.reshape(len(split), -1)), y)
-    x = backend.asarray(to_unit(split.images, dtype))
+        return DeviceData(x, y)
     return DeviceData(x, y, backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing)))
 
 

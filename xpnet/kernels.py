@@ -25,6 +25,8 @@ class NumpyOps:
     """The in-place primitives of FusedStep, for NumPy arrays."""
 
     take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
+    to_unit = staticmethod(lambda pixels, out: np.multiply(pixels, out.dtype.type(1 / 255), out=out))
+    is_bytes = staticmethod(lambda X: X.dtype == np.uint8)
     matmul = staticmethod(lambda a, b, out: np.matmul(a, b, out=out))
     col_sum = staticmethod(lambda Z, out: np.sum(Z, axis=0, keepdims=True, out=out))
     vdot = staticmethod(lambda a, b: np.vdot(a, b))
@@ -35,8 +37,8 @@ class NumpyOps:
     zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
 
     @staticmethod
-    def empty(shape, like):
-        return np.empty(shape, dtype=like.dtype)
+    def empty(shape, like, dtype=None):
+        return np.empty(shape, dtype=dtype or like.dtype)
 
     @staticmethod
     def affine(A, Wt, b, out):
@@ -90,6 +92,12 @@ class TorchOps:
     def take(self, X, idx, out):
         return self.torch.index_select(X, 0, idx, out=out)
 
+    def to_unit(self, pixels, out):
+        return out.copy_(pixels).mul_(1 / 255)
+
+    def is_bytes(self, X):
+        return X.dtype == self.torch.uint8
+
     def matmul(self, a, b, out):
         return self.torch.matmul(a, b, out=out)
 
@@ -115,8 +123,8 @@ class TorchOps:
     def zeros0(self, like):
         return self.torch.zeros((), dtype=self.torch.float64, device=like.device)
 
-    def empty(self, shape, like):
-        return self.torch.empty(shape, dtype=like.dtype, device=like.device)
+    def empty(self, shape, like, dtype=None):
+        return self.torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
 
     def affine(self, A, Wt, b, out):
         self.torch.addmm(b, A, Wt, out=out)
@@ -133,7 +141,10 @@ class TorchOps:
         return loss
 
     def sub_matmul(self, C, a, b, scratch, decay: float) -> None:
-        C.addmm_(a, b, beta=decay, alpha=-1.0)
+        if C.is_contiguous():
+            C.addmm_(a, b, beta=decay, alpha=-1.0)
+        else:  # C^T is the contiguous storage: (C - a b)^T = C^T - b^T a^T
+            C.T.addmm_(b.T, a.T, beta=decay, alpha=-1.0)
 
     def usable(self, W) -> bool:
         return array_api_compat.is_torch_array(W) and not W.requires_grad
@@ -145,18 +156,19 @@ class TorchOps:
 class FusedStep:
     """One SGD step of ``spec``, in place: params are updated where they lie.
 
-    Weights are the contiguous (in, out) arrays behind the public (1, out, in) views.
+    Each layer's W^T (in, out) is a view of the storage behind the public (1, out, in) W,
+    contiguous either as W^T or as W (see model.params_to_device).
     ``ops`` holds the library's in-place primitives (NumpyOps, TorchOps).
     """
 
     def __init__(self, params, spec: Spec, ops):
         self.spec, self.ops = spec, ops
-        self.Wt = []  # (in, out) contiguous storage behind each public W
+        self.Wt = []  # (in, out) views of each public W
         self.b = []  # (1, out) views of each public b
         for W, b in params:
             Wt, b2 = _wb2d(W, b)
-            if not ops.contiguous(Wt):
-                raise ValueError("FusedStep needs parameters in the (in, out) layout")
+            if not (ops.contiguous(Wt) or ops.contiguous(Wt.T)):
+                raise ValueError("FusedStep needs W or W^T contiguous")
             self.Wt.append(Wt)
             self.b.append(b2)
         self.loss_sum = ops.zeros0(self.Wt[0])
@@ -168,12 +180,12 @@ class FusedStep:
             like, new = self.Wt[0], self.ops.empty
             sizes = self.spec.sizes
             self._buffers[n] = {
-                "A": [None] + [new((n, s), like) for s in sizes[1:]],
+                "A": [new((n, s), like) for s in sizes],  # A[0]: the batch as floats, if given as bytes
                 "d": [new((n, s), like) for s in sizes],  # d[l]: lr * dLoss/dZ_l
                 "t": [new((n, s), like) for s in sizes],  # scratch for activation derivatives
                 "row": new((n, 1), like),
                 "db": [new(tuple(b.shape), like) for b in self.b],
-                "dW": [new(tuple(w.shape), like) for w in self.Wt],
+                "dW": [new(tuple(w.shape), like) for w in self.Wt],  # NumPy only: the update's product
             }
         return self._buffers[n]
 
@@ -186,7 +198,7 @@ class FusedStep:
     def begin_epoch(self, X, Y, perm, batch_size: int) -> None:
         """Set up ``step(s, ...)``: batch s is rows perm[s*batch_size : (s+1)*batch_size]."""
         self.X, self.Y, self.perm, self.bs = X, Y, perm, batch_size
-        row_bytes = (X.shape[1] + Y.shape[1]) * X.dtype.itemsize if hasattr(X.dtype, "itemsize") else 4 * X.shape[1]
+        row_bytes = X.shape[1] * (1 if self.ops.is_bytes(X) else 4) + Y.shape[1] * 4
         self.chunk_steps = max(1, CHUNK_BYTES // (batch_size * row_bytes))
         self._chunk = None
 
@@ -210,7 +222,7 @@ class FusedStep:
         """Rows idx of X and Y into reusable buffers of ``capacity`` rows: (views of) both."""
         key = ("gather", capacity)
         if key not in self._buffers:
-            self._buffers[key] = (self.ops.empty((capacity, X.shape[1]), self.Wt[0]),
+            self._buffers[key] = (self.ops.empty((capacity, X.shape[1]), self.Wt[0], X.dtype),
                                   self.ops.empty((capacity, Y.shape[1]), self.Wt[0]))
         bx, by = self._buffers[key]
         m = idx.shape[0]
@@ -224,6 +236,9 @@ class FusedStep:
         ops, act = self.ops, self.spec.activation
         n = xb.shape[0]
         buf = self._bufs(n)
+        if ops.is_bytes(xb):  # pixels kept as bytes on the device: to [0, 1] floats here
+            ops.to_unit(xb, buf["A"][0])
+            xb = buf["A"][0]
         A = [xb] + buf["A"][1:]
         d, t = buf["d"], buf["t"]
         L = len(self.Wt)

@@ -90,8 +90,8 @@ def _as3d(x):
 def _wb2d(W, b):
     """(1, out, in), (1, out, 1) -> W^T (in, out), b (1, out): free reshapes.
 
-    On device, weights are stored as contiguous (in, out) arrays and W is a transposed view
-    of them (see ``params_to_device``), so W^T here is the BLAS-friendly contiguous layout.
+    Which of W and W^T is contiguous depends on the backend (see ``params_to_device``);
+    matmul takes either without a copy.
     """
     xp = array_namespace(W, b)
     return xp.matrix_transpose(xp.reshape(W, (W.shape[1], W.shape[2]))), xp.reshape(b, (1, b.shape[1]))
@@ -113,12 +113,17 @@ def _public_w(Wt):
 def params_to_device(backend, host_params, dtype: str):
     """Host [(W (1,out,in), b (1,out,1))] -> the same on the backend's device, in ``dtype``.
 
-    Each W is stored as a contiguous (in, out) array and returned as its (1, out, in) view.
+    Each W is stored in the backend's faster layout (``backend.weight_layout``): a contiguous
+    (in, out) array returned as its (1, out, in) transposed view, or a contiguous (1, out, in).
     """
     out = []
     for W, b in host_params:  # fresh copies: training updates them in place
-        Wt = backend.asarray(np.array(np.asarray(W)[0].T, dtype=dtype, order="C", copy=True))
-        out.append((_public_w(Wt), backend.asarray(np.array(b, dtype=dtype, copy=True))))
+        W = np.asarray(W)
+        if backend.weight_layout == "out_in":
+            Wd = backend.asarray(np.array(W, dtype=dtype, order="C", copy=True))
+        else:
+            Wd = _public_w(backend.asarray(np.array(W[0].T, dtype=dtype, order="C", copy=True)))
+        out.append((Wd, backend.asarray(np.array(b, dtype=dtype, copy=True))))
     return out
 
 

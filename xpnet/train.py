@@ -211,7 +211,7 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
     hp = optim.Hyper(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n)
     if opt_state is None:
         opt_state = optim.init_state(cfg.optimizer, params)
-    total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.x.dtype, device=device_of(train.x))
+    total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.onehot.dtype, device=device_of(train.x))
     if fused is not None:
         fused.loss_sum += total
         fused.begin_epoch(train.x, train.onehot, perm, bs)
@@ -224,7 +224,7 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
         else:
             counter = (epoch - 1) * per_epoch + step  # the global step: picks masks and augmentations
             idx = perm[step * bs:min(step * bs + bs, n)]
-            xb = xp.take(train.x, idx, axis=0)
+            xb = data.unit_floats(xp.take(train.x, idx, axis=0), train.onehot.dtype)
             yb = xp.take(train.onehot, idx, axis=0)
             if cfg.augment != "none":
                 xb = augment.augment(xb, cfg.augment, image_shape, cfg.seed, counter)
