@@ -25,14 +25,12 @@ class NumpyOps:
     """The in-place primitives of FusedStep, for NumPy arrays."""
 
     take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
-    to_unit = staticmethod(lambda pixels, out: np.multiply(pixels, out.dtype.type(1 / 255), out=out))
     is_bytes = staticmethod(lambda X: X.dtype == np.uint8)
     matmul = staticmethod(lambda a, b, out: np.matmul(a, b, out=out))
     col_sum = staticmethod(lambda Z, out: np.sum(Z, axis=0, keepdims=True, out=out))
     vdot = staticmethod(lambda a, b: np.vdot(a, b))
     relu_ = staticmethod(lambda Z: np.maximum(Z, 0, out=Z))
     tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
-    positive = staticmethod(lambda a, out: np.greater(a, 0, out=out))
     rsub = staticmethod(lambda c, a, out: np.subtract(c, a, out=out))  # out = c - a
     zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
 
@@ -41,9 +39,17 @@ class NumpyOps:
         return np.empty(shape, dtype=dtype or like.dtype)
 
     @staticmethod
-    def affine(A, Wt, b, out):
-        """out = A @ Wt + b."""
+    def to_floats(pixels, out) -> float:
+        """out = pixels / 255 (one pass); returns the scale still to apply: 1."""
+        np.multiply(pixels, out.dtype.type(1 / 255), out=out)
+        return 1.0
+
+    @staticmethod
+    def affine(A, Wt, b, out, alpha: float = 1.0):
+        """out = alpha * A @ Wt + b."""
         np.matmul(A, Wt, out=out)
+        if alpha != 1.0:
+            out *= alpha
         out += b
 
     @staticmethod
@@ -67,9 +73,24 @@ class NumpyOps:
         return loss + np.sum(np.log(row, out=row))  # plus the log-sum-exps
 
     @staticmethod
-    def sub_matmul(C, a, b, scratch, decay: float) -> None:
-        """C = decay * C - a @ b (scratch: a buffer shaped like C)."""
+    def times_derivative(name: str, d, a, scratch) -> None:
+        """d *= activation'(z), written with the activation's output a."""
+        if name == "relu":
+            np.greater(a, 0, out=scratch)
+        elif name == "tanh":
+            np.multiply(a, a, out=scratch)
+            np.subtract(1.0, scratch, out=scratch)
+        else:
+            np.subtract(1.0, a, out=scratch)
+            scratch *= a
+        d *= scratch
+
+    @staticmethod
+    def sub_matmul(C, a, b, scratch, decay: float, alpha: float = 1.0) -> None:
+        """C = decay * C - alpha * a @ b (scratch: a buffer shaped like C)."""
         np.matmul(a, b, out=scratch)
+        if alpha != 1.0:
+            scratch *= alpha
         if decay != 1.0:
             C *= decay
         C -= scratch
@@ -92,8 +113,10 @@ class TorchOps:
     def take(self, X, idx, out):
         return self.torch.index_select(X, 0, idx, out=out)
 
-    def to_unit(self, pixels, out):
-        return out.copy_(pixels).mul_(1 / 255)
+    def to_floats(self, pixels, out) -> float:
+        """out = pixels as floats (one pass); the 1/255 is folded into the first layer's GEMMs."""
+        out.copy_(pixels)
+        return 1 / 255
 
     def is_bytes(self, X):
         return X.dtype == self.torch.uint8
@@ -113,10 +136,6 @@ class TorchOps:
     def relu_(self, Z):
         return Z.clamp_(min=0)
 
-    def positive(self, a, out):
-        out.copy_(a > 0)
-        return out
-
     def rsub(self, c, a, out):
         return self.torch.neg(a, out=out).add_(c)
 
@@ -126,8 +145,8 @@ class TorchOps:
     def empty(self, shape, like, dtype=None):
         return self.torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
 
-    def affine(self, A, Wt, b, out):
-        self.torch.addmm(b, A, Wt, out=out)
+    def affine(self, A, Wt, b, out, alpha: float = 1.0):
+        self.torch.addmm(b, A, Wt, alpha=alpha, out=out)
 
     def sigmoid_(self, Z):
         Z.sigmoid_()
@@ -140,11 +159,21 @@ class TorchOps:
         out -= y
         return loss
 
-    def sub_matmul(self, C, a, b, scratch, decay: float) -> None:
+    def times_derivative(self, name: str, d, a, scratch) -> None:
+        """One pass each, with ATen's own backward kernels of relu, tanh and sigmoid."""
+        aten = self.torch.ops.aten
+        if name == "relu":
+            aten.threshold_backward.grad_input(d, a, 0, grad_input=d)
+        elif name == "tanh":
+            aten.tanh_backward.grad_input(d, a, grad_input=d)
+        else:
+            aten.sigmoid_backward.grad_input(d, a, grad_input=d)
+
+    def sub_matmul(self, C, a, b, scratch, decay: float, alpha: float = 1.0) -> None:
         if C.is_contiguous():
-            C.addmm_(a, b, beta=decay, alpha=-1.0)
+            C.addmm_(a, b, beta=decay, alpha=-alpha)
         else:  # C^T is the contiguous storage: (C - a b)^T = C^T - b^T a^T
-            C.T.addmm_(b.T, a.T, beta=decay, alpha=-1.0)
+            C.T.addmm_(b.T, a.T, beta=decay, alpha=-alpha)
 
     def usable(self, W) -> bool:
         return array_api_compat.is_torch_array(W) and not W.requires_grad
@@ -236,15 +265,16 @@ class FusedStep:
         ops, act = self.ops, self.spec.activation
         n = xb.shape[0]
         buf = self._bufs(n)
+        scale = 1.0  # what the first layer's GEMMs still multiply their input by
         if ops.is_bytes(xb):  # pixels kept as bytes on the device: to [0, 1] floats here
-            ops.to_unit(xb, buf["A"][0])
+            scale = ops.to_floats(xb, buf["A"][0])
             xb = buf["A"][0]
         A = [xb] + buf["A"][1:]
         d, t = buf["d"], buf["t"]
         L = len(self.Wt)
         for layer in range(L):
             Z = A[layer + 1]
-            ops.affine(A[layer], self.Wt[layer], self.b[layer], Z)
+            ops.affine(A[layer], self.Wt[layer], self.b[layer], Z, scale if layer == 0 else 1.0)
             if layer < L - 1:
                 _activate(ops, act, Z)
         self._output_delta(A[L], yb, d[L], buf["row"], lr / n)
@@ -253,10 +283,10 @@ class FusedStep:
             ops.col_sum(delta, buf["db"][layer])
             if layer > 0:
                 ops.matmul(delta, self.Wt[layer].T, d[layer])
-            ops.sub_matmul(self.Wt[layer], A[layer].T, delta, buf["dW"][layer], decay)
+            ops.sub_matmul(self.Wt[layer], A[layer].T, delta, buf["dW"][layer], decay, scale if layer == 0 else 1.0)
             self.b[layer] -= buf["db"][layer]
             if layer > 0:
-                _times_derivative(ops, act, d[layer], A[layer], t[layer])
+                ops.times_derivative(act, d[layer], A[layer], t[layer])
                 delta = d[layer]
 
     def _output_delta(self, Z, y, out, row, scale: float) -> None:
@@ -283,20 +313,6 @@ def _activate(ops, name: str, Z) -> None:
         ops.tanh_(Z)
     else:
         ops.sigmoid_(Z)
-
-
-def _times_derivative(ops, name: str, d, a, scratch) -> None:
-    """d *= activation'(z), written with the activation's output a."""
-    if name == "relu":
-        ops.positive(a, scratch)
-    elif name == "tanh":
-        scratch[...] = a
-        scratch *= a
-        ops.rsub(1.0, scratch, scratch)
-    else:
-        ops.rsub(1.0, a, scratch)
-        scratch *= a
-    d *= scratch
 
 
 _TORCH_OPS = None
