@@ -134,21 +134,28 @@ def forward_2d(params, A, spec: Spec, masks=None):
     scaled by 1/keep; each hidden output is multiplied by its mask before the next layer.
     Returns (layer inputs [A0=input, A1, ..., A_{L-1}], output logits Z_L: (batch, out)).
     """
+    acts, _, Z = _forward(params, A, spec, masks)
+    return acts, Z
+
+
+def _forward(params, A, spec: Spec, masks=None):
+    """forward_2d, also returning the hidden outputs before their dropout masks (or None)."""
     act = ACTIVATIONS[spec.activation][0]
-    acts = [A]
+    acts, hs = [A], [] if masks is not None else None
     for i, (W, b) in enumerate(params[:-1]):
         A = act(_layer(A, W, b))
         if masks is not None:
+            hs.append(A)
             A = A * masks[i]
         acts.append(A)
     W, b = params[-1]
-    return acts, _layer(A, W, b)
+    return acts, hs, _layer(A, W, b)
 
 
-def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False, masks=None):
+def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False, masks=None, hs=None):
     """Backward pass from dLoss/dZ_L = delta: (batch, out).
 
-    ``masks`` as given to forward_2d. Returns [(dW (1,out,in), db (1,out,1)), ...] first layer
+    ``masks`` as given to forward_2d, ``hs`` the hidden outputs before them. Returns [(dW (1,out,in), db (1,out,1)), ...] first layer
     first, and, when ``input_grad``, dLoss/dA0: (batch, in) as a second value.
     """
     xp = array_namespace(delta)
@@ -163,12 +170,8 @@ def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False, masks
         if layer > 0 or input_grad:
             Wt, _ = _wb2d(W, b)
             dA = xp.matmul(delta, xp.matrix_transpose(Wt))  # (batch, in)
-            if layer > 0 and masks is not None:
-                # A = h * m: the activation's derivative needs h itself (A / m where m != 0;
-                # where m == 0 the gradient is 0 whatever h is)
-                m = masks[layer - 1]
-                h = A / xp.where(m != 0, m, xp.ones_like(m))
-                delta = dA * m * dact(h)
+            if layer > 0 and masks is not None:  # A = h * m
+                delta = dA * masks[layer - 1] * dact(hs[layer - 1])
             else:
                 delta = dA * dact(A) if layer > 0 else dA
     grads.reverse()
@@ -177,9 +180,9 @@ def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False, masks
 
 def loss_and_grads_2d(params, A, onehot, spec: Spec, masks=None):
     """Mean loss (0-d device array) and parameter gradients for a 2-D batch A: (batch, in)."""
-    acts, Z = forward_2d(params, A, spec, masks)
+    acts, hs, Z = _forward(params, A, spec, masks)
     loss, delta = OUTPUTS[spec.output][1](Z, onehot)
-    return loss, backward_2d(params, acts, delta, spec, masks=masks)
+    return loss, backward_2d(params, acts, delta, spec, masks=masks, hs=hs)
 
 
 # ---- the public order-3 API -------------------------------------------------

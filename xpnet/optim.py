@@ -81,14 +81,33 @@ def update(params, grads, state: dict, lr: float, hp: Hyper):
 
 
 def update_(params, grads, state: dict, lr: float, hp: Hyper):
-    """In-place step on writeable arrays (same numbers as ``update``); returns (params, state)."""
+    """In-place step on writeable arrays (same numbers as ``update``, written with in-place
+    operators so that the big arrays are not reallocated every step); returns (params, state)."""
     t = state["t"] + 1
     for (W, b), (dW, db), slots in zip(params, grads, state["slots"]):
         for k, (p, g, is_weight) in enumerate(((W, dW, True), (b, db, False))):
-            d, new = _direction(hp, p, g, slots[k], t, is_weight)
-            for old, fresh in zip(slots[k], new):
-                old[...] = fresh
-            p -= lr * d
+            if is_weight and hp.l2:
+                g = g + (hp.l2 / hp.n_train) * p
+            s = slots[k]
+            if hp.name == "sgd":
+                p -= lr * g
+            elif hp.name in ("momentum", "nesterov"):
+                v = s[0]
+                v *= hp.momentum
+                v += g
+                p -= lr * (g + hp.momentum * v if hp.name == "nesterov" else v)
+            else:
+                xp = array_namespace(p)
+                m, v = s
+                m *= hp.beta1
+                m += (1.0 - hp.beta1) * g
+                v *= hp.beta2
+                v += (1.0 - hp.beta2) * (g * g)
+                if hp.name == "adamw" and is_weight and hp.weight_decay:
+                    p -= (lr * hp.weight_decay) * p
+                denom = xp.sqrt(v / (1.0 - hp.beta2 ** t))
+                denom += hp.eps
+                p -= (lr / (1.0 - hp.beta1 ** t)) * m / denom
     state["t"] = t
     return params, state
 

@@ -6,9 +6,9 @@ random number is a hash of (seed, stream, step, element index), computed with
 integer array operations of the standard: the same seed gives bit-identical
 dropout masks and augmentations on NumPy, CuPy, PyTorch, JAX and array-api-strict.
 
-The hash is a 32-bit integer mixer (two multiply-xorshift rounds, as in
-"lowbias32"), evaluated in int64 with every product split so that no
-intermediate exceeds 2**63: no backend's overflow behaviour is relied on.
+The hash is a 32-bit integer mixer (two multiply-xorshift rounds, in the manner
+of "lowbias32"), evaluated in int64 with multipliers below 2**31, so that no
+product of a 32-bit value exceeds 2**63: no backend's overflow behaviour is relied on.
 """
 
 from __future__ import annotations
@@ -17,30 +17,25 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 _M32 = 0xFFFFFFFF
-_GOLDEN = 0x9E3779B9
+_GOLDEN = 0x61C88647  # 2**32 - 0x9E3779B9: the golden-ratio increment, below 2**31
+_C1, _C2 = 0x7FEB352D, 0x5BD1E995  # odd multipliers below 2**31
 
 
-def _mul32(xp, x, c: int):
-    """(x * c) mod 2**32 for int64 arrays x in [0, 2**32) and a 32-bit constant c, without overflow."""
-    lo, hi = x & 0xFFFF, x >> 16
-    return (lo * c + (((hi * c) & 0xFFFF) << 16)) & _M32
-
-
-def _mix(xp, x):
+def _mix(x):
     """A 32-bit avalanche mixer on int64 arrays holding values in [0, 2**32)."""
     x = x ^ (x >> 16)
-    x = _mul32(xp, x, 0x7FEB352D)
+    x = (x * _C1) & _M32
     x = x ^ (x >> 15)
-    x = _mul32(xp, x, 0x846CA68B)
+    x = (x * _C2) & _M32
     return x ^ (x >> 16)
 
 
 def _mix_int(x: int) -> int:
     """The same mixer on a Python int (host side: the key of a stream)."""
     x ^= x >> 16
-    x = (x * 0x7FEB352D) & _M32
+    x = (x * _C1) & _M32
     x ^= x >> 15
-    x = (x * 0x846CA68B) & _M32
+    x = (x * _C2) & _M32
     return x ^ (x >> 16)
 
 
@@ -48,7 +43,7 @@ def uniform(like, shape: tuple[int, ...], seed: int, stream: int, step: int):
     """Uniform floats in [0, 1) of ``shape``, dtype and device of ``like``.
 
     (seed, stream, step) pick the numbers; element k of the flattened result is
-    hash(hash(seed, stream, step) + k). Exactly reproducible on every backend.
+    mix(k * golden + key(seed, stream, step)) mod 2**32. Exactly reproducible on every backend.
     """
     xp = array_namespace(like)
     dev = device_of(like)
@@ -59,7 +54,7 @@ def uniform(like, shape: tuple[int, ...], seed: int, stream: int, step: int):
     for s in shape:
         n *= int(s)
     k = xp.arange(n, dtype=xp.int64, device=dev)
-    bits = _mix(xp, _mix(xp, (_mul32(xp, k, _GOLDEN) + key) & _M32) ^ key)
+    bits = _mix(((k * _GOLDEN) + key) & _M32)
     # the top 24 bits make a float exactly representable in float32
     u = xp.astype(bits >> 8, like.dtype) * (1.0 / (1 << 24))
     return xp.reshape(u, shape)
