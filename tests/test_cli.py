@@ -118,6 +118,10 @@ def test_device_cuda_trains_on_the_gpu(tmp_path):
     (["train", "--validation", "60000"], ["--validation"]),
     (["train", "--data-dir", "/nonexistent"], ["--data-dir", "/nonexistent"]),
     (["train", "--bogus"], ["--bogus"]),
+    (["train", "--log", "/nonexistent/run.jsonl"], ["--log"]),
+    (["train", "--optimizer", "lbfgs"], ["--optimizer"]),
+    (["train", "--dropout", "1.5"], ["--dropout"]),
+    (["train", "--early-stop", "3", "--validation", "0"], ["--early-stop"]),
     (["evaluate", "--model", "/nonexistent.npz"], ["/nonexistent.npz", "not found"]),
     (["evaluate"], ["--model"]),
 ])

@@ -89,6 +89,8 @@ class TrainConfig:
             raise UserError(f"--validation {self.validation}: must be >= 0")
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
+        if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
+            raise UserError(f"--log {self.log}: not a file in an existing folder")
         if self.plots and not Path(self.plots).is_dir():
             raise UserError(f"--plots {self.plots}: not a directory")
         if self.save:
