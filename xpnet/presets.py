@@ -9,7 +9,7 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
     "default": {
-        "about": "xpnet's default: 784-512-256-10 relu, softmax/cross-entropy, cosine lr 0.2, batch 32, 15 epochs",
+        "about": "xpnet's default: 784-512-256-10 relu, softmax/cross-entropy, cosine lr 0.2, batch 32, 20 epochs",
         "config": {},
     },
     "nielsen": {

@@ -45,7 +45,7 @@ class TrainConfig:
     augment: str = "none"
     early_stop: int = 0  # patience in epochs on validation accuracy; 0: off
     batch_size: int = 32
-    epochs: int = 15
+    epochs: int = 20
     l2: float = 0.0
     seed: int = 0
     validation: int = 10000
