@@ -14,7 +14,7 @@ PRESETS: dict[str, dict] = {
     },
     "nielsen": {
         "about": "784-30-10 sigmoid with sigmoid output and quadratic cost, N(0,1) init, lr 3.0, batch 10, 30 epochs "
-                 "(the Nielsen-style seeds; reported ~95%)",
+                 "(the Nielsen-style seeds)",
         "config": {"hidden": (30,), "activation": "sigmoid", "output": "sigmoid", "init": "normal", "lr": 3.0,
                    "lr_schedule": "constant", "batch_size": 10, "epochs": 30},
     },
