@@ -1,6 +1,6 @@
 """The backend fixture: every (backend, device) combination, skipped with a reason where unusable.
 
-CPU backends (numpy, array_api_strict, torch) must be installed for the test run:
+CPU backends (numpy, array_api_strict, torch, jax) must be installed for the test run:
 a missing one fails instead of skipping, so CI cannot silently lose coverage.
 GPU combinations carry the ``gpu`` mark and skip where no GPU is usable.
 """
@@ -20,7 +20,7 @@ COMBOS = [
     ("numpy", "cpu", False, True),
     ("array_api_strict", "cpu", False, True),
     ("torch", "cpu", False, True),
-    ("jax", "cpu", False, False),
+    ("jax", "cpu", False, True),
     ("cupy", "cuda", True, False),
     ("torch", "cuda", True, False),
 ]
@@ -45,10 +45,6 @@ def get_backend(name: str, device: str, required: bool = False):
         if required:
             raise
         pytest.skip(str(e))
-    if name == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
     return be
 
 

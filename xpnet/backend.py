@@ -179,6 +179,7 @@ def resolve(backend: str | None = None, device: str = "auto") -> Backend:
         return Backend("torch", _namespace_of(torch), torch.device(label), label, note)
     # jax
     jax = _import("jax", "jax")
+    jax.config.update("jax_enable_x64", True)  # float64 runs and rand's int64 hashing need it
     kind = "gpu" if wants_cuda else "cpu"
     if device == "auto":
         kind = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
