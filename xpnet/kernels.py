@@ -1,14 +1,18 @@
-"""Backend-specific fast paths for the training step, behind one small interface.
+"""Backend-specific fast paths for the training step (the only other module, besides
+backend.py, that knows array libraries by name).
 
-The portable array-API step (``model.loss_and_grads_2d`` + ``optim.step``) is the
-reference; a fast path computes the same numbers with fewer passes over memory
-and no allocation per step, and is tested against it (tests/test_kernels.py).
+The portable array-API step (``model.loss_and_grads_2d`` + ``optim.apply``) is the
+reference; a fast path computes the same numbers with fewer passes over memory and
+no allocation per step, and is tested against it (tests/test_kernels.py).
 
-``fused_step(params, spec, batch)`` returns a ``FusedStep`` for arrays it can
-speed up, or None (then the portable step is used). Today: NumPy, where every
-operation writes into buffers made once (``out=``), the learning rate and 1/batch
-are folded into the output error so each weight gradient is the update itself,
-and the loss comes out of the softmax for three extra small operations.
+``fused_step(params, spec)`` returns a ``FusedStep`` for plain SGD on NumPy or PyTorch
+arrays (CPU, and CUDA tensors through the same PyTorch calls), or None: then the
+portable step is used. Every operation writes into buffers made once; pixels are
+gathered as bytes a chunk of batches at a time; the learning rate and 1/batch are
+folded into the output error, so that each weight update is one GEMM with beta on
+PyTorch (``addmm_``) and a GEMM plus one subtraction on NumPy; the loss comes out of
+the softmax for a few extra small operations. ``NumpyOps`` and ``TorchOps`` hold
+the library-specific primitives.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The training loop: epochs of device-side mini-batches, evaluation, reporting, checkpoints.
 
-No step reads a value back to the host: the epoch's loss is summed on the
-device and read once at the end of the epoch (one sync per epoch).
+No step reads a value back to the host: the loss is summed on the device and read
+once per 64k samples (to catch divergence early and feed the progress bar) and at
+the end of each epoch.
 """
 
 from __future__ import annotations
@@ -360,16 +361,14 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
             except _StopAt as e:
                 return _stopped(cfg, stop.signum, e, save, epoch, rng_state, say)
             except _NonFinite as e:
-                raise Diverged(f"training diverged at epoch {epoch}, step {e.step}: the loss is not finite; "
-                               f"try a smaller --lr (now {cfg.lr})" + (f"; {cfg.save} holds the last good epoch" if cfg.save and history else "")) from None
+                raise _diverged(cfg, history, f"epoch {epoch}, step {e.step}") from None
             finally:
                 if bar is not None:
                     bar.close()
             if not math.isfinite(loss):
-                raise Diverged(f"training diverged at epoch {epoch}: the loss is {loss}; try a smaller --lr (now {cfg.lr})"
-                               + (f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""))
+                raise _diverged(cfg, history, f"epoch {epoch}")
             seconds = time.perf_counter() - t0
-            entry = {"epoch": epoch, "step": epoch * -(-n // cfg.batch_size), "loss": loss, "lr": lr,
+            entry = {"epoch": epoch, "step": epoch * per_epoch, "loss": loss, "lr": lr,
                      "seconds": seconds, "samples_per_s": (n - start * cfg.batch_size) / seconds,
                      "backend": backend.name, "device": backend.label}
             line = f"epoch {epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
@@ -411,6 +410,11 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
         say(f"saved {cfg.save}")
     say(format_accuracy(result.test_correct, result.test_total))
     return result
+
+
+def _diverged(cfg: TrainConfig, history, where: str) -> "Diverged":
+    kept = f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""
+    return Diverged(f"training diverged at {where}: the loss is not finite; try a smaller --lr (now {cfg.lr}){kept}")
 
 
 def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
