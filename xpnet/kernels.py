@@ -31,7 +31,6 @@ class NumpyOps:
     take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
     is_bytes = staticmethod(lambda X: X.dtype == np.uint8)
     matmul = staticmethod(lambda a, b, out: np.matmul(a, b, out=out))
-    col_sum = staticmethod(lambda Z, out: np.sum(Z, axis=0, keepdims=True, out=out))
     vdot = staticmethod(lambda a, b: np.vdot(a, b))
     relu_ = staticmethod(lambda Z: np.maximum(Z, 0, out=Z))
     tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
@@ -41,6 +40,10 @@ class NumpyOps:
     @staticmethod
     def empty(shape, like, dtype=None):
         return np.empty(shape, dtype=dtype or like.dtype)
+
+    @staticmethod
+    def ones(shape, like):
+        return np.ones(shape, dtype=like.dtype)
 
     @staticmethod
     def to_floats(pixels, out) -> float:
@@ -64,17 +67,27 @@ class NumpyOps:
         Z *= 0.5
         Z += 0.5
 
+    fold_lr = False  # scale the (small) output error by lr/batch; updates use alpha = 1
+
     @staticmethod
-    def softmax_xent(Z, y, out, row):
-        """out = softmax(Z) - y; returns the summed cross-entropy. Z is overwritten."""
+    def softmax_xent(Z, y, out, row, acc) -> None:
+        """out = softmax(Z) - y; acc += the summed cross-entropy. Z is overwritten."""
         np.max(Z, axis=1, keepdims=True, out=row)
         Z -= row
-        loss = -np.vdot(Z, y)  # minus the (shifted) label logits
+        acc -= np.vdot(Z, y)  # minus the (shifted) label logits
         np.exp(Z, out=out)
         np.sum(out, axis=1, keepdims=True, out=row)
         out /= row
         out -= y
-        return loss + np.sum(np.log(row, out=row))  # plus the log-sum-exps
+        acc += np.sum(np.log(row, out=row))  # plus the log-sum-exps
+
+    @staticmethod
+    def sub_colsum(b, delta, scratch, ones, alpha: float = 1.0) -> None:
+        """b -= alpha * (column sums of delta)."""
+        np.sum(delta, axis=0, keepdims=True, out=scratch)
+        if alpha != 1.0:
+            scratch *= alpha
+        b -= scratch
 
     @staticmethod
     def times_derivative(name: str, d, a, scratch) -> None:
@@ -128,11 +141,8 @@ class TorchOps:
     def matmul(self, a, b, out):
         return self.torch.matmul(a, b, out=out)
 
-    def col_sum(self, Z, out):
-        return self.torch.sum(Z, dim=0, keepdim=True, out=out)
-
     def vdot(self, a, b):
-        return self.torch.sum(a * b)
+        return self.torch.dot(a.reshape(-1), b.reshape(-1))
 
     def tanh_(self, Z):
         return Z.tanh_()
@@ -149,19 +159,27 @@ class TorchOps:
     def empty(self, shape, like, dtype=None):
         return self.torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
 
+    def ones(self, shape, like):
+        return self.torch.ones(shape, dtype=like.dtype, device=like.device)
+
     def affine(self, A, Wt, b, out, alpha: float = 1.0):
         self.torch.addmm(b, A, Wt, alpha=alpha, out=out)
 
     def sigmoid_(self, Z):
         Z.sigmoid_()
 
-    def softmax_xent(self, Z, y, out, row):
+    fold_lr = True  # the output error stays unscaled; lr/batch goes into the updates' alpha
+
+    def softmax_xent(self, Z, y, out, row, acc) -> None:
         torch = self.torch
         torch.log_softmax(Z, dim=1, out=out)
-        loss = -torch.sum(out * y)
+        acc.sub_(self.vdot(out, y))
         out.exp_()
         out -= y
-        return loss
+
+    def sub_colsum(self, b, delta, scratch, ones, alpha: float = 1.0) -> None:
+        """b -= alpha * (column sums of delta), as one matrix-vector product with beta."""
+        b.view(-1).addmv_(delta.T, ones, alpha=-alpha)
 
     def times_derivative(self, name: str, d, a, scratch) -> None:
         """One pass each, with ATen's own backward kernels of relu, tanh and sigmoid."""
@@ -214,9 +232,10 @@ class FusedStep:
             sizes = self.spec.sizes
             self._buffers[n] = {
                 "A": [new((n, s), like) for s in sizes],  # A[0]: the batch as floats, if given as bytes
-                "d": [new((n, s), like) for s in sizes],  # d[l]: lr * dLoss/dZ_l
+                "d": [new((n, s), like) for s in sizes],  # d[l]: dLoss/dZ_l (times lr/n unless fold_lr)
                 "t": [new((n, s), like) for s in sizes],  # scratch for activation derivatives
                 "row": new((n, 1), like),
+                "ones": self.ops.ones((n,), like),
                 "db": [new(tuple(b.shape), like) for b in self.b],
                 "dW": [new(tuple(w.shape), like) for w in self.Wt],  # NumPy only: the update's product
             }
@@ -281,14 +300,15 @@ class FusedStep:
             ops.affine(A[layer], self.Wt[layer], self.b[layer], Z, scale if layer == 0 else 1.0)
             if layer < L - 1:
                 _activate(ops, act, Z)
-        self._output_delta(A[L], yb, d[L], buf["row"], lr / n)
+        # the output error is scaled by lr/n here, or (fold_lr) that factor goes into each update
+        alpha = lr / n if ops.fold_lr else 1.0
+        self._output_delta(A[L], yb, d[L], buf["row"], 1.0 if ops.fold_lr else lr / n)
         delta = d[L]
         for layer in range(L - 1, -1, -1):
-            ops.col_sum(delta, buf["db"][layer])
             if layer > 0:
                 ops.matmul(delta, self.Wt[layer].T, d[layer])
-            ops.sub_matmul(self.Wt[layer], A[layer].T, delta, buf["dW"][layer], decay, scale if layer == 0 else 1.0)
-            self.b[layer] -= buf["db"][layer]
+            ops.sub_matmul(self.Wt[layer], A[layer].T, delta, buf["dW"][layer], decay, alpha * (scale if layer == 0 else 1.0))
+            ops.sub_colsum(self.b[layer], delta, buf["db"][layer], buf["ones"], alpha)
             if layer > 0:
                 ops.times_derivative(act, d[layer], A[layer], t[layer])
                 delta = d[layer]
@@ -297,7 +317,7 @@ class FusedStep:
         """Loss of the batch into loss_sum; out = scale * dLoss_sum/dZ. Z is overwritten."""
         ops = self.ops
         if self.spec.output == "softmax":
-            self.loss_sum += ops.softmax_xent(Z, y, out, row)
+            ops.softmax_xent(Z, y, out, row, self.loss_sum)
         else:  # sigmoid output, quadratic cost
             ops.sigmoid_(Z)
             ops.rsub(0.0, y, out)
@@ -306,7 +326,8 @@ class FusedStep:
             out *= Z
             ops.rsub(1.0, Z, Z)
             out *= Z
-        out *= scale
+        if scale != 1.0:
+            out *= scale
 
 
 def _activate(ops, name: str, Z) -> None:
