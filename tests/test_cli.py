@@ -6,11 +6,9 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from idxutil import write_dataset
-from xpnet import data
 
 ACC = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+)/(\d+)\)$")
 

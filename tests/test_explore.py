@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import CPU_REQUIRED, get_backend
 from test_cli import assert_clean_error, xpnet
 from xpnet import backend as backends
-from xpnet import checkpoint, explore, model, train
+from xpnet import checkpoint, explore, model
 
 
 @pytest.fixture(scope="module")

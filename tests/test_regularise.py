@@ -91,7 +91,6 @@ def test_rand_is_uniform_and_streams_differ():
 
 
 def test_dropout_gradient_matches_central_differences(rng):
-    be = backends.resolve("numpy", "cpu")
     spec = model.Spec((6, 5, 4, 3), "tanh", "softmax")
     host = model.init_params_host(spec, rng)
     x = rng.random((4, 6))
