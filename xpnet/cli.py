@@ -325,7 +325,7 @@ def cmd_imagine(args, say) -> int:
         ok += guess == d
         say(f"imagined {d}: classified as {guess} ({100 * p[guess]:.1f}%), p({d}) = {100 * p[d]:.1f}%" + ("" if guess == d else "  <- not as intended"))
     plots.digit_grid(imgs, [f"{d}: p={p[d]:.2f}" for d, p in zip(digits, probs)], args.out, cols=5,
-                     title="what the network imagines")
+                     title="what the network imagines (each image's contrast stretched)", stretch=True)
     say(f"{ok}/{len(digits)} imagined digits classified as intended; wrote {args.out}")
     return 0
 

@@ -33,8 +33,9 @@ def _save(fig, path) -> Path:
     return path
 
 
-def digit_grid(images, titles, path, cols: int = 10, title: str | None = None) -> Path:
-    """images: (n, rows, cols) in [0, 1] or uint8; one title per image."""
+def digit_grid(images, titles, path, cols: int = 10, title: str | None = None, stretch: bool = False) -> Path:
+    """images: (n, rows, cols) in [0, 1] or uint8; one title per image.
+    ``stretch``: show each image scaled to its own maximum (contrast for faint images)."""
     plt = _pyplot()
     n = len(images)
     cols = min(cols, max(n, 1))
@@ -43,7 +44,8 @@ def digit_grid(images, titles, path, cols: int = 10, title: str | None = None) -
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, t in zip(axes.ravel(), images, titles):
-        ax.imshow(img, cmap="gray", vmin=0, vmax=255 if np.asarray(img).dtype == np.uint8 else 1)
+        top = 255 if np.asarray(img).dtype == np.uint8 else 1
+        ax.imshow(img, cmap="gray", vmin=0, vmax=(float(np.max(img)) or top) if stretch else top)
         ax.set_title(t, fontsize=9)
     if title:
         fig.suptitle(title)
