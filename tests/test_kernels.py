@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import get_backend
+from xpnet import backend as backends
 from xpnet import kernels, layers, model, optim
 
 
@@ -52,3 +53,26 @@ def test_no_fused_path_for_other_arrays_or_readonly(rng):
     for W, b in readonly:
         W.flags.writeable = False
     assert kernels.fused_step(readonly, spec) is None
+
+
+@pytest.mark.parametrize("activation", sorted(layers.ACTIVATIONS))
+def test_jax_step_equals_portable_step(activation, rng):
+    be = get_backend("jax", "cpu", required=True)
+    sizes = (20, 16, 5)
+    spec = model.Spec(sizes, activation, "softmax")
+    host = model.init_params_host(spec, rng)
+    X, Y = _batch(rng, 40, sizes)
+    Xd, Yd = be.asarray(X, "float64"), be.asarray(Y, "float64")
+    perm = rng.permutation(40)
+    step = kernels.fused_step(model.params_to_device(be, host, "float64"), spec)
+    assert isinstance(step, kernels.JaxStep)
+    step.begin_epoch(Xd, Yd, be.asarray(perm), 16)
+    slow = model.params_to_device(backends.resolve("numpy", "cpu"), host, "float64")
+    for s in range(3):  # batches of 16, 16 and 8
+        step.step(s, 0.3, 0.999)
+        idx = perm[s * 16:(s + 1) * 16]
+        _, grads = model.loss_and_grads_2d(slow, X[idx], Y[idx], spec)
+        slow = optim.sgd(slow, grads, 0.3, l2=0.1, n_train=30)
+    for (Wf, bf), (Ws, bs) in zip(step.params, slow):
+        np.testing.assert_allclose(be.to_host(Wf), Ws, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(be.to_host(bf), bs, rtol=1e-10, atol=1e-12)

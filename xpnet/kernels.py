@@ -223,6 +223,7 @@ class FusedStep:
             self.Wt.append(Wt)
             self.b.append(b2)
         self.loss_sum = ops.zeros0(self.Wt[0])
+        self.params = params  # updated in place
         self._buffers = {}
 
     def _bufs(self, n: int):
@@ -340,13 +341,47 @@ def _activate(ops, name: str, Z) -> None:
         ops.sigmoid_(Z)
 
 
+class JaxStep:
+    """Plain SGD on JAX arrays: the portable array-API step, gather included, compiled once
+    with ``jax.jit`` (JAX arrays are immutable: ``params`` holds the current parameters).
+    Same interface as FusedStep: begin_epoch, step, loss_sum, params."""
+
+    def __init__(self, params, spec: Spec):
+        import jax
+
+        from . import data, model
+
+        def sgd_step(params, X, Y, idx, lr, decay, loss_sum):
+            xp = array_api_compat.array_namespace(X)
+            xb = data.unit_floats(xp.take(X, idx, axis=0), Y.dtype)
+            yb = xp.take(Y, idx, axis=0)
+            loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
+            new = [(decay * W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
+            return new, loss_sum + loss * xb.shape[0]
+
+        self._step = jax.jit(sgd_step)
+        self.params = list(params)
+        self.loss_sum = array_api_compat.array_namespace(params[0][0]).zeros((), dtype=params[0][0].dtype)
+
+    def begin_epoch(self, X, Y, perm, batch_size: int) -> None:
+        self.X, self.Y, self.perm, self.bs = X, Y, perm, batch_size
+
+    def step(self, s: int, lr: float, decay: float = 1.0) -> None:
+        n, bs = self.perm.shape[0], self.bs
+        idx = self.perm[s * bs:min(s * bs + bs, n)]
+        self.params, self.loss_sum = self._step(self.params, self.X, self.Y, idx, lr, decay, self.loss_sum)
+
+
 _TORCH_OPS = None
 
 
 def fused_step(params, spec: Spec):
-    """A FusedStep for these params, or None when the arrays have no fast path."""
+    """A FusedStep (NumPy, PyTorch) or JaxStep for these params, or None when the arrays
+    have no fast path."""
     global _TORCH_OPS
     W = params[0][0]
+    if array_api_compat.is_jax_array(W):
+        return JaxStep(params, spec)
     if NumpyOps.usable(W):
         ops = NumpyOps
     elif array_api_compat.is_torch_array(W):

@@ -216,7 +216,7 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
         opt_state = optim.init_state(cfg.optimizer, params)
     total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.onehot.dtype, device=device_of(train.x))
     if fused is not None:
-        fused.loss_sum += total
+        fused.loss_sum += total  # in place on NumPy and torch; JAX rebinds
         fused.begin_epoch(train.x, train.onehot, perm, bs)
     per_epoch = -(-n // bs)
     steps = range(start, per_epoch)
@@ -247,8 +247,12 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
                 bar.update(min(done * bs, n) - bar.n)
                 bar.set_postfix(loss=f"{running / min(done * bs, n):.4f}", refresh=False)
         if stop is not None and stop() and done < len(steps) + start:
-            raise _StopAt(done, float(fused.loss_sum if fused is not None else total), params)
-    return params, (fused.loss_sum if fused is not None else total)
+            if fused is not None:
+                params, total = fused.params, fused.loss_sum
+            raise _StopAt(done, float(total), params)
+    if fused is not None:
+        params, total = fused.params, fused.loss_sum
+    return params, total
 
 
 class _SignalFlag:
