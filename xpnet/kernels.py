@@ -351,15 +351,16 @@ class JaxStep:
 
         from . import data, model
 
-        def sgd_step(params, X, Y, idx, lr, decay, loss_sum):
+        def sgd_step(params, X, Y, perm, start, size, lr, decay, loss_sum):
             xp = array_api_compat.array_namespace(X)
+            idx = jax.lax.dynamic_slice(perm, (start,), (size,))  # the batch's rows, sliced inside
             xb = data.unit_floats(xp.take(X, idx, axis=0), Y.dtype)
             yb = xp.take(Y, idx, axis=0)
             loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
             new = [(decay * W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
             return new, loss_sum + loss * xb.shape[0]
 
-        self._step = jax.jit(sgd_step)
+        self._step = jax.jit(sgd_step, static_argnums=(5,), donate_argnums=(0,))
         self.params = list(params)
         self.loss_sum = array_api_compat.array_namespace(params[0][0]).zeros((), dtype=params[0][0].dtype)
 
@@ -368,8 +369,9 @@ class JaxStep:
 
     def step(self, s: int, lr: float, decay: float = 1.0) -> None:
         n, bs = self.perm.shape[0], self.bs
-        idx = self.perm[s * bs:min(s * bs + bs, n)]
-        self.params, self.loss_sum = self._step(self.params, self.X, self.Y, idx, lr, decay, self.loss_sum)
+        start = s * bs
+        self.params, self.loss_sum = self._step(self.params, self.X, self.Y, self.perm, start, min(bs, n - start),
+                                                lr, decay, self.loss_sum)
 
 
 _TORCH_OPS = None
