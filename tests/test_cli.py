@@ -116,6 +116,7 @@ def test_device_cuda_trains_on_the_gpu(tmp_path):
     (["train", "--validation", "60000"], ["--validation"]),
     (["train", "--data-dir", "/nonexistent"], ["--data-dir", "/nonexistent"]),
     (["train", "--bogus"], ["--bogus"]),
+    (["train", "--seed", "-1"], ["--seed"]),
     (["train", "--log", "/nonexistent/run.jsonl"], ["--log"]),
     (["train", "--optimizer", "lbfgs"], ["--optimizer"]),
     (["train", "--dropout", "1.5"], ["--dropout"]),

@@ -7,6 +7,7 @@ the end of each epoch.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import signal
@@ -88,12 +89,16 @@ class TrainConfig:
             raise UserError(f"--l2 {self.l2}: must be >= 0")
         if self.validation < 0:
             raise UserError(f"--validation {self.validation}: must be >= 0")
+        if self.seed < 0:
+            raise UserError(f"--seed {self.seed}: must be >= 0")
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
         if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
             raise UserError(f"--log {self.log}: not a file in an existing folder")
         if self.plots and not Path(self.plots).is_dir():
             raise UserError(f"--plots {self.plots}: not a directory")
+        if self.plots and importlib.util.find_spec("matplotlib") is None:
+            raise UserError(f"--plots {self.plots}: pictures need matplotlib: pip install 'xpnet[plots]'")
         if self.save:
             target = Path(self.save)
             if target.is_dir():
@@ -406,12 +411,12 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     test_dev = data.to_device(backend, dataset.test)
     preds = backend.to_host(predictions(params, test_dev, spec, cfg.dtype))
     result.test_correct, result.test_total = int((preds == dataset.test.labels).sum()), len(dataset.test)
-    if cfg.plots:
-        _draw(cfg.plots, history, dataset, preds, say)
     if cfg.save:
         done = (best_epoch + 1) if cfg.early_stop and best_params is not None else cfg.epochs + 1
         save(params, done, 0, rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total})
         say(f"saved {cfg.save}")
+    if cfg.plots:
+        _draw(cfg.plots, history, dataset, preds, say)
     say(format_accuracy(result.test_correct, result.test_total))
     return result
 
