@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xpnet import backend, data, train
+from xpnet import backend, data, model, train
 
 from workload import Impl, Workload, layer_shapes
 
@@ -15,7 +15,7 @@ def xpnet_impl(work: Workload, backend_name: str) -> Impl:
     """xpnet on ``backend_name`` (CPU): one ``train.run_epoch`` over the workload's n images per run."""
     be = backend.resolve(backend_name, "cpu")
     spec = work.spec
-    params = train.params_to_device(be, work.init_params, "float32")
+    params = model.params_to_device(be, work.init_params, "float32")
     split = data.Split(work.images, work.labels)
     dev = data.to_device(be, split, "float32", 10)
     cfg = train.TrainConfig(batch_size=work.config.batch, lr=work.config.lr)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from idxutil import idx_bytes, write_dataset, write_idx
+from xpnet import backend as backends
 from xpnet import data
 from xpnet.errors import UserError
 
@@ -131,7 +132,8 @@ def test_validation_split_and_pixel_scaling(mnist):
     assert data.split_validation(mnist.train, 0) == (mnist.train, None)
     with pytest.raises(UserError, match="--validation"):
         data.split_validation(mnist.train, 60000)
-    x = data.to_unit(mnist.test.images[:100], "float32")
+    be = backends.resolve("numpy", "cpu")
+    x = be.to_host(data.unit_floats(be.asarray(mnist.test.images[:100].reshape(100, -1)), be.xp.float32))
     assert x.dtype == np.float32 and x.shape == (100, 784)
     assert x.min() == 0.0 and x.max() == 1.0
     np.testing.assert_allclose(x, mnist.test.images[:100].reshape(100, -1) / 255.0, rtol=1e-6)
@@ -146,4 +148,4 @@ def test_device_data_stays_in_dtype(any_backend, mnist):
     chunks = list(dev.chunks(any_backend.xp.float32, size=50))
     assert [tuple(c[0].shape) for c in chunks] == [(50, 784), (14, 784)]
     assert chunks[0][0].dtype == any_backend.xp.float32
-    np.testing.assert_allclose(any_backend.to_host(chunks[1][0]), data.to_unit(mnist.test.images[50:64]), rtol=1e-6)
+    np.testing.assert_allclose(any_backend.to_host(chunks[1][0]), mnist.test.images[50:64].reshape(14, -1) / 255.0, rtol=1e-6)

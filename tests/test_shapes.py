@@ -34,7 +34,7 @@ def test_order3_shapes_and_dtype(any_backend, activation, output, rng):
     dx = model.input_grad(params, x, y, spec)
     assert tuple(dx.shape) == (batch, sizes[0], 1) and dx.dtype == be.xp.float32
 
-    new = optim.step(params, grads, 0.1, l2=1.0, n_train=100)
+    new, _ = optim.apply(params, grads, optim.init_state("sgd", params), 0.1, optim.Hyper("sgd", l2=1.0, n_train=100))
     for (W, b), (W0, b0) in zip(new, host):
         assert tuple(W.shape) == W0.shape and W.dtype == be.xp.float32
         assert tuple(b.shape) == b0.shape and b.dtype == be.xp.float32

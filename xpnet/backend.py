@@ -47,10 +47,6 @@ class Backend:
         """
         return "out_in" if self.name == "torch" else "in_out"
 
-    def dtype(self, name: str):
-        """The namespace's dtype object for 'float32' / 'float64'."""
-        return getattr(self.xp, name)
-
     def asarray(self, host: np.ndarray, dtype: str | None = None):
         """Copy a host NumPy array to this backend's device (one transfer)."""
         if dtype is not None:

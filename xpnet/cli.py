@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pick_backend(args, say):
+    """The Backend for ``args.backend`` / ``args.device`` (flags or a TrainConfig), announced."""
     be = backends.resolve(args.backend, args.device)
     extra = f" ({be.note})" if be.note else ""
     say(f"device: {be.label}, backend {be.name}{extra}")
@@ -239,9 +240,7 @@ def cmd_train(args, say) -> int:
                 say(f"{key.replace('_', '-')} = {_toml_value(value)}")
         return 0
     dataset = data.load(cfg.data_dir)  # fully validated before any training
-    be = backends.resolve(cfg.backend, cfg.device)
-    say(f"device: {be.label}, backend {be.name}" + (f" ({be.note})" if be.note else ""))
-    train(cfg, be, dataset, say=say, resume=resume)
+    train(cfg, _pick_backend(cfg, say), dataset, say=say, resume=resume)
     return 0
 
 

@@ -277,18 +277,6 @@ def load(data_dir: str | None = None, num_classes: int | None = None) -> Dataset
     return load_dir(data_dir, num_classes) if data_dir else load_mnist()
 
 
-def to_unit(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
-    """uint8 images (n, ...) -> (n, features) floats in [0, 1] on the host, converted in chunks
-    so that no full-size temporary is made."""
-    n = images.shape[0]
-    flat = images.reshape(n, -1)
-    out = np.empty(flat.shape, dtype=dtype)
-    scale = np.asarray(1.0 / 255.0, dtype=dtype)
-    for start in range(0, n, 8192):
-        np.multiply(flat[start:start + 8192], scale, out=out[start:start + 8192], dtype=dtype)
-    return out
-
-
 def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smoothing: float = 0.0) -> np.ndarray:
     """(n,) int labels -> (n, num_classes) targets: one-hot, or with label smoothing
     1 - smoothing + smoothing/K for the label and smoothing/K elsewhere."""
@@ -303,7 +291,7 @@ class DeviceData:
     for training, targets (n, classes) floats (one-hot or smoothed).
 
     Pixels stay bytes on the device (a quarter of the memory and of the bytes each gathered
-    batch moves) and become [0, 1] floats a batch or chunk at a time (``to_unit``, ``chunks``).
+    batch moves) and become [0, 1] floats a batch or chunk at a time (``unit_floats``, ``chunks``).
     """
 
     x: object
@@ -326,7 +314,7 @@ def unit_floats(pixels, dtype):
     xp = array_namespace(pixels)
     if xp.isdtype(pixels.dtype, "real floating"):
         return pixels
-    return xp.astype(pixels, dtype) * (1.0 / 255.0)  # as data.to_unit: x * (1/255) in ``dtype``
+    return xp.astype(pixels, dtype) * (1.0 / 255.0)  # x * (1/255), computed in ``dtype``
 
 
 def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None,

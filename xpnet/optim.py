@@ -123,28 +123,9 @@ def apply(params, grads, state: dict, lr: float, hp: Hyper):
     return update(params, grads, state, lr, hp)
 
 
-# -- plain SGD, the seeds' optimiser, as the short forms used across xpnet -----------------
-
-
 def sgd(params, grads, lr: float, l2: float = 0.0, n_train: int = 1):
-    """One pure SGD step: new [(W, b), ...]."""
-    return update(params, grads, {"t": 0, "slots": [[[], []] for _ in params]}, lr, Hyper("sgd", l2=l2, n_train=n_train))[0]
-
-
-def sgd_(params, grads, lr: float, l2: float = 0.0, n_train: int = 1):
-    """In-place SGD step; returns params."""
-    decay = 1.0 - lr * l2 / n_train
-    for (W, b), (dW, db) in zip(params, grads):
-        if decay != 1.0:
-            W *= decay
-        W -= lr * dW
-        b -= lr * db
-    return params
-
-
-def step(params, grads, lr: float, l2: float = 0.0, n_train: int = 1):
-    """SGD in place where the arrays allow it, else the pure update."""
-    return sgd_(params, grads, lr, l2, n_train) if writeable(params) else sgd(params, grads, lr, l2, n_train)
+    """One pure SGD step (the seeds' optimiser): new [(W, b), ...]."""
+    return update(params, grads, init_state("sgd", params), lr, Hyper("sgd", l2=l2, n_train=n_train))[0]
 
 
 def max_norm(params, limit: float):
@@ -180,8 +161,3 @@ def lr_at(base_lr: float, schedule: str, progress: float, epochs: int, warmup: f
     if warmup > 0 and progress < warmup:
         lr *= (progress + 1e-2) / warmup
     return lr
-
-
-def epoch_lr(base_lr: float, schedule: str, epoch: int, epochs: int) -> float:
-    """Learning rate at the start of ``epoch`` (1-based)."""
-    return lr_at(base_lr, schedule, float(epoch - 1), epochs)

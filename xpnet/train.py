@@ -22,7 +22,6 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from . import augment, checkpoint, data, kernels, model, optim, rand
-from .model import params_to_device  # noqa: F401  (re-exported for callers of train)
 from .errors import UserError
 
 
@@ -357,7 +356,7 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
             per_epoch = -(-n // cfg.batch_size)
             lr = optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1, cfg.epochs, cfg.warmup)
 
-            def lr_of(step, epoch=epoch):
+            def lr_of(step, epoch=epoch, per_epoch=per_epoch):
                 return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / per_epoch, cfg.epochs, cfg.warmup)
 
             start, loss0 = (first_step, partial) if epoch == first_epoch else (0, 0.0)
