@@ -18,7 +18,7 @@ def _batch(rng, n, sizes):
 @pytest.mark.parametrize("activation", sorted(layers.ACTIVATIONS))
 @pytest.mark.parametrize("output", sorted(layers.OUTPUTS))
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 2e-4)])
-def test_fused_step_equals_portable_step(name, activation, output, dtype, rtol, rng):
+def test_fused_step_equals_portable_step(name, activation, output, dtype, rtol, rng, monkeypatch):
     be = get_backend(name, "cpu", required=True)
     sizes = (20, 16, 12, 5)
     spec = model.Spec(sizes, activation, output)
@@ -29,19 +29,83 @@ def test_fused_step_equals_portable_step(name, activation, output, dtype, rtol, 
     slow = model.params_to_device(be, host, dtype)
     step = kernels.fused_step(fast, spec)
     assert step is not None
+    itemsize = 8 if dtype == "float64" else 4
+    monkeypatch.setattr(kernels, "CHUNK_BYTES", 2 * 10 * (20 + 5) * itemsize)  # chunks of 2 steps of 10 rows
+    perm_host = rng.permutation(64)[:54]  # 5 full batches and a partial one of 4
+    step.begin_epoch(Xd, Yd, be.asarray(perm_host), 10)
+    assert step.chunk_steps == 2
     loss_total = 0.0
-    for idx_host in (rng.permutation(64)[:24], rng.permutation(64)[:24], rng.permutation(64)[:7]):  # a partial batch too
-        idx = be.asarray(idx_host)
-        step(Xd, Yd, idx, 0.3, decay=0.999)
+    for s in range(6):
+        idx = be.asarray(perm_host[s * 10:(s + 1) * 10])
+        step.step(s, 0.3, decay=0.999)
         loss, grads = model.loss_and_grads_2d(slow, be.xp.take(Xd, idx, axis=0), be.xp.take(Yd, idx, axis=0), spec)
         slow = optim.sgd(slow, grads, 0.3, l2=0.1, n_train=30)  # decay 1 - 0.3*0.1/30 = 0.999
-        loss_total += float(loss) * idx_host.shape[0]
-    assert float(step.loss_sum) == pytest.approx(loss_total, rel=rtol)
+        loss_total += float(loss) * idx.shape[0]
+        if s in (0, 3, 5):  # read mid-chunk, at a chunk's end and at the epoch's end
+            assert float(step.loss_total()) == pytest.approx(loss_total, rel=rtol)
+    assert float(step.loss_total()) == pytest.approx(loss_total, rel=rtol)  # a second read adds nothing
     for (Wf, bf), (Ws, bs) in zip(fast, slow):
         Wf, bf, Ws, bs = (be.to_host(a) for a in (Wf, bf, Ws, bs))
         assert Wf.shape == Ws.shape and bf.shape == bs.shape
         np.testing.assert_allclose(Wf, Ws, rtol=rtol, atol=rtol * np.abs(Ws).max())
         np.testing.assert_allclose(bf, bs, rtol=rtol, atol=rtol * max(np.abs(bs).max(), 1e-3))
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_fused_step_on_bytes_resumed_mid_chunk(name, rng):
+    """uint8 pixels (scaled by 1/255 on the way), an epoch started at step 3 (a resume, in the
+    middle of a chunk) and a second epoch: the same parameters and loss as the portable step."""
+    be = get_backend(name, "cpu", required=True)
+    sizes = (30, 8, 4)
+    spec = model.Spec(sizes, "relu", "softmax")
+    host = model.init_params_host(spec, rng)
+    pixels = rng.integers(0, 256, (50, 30)).astype(np.uint8)
+    Y = np.eye(4)[rng.integers(0, 4, 50)]
+    Xd, Yd = be.asarray(pixels), be.asarray(Y, "float64")
+    fast = model.params_to_device(be, host, "float64")
+    slow = model.params_to_device(be, host, "float64")
+    step = kernels.fused_step(fast, spec)
+    loss_total = 0.0
+    for epoch, start in ((1, 3), (2, 0)):
+        perm_host = rng.permutation(50)
+        step.begin_epoch(Xd, Yd, be.asarray(perm_host), 7)  # 8 steps: 7 of 7 rows and one of 1
+        assert step.chunk_steps > 3
+        for s in range(start, 8):
+            idx = be.asarray(perm_host[s * 7:(s + 1) * 7])
+            step.step(s, 0.2)
+            xb = be.xp.astype(be.xp.take(Xd, idx, axis=0), be.xp.float64) / 255
+            loss, grads = model.loss_and_grads_2d(slow, xb, be.xp.take(Yd, idx, axis=0), spec)
+            slow = optim.sgd(slow, grads, 0.2)
+            loss_total += float(loss) * idx.shape[0]
+    assert float(step.loss_total()) == pytest.approx(loss_total, rel=1e-10)
+    for (Wf, bf), (Ws, bs) in zip(fast, slow):
+        np.testing.assert_allclose(be.to_host(Wf), be.to_host(Ws), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(be.to_host(bf), be.to_host(bs), rtol=1e-10, atol=1e-12)
+
+
+def test_narrow_gemms_run_on_one_thread_and_restore_the_count(rng):
+    """TorchOps runs GEMMs with fewer than NARROW_GEMM output elements on one thread and puts
+    the caller's thread count back; the result is the same GEMM."""
+    torch = pytest.importorskip("torch")
+    ops = kernels.TorchOps()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        real_mm = torch.mm
+        a, b = torch.rand(50, 784, dtype=torch.float64), torch.rand(784, 30, dtype=torch.float64)
+        out = torch.empty(50, 30, dtype=torch.float64)
+        assert ops.narrow(out.shape) and not ops.narrow((784, 30))
+        torch.mm = lambda *args, **kw: (seen.append(torch.get_num_threads()), real_mm(*args, **kw))[1]
+        try:
+            ops.matmul(a, b, out, narrow=True)
+            ops.matmul(a, b, out, narrow=False)
+        finally:
+            torch.mm = real_mm
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        np.testing.assert_allclose(out.numpy(), a.numpy() @ b.numpy(), rtol=1e-12)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_no_fused_path_for_other_arrays_or_readonly(rng):

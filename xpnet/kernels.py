@@ -6,13 +6,13 @@ reference; a fast path computes the same numbers with fewer passes over memory a
 no allocation per step, and is tested against it (tests/test_kernels.py).
 
 ``fused_step(params, spec)`` returns a ``FusedStep`` for plain SGD on NumPy or PyTorch
-arrays (CPU, and CUDA tensors through the same PyTorch calls), or None: then the
-portable step is used. Every operation writes into buffers made once; pixels are
-gathered as bytes a chunk of batches at a time; the learning rate and 1/batch are
-folded into the output error, so that each weight update is one GEMM with beta on
-PyTorch (``addmm_``) and a GEMM plus one subtraction on NumPy; the loss comes out of
-the softmax for a few extra small operations. ``NumpyOps`` and ``TorchOps`` hold
-the library-specific primitives.
+arrays (CPU, and CUDA tensors through the same PyTorch calls), a ``JaxStep`` for JAX, or
+None: then the portable step is used. Every operation of a FusedStep writes into buffers
+made once, on views made once; rows are gathered a chunk of batches at a time; each
+weight update is one GEMM with beta on PyTorch (``addmm_``, lr/batch as its alpha) and a
+GEMM plus one subtraction on NumPy (lr/batch folded into the output error); the loss is
+summed once per chunk from the logits the steps left behind. ``NumpyOps`` and
+``TorchOps`` hold the library-specific primitives.
 """
 
 from __future__ import annotations
@@ -20,22 +20,32 @@ from __future__ import annotations
 import array_api_compat
 import numpy as np
 
+from .layers import OUTPUTS
 from .model import Spec, _wb2d
 
-CHUNK_BYTES = 512 << 10  # rows gathered at once by FusedStep.step
+CHUNK_BYTES = 512 << 10  # training rows gathered at once by FusedStep.step (as stored)
+NARROW_GEMM = 4096  # PyTorch GEMMs with fewer output elements than this run on one thread
 
 
 class NumpyOps:
-    """The in-place primitives of FusedStep, for NumPy arrays."""
+    """The in-place primitives of FusedStep, for NumPy arrays. ``narrow`` (a GEMM small
+    enough for one thread) is ignored: OpenBLAS picks its threads itself."""
 
     take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
     is_bytes = staticmethod(lambda X: X.dtype == np.uint8)
-    matmul = staticmethod(lambda a, b, out: np.matmul(a, b, out=out))
-    vdot = staticmethod(lambda a, b: np.vdot(a, b))
+    itemsize = staticmethod(lambda X: X.dtype.itemsize)
     relu_ = staticmethod(lambda Z: np.maximum(Z, 0, out=Z))
     tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
     rsub = staticmethod(lambda c, a, out: np.subtract(c, a, out=out))  # out = c - a
     zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
+    narrow = staticmethod(lambda shape: False)
+    fold_lr = False  # scale the (small) output error by lr/batch; updates use alpha = 1
+
+    @staticmethod
+    def usable(W) -> bool:
+        return array_api_compat.is_numpy_array(W) and W.flags.writeable
+
+    contiguous = staticmethod(lambda W: W.flags.c_contiguous)
 
     @staticmethod
     def empty(shape, like, dtype=None):
@@ -52,7 +62,11 @@ class NumpyOps:
         return 1.0
 
     @staticmethod
-    def affine(A, Wt, b, out, alpha: float = 1.0):
+    def matmul(a, b, out, narrow: bool = False):
+        np.matmul(a, b, out=out)
+
+    @staticmethod
+    def affine(A, Wt, b, out, alpha: float = 1.0, narrow: bool = False):
         """out = alpha * A @ Wt + b."""
         np.matmul(A, Wt, out=out)
         if alpha != 1.0:
@@ -60,34 +74,45 @@ class NumpyOps:
         out += b
 
     @staticmethod
-    def sigmoid_(Z):
-        """Z = sigmoid(Z) = (1 + tanh(Z/2)) / 2, in place (no overflow)."""
-        Z *= 0.5
-        np.tanh(Z, out=Z)
-        Z *= 0.5
-        Z += 0.5
-
-    fold_lr = False  # scale the (small) output error by lr/batch; updates use alpha = 1
-
-    @staticmethod
-    def softmax_xent(Z, y, out, row, acc) -> None:
-        """out = softmax(Z) - y; acc += the summed cross-entropy. Z is overwritten."""
-        np.max(Z, axis=1, keepdims=True, out=row)
-        Z -= row
-        acc -= np.vdot(Z, y)  # minus the (shifted) label logits
-        np.exp(Z, out=out)
-        np.sum(out, axis=1, keepdims=True, out=row)
-        out /= row
-        out -= y
-        acc += np.sum(np.log(row, out=row))  # plus the log-sum-exps
+    def sub_matmul(C, a, b, scratch, decay: float, alpha: float = 1.0, narrow: bool = False) -> None:
+        """C = decay * C - alpha * a @ b (scratch: a buffer shaped like C)."""
+        np.matmul(a, b, out=scratch)
+        if alpha != 1.0:
+            scratch *= alpha
+        if decay != 1.0:
+            C *= decay
+        C -= scratch
 
     @staticmethod
-    def sub_colsum(b, delta, scratch, ones, alpha: float = 1.0) -> None:
-        """b -= alpha * (column sums of delta)."""
-        np.sum(delta, axis=0, keepdims=True, out=scratch)
+    def sub_colsum(b, delta, deltaT, scratch, ones, alpha: float = 1.0) -> None:
+        """b (out,) -= alpha * (column sums of delta (n, out))."""
+        np.sum(delta, axis=0, out=scratch)
         if alpha != 1.0:
             scratch *= alpha
         b -= scratch
+
+    @staticmethod
+    def sigmoid(Z, out):
+        """out = sigmoid(Z) = (1 + tanh(Z/2)) / 2 (no overflow); out may be Z."""
+        np.multiply(Z, 0.5, out=out)
+        np.tanh(out, out=out)
+        out *= 0.5
+        out += 0.5
+
+    @staticmethod
+    def softmax(Z, out, row) -> None:
+        """out = row-wise softmax(Z) (max subtracted); row: (n, 1) scratch."""
+        np.max(Z, axis=1, keepdims=True, out=row)
+        np.subtract(Z, row, out=out)
+        np.exp(out, out=out)
+        np.sum(out, axis=1, keepdims=True, out=row)
+        out /= row
+
+    @staticmethod
+    def xent_sum(Z, y):
+        """Summed cross-entropy of logits Z (m, classes) against one-hot y: a 0-d array."""
+        shifted = Z - np.max(Z, axis=1, keepdims=True)
+        return np.sum(np.log(np.sum(np.exp(shifted), axis=1))) - np.vdot(shifted, y)
 
     @staticmethod
     def times_derivative(name: str, d, a, scratch) -> None:
@@ -102,30 +127,37 @@ class NumpyOps:
             scratch *= a
         d *= scratch
 
-    @staticmethod
-    def sub_matmul(C, a, b, scratch, decay: float, alpha: float = 1.0) -> None:
-        """C = decay * C - alpha * a @ b (scratch: a buffer shaped like C)."""
-        np.matmul(a, b, out=scratch)
-        if alpha != 1.0:
-            scratch *= alpha
-        if decay != 1.0:
-            C *= decay
-        C -= scratch
-
-    @staticmethod
-    def usable(W) -> bool:
-        return array_api_compat.is_numpy_array(W) and W.flags.writeable
-
-    contiguous = staticmethod(lambda W: W.flags.c_contiguous)
-
 
 class TorchOps:
-    """The same primitives for PyTorch tensors; the weight update is one addmm_ (GEMM with beta)."""
+    """The same primitives for PyTorch tensors; the weight update is one addmm_ (GEMM with
+    beta). A ``narrow`` GEMM (fewer than NARROW_GEMM output elements: too little to split)
+    runs on one thread, then the thread count is put back."""
+
+    fold_lr = True  # the output error stays unscaled; lr/batch goes into the updates' alpha
 
     def __init__(self):
         import torch
 
         self.torch = torch
+        aten = torch.ops.aten
+        self._backward = {"relu": lambda d, a: aten.threshold_backward.grad_input(d, a, 0, grad_input=d),
+                          "tanh": lambda d, a: aten.tanh_backward.grad_input(d, a, grad_input=d),
+                          "sigmoid": lambda d, a: aten.sigmoid_backward.grad_input(d, a, grad_input=d)}
+
+    def usable(self, W) -> bool:
+        return array_api_compat.is_torch_array(W) and not W.requires_grad
+
+    def contiguous(self, W) -> bool:
+        return W.is_contiguous()
+
+    def narrow(self, shape) -> bool:
+        return shape[0] * shape[1] < NARROW_GEMM
+
+    def is_bytes(self, X):
+        return X.dtype == self.torch.uint8
+
+    def itemsize(self, X):
+        return X.element_size()
 
     def take(self, X, idx, out):
         return self.torch.index_select(X, 0, idx, out=out)
@@ -134,24 +166,6 @@ class TorchOps:
         """out = pixels as floats (one pass); the 1/255 is folded into the first layer's GEMMs."""
         out.copy_(pixels)
         return 1 / 255
-
-    def is_bytes(self, X):
-        return X.dtype == self.torch.uint8
-
-    def matmul(self, a, b, out):
-        return self.torch.matmul(a, b, out=out)
-
-    def vdot(self, a, b):
-        return self.torch.dot(a.reshape(-1), b.reshape(-1))
-
-    def tanh_(self, Z):
-        return Z.tanh_()
-
-    def relu_(self, Z):
-        return Z.clamp_(min=0)
-
-    def rsub(self, c, a, out):
-        return self.torch.neg(a, out=out).add_(c)
 
     def zeros0(self, like):
         return self.torch.zeros((), dtype=self.torch.float64, device=like.device)
@@ -162,171 +176,232 @@ class TorchOps:
     def ones(self, shape, like):
         return self.torch.ones(shape, dtype=like.dtype, device=like.device)
 
-    def affine(self, A, Wt, b, out, alpha: float = 1.0):
+    def tanh_(self, Z):
+        Z.tanh_()
+
+    def relu_(self, Z):
+        Z.clamp_(min=0)
+
+    def rsub(self, c, a, out):
+        self.torch.neg(a, out=out).add_(c)
+
+    def _one_thread(self) -> int:
+        """Switch to one thread; returns the count to restore (0: nothing to restore)."""
+        threads = self.torch.get_num_threads()
+        if threads == 1:
+            return 0
+        self.torch.set_num_threads(1)
+        return threads
+
+    def matmul(self, a, b, out, narrow: bool = False):
+        threads = narrow and self._one_thread()
+        self.torch.mm(a, b, out=out)
+        if threads:
+            self.torch.set_num_threads(threads)
+
+    def affine(self, A, Wt, b, out, alpha: float = 1.0, narrow: bool = False):
+        threads = narrow and self._one_thread()
         self.torch.addmm(b, A, Wt, alpha=alpha, out=out)
+        if threads:
+            self.torch.set_num_threads(threads)
 
-    def sigmoid_(self, Z):
-        Z.sigmoid_()
+    def sub_matmul(self, C, a, b, scratch, decay: float, alpha: float = 1.0, narrow: bool = False) -> None:
+        """C = decay * C - alpha * a @ b, as one GEMM into C (contiguous)."""
+        threads = narrow and self._one_thread()
+        C.addmm_(a, b, beta=decay, alpha=-alpha)
+        if threads:
+            self.torch.set_num_threads(threads)
 
-    fold_lr = True  # the output error stays unscaled; lr/batch goes into the updates' alpha
+    def sub_colsum(self, b, delta, deltaT, scratch, ones, alpha: float = 1.0) -> None:
+        """b (out,) -= alpha * (column sums of delta), as one matrix-vector product with beta."""
+        b.addmv_(deltaT, ones, alpha=-alpha)
 
-    def softmax_xent(self, Z, y, out, row, acc) -> None:
+    def sigmoid(self, Z, out):
+        self.torch.sigmoid(Z, out=out)
+
+    def softmax(self, Z, out, row) -> None:
+        self.torch.softmax(Z, 1, out=out)
+
+    def xent_sum(self, Z, y):
         torch = self.torch
-        torch.log_softmax(Z, dim=1, out=out)
-        acc.sub_(self.vdot(out, y))
-        out.exp_()
-        out -= y
-
-    def sub_colsum(self, b, delta, scratch, ones, alpha: float = 1.0) -> None:
-        """b -= alpha * (column sums of delta), as one matrix-vector product with beta."""
-        b.view(-1).addmv_(delta.T, ones, alpha=-alpha)
+        return -torch.dot(torch.log_softmax(Z, 1).reshape(-1), y.reshape(-1))
 
     def times_derivative(self, name: str, d, a, scratch) -> None:
         """One pass each, with ATen's own backward kernels of relu, tanh and sigmoid."""
-        aten = self.torch.ops.aten
-        if name == "relu":
-            aten.threshold_backward.grad_input(d, a, 0, grad_input=d)
-        elif name == "tanh":
-            aten.tanh_backward.grad_input(d, a, grad_input=d)
-        else:
-            aten.sigmoid_backward.grad_input(d, a, grad_input=d)
-
-    def sub_matmul(self, C, a, b, scratch, decay: float, alpha: float = 1.0) -> None:
-        if C.is_contiguous():
-            C.addmm_(a, b, beta=decay, alpha=-alpha)
-        else:  # C^T is the contiguous storage: (C - a b)^T = C^T - b^T a^T
-            C.T.addmm_(b.T, a.T, beta=decay, alpha=-alpha)
-
-    def usable(self, W) -> bool:
-        return array_api_compat.is_torch_array(W) and not W.requires_grad
-
-    def contiguous(self, W) -> bool:
-        return W.is_contiguous()
+        self._backward[name](d, a)
 
 
 class FusedStep:
-    """One SGD step of ``spec``, in place: params are updated where they lie.
+    """Plain SGD steps of ``spec`` over an epoch, in place: params are updated where they lie.
 
     Each layer's W^T (in, out) is a view of the storage behind the public (1, out, in) W,
-    contiguous either as W^T or as W (see model.params_to_device).
-    ``ops`` holds the library's in-place primitives (NumpyOps, TorchOps).
+    contiguous either as W^T or as W (see model.params_to_device); the weight update is
+    written straight into that storage. ``ops`` holds the library's in-place primitives.
+
+    Rows are gathered a chunk of ``chunk_steps`` batches at a time (one gather and one
+    bytes-to-floats pass instead of several small ones per step); each batch is then a fixed
+    slice of the chunk. The output layer writes its logits into the chunk's logits buffer, and
+    the loss of those rows is summed once per chunk (``loss_total``), off the step's path.
     """
 
     def __init__(self, params, spec: Spec, ops):
         self.spec, self.ops = spec, ops
         self.Wt = []  # (in, out) views of each public W
+        self.upd = []  # per layer: (C, by_rows): the contiguous one of W (out, in) (by_rows) and W^T
         self.b = []  # (1, out) views of each public b
+        self.bvec = []  # (out,) views of the same
         for W, b in params:
             Wt, b2 = _wb2d(W, b)
-            if not (ops.contiguous(Wt) or ops.contiguous(Wt.T)):
+            if ops.contiguous(Wt):
+                self.upd.append((Wt, False))
+            elif ops.contiguous(Wt.T):
+                self.upd.append((Wt.T, True))
+            else:
                 raise ValueError("FusedStep needs W or W^T contiguous")
             self.Wt.append(Wt)
             self.b.append(b2)
-        self.loss_sum = ops.zeros0(self.Wt[0])
+            self.bvec.append(b2[0, ...])
+        self.W = [Wt.T for Wt in self.Wt]  # (out, in) views, for dLoss/dA = delta @ W
+        self.loss_sum = ops.zeros0(self.Wt[0])  # float64; see loss_total
+        self._loss_lo = self._loss_hi = 0  # rows of the chunk whose loss is not yet in loss_sum
         self.params = params  # updated in place
         self._buffers = {}
 
     def _bufs(self, n: int):
-        """Per-batch-size buffers: activations A[1..L], deltas, scratch."""
+        """Per-batch-size buffers and their transposed views, made once. Index l: the l-th
+        activation (0: the input, L: the logits), so d[l] is dLoss/dZ of layer l's output."""
         if n not in self._buffers:
-            like, new = self.Wt[0], self.ops.empty
+            ops, like = self.ops, self.Wt[0]
             sizes = self.spec.sizes
+            A = [None] + [ops.empty((n, s), like) for s in sizes[1:-1]] + [None]
+            d = [None] + [ops.empty((n, s), like) for s in sizes[1:]]
+            layers = list(zip(sizes[:-1], sizes[1:]))
             self._buffers[n] = {
-                "A": [new((n, s), like) for s in sizes],  # A[0]: the batch as floats, if given as bytes
-                "d": [new((n, s), like) for s in sizes],  # d[l]: dLoss/dZ_l (times lr/n unless fold_lr)
-                "t": [new((n, s), like) for s in sizes],  # scratch for activation derivatives
-                "row": new((n, 1), like),
-                "ones": self.ops.ones((n,), like),
-                "db": [new(tuple(b.shape), like) for b in self.b],
-                "dW": [new(tuple(w.shape), like) for w in self.Wt],  # NumPy only: the update's product
+                "A": A, "AT": [a.T if a is not None else None for a in A],
+                "d": d, "dT": [a.T if a is not None else None for a in d],
+                "t": [None] + [ops.empty((n, s), like) for s in sizes[1:]],  # scratch for derivatives
+                "row": ops.empty((n, 1), like),
+                "ones": ops.ones((n,), like),
+                "db": [ops.empty((o,), like) for _, o in layers],
+                "dW": [ops.empty(tuple(C.shape), like) for C, _ in self.upd],  # NumPy only: the update's product
+                "narrow": [(ops.narrow((n, o)), ops.narrow((n, i)), ops.narrow((i, o))) for i, o in layers],
             }
         return self._buffers[n]
 
-    def __call__(self, X, Y, idx, lr: float, decay: float = 1.0) -> None:
-        """Gather rows ``idx`` of X (N, in) and one-hot Y (N, out), then one SGD step."""
-        n = idx.shape[0]
-        xb, yb = self._gather(X, Y, idx, n)
-        self._step(xb, yb, lr, decay)
-
     def begin_epoch(self, X, Y, perm, batch_size: int) -> None:
-        """Set up ``step(s, ...)``: batch s is rows perm[s*batch_size : (s+1)*batch_size]."""
+        """Set up ``step(s, ...)``: batch s is rows perm[s*batch_size : (s+1)*batch_size] of
+        X (N, in), uint8 pixels or floats, and one-hot Y (N, out)."""
+        self._flush()
+        ops, like = self.ops, self.Wt[0]
         self.X, self.Y, self.perm, self.bs = X, Y, perm, batch_size
-        row_bytes = X.shape[1] * (1 if self.ops.is_bytes(X) else 4) + Y.shape[1] * 4
-        self.chunk_steps = max(1, CHUNK_BYTES // (batch_size * row_bytes))
-        self._chunk = None
+        raw = ops.is_bytes(X)
+        row_bytes = X.shape[1] * ops.itemsize(X) + Y.shape[1] * ops.itemsize(Y)
+        k = self.chunk_steps = max(1, CHUNK_BYTES // (batch_size * row_bytes))
+        rows = k * batch_size
+        key = ("chunk", rows, X.shape[1], Y.shape[1], raw)
+        if key not in self._buffers:
+            x, y, z = (ops.empty((rows, c), like) for c in (X.shape[1], Y.shape[1], Y.shape[1]))
+            views = []  # per batch position j: x, x^T, y, z of a full batch
+            for j in range(k):
+                xj = x[j * batch_size:(j + 1) * batch_size, ...]
+                views.append((xj, xj.T, y[j * batch_size:(j + 1) * batch_size, ...],
+                              z[j * batch_size:(j + 1) * batch_size, ...]))
+            self._buffers[key] = (ops.empty((rows, X.shape[1]), like, X.dtype) if raw else None, x, y, z, views)
+        self._raw, self._x, self._y, self._z, self._views = self._buffers[key]
+        self._chunk = None  # the first step of the chunk now gathered
+        self._rows = 0  # rows in that chunk
+        self._scale = 1.0  # what the first layer's GEMMs still multiply the chunk's x by
 
     def step(self, s: int, lr: float, decay: float = 1.0) -> None:
-        """SGD step on batch ``s`` of the epoch set up by begin_epoch.
+        """SGD step on batch ``s`` of the epoch set up by begin_epoch: W = decay * W - lr * dW."""
+        j = s % self.chunk_steps
+        if s - j != self._chunk:
+            self._gather(s - j, j * self.bs)
+        lo = j * self.bs
+        hi = lo + self.bs
+        if hi <= self._rows:
+            self._step(*self._views[j], lr, decay)
+        else:  # the epoch's last, partial batch
+            hi = self._rows
+            x = self._x[lo:hi, ...]
+            self._step(x, x.T, self._y[lo:hi, ...], self._z[lo:hi, ...], lr, decay)
+        self._loss_hi = hi
 
-        Batches are gathered a chunk of several steps at a time (one large gather instead of
-        two small ones per step); each batch is then a contiguous slice of the chunk.
-        """
-        n, bs, k = self.perm.shape[0], self.bs, self.chunk_steps
-        first = (s // k) * k
-        if self._chunk != first:
-            lo, hi = first * bs, min((first + k) * bs, n)
-            self._chunk_x, self._chunk_y = self._gather(self.X, self.Y, self.perm[lo:hi], k * bs)
-            self._chunk = first
-        lo = (s - first) * bs
-        hi = min(lo + bs, n - first * bs)
-        self._step(self._chunk_x[lo:hi, ...], self._chunk_y[lo:hi, ...], lr, decay)
+    def loss_total(self):
+        """The summed loss of every step so far: a 0-d float64 array, not read (no sync)."""
+        self._flush()
+        return self.loss_sum
 
-    def _gather(self, X, Y, idx, capacity: int):
-        """Rows idx of X and Y into reusable buffers of ``capacity`` rows: (views of) both."""
-        key = ("gather", capacity)
-        if key not in self._buffers:
-            self._buffers[key] = (self.ops.empty((capacity, X.shape[1]), self.Wt[0], X.dtype),
-                                  self.ops.empty((capacity, Y.shape[1]), self.Wt[0]))
-        bx, by = self._buffers[key]
-        m = idx.shape[0]
-        xb, yb = bx[:m, ...], by[:m, ...]
-        self.ops.take(X, idx, xb)
-        self.ops.take(Y, idx, yb)
-        return xb, yb
+    def _flush(self) -> None:
+        """Add the loss of the logits computed since the last flush to loss_sum."""
+        lo, hi = self._loss_lo, self._loss_hi
+        if hi > lo:
+            z, y = self._z[lo:hi, ...], self._y[lo:hi, ...]
+            if self.spec.output == "softmax":
+                self.loss_sum += self.ops.xent_sum(z, y)
+            else:
+                loss, _ = OUTPUTS[self.spec.output][1](z, y)
+                self.loss_sum += loss * (hi - lo)
+        self._loss_lo = hi
 
-    def _step(self, xb, yb, lr: float, decay: float) -> None:
-        """One SGD step on the batch xb (n, in), one-hot yb (n, out)."""
+    def _gather(self, first: int, start_row: int) -> None:
+        """Rows of steps first, first+1, ... (as many as fit in the chunk) into the chunk's
+        buffers, as floats; the loss is counted from ``start_row`` on (a resumed epoch)."""
+        self._flush()
+        n, ops = self.perm.shape[0], self.ops
+        lo, hi = first * self.bs, min((first + self.chunk_steps) * self.bs, n)
+        m = hi - lo
+        idx = self.perm[lo:hi]
+        if self._raw is not None:  # pixels kept as bytes on the device: to floats here
+            ops.take(self.X, idx, self._raw[:m, ...])
+            self._scale = ops.to_floats(self._raw[:m, ...], self._x[:m, ...])
+        else:
+            ops.take(self.X, idx, self._x[:m, ...])
+        ops.take(self.Y, idx, self._y[:m, ...])
+        self._chunk, self._rows = first, m
+        self._loss_lo = self._loss_hi = start_row
+
+    def _step(self, x, xT, y, z, lr: float, decay: float) -> None:
+        """One SGD step on the batch x (n, in) (x^T its transposed view), one-hot y (n, out);
+        the logits are left in z (n, out)."""
         ops, act = self.ops, self.spec.activation
-        n = xb.shape[0]
+        n = x.shape[0]
         buf = self._bufs(n)
-        scale = 1.0  # what the first layer's GEMMs still multiply their input by
-        if ops.is_bytes(xb):  # pixels kept as bytes on the device: to [0, 1] floats here
-            scale = ops.to_floats(xb, buf["A"][0])
-            xb = buf["A"][0]
-        A = [xb] + buf["A"][1:]
-        d, t = buf["d"], buf["t"]
+        A, AT, d, dT, t, narrow = buf["A"], buf["AT"], buf["d"], buf["dT"], buf["t"], buf["narrow"]
+        A[0], AT[0], A[-1] = x, xT, z
         L = len(self.Wt)
         for layer in range(L):
-            Z = A[layer + 1]
-            ops.affine(A[layer], self.Wt[layer], self.b[layer], Z, scale if layer == 0 else 1.0)
+            ops.affine(A[layer], self.Wt[layer], self.b[layer], A[layer + 1],
+                       self._scale if layer == 0 else 1.0, narrow[layer][0])
             if layer < L - 1:
-                _activate(ops, act, Z)
+                _activate(ops, act, A[layer + 1])
         # the output error is scaled by lr/n here, or (fold_lr) that factor goes into each update
         alpha = lr / n if ops.fold_lr else 1.0
-        self._output_delta(A[L], yb, d[L], buf["row"], 1.0 if ops.fold_lr else lr / n)
-        delta = d[L]
+        self._output_delta(z, y, d[L], t[L], buf["row"], 1.0 if ops.fold_lr else lr / n)
         for layer in range(L - 1, -1, -1):
             if layer > 0:
-                ops.matmul(delta, self.Wt[layer].T, d[layer])
-            ops.sub_matmul(self.Wt[layer], A[layer].T, delta, buf["dW"][layer], decay, alpha * (scale if layer == 0 else 1.0))
-            ops.sub_colsum(self.b[layer], delta, buf["db"][layer], buf["ones"], alpha)
+                ops.matmul(d[layer + 1], self.W[layer], d[layer], narrow[layer][1])
+            C, by_rows = self.upd[layer]
+            a, b = (dT[layer + 1], A[layer]) if by_rows else (AT[layer], d[layer + 1])
+            ops.sub_matmul(C, a, b, buf["dW"][layer], decay, alpha * (self._scale if layer == 0 else 1.0),
+                           narrow[layer][2])
+            ops.sub_colsum(self.bvec[layer], d[layer + 1], dT[layer + 1], buf["db"][layer], buf["ones"], alpha)
             if layer > 0:
                 ops.times_derivative(act, d[layer], A[layer], t[layer])
-                delta = d[layer]
 
-    def _output_delta(self, Z, y, out, row, scale: float) -> None:
-        """Loss of the batch into loss_sum; out = scale * dLoss_sum/dZ. Z is overwritten."""
+    def _output_delta(self, Z, y, out, scratch, row, scale: float) -> None:
+        """out = scale * dLoss_sum/dZ for the logits Z (left as they are)."""
         ops = self.ops
         if self.spec.output == "softmax":
-            ops.softmax_xent(Z, y, out, row, self.loss_sum)
-        else:  # sigmoid output, quadratic cost
-            ops.sigmoid_(Z)
+            ops.softmax(Z, out, row)
+            out -= y
+        else:  # sigmoid output, quadratic cost: (a - y) * a * (1 - a)
+            ops.sigmoid(Z, scratch)  # a
             ops.rsub(0.0, y, out)
-            out += Z  # a - y
-            self.loss_sum += 0.5 * ops.vdot(out, out)
-            out *= Z
-            ops.rsub(1.0, Z, Z)
-            out *= Z
+            out += scratch  # a - y
+            out *= scratch
+            ops.rsub(1.0, scratch, scratch)
+            out *= scratch
         if scale != 1.0:
             out *= scale
 
@@ -338,13 +413,13 @@ def _activate(ops, name: str, Z) -> None:
     elif name == "tanh":
         ops.tanh_(Z)
     else:
-        ops.sigmoid_(Z)
+        ops.sigmoid(Z, Z)
 
 
 class JaxStep:
     """Plain SGD on JAX arrays: the portable array-API step, gather included, compiled once
     with ``jax.jit`` (JAX arrays are immutable: ``params`` holds the current parameters).
-    Same interface as FusedStep: begin_epoch, step, loss_sum, params."""
+    Same interface as FusedStep: begin_epoch, step, loss_total, params."""
 
     def __init__(self, params, spec: Spec):
         import jax
@@ -372,6 +447,10 @@ class JaxStep:
         start = s * bs
         self.params, self.loss_sum = self._step(self.params, self.X, self.Y, self.perm, start, min(bs, n - start),
                                                 lr, decay, self.loss_sum)
+
+    def loss_total(self):
+        """The summed loss of every step so far: a 0-d array, not read (no sync)."""
+        return self.loss_sum
 
 
 _TORCH_OPS = None

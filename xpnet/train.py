@@ -244,7 +244,7 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
             total = total + loss * xb.shape[0]
         done = step + 1
         if check_every and done % check_every == 0:
-            running = float(fused.loss_sum if fused is not None else total)
+            running = float(fused.loss_total() if fused is not None else total)
             if not math.isfinite(running):
                 raise _NonFinite(done)
             if bar is not None:
@@ -252,10 +252,10 @@ def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, 
                 bar.set_postfix(loss=f"{running / min(done * bs, n):.4f}", refresh=False)
         if stop is not None and stop() and done < len(steps) + start:
             if fused is not None:
-                params, total = fused.params, fused.loss_sum
+                params, total = fused.params, fused.loss_total()
             raise _StopAt(done, float(total), params)
     if fused is not None:
-        params, total = fused.params, fused.loss_sum
+        params, total = fused.params, fused.loss_total()
     return params, total
 
 
