@@ -112,11 +112,25 @@ def summary_section(results: list[dict]) -> list[str]:
             _ratio(s.get("vs_pytorch")), f"{_ratio(s.get('vs_best_ref'))} ({s['best_ref']})",
             f"{s['gflops']:.1f} ({100 * s['roof_fraction']:.0f}%)",
             f"{non_gemm * 1e6:,.0f} / {s['step_s'] * 1e6:,.0f}" if non_gemm is not None else "-",
+            _ratio(_ceiling(s)),
             _ratio(s.get("naive_slowdown")),
         ])
     header = ["config", "xpnet best", "samples/s", "xpnet/PyTorch", "xpnet/best ref", "GFLOP/s (% roof)",
-              "outside GEMMs / step (us)", "naive slowdown"]
-    return ["## Summary", ""] + _table(header, rows) + [""]
+              "outside GEMMs / step (us)", "ceiling xpnet/PyTorch", "naive slowdown"]
+    return ["## Summary", ""] + _table(header, rows) + [
+        "",
+        "`ceiling xpnet/PyTorch`: the ratio xpnet would reach if its step took only the time of its "
+        "matrix multiplies alone (`GEMMs alone`, the same FLOPs at the backend's matmul speed): no "
+        "work outside the GEMMs can push the ratio past it.",
+        ""]
+
+
+def _ceiling(s: dict):
+    """xpnet/PyTorch if the best backend's step were its GEMMs alone."""
+    non_gemm, ratio = s.get("non_gemm_step_s"), s.get("vs_pytorch")
+    if non_gemm is None or ratio is None or s["step_s"] <= non_gemm:
+        return None
+    return ratio * s["step_s"] / (s["step_s"] - non_gemm)
 
 
 def target_rows(results: list[dict], rss: dict | None) -> list[list[str]]:
@@ -129,7 +143,7 @@ def target_rows(results: list[dict], rss: dict | None) -> list[list[str]]:
             continue
         value = by_key[key].get(what)
         label = f"{key}: " + names[what].format(t=threshold, p=round(threshold * 100))
-        shown = "-" if value is None else (f"{100 * value:.0f}%" if what == "roof_fraction" else f"{value:.2f}x")
+        shown = "-" if value is None else (f"{100 * value:.1f}%" if what == "roof_fraction" else f"{value:.2f}x")
         rows.append([label, shown, "-" if value is None else ("yes" if value >= threshold else "**no**")])
     if rss is not None:
         mb = rss["peak_rss_mb"]

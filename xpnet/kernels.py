@@ -100,19 +100,24 @@ class NumpyOps:
         out += 0.5
 
     @staticmethod
-    def softmax(Z, out, row) -> None:
-        """out = row-wise softmax(Z) (max subtracted); row: (n, 1) scratch."""
-        np.max(Z, axis=1, keepdims=True, out=row)
-        np.subtract(Z, row, out=out)
+    def copy(src, out):
+        np.copyto(out, src)
+
+    @staticmethod
+    def softmax_t(zT, out, row) -> None:
+        """out = softmax over the classes of class-major logits zT (classes, n), max
+        subtracted; row: (1, n) scratch."""
+        np.max(zT, axis=0, keepdims=True, out=row)
+        np.subtract(zT, row, out=out)
         np.exp(out, out=out)
-        np.sum(out, axis=1, keepdims=True, out=row)
+        np.sum(out, axis=0, keepdims=True, out=row)
         out /= row
 
     @staticmethod
-    def xent_sum(Z, y):
-        """Summed cross-entropy of logits Z (m, classes) against one-hot y: a 0-d array."""
-        shifted = Z - np.max(Z, axis=1, keepdims=True)
-        return np.sum(np.log(np.sum(np.exp(shifted), axis=1))) - np.vdot(shifted, y)
+    def xent_sum_t(zT, yT):
+        """Summed cross-entropy of class-major logits zT (classes, m) against one-hot yT: 0-d."""
+        shifted = zT - np.max(zT, axis=0, keepdims=True)
+        return np.sum(np.log(np.sum(np.exp(shifted), axis=0))) - np.sum(shifted * yT)
 
     @staticmethod
     def times_derivative(name: str, d, a, scratch) -> None:
@@ -219,12 +224,14 @@ class TorchOps:
     def sigmoid(self, Z, out):
         self.torch.sigmoid(Z, out=out)
 
-    def softmax(self, Z, out, row) -> None:
-        self.torch.softmax(Z, 1, out=out)
+    def copy(self, src, out):
+        out.copy_(src)
 
-    def xent_sum(self, Z, y):
-        torch = self.torch
-        return -torch.dot(torch.log_softmax(Z, 1).reshape(-1), y.reshape(-1))
+    def softmax_t(self, zT, out, row) -> None:
+        self.torch.softmax(zT, 0, out=out)
+
+    def xent_sum_t(self, zT, yT):
+        return -self.torch.sum(self.torch.log_softmax(zT, 0) * yT)
 
     def times_derivative(self, name: str, d, a, scratch) -> None:
         """One pass each, with ATen's own backward kernels of relu, tanh and sigmoid."""
@@ -240,8 +247,10 @@ class FusedStep:
 
     Rows are gathered a chunk of ``chunk_steps`` batches at a time (one gather and one
     bytes-to-floats pass instead of several small ones per step); each batch is then a fixed
-    slice of the chunk. The output layer writes its logits into the chunk's logits buffer, and
-    the loss of those rows is summed once per chunk (``loss_total``), off the step's path.
+    slice of the chunk. The output layer is computed class-major, Z^T = W @ A^T + b^T
+    (classes, batch), so that its softmax runs along contiguous batch rows instead of rows
+    of ten; it writes the logits into the chunk's logits buffer, and the loss of those
+    columns is summed once per chunk (``loss_total``), off the step's path.
     """
 
     def __init__(self, params, spec: Spec, ops):
@@ -249,7 +258,6 @@ class FusedStep:
         self.Wt = []  # (in, out) views of each public W
         self.upd = []  # per layer: (C, by_rows): the contiguous one of W (out, in) (by_rows) and W^T
         self.b = []  # (1, out) views of each public b
-        self.bvec = []  # (out,) views of the same
         for W, b in params:
             Wt, b2 = _wb2d(W, b)
             if ops.contiguous(Wt):
@@ -260,27 +268,30 @@ class FusedStep:
                 raise ValueError("FusedStep needs W or W^T contiguous")
             self.Wt.append(Wt)
             self.b.append(b2)
-            self.bvec.append(b2[0, ...])
-        self.W = [Wt.T for Wt in self.Wt]  # (out, in) views, for dLoss/dA = delta @ W
+        self.W = [Wt.T for Wt in self.Wt]  # (out, in) views
+        self.bvec = [b2[0, ...] for b2 in self.b]  # (out,) views
         self.loss_sum = ops.zeros0(self.Wt[0])  # float64; see loss_total
-        self._loss_lo = self._loss_hi = 0  # rows of the chunk whose loss is not yet in loss_sum
+        self._loss_lo = self._loss_hi = 0  # columns of the chunk whose loss is not yet in loss_sum
         self.params = params  # updated in place
         self._buffers = {}
 
     def _bufs(self, n: int):
         """Per-batch-size buffers and their transposed views, made once. Index l: the l-th
-        activation (0: the input, L: the logits), so d[l] is dLoss/dZ of layer l's output."""
+        activation (0: the input, L: the logits), so d[l] is dLoss/dZ of layer l's output;
+        the output's d[L] (n, classes) is a view of the contiguous class-major dT[L]."""
         if n not in self._buffers:
             ops, like = self.ops, self.Wt[0]
             sizes = self.spec.sizes
-            A = [None] + [ops.empty((n, s), like) for s in sizes[1:-1]] + [None]
-            d = [None] + [ops.empty((n, s), like) for s in sizes[1:]]
+            A = [None] + [ops.empty((n, s), like) for s in sizes[1:-1]]
+            d = [None] + [ops.empty((n, s), like) for s in sizes[1:-1]]
+            dT = [a.T if a is not None else None for a in d] + [ops.empty((sizes[-1], n), like)]
+            d.append(dT[-1].T)
             layers = list(zip(sizes[:-1], sizes[1:]))
             self._buffers[n] = {
                 "A": A, "AT": [a.T if a is not None else None for a in A],
-                "d": d, "dT": [a.T if a is not None else None for a in d],
-                "t": [None] + [ops.empty((n, s), like) for s in sizes[1:]],  # scratch for derivatives
-                "row": ops.empty((n, 1), like),
+                "d": d, "dT": dT,
+                "t": [None] + [ops.empty((n, s), like) for s in sizes[1:-1]] + [ops.empty((sizes[-1], n), like)],
+                "row": ops.empty((1, n), like),
                 "ones": ops.ones((n,), like),
                 "db": [ops.empty((o,), like) for _, o in layers],
                 "dW": [ops.empty(tuple(C.shape), like) for C, _ in self.upd],  # NumPy only: the update's product
@@ -297,17 +308,18 @@ class FusedStep:
         raw = ops.is_bytes(X)
         row_bytes = X.shape[1] * ops.itemsize(X) + Y.shape[1] * ops.itemsize(Y)
         k = self.chunk_steps = max(1, CHUNK_BYTES // (batch_size * row_bytes))
-        rows = k * batch_size
-        key = ("chunk", rows, X.shape[1], Y.shape[1], raw)
+        rows, classes = k * batch_size, Y.shape[1]
+        key = ("chunk", rows, X.shape[1], classes, raw)
         if key not in self._buffers:
-            x, y, z = (ops.empty((rows, c), like) for c in (X.shape[1], Y.shape[1], Y.shape[1]))
-            views = []  # per batch position j: x, x^T, y, z of a full batch
+            x, y = ops.empty((rows, X.shape[1]), like), ops.empty((rows, classes), like)
+            yT, zT = ops.empty((classes, rows), like), ops.empty((classes, rows), like)
+            views = []  # per batch position j: x, x^T, y^T, z^T of a full batch
             for j in range(k):
-                xj = x[j * batch_size:(j + 1) * batch_size, ...]
-                views.append((xj, xj.T, y[j * batch_size:(j + 1) * batch_size, ...],
-                              z[j * batch_size:(j + 1) * batch_size, ...]))
-            self._buffers[key] = (ops.empty((rows, X.shape[1]), like, X.dtype) if raw else None, x, y, z, views)
-        self._raw, self._x, self._y, self._z, self._views = self._buffers[key]
+                lo, hi = j * batch_size, (j + 1) * batch_size
+                views.append((x[lo:hi, ...], x[lo:hi, ...].T, yT[:, lo:hi], zT[:, lo:hi]))
+            raw_buf = ops.empty((rows, X.shape[1]), like, X.dtype) if raw else None
+            self._buffers[key] = (raw_buf, x, y, yT, zT, views)
+        self._raw, self._x, self._y, self._yT, self._zT, self._views = self._buffers[key]
         self._chunk = None  # the first step of the chunk now gathered
         self._rows = 0  # rows in that chunk
         self._scale = 1.0  # what the first layer's GEMMs still multiply the chunk's x by
@@ -324,7 +336,7 @@ class FusedStep:
         else:  # the epoch's last, partial batch
             hi = self._rows
             x = self._x[lo:hi, ...]
-            self._step(x, x.T, self._y[lo:hi, ...], self._z[lo:hi, ...], lr, decay)
+            self._step(x, x.T, self._yT[:, lo:hi], self._zT[:, lo:hi], lr, decay)
         self._loss_hi = hi
 
     def loss_total(self):
@@ -336,17 +348,17 @@ class FusedStep:
         """Add the loss of the logits computed since the last flush to loss_sum."""
         lo, hi = self._loss_lo, self._loss_hi
         if hi > lo:
-            z, y = self._z[lo:hi, ...], self._y[lo:hi, ...]
+            zT, yT = self._zT[:, lo:hi], self._yT[:, lo:hi]
             if self.spec.output == "softmax":
-                self.loss_sum += self.ops.xent_sum(z, y)
+                self.loss_sum += self.ops.xent_sum_t(zT, yT)
             else:
-                loss, _ = OUTPUTS[self.spec.output][1](z, y)
+                loss, _ = OUTPUTS[self.spec.output][1](zT.T, yT.T)
                 self.loss_sum += loss * (hi - lo)
         self._loss_lo = hi
 
     def _gather(self, first: int, start_row: int) -> None:
         """Rows of steps first, first+1, ... (as many as fit in the chunk) into the chunk's
-        buffers, as floats; the loss is counted from ``start_row`` on (a resumed epoch)."""
+        buffers, x as floats and y class-major; the loss counts from ``start_row`` on."""
         self._flush()
         n, ops = self.perm.shape[0], self.ops
         lo, hi = first * self.bs, min((first + self.chunk_steps) * self.bs, n)
@@ -358,26 +370,28 @@ class FusedStep:
         else:
             ops.take(self.X, idx, self._x[:m, ...])
         ops.take(self.Y, idx, self._y[:m, ...])
+        ops.copy(self._y[:m, ...].T, self._yT[:, :m])
         self._chunk, self._rows = first, m
         self._loss_lo = self._loss_hi = start_row
 
-    def _step(self, x, xT, y, z, lr: float, decay: float) -> None:
-        """One SGD step on the batch x (n, in) (x^T its transposed view), one-hot y (n, out);
-        the logits are left in z (n, out)."""
+    def _step(self, x, xT, yT, zT, lr: float, decay: float) -> None:
+        """One SGD step on the batch x (n, in) (x^T its transposed view) and class-major
+        one-hot y^T (classes, n); the logits are left in z^T (classes, n)."""
         ops, act = self.ops, self.spec.activation
         n = x.shape[0]
         buf = self._bufs(n)
         A, AT, d, dT, t, narrow = buf["A"], buf["AT"], buf["d"], buf["dT"], buf["t"], buf["narrow"]
-        A[0], AT[0], A[-1] = x, xT, z
+        A[0], AT[0] = x, xT  # the batch's slots in the cached lists
         L = len(self.Wt)
-        for layer in range(L):
+        for layer in range(L - 1):
             ops.affine(A[layer], self.Wt[layer], self.b[layer], A[layer + 1],
                        self._scale if layer == 0 else 1.0, narrow[layer][0])
-            if layer < L - 1:
-                _activate(ops, act, A[layer + 1])
+            _activate(ops, act, A[layer + 1])
+        ops.affine(self.W[L - 1], AT[L - 1], self.b[L - 1].T, zT, self._scale if L == 1 else 1.0,
+                   narrow[L - 1][0])  # Z^T = W @ A^T + b^T
         # the output error is scaled by lr/n here, or (fold_lr) that factor goes into each update
         alpha = lr / n if ops.fold_lr else 1.0
-        self._output_delta(z, y, d[L], t[L], buf["row"], 1.0 if ops.fold_lr else lr / n)
+        self._output_delta(zT, yT, dT[L], t[L], buf["row"], 1.0 if ops.fold_lr else lr / n)
         for layer in range(L - 1, -1, -1):
             if layer > 0:
                 ops.matmul(d[layer + 1], self.W[layer], d[layer], narrow[layer][1])
@@ -389,15 +403,15 @@ class FusedStep:
             if layer > 0:
                 ops.times_derivative(act, d[layer], A[layer], t[layer])
 
-    def _output_delta(self, Z, y, out, scratch, row, scale: float) -> None:
-        """out = scale * dLoss_sum/dZ for the logits Z (left as they are)."""
+    def _output_delta(self, zT, yT, out, scratch, row, scale: float) -> None:
+        """out = scale * dLoss_sum/dZ^T for the class-major logits z^T (left as they are)."""
         ops = self.ops
         if self.spec.output == "softmax":
-            ops.softmax(Z, out, row)
-            out -= y
+            ops.softmax_t(zT, out, row)
+            out -= yT
         else:  # sigmoid output, quadratic cost: (a - y) * a * (1 - a)
-            ops.sigmoid(Z, scratch)  # a
-            ops.rsub(0.0, y, out)
+            ops.sigmoid(zT, scratch)  # a
+            ops.rsub(0.0, yT, out)
             out += scratch  # a - y
             out *= scratch
             ops.rsub(1.0, scratch, scratch)
