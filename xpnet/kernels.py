@@ -38,7 +38,7 @@ class NumpyOps:
     tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
     rsub = staticmethod(lambda c, a, out: np.subtract(c, a, out=out))  # out = c - a
     zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
-    narrow = staticmethod(lambda shape: False)
+    narrow = staticmethod(lambda shape, like: False)
     fold_lr = False  # scale the (small) output error by lr/batch; updates use alpha = 1
 
     @staticmethod
@@ -155,8 +155,9 @@ class TorchOps:
     def contiguous(self, W) -> bool:
         return W.is_contiguous()
 
-    def narrow(self, shape) -> bool:
-        return shape[0] * shape[1] < NARROW_GEMM
+    def narrow(self, shape, like) -> bool:
+        """A CPU GEMM with an output this shape is run on one thread."""
+        return like.device.type == "cpu" and shape[0] * shape[1] < NARROW_GEMM
 
     def is_bytes(self, X):
         return X.dtype == self.torch.uint8
@@ -295,7 +296,8 @@ class FusedStep:
                 "ones": ops.ones((n,), like),
                 "db": [ops.empty((o,), like) for _, o in layers],
                 "dW": [ops.empty(tuple(C.shape), like) for C, _ in self.upd],  # NumPy only: the update's product
-                "narrow": [(ops.narrow((n, o)), ops.narrow((n, i)), ops.narrow((i, o))) for i, o in layers],
+                "narrow": [(ops.narrow((n, o), like), ops.narrow((n, i), like), ops.narrow((i, o), like))
+                           for i, o in layers],
             }
         return self._buffers[n]
 
