@@ -31,8 +31,10 @@ def xpnet_impl(work: Workload, backend_name: str) -> Impl:
 
 def gemm_steps(be, sizes, batch: int):
     """A function ``run(iterations)`` that runs the matrix multiplies of that many SGD steps alone,
-    with the backend's own matmul at the step's shapes and layouts (per layer ``A @ W.T`` forward
-    and ``delta.T @ A`` for dW; ``delta @ W`` for dA in every layer but the first), and waits."""
+    with the backend's own matmul at the step's shapes and layouts, and waits: per hidden layer
+    ``A @ W.T`` forward, per output layer ``W @ A.T`` (the fused step computes the logits
+    class-major, its error as a (classes, batch) array); ``delta.T @ A`` for dW, and ``delta @ W``
+    for dA in every layer but the first."""
     xp = be.xp
     rng = np.random.default_rng(1)
 
@@ -40,9 +42,15 @@ def gemm_steps(be, sizes, batch: int):
         return be.asarray(rng.random(shape), "float32")
 
     pairs = []
-    for layer, (i, o) in enumerate(layer_shapes(sizes)):
-        A, W, delta = rand(batch, i), rand(o, i), rand(batch, o)
-        pairs.append((A, xp.matrix_transpose(W)))
+    layers = layer_shapes(sizes)
+    for layer, (i, o) in enumerate(layers):
+        A, W = rand(batch, i), rand(o, i)
+        if layer == len(layers) - 1:
+            pairs.append((W, xp.matrix_transpose(A)))
+            delta = xp.matrix_transpose(rand(o, batch))  # a transposed view, as in the step
+        else:
+            pairs.append((A, xp.matrix_transpose(W)))
+            delta = rand(batch, o)
         pairs.append((xp.matrix_transpose(delta), A))
         if layer > 0:
             pairs.append((delta, W))
