@@ -27,6 +27,8 @@ def header(everything: dict) -> list[str]:
     m = everything["machine"]
     v = m["versions"]
     roof = everything["gemm_roof"]
+    per_config = "; ".join(f"before {key}: " + ", ".join(f"{lib} {g:.1f}" for lib, g in libs.items())
+                           for key, libs in roof["per_config"].items())
     mem = f"{m['memory_gib']:.1f} GiB" if m["memory_gib"] else "unknown"
     lines = [
         "# xpnet CPU benchmark",
@@ -38,9 +40,8 @@ def header(everything: dict) -> list[str]:
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- numpy BLAS: {m['numpy_blas']}",
         "- torch BLAS: " + ("; ".join(m["torch_blas"]) or "n/a"),
-        f"- float32 GEMM roof ({roof['n']}x{roof['n']} matmul, best of 3): "
-        + ", ".join(f"{k} {g:.1f} GFLOP/s" for k, g in roof["gflops"].items())
-        + f"; roof = {roof['roof']:.1f} GFLOP/s",
+        f"- float32 GEMM roof ({roof['n']}x{roof['n']} matmul, best of 3, measured just before each "
+        f"config; a config's roof is the faster library's): {per_config} GFLOP/s",
         "",
         "Method: every implementation trains the same network from the same initial parameters on the same "
         "MNIST training images (bundled copy, pixels / 255) in the same batch order, with plain SGD in float32 "
@@ -69,7 +70,8 @@ def config_section(res: dict) -> list[str]:
         "",
         f"Each run: {res['steps']} steps x batch {res['batch']} = {res['samples_per_run']:,} images "
         f"(the first {res['samples_per_run']:,} of the 60,000 training images); naive reference: "
-        f"{res['naive_steps']} step{'s' if res['naive_steps'] != 1 else ''} x {res['batch']}. {res['flops_per_step'] / 1e6:,.1f} MFLOP per step.",
+        f"{res['naive_steps']} step{'s' if res['naive_steps'] != 1 else ''} x {res['batch']}. {res['flops_per_step'] / 1e6:,.1f} MFLOP per step. "
+        f"GEMM roof measured just before: {s['roof_gflops']:.1f} GFLOP/s.",
         "",
     ]
     torch_rate = res["impls"].get("PyTorch eager", {}).get("median_samples_per_s")
