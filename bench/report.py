@@ -145,7 +145,7 @@ def target_rows(results: list[dict], rss: dict | None) -> list[list[str]]:
             continue
         value = by_key[key].get(what)
         label = f"{key}: " + names[what].format(t=threshold, p=round(threshold * 100))
-        shown = "-" if value is None else (f"{100 * value:.1f}%" if what == "roof_fraction" else f"{value:.2f}x")
+        shown = "-" if value is None else (f"{100 * value:.1f}%" if what == "roof_fraction" else f"{value:.3f}x")
         rows.append([label, shown, "-" if value is None else ("yes" if value >= threshold else "**no**")])
     if rss is not None:
         mb = rss["peak_rss_mb"]
