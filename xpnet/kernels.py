@@ -20,7 +20,7 @@ from __future__ import annotations
 import array_api_compat
 import numpy as np
 
-from .layers import OUTPUTS
+from .layers import OUTPUTS, log_softmax
 from .model import Spec, _wb2d
 
 CHUNK_BYTES = 512 << 10  # training rows gathered at once by FusedStep.step (as stored)
@@ -116,8 +116,7 @@ class NumpyOps:
     @staticmethod
     def xent_sum_t(zT, yT):
         """Summed cross-entropy of class-major logits zT (classes, m) against one-hot yT: 0-d."""
-        shifted = zT - np.max(zT, axis=0, keepdims=True)
-        return np.sum(np.log(np.sum(np.exp(shifted), axis=0))) - np.sum(shifted * yT)
+        return -np.sum(log_softmax(zT.T) * yT.T)
 
     @staticmethod
     def times_derivative(name: str, d, a, scratch) -> None:
@@ -191,32 +190,27 @@ class TorchOps:
     def rsub(self, c, a, out):
         self.torch.neg(a, out=out).add_(c)
 
-    def _one_thread(self) -> int:
-        """Switch to one thread; returns the count to restore (0: nothing to restore)."""
-        threads = self.torch.get_num_threads()
+    def _gemm(self, narrow: bool, fn, *args, **kwargs) -> None:
+        """fn(*args, **kwargs), on one thread if ``narrow`` (the thread count put back after)."""
+        threads = self.torch.get_num_threads() if narrow else 1
         if threads == 1:
-            return 0
+            fn(*args, **kwargs)
+            return
         self.torch.set_num_threads(1)
-        return threads
+        try:
+            fn(*args, **kwargs)
+        finally:
+            self.torch.set_num_threads(threads)
 
     def matmul(self, a, b, out, narrow: bool = False):
-        threads = narrow and self._one_thread()
-        self.torch.mm(a, b, out=out)
-        if threads:
-            self.torch.set_num_threads(threads)
+        self._gemm(narrow, self.torch.mm, a, b, out=out)
 
     def affine(self, A, Wt, b, out, alpha: float = 1.0, narrow: bool = False):
-        threads = narrow and self._one_thread()
-        self.torch.addmm(b, A, Wt, alpha=alpha, out=out)
-        if threads:
-            self.torch.set_num_threads(threads)
+        self._gemm(narrow, self.torch.addmm, b, A, Wt, alpha=alpha, out=out)
 
     def sub_matmul(self, C, a, b, scratch, decay: float, alpha: float = 1.0, narrow: bool = False) -> None:
         """C = decay * C - alpha * a @ b, as one GEMM into C (contiguous)."""
-        threads = narrow and self._one_thread()
-        C.addmm_(a, b, beta=decay, alpha=-alpha)
-        if threads:
-            self.torch.set_num_threads(threads)
+        self._gemm(narrow, C.addmm_, a, b, beta=decay, alpha=-alpha)
 
     def sub_colsum(self, b, delta, deltaT, scratch, ones, alpha: float = 1.0) -> None:
         """b (out,) -= alpha * (column sums of delta), as one matrix-vector product with beta."""
@@ -271,6 +265,7 @@ class FusedStep:
             self.b.append(b2)
         self.W = [Wt.T for Wt in self.Wt]  # (out, in) views
         self.bvec = [b2[0, ...] for b2 in self.b]  # (out,) views
+        self.b_out_T = self.b[-1].T  # (classes, 1): the output layer's bias, class-major
         self.loss_sum = ops.zeros0(self.Wt[0])  # float64; see loss_total
         self._loss_lo = self._loss_hi = 0  # columns of the chunk whose loss is not yet in loss_sum
         self.params = params  # updated in place
@@ -389,7 +384,7 @@ class FusedStep:
             ops.affine(A[layer], self.Wt[layer], self.b[layer], A[layer + 1],
                        self._scale if layer == 0 else 1.0, narrow[layer][0])
             _activate(ops, act, A[layer + 1])
-        ops.affine(self.W[L - 1], AT[L - 1], self.b[L - 1].T, zT, self._scale if L == 1 else 1.0,
+        ops.affine(self.W[L - 1], AT[L - 1], self.b_out_T, zT, self._scale if L == 1 else 1.0,
                    narrow[L - 1][0])  # Z^T = W @ A^T + b^T
         # the output error is scaled by lr/n here, or (fold_lr) that factor goes into each update
         alpha = lr / n if ops.fold_lr else 1.0
