@@ -24,12 +24,10 @@ from .layers import OUTPUTS, log_softmax
 from .model import Spec, _wb2d
 
 CHUNK_BYTES = 512 << 10  # training rows gathered at once by FusedStep.step (as stored)
-NARROW_GEMM = 4096  # PyTorch GEMMs with fewer output elements than this run on one thread
 
 
 class NumpyOps:
-    """The in-place primitives of FusedStep, for NumPy arrays. ``narrow`` (a GEMM small
-    enough for one thread) is ignored: OpenBLAS picks its threads itself."""
+    """The in-place primitives of FusedStep, for NumPy arrays."""
 
     take = staticmethod(lambda X, idx, out: np.take(X, idx, axis=0, out=out))
     is_bytes = staticmethod(lambda X: X.dtype == np.uint8)
@@ -38,8 +36,13 @@ class NumpyOps:
     tanh_ = staticmethod(lambda Z: np.tanh(Z, out=Z))
     rsub = staticmethod(lambda c, a, out: np.subtract(c, a, out=out))  # out = c - a
     zeros0 = staticmethod(lambda like: np.zeros((), dtype=np.float64))
-    narrow = staticmethod(lambda shape, like: False)
     fold_lr = False  # scale the (small) output error by lr/batch; updates use alpha = 1
+
+    @staticmethod
+    def feature_major(size: int, n: int) -> bool:
+        """Store a hidden layer's activations as (size, n): OpenBLAS's GEMMs are faster so for
+        wide layers (measured: 784-800-800-10 and 784-512-256-10), slower for narrow ones."""
+        return size >= 256
 
     @staticmethod
     def usable(W) -> bool:
@@ -62,11 +65,11 @@ class NumpyOps:
         return 1.0
 
     @staticmethod
-    def matmul(a, b, out, narrow: bool = False):
+    def matmul(a, b, out):
         np.matmul(a, b, out=out)
 
     @staticmethod
-    def affine(A, Wt, b, out, alpha: float = 1.0, narrow: bool = False):
+    def affine(A, Wt, b, out, alpha: float = 1.0):
         """out = alpha * A @ Wt + b."""
         np.matmul(A, Wt, out=out)
         if alpha != 1.0:
@@ -74,7 +77,7 @@ class NumpyOps:
         out += b
 
     @staticmethod
-    def sub_matmul(C, a, b, scratch, decay: float, alpha: float = 1.0, narrow: bool = False) -> None:
+    def sub_matmul(C, a, b, scratch, decay: float, alpha: float = 1.0) -> None:
         """C = decay * C - alpha * a @ b (scratch: a buffer shaped like C)."""
         np.matmul(a, b, out=scratch)
         if alpha != 1.0:
@@ -134,8 +137,7 @@ class NumpyOps:
 
 class TorchOps:
     """The same primitives for PyTorch tensors; the weight update is one addmm_ (GEMM with
-    beta). A ``narrow`` GEMM (fewer than NARROW_GEMM output elements: too little to split)
-    runs on one thread, then the thread count is put back."""
+    beta)."""
 
     fold_lr = True  # the output error stays unscaled; lr/batch goes into the updates' alpha
 
@@ -154,9 +156,11 @@ class TorchOps:
     def contiguous(self, W) -> bool:
         return W.is_contiguous()
 
-    def narrow(self, shape, like) -> bool:
-        """A CPU GEMM with an output this shape is run on one thread."""
-        return like.device.type == "cpu" and shape[0] * shape[1] < NARROW_GEMM
+    def feature_major(self, size: int, n: int) -> bool:
+        """Store a hidden layer's activations as (size, n): with MKL every benchmark config
+        and the default network train faster so (the weight GEMMs then split well on two
+        threads even at batch 50)."""
+        return True
 
     def is_bytes(self, X):
         return X.dtype == self.torch.uint8
@@ -190,27 +194,15 @@ class TorchOps:
     def rsub(self, c, a, out):
         self.torch.neg(a, out=out).add_(c)
 
-    def _gemm(self, narrow: bool, fn, *args, **kwargs) -> None:
-        """fn(*args, **kwargs), on one thread if ``narrow`` (the thread count put back after)."""
-        threads = self.torch.get_num_threads() if narrow else 1
-        if threads == 1:
-            fn(*args, **kwargs)
-            return
-        self.torch.set_num_threads(1)
-        try:
-            fn(*args, **kwargs)
-        finally:
-            self.torch.set_num_threads(threads)
+    def matmul(self, a, b, out):
+        self.torch.mm(a, b, out=out)
 
-    def matmul(self, a, b, out, narrow: bool = False):
-        self._gemm(narrow, self.torch.mm, a, b, out=out)
+    def affine(self, A, Wt, b, out, alpha: float = 1.0):
+        self.torch.addmm(b, A, Wt, alpha=alpha, out=out)
 
-    def affine(self, A, Wt, b, out, alpha: float = 1.0, narrow: bool = False):
-        self._gemm(narrow, self.torch.addmm, b, A, Wt, alpha=alpha, out=out)
-
-    def sub_matmul(self, C, a, b, scratch, decay: float, alpha: float = 1.0, narrow: bool = False) -> None:
+    def sub_matmul(self, C, a, b, scratch, decay: float, alpha: float = 1.0) -> None:
         """C = decay * C - alpha * a @ b, as one GEMM into C (contiguous)."""
-        self._gemm(narrow, C.addmm_, a, b, beta=decay, alpha=-alpha)
+        C.addmm_(a, b, beta=decay, alpha=-alpha)
 
     def sub_colsum(self, b, delta, deltaT, scratch, ones, alpha: float = 1.0) -> None:
         """b (out,) -= alpha * (column sums of delta), as one matrix-vector product with beta."""
@@ -265,7 +257,7 @@ class FusedStep:
             self.b.append(b2)
         self.W = [Wt.T for Wt in self.Wt]  # (out, in) views
         self.bvec = [b2[0, ...] for b2 in self.b]  # (out,) views
-        self.b_out_T = self.b[-1].T  # (classes, 1): the output layer's bias, class-major
+        self.bT = [b2.T for b2 in self.b]  # (out, 1) views: the biases of feature-major outputs
         self.loss_sum = ops.zeros0(self.Wt[0])  # float64; see loss_total
         self._loss_lo = self._loss_hi = 0  # columns of the chunk whose loss is not yet in loss_sum
         self.params = params  # updated in place
@@ -273,26 +265,33 @@ class FusedStep:
 
     def _bufs(self, n: int):
         """Per-batch-size buffers and their transposed views, made once. Index l: the l-th
-        activation (0: the input, L: the logits), so d[l] is dLoss/dZ of layer l's output;
-        the output's d[L] (n, classes) is a view of the contiguous class-major dT[L]."""
+        activation (0: the input, L: the logits), so d[l] is dLoss/dZ of layer l's output.
+        Each hidden A[l] and d[l] is contiguous as (n, size) or, where ``ops.feature_major``,
+        as (size, n) (then A[l] is a view of the contiguous AT[l]); the logits and their error
+        are always contiguous class-major (classes, n)."""
         if n not in self._buffers:
             ops, like = self.ops, self.Wt[0]
             sizes = self.spec.sizes
-            A = [None] + [ops.empty((n, s), like) for s in sizes[1:-1]]
-            d = [None] + [ops.empty((n, s), like) for s in sizes[1:-1]]
-            dT = [a.T if a is not None else None for a in d] + [ops.empty((sizes[-1], n), like)]
-            d.append(dT[-1].T)
+            fm = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
+
+            def pair(layer):  # (batch-major view, feature-major view), one of them contiguous
+                s = sizes[layer]
+                if fm[layer]:
+                    cT = ops.empty((s, n), like)
+                    return cT.T, cT
+                c = ops.empty((n, s), like)
+                return c, c.T
+
+            A, AT = zip(*[(None, None)] + [pair(layer) for layer in range(1, len(sizes) - 1)])
+            d, dT = zip(*[(None, None)] + [pair(layer) for layer in range(1, len(sizes))])
             layers = list(zip(sizes[:-1], sizes[1:]))
             self._buffers[n] = {
-                "A": A, "AT": [a.T if a is not None else None for a in A],
-                "d": d, "dT": dT,
-                "t": [None] + [ops.empty((n, s), like) for s in sizes[1:-1]] + [ops.empty((sizes[-1], n), like)],
+                "fm": fm, "A": list(A), "AT": list(AT), "d": list(d), "dT": list(dT),
+                "t": [None] + [ops.empty((n, s) if not f else (s, n), like) for s, f in zip(sizes[1:], fm[1:])],
                 "row": ops.empty((1, n), like),
                 "ones": ops.ones((n,), like),
                 "db": [ops.empty((o,), like) for _, o in layers],
                 "dW": [ops.empty(tuple(C.shape), like) for C, _ in self.upd],  # NumPy only: the update's product
-                "narrow": [(ops.narrow((n, o), like), ops.narrow((n, i), like), ops.narrow((i, o), like))
-                           for i, o in layers],
             }
         return self._buffers[n]
 
@@ -377,28 +376,36 @@ class FusedStep:
         ops, act = self.ops, self.spec.activation
         n = x.shape[0]
         buf = self._bufs(n)
-        A, AT, d, dT, t, narrow = buf["A"], buf["AT"], buf["d"], buf["dT"], buf["t"], buf["narrow"]
+        A, AT, d, dT, t, fm = buf["A"], buf["AT"], buf["d"], buf["dT"], buf["t"], buf["fm"]
         A[0], AT[0] = x, xT  # the batch's slots in the cached lists
         L = len(self.Wt)
         for layer in range(L - 1):
-            ops.affine(A[layer], self.Wt[layer], self.b[layer], A[layer + 1],
-                       self._scale if layer == 0 else 1.0, narrow[layer][0])
-            _activate(ops, act, A[layer + 1])
-        ops.affine(self.W[L - 1], AT[L - 1], self.b_out_T, zT, self._scale if L == 1 else 1.0,
-                   narrow[L - 1][0])  # Z^T = W @ A^T + b^T
+            alpha = self._scale if layer == 0 else 1.0
+            if fm[layer + 1]:  # Z^T = W @ A^T + b^T
+                ops.affine(self.W[layer], AT[layer], self.bT[layer], AT[layer + 1], alpha)
+                _activate(ops, act, AT[layer + 1])
+            else:  # Z = A @ W^T + b
+                ops.affine(A[layer], self.Wt[layer], self.b[layer], A[layer + 1], alpha)
+                _activate(ops, act, A[layer + 1])
+        ops.affine(self.W[L - 1], AT[L - 1], self.bT[L - 1], zT, self._scale if L == 1 else 1.0)  # Z^T = W @ A^T + b^T
         # the output error is scaled by lr/n here, or (fold_lr) that factor goes into each update
         alpha = lr / n if ops.fold_lr else 1.0
         self._output_delta(zT, yT, dT[L], t[L], buf["row"], 1.0 if ops.fold_lr else lr / n)
         for layer in range(L - 1, -1, -1):
             if layer > 0:
-                ops.matmul(d[layer + 1], self.W[layer], d[layer], narrow[layer][1])
+                if fm[layer]:  # dA^T = W^T @ dZ^T
+                    ops.matmul(self.Wt[layer], dT[layer + 1], dT[layer])
+                else:  # dA = dZ @ W
+                    ops.matmul(d[layer + 1], self.W[layer], d[layer])
             C, by_rows = self.upd[layer]
             a, b = (dT[layer + 1], A[layer]) if by_rows else (AT[layer], d[layer + 1])
-            ops.sub_matmul(C, a, b, buf["dW"][layer], decay, alpha * (self._scale if layer == 0 else 1.0),
-                           narrow[layer][2])
+            ops.sub_matmul(C, a, b, buf["dW"][layer], decay, alpha * (self._scale if layer == 0 else 1.0))
             ops.sub_colsum(self.bvec[layer], d[layer + 1], dT[layer + 1], buf["db"][layer], buf["ones"], alpha)
             if layer > 0:
-                ops.times_derivative(act, d[layer], A[layer], t[layer])
+                if fm[layer]:
+                    ops.times_derivative(act, dT[layer], AT[layer], t[layer])
+                else:
+                    ops.times_derivative(act, d[layer], A[layer], t[layer])
 
     def _output_delta(self, zT, yT, out, scratch, row, scale: float) -> None:
         """out = scale * dLoss_sum/dZ^T for the class-major logits z^T (left as they are)."""
