@@ -37,7 +37,7 @@ def test_fused_step_equals_portable_step(name, activation, output, dtype, rtol, 
     step = kernels.fused_step(fast, spec)
     assert step is not None
     itemsize = 8 if dtype == "float64" else 4
-    monkeypatch.setattr(kernels, "CHUNK_BYTES", 2 * 10 * (20 + 5) * itemsize)  # chunks of 2 steps of 10 rows
+    monkeypatch.setattr(ops, "chunk_bytes", 2 * 10 * (20 + 5) * itemsize)  # chunks of 2 steps of 10 rows
     perm_host = rng.permutation(64)[:54]  # 5 full batches and a partial one of 4
     step.begin_epoch(Xd, Yd, be.asarray(perm_host), 10)
     assert step.chunk_steps == 2
