@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xpnet import backend, data, model, train
+from xpnet import backend, data, kernels, model, train
 
 from workload import Impl, Workload, layer_shapes
 
@@ -31,29 +31,35 @@ def xpnet_impl(work: Workload, backend_name: str) -> Impl:
 
 def gemm_steps(be, sizes, batch: int):
     """A function ``run(iterations)`` that runs the matrix multiplies of that many SGD steps alone,
-    with the backend's own matmul at the step's shapes and layouts, and waits: per hidden layer
-    ``A @ W.T`` forward, per output layer ``W @ A.T`` (the fused step computes the logits
-    class-major, its error as a (classes, batch) array); ``delta.T @ A`` for dW, and ``delta @ W``
-    for dA in every layer but the first."""
+    with the backend's own matmul at the fused step's shapes and layouts, and waits. Each hidden
+    activation is stored as the fused step stores it (kernels' ``feature_major``: (size, batch),
+    else (batch, size)); the logits and their error class-major (classes, batch). Per layer: the
+    forward product into the output's layout, ``delta^T @ A`` for dW, and ``delta @ W`` (or
+    ``W^T @ delta^T``) for dA in every layer but the first."""
     xp = be.xp
     rng = np.random.default_rng(1)
+    ops = {"numpy": kernels.NumpyOps, "torch": kernels.TorchOps}.get(be.name)
+    layers = layer_shapes(sizes)
+    fm = [False] + [ops is not None and ops.feature_major(s, batch) for s in sizes[1:-1]] + [True]
 
     def rand(*shape):
         return be.asarray(rng.random(shape), "float32")
 
+    def activation(layer):  # (batch-major view, feature-major view), one of them contiguous
+        size = sizes[layer]
+        if fm[layer]:
+            cT = rand(size, batch)
+            return xp.matrix_transpose(cT), cT
+        c = rand(batch, size)
+        return c, xp.matrix_transpose(c)
+
     pairs = []
-    layers = layer_shapes(sizes)
     for layer, (i, o) in enumerate(layers):
-        A, W = rand(batch, i), rand(o, i)
-        if layer == len(layers) - 1:
-            pairs.append((W, xp.matrix_transpose(A)))
-            delta = xp.matrix_transpose(rand(o, batch))  # a transposed view, as in the step
-        else:
-            pairs.append((A, xp.matrix_transpose(W)))
-            delta = rand(batch, o)
-        pairs.append((xp.matrix_transpose(delta), A))
+        (A, AT), (delta, deltaT), W = activation(layer), activation(layer + 1), rand(o, i)
+        pairs.append((W, AT) if fm[layer + 1] else (A, xp.matrix_transpose(W)))
+        pairs.append((deltaT, A))
         if layer > 0:
-            pairs.append((delta, W))
+            pairs.append((xp.matrix_transpose(W), deltaT) if fm[layer] else (delta, W))
 
     def run(iterations: int) -> None:
         out = None

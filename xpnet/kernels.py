@@ -156,7 +156,8 @@ class TorchOps:
     def contiguous(self, W) -> bool:
         return W.is_contiguous()
 
-    def feature_major(self, size: int, n: int) -> bool:
+    @staticmethod
+    def feature_major(size: int, n: int) -> bool:
         """Store a hidden layer's activations as (size, n): with MKL every benchmark config
         and the default network train faster so (the weight GEMMs then split well on two
         threads even at batch 50)."""
