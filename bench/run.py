@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="xpnet CPU benchmark (MNIST MLP training throughput).")
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (under 2 minutes)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3 quick, 5 full)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3 quick, 9 full: the medians of a full run are steadier)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON")
     p.add_argument("--results", metavar="PATH", default=str(HERE / "RESULTS.md"), help="markdown output (default bench/RESULTS.md)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS run of `python -m xpnet train`")
@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown or not args.configs:
         p.error(f"--configs: unknown {','.join(unknown) or '(empty)'}; choose from {','.join(CONFIGS)}")
     if args.repeats is None:
-        args.repeats = 3 if args.quick else 5
+        args.repeats = 3 if args.quick else 9
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
     return args
