@@ -233,9 +233,11 @@ class FusedStep:
     contiguous either as W^T or as W (see model.params_to_device); the weight update is
     written straight into that storage. ``ops`` holds the library's in-place primitives.
 
-    Rows are gathered a chunk of ``chunk_steps`` batches at a time (one gather and one
-    bytes-to-floats pass instead of several small ones per step); each batch is then a fixed
-    slice of the chunk. The output layer is computed class-major, Z^T = W @ A^T + b^T
+    Rows are gathered a chunk of ``chunk_steps`` batches at a time (``ops.chunk_bytes`` of
+    stored rows: one gather and one bytes-to-floats pass instead of several small ones per
+    step); each batch is then a fixed slice of the chunk. A hidden layer's activations are
+    stored (batch, size), or (size, batch) where ``ops.feature_major`` says the library's
+    GEMMs are faster so; the output layer is always computed class-major, Z^T = W @ A^T + b^T
     (classes, batch), so that its softmax runs along contiguous batch rows instead of rows
     of ten; it writes the logits into the chunk's logits buffer, and the loss of those
     columns is summed once per chunk (``loss_total``), off the step's path.
