@@ -122,3 +122,23 @@ def test_jax_step_equals_portable_step(activation, rng):
     for (Wf, bf), (Ws, bs) in zip(step.params, slow):
         np.testing.assert_allclose(be.to_host(Wf), Ws, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(be.to_host(bf), bs, rtol=1e-10, atol=1e-12)
+
+
+def test_jax_step_compiles_once_per_batch_shape_across_epochs(rng, monkeypatch):
+    """run_epoch makes a JaxStep per epoch; the jitted step is shared, so a second epoch
+    traces nothing (a retrace per epoch once cost more than the epoch's steps)."""
+    be = get_backend("jax", "cpu", required=True)
+    spec = model.Spec((13, 7, 3), "tanh", "softmax")  # a spec no other test compiles
+    traces = []
+    real = model.loss_and_grads_2d
+    monkeypatch.setattr(model, "loss_and_grads_2d", lambda *a, **k: (traces.append(1), real(*a, **k))[1])
+    X, Y = _batch(rng, 40, spec.sizes)
+    Xd, Yd = be.asarray(X, "float32"), be.asarray(Y, "float32")
+    params = model.params_to_device(be, model.init_params_host(spec, rng), "float32")
+    for epoch in range(3):
+        step = kernels.fused_step(params, spec)
+        step.begin_epoch(Xd, Yd, be.asarray(rng.permutation(40)), 16)
+        for s in range(3):  # batches of 16, 16 and 8: two shapes
+            step.step(s, 0.1)
+        params = step.params
+        assert len(traces) == 2, f"epoch {epoch + 1}: {len(traces)} traces"

@@ -442,21 +442,12 @@ class JaxStep:
     with ``jax.jit`` (JAX arrays are immutable: ``params`` holds the current parameters).
     Same interface as FusedStep: begin_epoch, step, loss_total, params."""
 
+    _compiled = {}  # Spec -> the jitted step: made once per process, so an epoch does not recompile it
+
     def __init__(self, params, spec: Spec):
-        import jax
-
-        from . import data, model
-
-        def sgd_step(params, X, Y, perm, start, size, lr, decay, loss_sum):
-            xp = array_api_compat.array_namespace(X)
-            idx = jax.lax.dynamic_slice(perm, (start,), (size,))  # the batch's rows, sliced inside
-            xb = data.unit_floats(xp.take(X, idx, axis=0), Y.dtype)
-            yb = xp.take(Y, idx, axis=0)
-            loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
-            new = [(decay * W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
-            return new, loss_sum + loss * xb.shape[0]
-
-        self._step = jax.jit(sgd_step, static_argnums=(5,), donate_argnums=(0,))
+        if spec not in JaxStep._compiled:
+            JaxStep._compiled[spec] = _jax_sgd_step(spec)
+        self._step = JaxStep._compiled[spec]
         self.params = list(params)
         self.loss_sum = array_api_compat.array_namespace(params[0][0]).zeros((), dtype=params[0][0].dtype)
 
@@ -472,6 +463,25 @@ class JaxStep:
     def loss_total(self):
         """The summed loss of every step so far: a 0-d array, not read (no sync)."""
         return self.loss_sum
+
+
+def _jax_sgd_step(spec: Spec):
+    """The jitted plain-SGD step of ``spec``: (params, X, Y, perm, start, size, lr, decay,
+    loss_sum) -> (new params, loss_sum + the batch's summed loss); ``size`` is static."""
+    import jax
+
+    from . import data, model
+
+    def sgd_step(params, X, Y, perm, start, size, lr, decay, loss_sum):
+        xp = array_api_compat.array_namespace(X)
+        idx = jax.lax.dynamic_slice(perm, (start,), (size,))  # the batch's rows, sliced inside
+        xb = data.unit_floats(xp.take(X, idx, axis=0), Y.dtype)
+        yb = xp.take(Y, idx, axis=0)
+        loss, grads = model.loss_and_grads_2d(params, xb, yb, spec)
+        new = [(decay * W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
+        return new, loss_sum + loss * xb.shape[0]
+
+    return jax.jit(sgd_step, static_argnums=(5,), donate_argnums=(0,))
 
 
 _TORCH_OPS = None
