@@ -29,6 +29,23 @@ def _gauss_matrix(n: int, sigma: float) -> np.ndarray:
     return g / g.sum(axis=1, keepdims=True)
 
 
+_CONSTANTS = {}  # (namespace, dtype, device, rows, cols, sigma) -> device arrays made once
+
+
+def _constants(x, rows: int, cols: int, sigma: float):
+    """The pixel grid about the centre, gy and gx (1, rows*cols), and the Gaussian smoothing
+    matrices (rows, rows) and (cols, cols)^T, on x's device in x's dtype: computed on the host
+    once per process, not copied to the device every step."""
+    xp, dev = array_namespace(x), device_of(x)
+    key = (xp.__name__, str(x.dtype), str(dev), rows, cols, sigma)
+    if key not in _CONSTANTS:
+        grid = np.indices((rows, cols)).reshape(2, -1).astype(np.float64)
+        host = (grid[0:1] - (rows - 1) / 2, grid[1:2] - (cols - 1) / 2,
+                _gauss_matrix(rows, sigma), _gauss_matrix(cols, sigma).T)
+        _CONSTANTS[key] = tuple(xp.asarray(a, dtype=x.dtype, device=dev) for a in host)
+    return _CONSTANTS[key]
+
+
 def _bilinear(x, sy, sx, rows: int, cols: int):
     """Sample images x (B, rows*cols) at source positions sy, sx (B, rows*cols); zero outside."""
     xp = array_namespace(x)
@@ -61,7 +78,6 @@ def augment(x, kind: str, image_shape, seed: int, step: int, *, shift: float = 2
     if kind == "none":
         return x
     xp = array_namespace(x)
-    dev = device_of(x)
     B = x.shape[0]
     rows, cols = image_shape
     u = rand.uniform(x, (B, 6), seed, _STREAM, step) * 2.0 - 1.0  # (B, 6) in [-1, 1)
@@ -76,15 +92,11 @@ def augment(x, kind: str, image_shape, seed: int, step: int, *, shift: float = 2
         # inverse map output -> source: rotation, scale and shear about the centre
         a, b_ = xp.cos(theta) / s, (-xp.sin(theta) + sh) / s
         c, d = xp.sin(theta) / s, xp.cos(theta) / s
-    grid = np.indices((rows, cols)).reshape(2, -1).astype(np.float64)
-    gy = xp.asarray(grid[0:1] - (rows - 1) / 2, dtype=x.dtype, device=dev)  # (1, rows*cols)
-    gx = xp.asarray(grid[1:2] - (cols - 1) / 2, dtype=x.dtype, device=dev)
+    gy, gx, gr, gc = _constants(x, rows, cols, sigma)
     sy = a * gy + b_ * gx + (rows - 1) / 2 - ty
     sx = c * gy + d * gx + (cols - 1) / 2 - tx
     if kind == "elastic":
         field = rand.uniform(x, (2 * B, rows, cols), seed, _STREAM + 1, step) * 2.0 - 1.0
-        gr = xp.asarray(_gauss_matrix(rows, sigma), dtype=x.dtype, device=dev)
-        gc = xp.asarray(_gauss_matrix(cols, sigma).T, dtype=x.dtype, device=dev)
         smooth = xp.matmul(xp.matmul(gr, field), gc) * alpha  # (2B, rows, cols)
         sy = sy + xp.reshape(smooth[:B, ...], (B, rows * cols))
         sx = sx + xp.reshape(smooth[B:, ...], (B, rows * cols))
