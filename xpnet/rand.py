@@ -22,19 +22,11 @@ _C1, _C2 = 0x7FEB352D, 0x5BD1E995  # odd multipliers below 2**31
 
 
 def _mix(x):
-    """A 32-bit avalanche mixer on int64 arrays holding values in [0, 2**32)."""
+    """A 32-bit avalanche mixer on values in [0, 2**32): int64 arrays, or a Python int (the
+    host-side key of a stream)."""
     x = x ^ (x >> 16)
     x = (x * _C1) & _M32
     x = x ^ (x >> 15)
-    x = (x * _C2) & _M32
-    return x ^ (x >> 16)
-
-
-def _mix_int(x: int) -> int:
-    """The same mixer on a Python int (host side: the key of a stream)."""
-    x ^= x >> 16
-    x = (x * _C1) & _M32
-    x ^= x >> 15
     x = (x * _C2) & _M32
     return x ^ (x >> 16)
 
@@ -47,9 +39,9 @@ def uniform(like, shape: tuple[int, ...], seed: int, stream: int, step: int):
     """
     xp = array_namespace(like)
     dev = device_of(like)
-    key = _mix_int(seed & _M32)
+    key = _mix(seed & _M32)
     for part in (stream, step):
-        key = _mix_int(key ^ _mix_int((part * _GOLDEN + 1) & _M32))
+        key = _mix(key ^ _mix((part * _GOLDEN + 1) & _M32))
     n = 1
     for s in shape:
         n *= int(s)
