@@ -277,23 +277,21 @@ class FusedStep:
             sizes = self.spec.sizes
             fm = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
 
-            def pair(layer):  # (batch-major view, feature-major view), one of them contiguous
-                s = sizes[layer]
-                if fm[layer]:
-                    cT = ops.empty((s, n), like)
-                    return cT.T, cT
-                c = ops.empty((n, s), like)
-                return c, c.T
+            def contiguous(layers):  # [None, then per layer l: a buffer stored as that layer's layout]
+                return [None] + [ops.empty((sizes[l], n) if fm[l] else (n, sizes[l]), like) for l in layers]
 
-            A, AT = zip(*[(None, None)] + [pair(layer) for layer in range(1, len(sizes) - 1)])
-            d, dT = zip(*[(None, None)] + [pair(layer) for layer in range(1, len(sizes))])
-            layers = list(zip(sizes[:-1], sizes[1:]))
+            def views(cs):  # (batch-major views, feature-major views) of those buffers
+                return ([None if c is None else (c.T if f else c) for c, f in zip(cs, fm)],
+                        [None if c is None else (c if f else c.T) for c, f in zip(cs, fm)])
+
+            hidden, every = range(1, len(sizes) - 1), range(1, len(sizes))
+            Ac, dc = contiguous(hidden), contiguous(every)
+            (A, AT), (d, dT) = views(Ac), views(dc)
             self._buffers[n] = {
-                "fm": fm, "A": list(A), "AT": list(AT), "d": list(d), "dT": list(dT),
-                "t": [None] + [ops.empty((n, s) if not f else (s, n), like) for s, f in zip(sizes[1:], fm[1:])],
+                "A": A, "AT": AT, "d": d, "dT": dT, "fm": fm, "Ac": Ac, "dc": dc, "t": contiguous(every),
                 "row": ops.empty((1, n), like),
                 "ones": ops.ones((n,), like),
-                "db": [ops.empty((o,), like) for _, o in layers],
+                "db": [ops.empty((o,), like) for o in sizes[1:]],
                 "dW": [ops.empty(tuple(C.shape), like) for C, _ in self.upd],  # NumPy only: the update's product
             }
         return self._buffers[n]
@@ -386,10 +384,9 @@ class FusedStep:
             alpha = self._scale if layer == 0 else 1.0
             if fm[layer + 1]:  # Z^T = W @ A^T + b^T
                 ops.affine(self.W[layer], AT[layer], self.bT[layer], AT[layer + 1], alpha)
-                _activate(ops, act, AT[layer + 1])
             else:  # Z = A @ W^T + b
                 ops.affine(A[layer], self.Wt[layer], self.b[layer], A[layer + 1], alpha)
-                _activate(ops, act, A[layer + 1])
+            _activate(ops, act, buf["Ac"][layer + 1])
         ops.affine(self.W[L - 1], AT[L - 1], self.bT[L - 1], zT, self._scale if L == 1 else 1.0)  # Z^T = W @ A^T + b^T
         # the output error is scaled by lr/n here, or (fold_lr) that factor goes into each update
         alpha = lr / n if ops.fold_lr else 1.0
@@ -404,11 +401,8 @@ class FusedStep:
             a, b = (dT[layer + 1], A[layer]) if by_rows else (AT[layer], d[layer + 1])
             ops.sub_matmul(C, a, b, buf["dW"][layer], decay, alpha * (self._scale if layer == 0 else 1.0))
             ops.sub_colsum(self.bvec[layer], d[layer + 1], dT[layer + 1], buf["db"][layer], buf["ones"], alpha)
-            if layer > 0:
-                if fm[layer]:
-                    ops.times_derivative(act, dT[layer], AT[layer], t[layer])
-                else:
-                    ops.times_derivative(act, d[layer], A[layer], t[layer])
+            if layer > 0:  # elementwise, on the contiguous buffers
+                ops.times_derivative(act, buf["dc"][layer], buf["Ac"][layer], t[layer])
 
     def _output_delta(self, zT, yT, out, scratch, row, scale: float) -> None:
         """out = scale * dLoss_sum/dZ^T for the class-major logits z^T (left as they are)."""
