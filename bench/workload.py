@@ -100,8 +100,7 @@ def make_workload(config: Config, dataset: data.Dataset, quick: bool) -> Workloa
     images = dataset.train.images[:n]
     labels = dataset.train.labels[:n].astype(np.int64)
     x = images.reshape(n, -1).astype(np.float32) / np.float32(255.0)
-    onehot = np.zeros((n, NUM_CLASSES), dtype=np.float32)
-    onehot[np.arange(n), labels] = 1.0
+    onehot = data.one_hot(labels, NUM_CLASSES, "float32")
     rng = np.random.default_rng(0)
     spec = model.Spec(config.sizes, config.activation, "softmax")
     init_params = model.init_params_host(spec, rng)

@@ -140,7 +140,8 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
             raise UserError(f"{path}: corrupt checkpoint metadata ({key} is not a table)")
     opt = meta.get("state", {}).get("optimizer", {})
     n_slots = optim.SLOTS.get(opt.get("name"), 0) if isinstance(opt, dict) and isinstance(opt.get("name"), str) else 0
-    if any(name.startswith("opt") for name in arrays):
+    has_slots = any(name.startswith("opt") for name in arrays)
+    if has_slots:
         for k in range(n_slots):
             expected.update({f"opt{k}_{name}": shape for name, shape in list(expected.items()) if not name.startswith("opt")})
     if set(arrays) != set(expected):
@@ -156,5 +157,5 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
     layers = range(len(spec.sizes) - 1)
     params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in layers]
     meta["slots"] = [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] \
-        if any(name.startswith("opt") for name in arrays) else None
+        if has_slots else None
     return spec, params, meta

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight initialisation (default auto: he for relu, xavier otherwise)")
     t.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS.lr})")
     t.add_argument("--lr-schedule", choices=optim.SCHEDULES,
-                   help=f"per-epoch learning-rate schedule (default {DEFAULTS.lr_schedule})")
+                   help=f"learning-rate schedule, evaluated every step (default {DEFAULTS.lr_schedule})")
     t.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (default 0)")
     t.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="(default sgd)")
     t.add_argument("--momentum", type=float, help="for momentum and nesterov (default 0.9)")

@@ -112,13 +112,10 @@ def update_(params, grads, state: dict, lr: float, hp: Hyper):
     return params, state
 
 
-def writeable(params) -> bool:
-    return all(is_writeable_array(W) and is_writeable_array(b) for W, b in params)
-
-
 def apply(params, grads, state: dict, lr: float, hp: Hyper):
-    """One optimiser step, in place where the arrays allow it."""
-    if writeable(params) and all(is_writeable_array(a) for s in state["slots"] for pair in s for a in pair):
+    """One optimiser step, in place where the arrays (parameters and slots) allow it."""
+    slots = (a for layer in state["slots"] for slot in layer for a in slot)
+    if all(is_writeable_array(a) for pair in params for a in pair) and all(is_writeable_array(a) for a in slots):
         return update_(params, grads, state, lr, hp)
     return update(params, grads, state, lr, hp)
 

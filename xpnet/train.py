@@ -354,10 +354,11 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
             rng_state = rng.bit_generator.state  # before this epoch's permutation: enough to redo it
             perm = backend.asarray(rng.permutation(n))  # the epoch's one host->device copy
             per_epoch = -(-n // cfg.batch_size)
-            lr = optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1, cfg.epochs, cfg.warmup)
 
             def lr_of(step, epoch=epoch, per_epoch=per_epoch):
                 return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / per_epoch, cfg.epochs, cfg.warmup)
+
+            lr = lr_of(0)  # the rate at the epoch's start, for the log
 
             start, loss0 = (first_step, partial) if epoch == first_epoch else (0, 0.0)
             bar = _progress(n, epoch, cfg.epochs, cfg.quiet)
