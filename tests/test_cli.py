@@ -38,7 +38,7 @@ def assert_clean_error(p, *needles, code=2):
 def _gpu_usable():
     if importlib.util.find_spec("cupy") is None:
         return False
-    from xpnet.backend import _cupy_status
+    from xpnet.backends import _cupy_status
 
     return _cupy_status(0)[0] is not None
 

@@ -6,8 +6,9 @@ import hashlib
 import numpy as np
 import pytest
 
+from conftest import targets
 from idxutil import idx_bytes, write_dataset, write_idx
-from xpnet import backend as backends
+from xpnet import backends
 from xpnet import data
 from xpnet.errors import UserError
 
@@ -139,7 +140,9 @@ def test_validation_split_and_pixel_scaling(mnist):
     np.testing.assert_allclose(x, mnist.test.images[:100].reshape(100, -1) / 255.0, rtol=1e-6)
 
 
-def test_device_data_stays_in_dtype(any_backend, mnist):
+@pytest.mark.parametrize("target", targets(dtype="float32"), indirect=True)
+def test_device_data_stays_in_dtype(target, mnist):
+    any_backend = target.backend
     split = data.Split(mnist.test.images[:64], mnist.test.labels[:64])
     dev = data.to_device(any_backend, split, "float32", 10)
     assert dev.x.dtype == any_backend.xp.uint8 and dev.onehot.dtype == any_backend.xp.float32

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CPU_REQUIRED, get_backend
+from conftest import targets
 from test_cli import assert_clean_error, xpnet
-from xpnet import backend as backends
+from xpnet import backends
 from xpnet import checkpoint, explore, model
 
 
@@ -19,9 +19,9 @@ def trained(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("backend", CPU_REQUIRED)
-def test_imagined_digits_are_classified_as_intended(trained, backend):
-    be = get_backend(*backend)
+@pytest.mark.parametrize("target", targets(dtype="float32", gpu=False), indirect=True)
+def test_imagined_digits_are_classified_as_intended(trained, target):
+    be = target.backend
     spec, host, meta = checkpoint.load(trained)
     params = model.params_to_device(be, host, "float32")
     imgs, probs = explore.imagine(params, spec, list(range(10)), (28, 28), steps=150)

@@ -1,45 +1,71 @@
-"""SGD: the in-place path equals the pure one; L2 follows the seeds' (1 - lr*l2/n) decay."""
+"""Optimisers against hand-computed steps, in place and not; SGD's fused form; max-norm; schedules."""
 
 import numpy as np
 import pytest
 
-from xpnet import optim
+from conftest import targets
+from xpnet import backends, optim
+from xpnet.backends import reference_ops
 
 
-def _pair(rng):
-    params = [(rng.standard_normal((1, 4, 3)), rng.standard_normal((1, 4, 1)))]
-    grads = [(rng.standard_normal((1, 4, 3)), rng.standard_normal((1, 4, 1)))]
-    return params, grads
+def _hand(name, W0, g1, lr, hp):
+    """The first weight update of ``name`` by hand (slots start at zero, t = 1)."""
+    g = g1 + (hp.l2 / hp.n_train) * W0
+    if name in ("momentum", "nesterov"):
+        v = g
+        return W0 - lr * (g + hp.momentum * v if name == "nesterov" else v)
+    m, v = (1 - hp.beta1) * g, (1 - hp.beta2) * g ** 2
+    d = (m / (1 - hp.beta1)) / (np.sqrt(v / (1 - hp.beta2)) + hp.eps)
+    return W0 - lr * (d + (hp.weight_decay * W0 if name == "adamw" else 0))
+
+
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam", "adamw"])
+@pytest.mark.parametrize("target", targets(dtype="float64"), indirect=True)
+def test_optimisers_match_hand_computed_steps(target, name, rng):
+    """Step 1 against the hand computation; step 2 (slots carried) against the reference op set."""
+    hp = optim.Hyper(name, momentum=0.8, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01, l2=2.0, n_train=10)
+    W0, g1, g2 = (rng.standard_normal((3, 2)) for _ in range(3))
+    lr, ops, ref = 0.1, target.ops, reference_ops()
+    W, slots = target.asarray(W0), [target.ops.zeros_like(target.asarray(W0)) for _ in range(hp.slots)]
+    W, slots = hp.update(ops, W, target.asarray(g1), slots, hp.step_scalars(lr, 1), True)
+    np.testing.assert_allclose(target.to_host(W), _hand(name, W0, g1, lr, hp), rtol=1e-12)
+    W_ref, s_ref = hp.update(ref, W0, g1, [np.zeros_like(W0)] * hp.slots, hp.step_scalars(lr, 1), True)
+    W, slots = hp.update(ops, W, target.asarray(g2), slots, hp.step_scalars(lr, 2), True)
+    W_ref, _ = hp.update(ref, W_ref, g2, s_ref, hp.step_scalars(lr, 2), True)
+    np.testing.assert_allclose(target.to_host(W), W_ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam", "adamw"])
+def test_in_place_update_writes_into_the_parameter_and_slots(name, rng):
+    ops = backends.resolve("numpy", "cpu").ops
+    hp = optim.Hyper(name)
+    W, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    slots = [np.zeros_like(W) for _ in range(hp.slots)]
+    W_new, slots_new = hp.update(ops, W, g.copy(), slots, hp.step_scalars(0.1, 1), True)
+    assert W_new is W and all(a is b for a, b in zip(slots_new, slots))
 
 
 @pytest.mark.parametrize("l2", [0.0, 5.0])
-def test_inplace_equals_pure_and_hand_computed(rng, l2):
-    params, grads = _pair(rng)
-    (W, b), (dW, db) = params[0], grads[0]
-    expect_W = (1 - 0.5 * l2 / 100) * W - 0.5 * dW
-    expect_b = b - 0.5 * db
-    pure = optim.sgd(params, grads, 0.5, l2, 100)
-    copies = [(W.copy(), b.copy())]
-    inplace, _ = optim.update_(copies, grads, optim.init_state("sgd", copies), 0.5, optim.Hyper("sgd", l2=l2, n_train=100))
-    for (Wn, bn) in (pure[0], inplace[0]):
-        np.testing.assert_allclose(Wn, expect_W, rtol=1e-14)
-        np.testing.assert_allclose(bn, expect_b, rtol=1e-14)
-    assert inplace[0][0] is copies[0][0]  # really in place
-    assert np.array_equal(params[0][0], W)  # the pure path left its input alone
+def test_sgd_coefficients_are_the_seeds_decay(l2):
+    """SGD's fused update p <- beta p + alpha (lr g): beta = 1 - lr l2 / N for weights only."""
+    hp = optim.Hyper("sgd", l2=l2, n_train=100)
+    assert hp.fused and hp.slots == 0
+    assert hp.sgd_coefficients(0.5, True) == (-1.0, 1 - 0.5 * l2 / 100)
+    assert hp.sgd_coefficients(0.5, False) == (-1.0, 1.0)
 
 
-def test_step_uses_pure_path_for_readonly_arrays(rng):
-    params, grads = _pair(rng)
-    for W, b in params:
-        W.flags.writeable = False
-        b.flags.writeable = False
-    new, _ = optim.apply(params, grads, optim.init_state("sgd", params), 0.1, optim.Hyper("sgd"))
-    assert new[0][0] is not params[0][0]
+def test_max_norm_caps_each_units_incoming_weights():
+    ops = reference_ops()
+    W = np.array([[3.0, 4.0], [0.3, 0.4]])  # (out, in): rows are units
+    np.testing.assert_allclose(np.linalg.norm(optim.max_norm(ops, W, 2.0), axis=1), [2.0, 0.5])
 
 
-def test_schedules():
+def test_schedules_and_warmup():
     assert optim.lr_at(0.2, "constant", 4.0, 10) == 0.2
     assert optim.lr_at(0.2, "cosine", 0.0, 10) == pytest.approx(0.2)
     assert optim.lr_at(0.2, "cosine", 5.0, 10) == pytest.approx(0.1)
     assert 0 < optim.lr_at(0.2, "cosine", 9.0, 10) < 0.01
     assert [optim.lr_at(1.0, "step", e, 8) for e in range(8)] == [1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
+    assert optim.lr_at(1.0, "constant", 0.0, 10, warmup=2.0) < 0.01
+    assert optim.lr_at(1.0, "constant", 1.0, 10, warmup=2.0) == pytest.approx(0.505)
+    assert optim.lr_at(1.0, "constant", 2.0, 10, warmup=2.0) == 1.0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xpnet import backend as backends
+from xpnet import backends
 from xpnet import train
 
 

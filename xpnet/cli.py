@@ -7,22 +7,16 @@ User errors become one line on stderr and exit code 2 (``--debug`` shows the tra
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
-
 import numpy as np
 
-from . import __version__, augment, backend as backends, checkpoint, data, images, model, optim, presets
-from .errors import UserError
-from .train import Diverged, Stopped, TrainConfig, format_accuracy, predictions, train
+from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets
+from .errors import Diverged, Stopped, UserError
+from .train import train
 
-DEFAULTS = TrainConfig()
+DEFAULTS = config.TrainConfig()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,87 +151,11 @@ def _pick_backend(args, say):
     return be
 
 
-CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-def _from_toml(path: str, parser) -> dict:
-    """Training fields from a TOML file, each checked as its flag would be."""
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"--config {path}: file not found") from None
-    except OSError as e:
-        raise UserError(f"--config {path}: cannot read ({e.strerror or e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"--config {path}: not valid TOML ({e})") from None
-    table = table.get("train", table)
-    actions = {a.dest: a for a in parser._actions}
-    out = {}
-    for key, value in table.items():
-        name = key.replace("-", "_")
-        if name not in CONFIG_FIELDS or name not in actions:
-            raise UserError(f"--config {path}: unknown setting {key!r}")
-        action = actions[name]
-        if isinstance(action, argparse._StoreTrueAction):
-            if not isinstance(value, bool):
-                raise UserError(f"--config {path}: {key} must be true or false")
-            out[name] = value
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        try:
-            parsed = action.type(text) if action.type else text
-        except ValueError:
-            raise UserError(f"--config {path}: {key} = {value!r} is not a valid value") from None
-        if action.choices and parsed not in action.choices:
-            raise UserError(f"--config {path}: {key} = {value!r}: expected one of {', '.join(map(str, action.choices))}")
-        out[name] = parsed
-    return out
-
-
-def resolve_train_config(args, parser):
-    """TrainConfig from, in rising priority: defaults, --preset, --config, the --resume checkpoint,
-    and flags on the command line. Returns (config, loaded checkpoint or None)."""
-    given = vars(args)
-    values = dataclasses.asdict(TrainConfig())
-    if "preset" in given:
-        values.update(presets.get(given["preset"]))
-    if "config" in given:
-        values.update(_from_toml(given["config"], parser))
-    resume = None
-    if "resume" in given:
-        resume = checkpoint.load(given["resume"])
-        saved = resume[2].get("config", {})
-        values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in CONFIG_FIELDS})
-        values["save"] = given["resume"]
-    values.update({k: v for k, v in given.items() if k in CONFIG_FIELDS})
-    for key in ("layers", "hidden"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    if "hidden" in given and "layers" not in given:
-        values["layers"] = None  # --hidden on the command line replaces sizes from presets or files
-    cfg = TrainConfig(**values)
-    cfg.check()
-    return cfg, resume
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(map(str, v)) + "]"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
-
-
 def cmd_train(args, say) -> int:
-    cfg, resume = resolve_train_config(args, args.parser)
+    cfg, resume = config.resolve(args, args.parser)
     if getattr(args, "print_config", False):
-        say("[train]")
-        for key, value in cfg.to_dict().items():
-            if value is not None:
-                say(f"{key.replace('_', '-')} = {_toml_value(value)}")
+        for line in config.to_toml(cfg):
+            say(line)
         return 0
     dataset = data.load(cfg.data_dir)  # fully validated before any training
     train(cfg, _pick_backend(cfg, say), dataset, say=say, resume=resume)
@@ -259,16 +177,11 @@ def cmd_evaluate(args, say) -> int:
         raise UserError(f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has {dataset.num_features} pixels per image")
     be = _pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta, args.dtype)
-    preds = be.to_host(predictions(params, data.to_device(be, dataset.test), spec, dtype))
+    preds = be.to_host(evaluate.predictions(params, data.to_device(be, dataset.test), spec, dtype))
     labels = dataset.test.labels
-    say(f"{'class':>5} {'images':>7} {'correct':>8} {'accuracy':>9}")
-    for k in range(spec.sizes[-1]):
-        mask = labels == k
-        n_k, c_k = int(mask.sum()), int((preds[mask] == k).sum())
-        acc = f"{100.0 * c_k / n_k:8.2f}%" if n_k else f"{'-':>9}"
-        say(f"{k:>5} {n_k:>7} {c_k:>8} {acc}")
-    correct = int((preds == labels).sum())
-    say(format_accuracy(correct, len(labels)))
+    for line in evaluate.per_class_table(labels, preds, spec.sizes[-1]):
+        say(line)
+    say(evaluate.format_accuracy(int((preds == labels).sum()), len(labels)))
     return 0
 
 

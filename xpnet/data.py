@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from array_api_compat import array_namespace
 
+from .backends.base import Ops
 from .errors import UserError
 
 IDX_TYPES = {
@@ -311,10 +312,7 @@ class DeviceData:
 
 def unit_floats(pixels, dtype):
     """Device uint8 pixels -> ``dtype`` floats in [0, 1] (floats pass through)."""
-    xp = array_namespace(pixels)
-    if xp.isdtype(pixels.dtype, "real floating"):
-        return pixels
-    return xp.astype(pixels, dtype) * (1.0 / 255.0)  # x * (1/255), computed in ``dtype``
+    return Ops(array_namespace(pixels)).unit_floats(pixels, dtype)[0]
 
 
 def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None,

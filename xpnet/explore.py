@@ -9,8 +9,9 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from . import model, optim
-from .backend import to_host
+from . import model
+from .backends import ops_for, to_host
+from .step import Net, Recipe, Steps
 
 
 def _tv_grad(x, rows: int, cols: int):
@@ -37,7 +38,8 @@ def imagine(params, spec: model.Spec, digits, image_shape, steps: int = 300, ste
     probabilities (n, classes) host float64 of the network's output for them).
     """
     W0 = params[0][0]
-    xp = array_namespace(W0)
+    ops = ops_for(W0)
+    xp = ops.xp
     dev, dtype = device_of(W0), W0.dtype
     rows, cols = image_shape
     n, classes = len(digits), spec.sizes[-1]
@@ -48,7 +50,7 @@ def imagine(params, spec: model.Spec, digits, image_shape, steps: int = 300, ste
         g = xp.reshape(g, x.shape) * n  # the loss is a batch mean: undo the 1/n
         g = g + l2 * x + tv * _tv_grad(x, rows, cols)
         scale = xp.max(xp.abs(g), axis=1, keepdims=True) + 1e-12
-        x = xp.clip(x - step_size * g / scale, min=0.0, max=1.0)
+        x = ops.clip(x - step_size * g / scale, 0.0, 1.0)
     probs = model.forward(params, xp.reshape(x, (n, spec.sizes[0], 1)), spec)
     return to_host(x).reshape(n, rows, cols).astype(np.float64), to_host(probs)[:, :, 0].astype(np.float64)
 
@@ -56,29 +58,31 @@ def imagine(params, spec: model.Spec, digits, image_shape, steps: int = 300, ste
 def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 250, every: int = 10,
                 hidden: int = 28, lr: float = 0.25, seed: int = 0, say=print):
     """The single-example demonstration: a fresh 784-``hidden``-10 sigmoid network with quadratic
-    cost (N(0,1) init) learns one image by gradient descent. Every ``every`` iterations it prints
-    the guess, the output activations and the error vector (output - target).
+    cost (N(0,1) init) learns one image by gradient descent, xpnet's own training step on a
+    batch of that one image. Every ``every`` iterations it prints the guess, the output
+    activations and the error vector (output - target).
 
     image: host (rows, cols) uint8. Returns the list of guesses, one per printed iteration.
     """
     spec = model.Spec((image.size, hidden, num_classes), "sigmoid", "sigmoid", "normal")
     params = model.params_to_device(backend, model.init_params_host(spec, np.random.default_rng(seed)), "float64")
+    target = np.zeros((1, num_classes))
+    target[0, label] = 1.0
+    X, Y = backend.asarray(image.reshape(1, -1)), backend.asarray(target, "float64")
+    net, recipe = Net(model.layers_of(params)), Recipe()
+    steps = Steps(backend.ops, spec, recipe, X, Y, batch_size=1)
+    order = backend.asarray(np.zeros(1, dtype=np.int64))
     x = backend.asarray(image.reshape(1, -1, 1) / 255.0, "float64")
-    target = np.zeros((1, num_classes, 1))
-    target[0, label, 0] = 1.0
-    y = backend.asarray(target, "float64")
     say(f"walkthrough: one training image (label {label}) through a fresh {'-'.join(map(str, spec.sizes))} "
         f"sigmoid network, quadratic cost, lr {lr}")
     guesses = []
     for it in range(1, iterations + 1):
-        _, grads = model.loss_and_grads(params, x, y, spec)
-        params = optim.sgd(params, grads, lr)
+        steps.run(net, order, 0, 1, [recipe.scalars(spec, lr, it, it)])
         if it % every == 0 or it == iterations:
-            out = backend.to_host(model.forward(params, x, spec))[0, :, 0]
+            out = backend.to_host(model.forward(model.params_of(net.layers), x, spec))[0, :, 0]
             guess = int(np.argmax(out))
             guesses.append(guess)
             say(f"iteration {it:>4}: guess {guess}  " + ("(correct)" if guess == label else f"(the answer is {label})"))
             say("  output: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(out)))
-            say("  error:  " + " ".join(f"{k}:{v:+.3f}" for k, v in enumerate(out - target[0, :, 0])))
+            say("  error:  " + " ".join(f"{k}:{v:+.3f}" for k, v in enumerate(out - target[0])))
     return guesses
-

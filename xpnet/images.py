@@ -40,7 +40,9 @@ def _decode_pgm(raw: bytes, path: Path) -> np.ndarray:
             raise UserError(f"{path}: non-numeric PGM pixel data") from None
         if pixels.size < w * h:
             raise UserError(f"{path}: truncated PGM data ({pixels.size} of {w * h} pixels)")
-    return pixels.reshape(h, w) / maxval
+        if not np.all(np.isfinite(pixels)):
+            raise UserError(f"{path}: PGM pixel values must be finite numbers")
+    return np.clip(pixels.reshape(h, w), 0, maxval) / maxval  # values beyond maxval are clipped
 
 
 def _decode_pillow(path: Path) -> np.ndarray:

@@ -1,15 +1,14 @@
-"""A fully connected network: initialisation, forward and backward passes, by hand.
+"""A fully connected network: initialisation, forward and backward passes, by hand, on the op set.
 
 Public shapes follow the order-3 convention of the seeds:
   activations  x, a:  (batch, features, 1)
   weights      W:     (1, out, in)
   biases       b:     (1, out, 1)
   gradients    same shapes as the parameters.
-Inside, every layer is one 2-D GEMM on free reshapes of those tensors:
-``Z = A @ W[0].T + b[0].T`` with A: (batch, in), instead of ``batch`` broadcast
-matrix-vector products ``W @ x``.
-
-``params`` is a list of ``(W, b)`` pairs, first layer first.
+Inside, a network is its ``layers``: 2-D views of the parameters, W (out, in) and b (out, 1),
+and the passes work feature-major, an activation of a batch of n being (features, n):
+Z = W @ A + b, one GEMM per layer, for the whole batch at once.
+``params`` is a list of ``(W, b)`` pairs in the public shapes, first layer first.
 """
 
 from __future__ import annotations
@@ -17,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from array_api_compat import array_namespace
 
-from .layers import ACTIVATIONS, OUTPUTS
+from .backends import ops_for
 
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy, or sigmoid + quadratic cost
 INITS = ("normal", "xavier", "he")
 
 
@@ -30,7 +30,7 @@ class Spec:
 
     sizes: tuple[int, ...]
     activation: str = "relu"
-    output: str = "softmax"  # softmax + cross-entropy, or sigmoid + quadratic cost
+    output: str = "softmax"
     init: str = "auto"  # auto picks he for relu, xavier otherwise
 
     def __post_init__(self):
@@ -52,6 +52,12 @@ class Spec:
     def param_shapes(self) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
         """[(W shape, b shape), ...] in the order-3 convention."""
         return [((1, o, i), (1, o, 1)) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+
+    def flops_per_sample(self) -> int:
+        """Matrix-multiply FLOPs of one training sample: forward and dW 2*in*out per layer,
+        dA 2*in*out for every layer but the first."""
+        per_layer = [2 * i * o for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+        return 2 * sum(per_layer) + sum(per_layer[1:])
 
 
 def init_params_host(spec: Spec, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -75,147 +81,154 @@ def init_params_host(spec: Spec, rng: np.random.Generator) -> list[tuple[np.ndar
     return params
 
 
-def _as2d(x):
-    """(batch, features, 1) -> (batch, features): a free reshape."""
-    xp = array_namespace(x)
-    return xp.reshape(x, (x.shape[0], x.shape[1]))
-
-
-def _as3d(x):
-    """(batch, features) -> (batch, features, 1): a free reshape."""
-    xp = array_namespace(x)
-    return xp.reshape(x, (x.shape[0], x.shape[1], 1))
-
-
-def _wb2d(W, b):
-    """(1, out, in), (1, out, 1) -> W^T (in, out), b (1, out): free reshapes.
-
-    Which of W and W^T is contiguous depends on the backend (see ``params_to_device``);
-    matmul takes either without a copy.
-    """
-    xp = array_namespace(W, b)
-    return xp.matrix_transpose(xp.reshape(W, (W.shape[1], W.shape[2]))), xp.reshape(b, (1, b.shape[1]))
-
-
-def _layer(A, W, b):
-    """One affine layer on 2-D data: A (batch, in) -> Z (batch, out) = A @ W^T + b."""
-    xp = array_namespace(A)
-    Wt, b2 = _wb2d(W, b)
-    return xp.matmul(A, Wt) + b2
-
-
-def _public_w(Wt):
-    """Contiguous W^T (in, out) -> the public (1, out, in) view of it."""
-    xp = array_namespace(Wt)
-    return xp.reshape(xp.matrix_transpose(Wt), (1, Wt.shape[1], Wt.shape[0]))
-
-
 def params_to_device(backend, host_params, dtype: str):
     """Host [(W (1,out,in), b (1,out,1))] -> the same on the backend's device, in ``dtype``.
 
-    Each W is stored in the backend's faster layout (``backend.weight_layout``): a contiguous
-    (in, out) array returned as its (1, out, in) transposed view, or a contiguous (1, out, in).
+    Each W is stored in the layout the backend's GEMMs prefer (``ops.weight_layout``): a
+    contiguous (out, in), or a contiguous (in, out) seen through its transpose.
     """
     out = []
+    transposed = backend.ops.weight_layout == "in_out"
     for W, b in host_params:  # fresh copies: training updates them in place
         W = np.asarray(W)
-        if backend.weight_layout == "out_in":
-            Wd = backend.asarray(np.array(W, dtype=dtype, order="C", copy=True))
+        if transposed:
+            Wt = backend.asarray(np.array(W[0].T, dtype=dtype, order="C", copy=True))
+            Wd = backend.xp.expand_dims(Wt.T, axis=0)
         else:
-            Wd = _public_w(backend.asarray(np.array(W[0].T, dtype=dtype, order="C", copy=True)))
+            Wd = backend.asarray(np.array(W, dtype=dtype, order="C", copy=True))
         out.append((Wd, backend.asarray(np.array(b, dtype=dtype, copy=True))))
     return out
 
 
-def forward_2d(params, A, spec: Spec, masks=None):
-    """Forward pass on 2-D input A: (batch, in).
+def layers_of(params):
+    """Public [(W (1,out,in), b (1,out,1))] -> [(W (out,in), b (out,1))]: views."""
+    return [(W[0, ...], b[0, ...]) for W, b in params]
 
-    ``masks``: optional dropout masks, one (batch, hidden) array per hidden layer, already
-    scaled by 1/keep; each hidden output is multiplied by its mask before the next layer.
-    Returns (layer inputs [A0=input, A1, ..., A_{L-1}], output logits Z_L: (batch, out)).
+
+def params_of(layers):
+    """[(W (out,in), b (out,1))] -> the public order-3 shapes: views."""
+    xp = ops_for(layers[0][0]).xp
+    return [(xp.expand_dims(W, axis=0), xp.expand_dims(b, axis=0)) for W, b in layers]
+
+
+# ---- the passes, feature-major, on the op set --------------------------------------------
+
+
+def forward_pass(ops, layers, xT, spec: Spec, h=None, a=None, masks=None, scale=1.0, logits=None):
+    """Forward pass of the batch xT (in, n).
+
+    ``scale``: what the first layer still multiplies x by (pixels stored as bytes).
+    ``masks``: dropout masks (size, n) per hidden layer, already scaled by 1/keep, or None.
+    ``h``, ``a``, ``logits``: buffers to write each hidden layer's output, its masked output
+    and the logits into (lists indexed by layer; None: new arrays).
+    Returns (each layer's input [xT, A1, ...], hidden outputs before their masks [h1, ...],
+    logits (classes, n)).
     """
-    acts, _, Z = _forward(params, A, spec, masks)
-    return acts, Z
+    act, acts, hs = xT, [xT], []
+    for l, (W, b) in enumerate(layers[:-1]):
+        out = h[l + 1] if h is not None else None
+        z = ops.affine(W, act, b, out=out, alpha=scale if l == 0 else 1.0)
+        z = ops.activate(spec.activation, z, out=z)
+        hs.append(z)
+        act = z if masks is None else ops.multiply(z, masks[l], out=a[l + 1] if a is not None else None)
+        acts.append(act)
+    W, b = layers[-1]
+    z = ops.affine(W, act, b, out=logits, alpha=scale if len(layers) == 1 else 1.0)
+    return acts, hs, z
 
 
-def _forward(params, A, spec: Spec, masks=None):
-    """forward_2d, also returning the hidden outputs before their dropout masks (or None)."""
-    act = ACTIVATIONS[spec.activation][0]
-    acts, hs = [A], [] if masks is not None else None
-    for i, (W, b) in enumerate(params[:-1]):
-        A = act(_layer(A, W, b))
+def backward_pass(ops, layers, acts, hs, dT, spec: Spec, consume, errors=None, masks=None, input_grad=False):
+    """Backward pass from the output error dT = dLoss/dZ (classes, n), top layer first.
+
+    For each layer: dA = W^T dT (with the layer's W before ``consume`` may change it), then
+    ``consume(layer, dT, A)`` receives the layer's error and input, whose gradients are
+    dW = dT @ A^T and db = sum over the batch of dT; then the error of the layer below,
+    dA (times its dropout mask) times the activation's derivative.
+    ``errors``: buffers (size, n) per layer for those errors (None: new arrays).
+    Returns dLoss/dx^T (in, n) when ``input_grad``, else None.
+    """
+    for l in range(len(layers) - 1, -1, -1):
+        W, _ = layers[l]
+        dA = None
+        if l > 0 or input_grad:
+            dA = ops.matmul(W.T, dT, out=errors[l] if errors is not None and l > 0 else None)
+        consume(l, dT, acts[l])
+        if l == 0:
+            return dA
         if masks is not None:
-            hs.append(A)
-            A = A * masks[i]
-        acts.append(A)
-    W, b = params[-1]
-    return acts, hs, _layer(A, W, b)
+            dA = ops.multiply(dA, masks[l - 1], out=dA)
+        dT = ops.activation_grad(spec.activation, dA, hs[l - 1], out=dA)
+    return None
 
 
-def backward_2d(params, acts, delta, spec: Spec, input_grad: bool = False, masks=None, hs=None):
-    """Backward pass from dLoss/dZ_L = delta: (batch, out).
+def gradients(ops, layers, acts, hs, dT, spec: Spec, masks=None, input_grad=False):
+    """The backward pass collecting [(dW (out,in), db (out,1)), ...] first layer first
+    (and dLoss/dx^T (in, n) when ``input_grad``)."""
+    grads = [None] * len(layers)
 
-    ``masks`` as given to forward_2d, ``hs`` the hidden outputs before them. Returns [(dW (1,out,in), db (1,out,1)), ...] first layer
-    first, and, when ``input_grad``, dLoss/dA0: (batch, in) as a second value.
-    """
-    xp = array_namespace(delta)
-    dact = ACTIVATIONS[spec.activation][1]
-    grads = []
-    for layer in range(len(params) - 1, -1, -1):
-        W, b = params[layer]
-        A = acts[layer]
-        dWt = xp.matmul(xp.matrix_transpose(A), delta)  # (in, out), contiguous
-        db = xp.sum(delta, axis=0)  # (out,)
-        grads.append((_public_w(dWt), xp.reshape(db, b.shape)))
-        if layer > 0 or input_grad:
-            Wt, _ = _wb2d(W, b)
-            dA = xp.matmul(delta, xp.matrix_transpose(Wt))  # (batch, in)
-            if layer > 0 and masks is not None:  # A = h * m
-                delta = dA * masks[layer - 1] * dact(hs[layer - 1])
-            else:
-                delta = dA * dact(A) if layer > 0 else dA
-    grads.reverse()
-    return (grads, delta) if input_grad else grads
+    def keep(l, d, A):
+        grads[l] = (ops.matmul(d, A.T), ops.sum(d, 1))
+
+    dx = backward_pass(ops, layers, acts, hs, dT, spec, keep, masks=masks, input_grad=input_grad)
+    return (grads, dx) if input_grad else grads
 
 
-def loss_and_grads_2d(params, A, onehot, spec: Spec, masks=None):
-    """Mean loss (0-d device array) and parameter gradients for a 2-D batch A: (batch, in)."""
-    acts, hs, Z = _forward(params, A, spec, masks)
-    loss, delta = OUTPUTS[spec.output][1](Z, onehot)
-    return loss, backward_2d(params, acts, delta, spec, masks=masks, hs=hs)
+# ---- the public order-3 API --------------------------------------------------------------
 
 
-# ---- the public order-3 API -------------------------------------------------
+def _columns(x):
+    """(batch, features, 1) -> its (features, batch) transposed view."""
+    return x[:, :, 0].T
+
+
+def _logits(params, x, spec: Spec):
+    ops = ops_for(params[0][0])
+    return ops, forward_pass(ops, layers_of(params), _columns(x), spec)
 
 
 def forward(params, x, spec: Spec):
     """Network output (probabilities): x (batch, in, 1) -> (batch, out, 1)."""
-    _, Z = forward_2d(params, _as2d(x), spec)
-    return _as3d(OUTPUTS[spec.output][0](Z))
+    ops, (_, _, z) = _logits(params, x, spec)
+    p = ops.softmax(z, 0) if spec.output == "softmax" else ops.sigmoid(z)
+    return ops.xp.expand_dims(p.T, axis=2)
 
 
 def logits(params, x, spec: Spec):
     """Pre-activation output: x (batch, in, 1) -> (batch, out, 1)."""
-    return _as3d(forward_2d(params, _as2d(x), spec)[1])
+    ops, (_, _, z) = _logits(params, x, spec)
+    return ops.xp.expand_dims(z.T, axis=2)
 
 
-def loss_and_grads(params, x, y, spec: Spec):
-    """Mean loss and gradients for x (batch, in, 1) with one-hot targets y (batch, out, 1).
+def _loss_and_backward(params, x, y, spec: Spec, masks=None, input_grad=False):
+    ops = ops_for(params[0][0])
+    layers = layers_of(params)
+    acts, hs, z = forward_pass(ops, layers, _columns(x), spec, masks=masks)
+    yT = _columns(y)
+    n = x.shape[0]
+    loss = ops.loss_sum(spec.output, z, yT, 0) / n
+    dT = ops.output_error(spec.output, z, yT, 1.0 / n, 0)
+    return ops, loss, gradients(ops, layers, acts, hs, dT, spec, masks=masks, input_grad=input_grad)
+
+
+def loss_and_grads(params, x, y, spec: Spec, masks=None):
+    """Mean loss and gradients for x (batch, in, 1) with targets y (batch, out, 1).
+    ``masks``: dropout masks (batch, size) per hidden layer, scaled by 1/keep, or None.
 
     Returns (loss 0-d array, [(dW (1,out,in), db (1,out,1)), ...]).
     """
-    return loss_and_grads_2d(params, _as2d(x), _as2d(y), spec)
+    masksT = None if masks is None else [m.T for m in masks]
+    ops, loss, grads = _loss_and_backward(params, x, y, spec, masksT)
+    return loss, params_of(grads)
 
 
 def input_grad(params, x, y, spec: Spec):
-    """dLoss/dx for x (batch, in, 1) and one-hot targets y (batch, out, 1): (batch, in, 1)."""
-    acts, Z = forward_2d(params, _as2d(x), spec)
-    _, delta = OUTPUTS[spec.output][1](Z, _as2d(y))
-    _, dx = backward_2d(params, acts, delta, spec, input_grad=True)
-    return _as3d(dx)
+    """dLoss/dx for x (batch, in, 1) and targets y (batch, out, 1): (batch, in, 1)."""
+    ops, _, (_, dx) = _loss_and_backward(params, x, y, spec, input_grad=True)
+    return ops.xp.expand_dims(dx.T, axis=2)
 
 
 def predict_2d(params, A, spec: Spec):
     """Predicted class indices for A: (n, in): (n,) int64 device array."""
-    xp = array_namespace(A)
-    return xp.argmax(forward_2d(params, A, spec)[1], axis=1)
+    ops = ops_for(params[0][0])
+    _, _, z = forward_pass(ops, layers_of(params), A.T, spec)
+    return ops.xp.argmax(z, axis=0)

@@ -1,24 +1,23 @@
-"""Optimisers, learning-rate schedules and the max-norm constraint: array-API functions.
+"""Optimisers, learning-rate schedules and the max-norm constraint, written once on the op set.
 
-Every optimiser has a pure form (returns new parameters and state; works on
-immutable arrays such as JAX's) and an in-place form for writeable arrays,
-tested against each other. ``apply`` picks the in-place form where it can.
+Each update is written with the axpy-like ops, so it runs in place on NumPy, CuPy and
+PyTorch (``out`` = the parameter or slot itself) and returns new arrays on JAX and the
+reference op set. Per-step host scalars (the learning rate, Adam's bias corrections) come in
+``s``, a mapping made on the host for each step (``step_scalars``).
 
-L2 (``l2``) follows the seeds: the cost gets (l2 / 2n) * sum(W**2) with n the
-training-set size, i.e. (l2 / n) * W is added to each weight gradient (for plain
-SGD: W scaled by 1 - lr * l2 / n each step). AdamW's ``weight_decay`` is the
-decoupled form: W -= lr * weight_decay * W. Biases are never decayed.
+L2 (``l2``) follows the seeds: the cost gets (l2 / 2N) * sum(W**2) with N the training-set
+size, so (l2 / N) * W is added to each weight gradient; for plain SGD that is the decay
+W <- (1 - lr * l2 / N) * W. AdamW's ``weight_decay`` is the decoupled form
+W <- W - lr * weight_decay * W. Biases are never decayed.
 
-State: {"t": steps taken, "slots": [[slot arrays of W, slot arrays of b], ...]}
-with one slot (velocity) for momentum/nesterov and two (m, v) for adam/adamw.
+Slots: one array (the velocity) per parameter for momentum and nesterov, two (m, v) for adam
+and adamw, none for sgd.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from array_api_compat import array_namespace, is_writeable_array
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -27,7 +26,7 @@ SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "adamw": 2}
 
 @dataclass(frozen=True)
 class Hyper:
-    """Optimiser settings (the learning rate comes per step)."""
+    """An optimiser and its settings (the learning rate comes per step)."""
 
     name: str = "sgd"
     momentum: float = 0.9
@@ -38,106 +37,76 @@ class Hyper:
     l2: float = 0.0  # the seeds' coupled L2
     n_train: int = 1
 
+    @property
+    def fused(self) -> bool:
+        """Plain SGD: the update is linear in the gradient, so the step computes it inside the
+        gradient's own GEMM (``sgd_coefficients``) and never stores the gradient."""
+        return self.name == "sgd"
 
-def init_state(name: str, params) -> dict:
-    """Zero slots shaped like each parameter."""
-    slots = []
-    for W, b in params:
-        xp = array_namespace(W)
-        slots.append([[xp.zeros_like(a) for _ in range(SLOTS[name])] for a in (W, b)])
-    return {"t": 0, "slots": slots}
+    @property
+    def slots(self) -> int:
+        return SLOTS[self.name]
 
+    def step_scalars(self, lr: float, t: int) -> dict:
+        """The host scalars of step number ``t`` (1-based): the rate, and for Adam the bias
+        corrections 1 / (1 - beta^t)."""
+        s = {"lr": lr}
+        if self.name in ("adam", "adamw"):
+            s["c1"] = 1.0 / (1.0 - self.beta1 ** t)
+            s["c2"] = 1.0 / (1.0 - self.beta2 ** t)
+        return s
 
-def _direction(hp: Hyper, p, g, slot, t: int, is_weight: bool):
-    """(update direction, new slot arrays) for one parameter; the step is lr * direction."""
-    if is_weight and hp.l2:
-        g = g + (hp.l2 / hp.n_train) * p
-    if hp.name == "sgd":
-        return g, slot
-    if hp.name in ("momentum", "nesterov"):
-        v = hp.momentum * slot[0] + g
-        return (g + hp.momentum * v if hp.name == "nesterov" else v), [v]
-    xp = array_namespace(p)
-    m = hp.beta1 * slot[0] + (1.0 - hp.beta1) * g
-    v = hp.beta2 * slot[1] + (1.0 - hp.beta2) * (g * g)
-    m_hat = m / (1.0 - hp.beta1 ** t)
-    v_hat = v / (1.0 - hp.beta2 ** t)
-    d = m_hat / (xp.sqrt(v_hat) + hp.eps)
-    if hp.name == "adamw" and is_weight and hp.weight_decay:
-        d = d + hp.weight_decay * p
-    return d, [m, v]
+    def sgd_coefficients(self, lr, is_weight: bool):
+        """(alpha, beta) of SGD's p <- beta * p + alpha * lr * g, with the lr already folded
+        into the gradient: the seeds' L2 as the decay 1 - lr * l2 / N of the weights."""
+        return -1.0, (1.0 - lr * self.l2 / self.n_train) if is_weight and self.l2 else 1.0
 
+    def update(self, ops, p, g, slots: list, s, is_weight: bool):
+        """One step of parameter p with gradient g (g may be overwritten); returns
+        (new p, new slots). Not used for SGD (see ``fused``)."""
+        lr = s["lr"]
+        if is_weight and self.l2:
+            g = ops.axpy(self.l2 / self.n_train, p, g)
+        if self.name in ("momentum", "nesterov"):
+            v = ops.axpby(1.0, g, self.momentum, slots[0])  # v <- mu v + g
+            if self.name == "nesterov":  # p <- p - lr (g + mu v)
+                p = ops.axpy(-lr, g, p)
+                p = ops.axpy(-lr * self.momentum, v, p)
+            else:  # p <- p - lr v
+                p = ops.axpy(-lr, v, p)
+            return p, [v]
+        return self._adam(ops, p, g, slots, s, is_weight)
 
-def update(params, grads, state: dict, lr: float, hp: Hyper):
-    """Pure step: (new params, new state)."""
-    t = state["t"] + 1
-    new_params, new_slots = [], []
-    for (W, b), (dW, db), (sW, sb) in zip(params, grads, state["slots"]):
-        stepW, sW = _direction(hp, W, dW, sW, t, True)
-        stepb, sb = _direction(hp, b, db, sb, t, False)
-        new_params.append((W - lr * stepW, b - lr * stepb))
-        new_slots.append([sW, sb])
-    return new_params, {"t": t, "slots": new_slots}
-
-
-def update_(params, grads, state: dict, lr: float, hp: Hyper):
-    """In-place step on writeable arrays (same numbers as ``update``, written with in-place
-    operators so that the big arrays are not reallocated every step); returns (params, state)."""
-    t = state["t"] + 1
-    for (W, b), (dW, db), slots in zip(params, grads, state["slots"]):
-        for k, (p, g, is_weight) in enumerate(((W, dW, True), (b, db, False))):
-            if is_weight and hp.l2:
-                g = g + (hp.l2 / hp.n_train) * p
-            s = slots[k]
-            if hp.name == "sgd":
-                p -= lr * g
-            elif hp.name in ("momentum", "nesterov"):
-                v = s[0]
-                v *= hp.momentum
-                v += g
-                p -= lr * (g + hp.momentum * v if hp.name == "nesterov" else v)
-            else:
-                xp = array_namespace(p)
-                m, v = s
-                m *= hp.beta1
-                m += (1.0 - hp.beta1) * g
-                v *= hp.beta2
-                v += (1.0 - hp.beta2) * (g * g)
-                if hp.name == "adamw" and is_weight and hp.weight_decay:
-                    p -= (lr * hp.weight_decay) * p
-                denom = xp.sqrt(v / (1.0 - hp.beta2 ** t))
-                denom += hp.eps
-                p -= (lr / (1.0 - hp.beta1 ** t)) * m / denom
-    state["t"] = t
-    return params, state
+    def _adam(self, ops, p, g, slots, s, is_weight: bool):
+        """m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
+        p <- p - lr c1 m / (sqrt(c2 v) + eps) (adamw first decays p by lr * weight_decay)."""
+        m = ops.axpby(1.0 - self.beta1, g, self.beta1, slots[0])
+        g2 = ops.multiply(g, g, out=g)
+        v = ops.axpby(1.0 - self.beta2, g2, self.beta2, slots[1])
+        d = ops.multiply(v, s["c2"], out=g2)
+        d = ops.sqrt(d, out=d)
+        d = ops.add(d, self.eps, out=d)
+        d = ops.divide(m, d, out=d)
+        if self.name == "adamw" and is_weight and self.weight_decay:
+            p = ops.multiply(p, 1.0 - s["lr"] * self.weight_decay, out=p)
+        p = ops.axpy(-s["lr"] * s["c1"], d, p)
+        return p, [m, v]
 
 
-def apply(params, grads, state: dict, lr: float, hp: Hyper):
-    """One optimiser step, in place where the arrays (parameters and slots) allow it."""
-    slots = (a for layer in state["slots"] for slot in layer for a in slot)
-    if all(is_writeable_array(a) for pair in params for a in pair) and all(is_writeable_array(a) for a in slots):
-        return update_(params, grads, state, lr, hp)
-    return update(params, grads, state, lr, hp)
+def init_slots(hp: Hyper, ops, layers) -> list:
+    """Zero slots shaped (and laid out) like each layer's W and b: [[W slots, b slots], ...]."""
+    return [[[ops.zeros_like(a) for _ in range(hp.slots)] for a in (W, b)] for W, b in layers]
 
 
-def sgd(params, grads, lr: float, l2: float = 0.0, n_train: int = 1):
-    """One pure SGD step (the seeds' optimiser): new [(W, b), ...]."""
-    return update(params, grads, init_state("sgd", params), lr, Hyper("sgd", l2=l2, n_train=n_train))[0]
-
-
-def max_norm(params, limit: float):
-    """Rescale each unit's incoming weight vector (a row of W (1, out, in)) to norm <= limit."""
-    out = []
-    for W, b in params:
-        xp = array_namespace(W)
-        norms = xp.sqrt(xp.sum(W * W, axis=2, keepdims=True))
-        scale = xp.clip(limit / (norms + 1e-12), max=1.0)
-        if is_writeable_array(W):
-            W *= scale
-        else:
-            W = W * scale
-        out.append((W, b))
-    return out
+def max_norm(ops, W, limit: float):
+    """Rescale each unit's incoming weight vector (a row of W (out, in)) to norm <= limit."""
+    col = ops.work((W.shape[0], 1), W, "max_norm")
+    n = ops.sum_squares(W, 1, out=col)
+    n = ops.sqrt(n, out=n)
+    n = ops.add(n, 1e-12, out=n)
+    n = ops.divide(limit, n, out=n)
+    n = ops.minimum(n, 1.0, out=n)
+    return ops.multiply(W, n, out=W)
 
 
 def lr_at(base_lr: float, schedule: str, progress: float, epochs: int, warmup: float = 0.0) -> float:

@@ -1,52 +1,88 @@
 """Counter-based random numbers made on the device, identical on every backend.
 
-The array API has no random module, and copying fresh random numbers from the
-host every step would cost a host-to-device transfer per step. Instead each
-random number is a hash of (seed, stream, step, element index), computed with
-integer array operations of the standard: the same seed gives bit-identical
-dropout masks and augmentations on NumPy, CuPy, PyTorch, JAX and array-api-strict.
+The array API has no random module, and copying fresh random numbers from the host every
+step would cost a transfer (and a sync) per step. Instead each random number is a hash of
+(key, element index): the key of a (seed, stream, step) is computed on the host (BLAKE2b,
+32 bits), and each element's 32 bits are mix(k * golden ^ key), k its index in row-major
+order, computed with integer array operations of the standard. The same seed gives
+bit-identical dropout masks and augmentation parameters on NumPy, CuPy, PyTorch, JAX and
+array-api-strict.
 
-The hash is a 32-bit integer mixer (two multiply-xorshift rounds, in the manner
-of "lowbias32"), evaluated in int64 with multipliers below 2**31, so that no
-product of a 32-bit value exceeds 2**63: no backend's overflow behaviour is relied on.
+``mix`` is a 32-bit avalanche mixer (two multiply-xorshift rounds, in the manner of
+"lowbias32"), evaluated modulo 2**32 in the op set's hash dtype: uint32 where the library
+wraps it, int64 masked to 32 bits on PyTorch (multipliers below 2**31, so no int64 product
+overflows). The counters ``k * golden`` are made once per shape (``counters``); a step then
+costs one xor and the mixer, in place.
 """
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
-from array_api_compat import device as device_of
+import hashlib
+import math
 
-_M32 = 0xFFFFFFFF
-_GOLDEN = 0x61C88647  # 2**32 - 0x9E3779B9: the golden-ratio increment, below 2**31
-_C1, _C2 = 0x7FEB352D, 0x5BD1E995  # odd multipliers below 2**31
+import numpy as np
 
+from .backends import ops_for
 
-def _mix(x):
-    """A 32-bit avalanche mixer on values in [0, 2**32): int64 arrays, or a Python int (the
-    host-side key of a stream)."""
-    x = x ^ (x >> 16)
-    x = (x * _C1) & _M32
-    x = x ^ (x >> 15)
-    x = (x * _C2) & _M32
-    return x ^ (x >> 16)
+GOLDEN = 0x61C88647  # 2**32 - 0x9E3779B9: the golden-ratio increment
+C1, C2 = 0x7FEB352D, 0x5BD1E995  # odd multipliers below 2**31
+UNIT = 1.0 / (1 << 24)  # the top 24 bits of a hash make a float exactly representable in float32
 
 
-def uniform(like, shape: tuple[int, ...], seed: int, stream: int, step: int):
-    """Uniform floats in [0, 1) of ``shape``, dtype and device of ``like``.
+def key(seed: int, stream: int, step: int) -> int:
+    """The 32-bit key of ``stream`` at ``step`` for ``seed`` (host side)."""
+    digest = hashlib.blake2b(f"{seed}/{stream}/{step}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
 
-    (seed, stream, step) pick the numbers; element k of the flattened result is
-    mix(k * golden + key(seed, stream, step)) mod 2**32. Exactly reproducible on every backend.
-    """
-    xp = array_namespace(like)
-    dev = device_of(like)
-    key = _mix(seed & _M32)
-    for part in (stream, step):
-        key = _mix(key ^ _mix((part * _GOLDEN + 1) & _M32))
-    n = 1
-    for s in shape:
-        n *= int(s)
-    k = xp.arange(n, dtype=xp.int64, device=dev)
-    bits = _mix(((k * _GOLDEN) + key) & _M32)
-    # the top 24 bits make a float exactly representable in float32
-    u = xp.astype(bits >> 8, like.dtype) * (1.0 / (1 << 24))
-    return xp.reshape(u, shape)
+
+def counters(ops, like, shape, transposed: bool = False):
+    """k * golden mod 2**32 for the row-major index k of each element of ``shape``, on like's
+    device in the op set's hash dtype; ``transposed``: stored as its transpose (2-D), to match
+    an array stored so. Made once per shape, on the host."""
+    host = (np.arange(math.prod(shape), dtype=np.uint64).reshape(shape) * GOLDEN) % (1 << 32)
+    if transposed:
+        return ops.constant(np.ascontiguousarray(host.T), like, ops.hash_dtype).T
+    return ops.constant(host, like, ops.hash_dtype)
+
+
+def bits(ops, grid, k: int, out=None, work=None):
+    """mix(grid ^ k): 32 random bits per element (in the hash dtype), into ``out``."""
+    x = ops.bitwise_xor(grid, k, out=out)
+    t = ops.right_shift(x, 16, out=work)
+    x = ops.bitwise_xor(x, t, out=x)
+    x = ops.mul32(x, C1, out=x)
+    t = ops.right_shift(x, 15, out=work)
+    x = ops.bitwise_xor(x, t, out=x)
+    x = ops.mul32(x, C2, out=x)
+    t = ops.right_shift(x, 16, out=work)
+    return ops.bitwise_xor(x, t, out=x)
+
+
+class Stream:
+    """Random numbers of one logical shape, step after step: the counters and the integer
+    buffers, made once (buffers are None where the op set makes new arrays)."""
+
+    def __init__(self, ops, like, shape, transposed: bool = False):
+        self.grid = counters(ops, like, shape, transposed)
+        self.x = ops.buffer(shape, self.grid, transposed=transposed)
+        self.t = ops.buffer(shape, self.grid, transposed=transposed)
+
+    def uniform(self, ops, k: int, dtype, out=None):
+        """Uniform floats in [0, 1) (multiples of 2**-24) for key k, in ``dtype``."""
+        b = bits(ops, self.grid, k, out=self.x, work=self.t)
+        b = ops.right_shift(b, 8, out=b)
+        u = ops.astype(b, dtype, out=out)
+        return ops.multiply(u, UNIT, out=u)
+
+    def keep_mask(self, ops, k: int, keep: float, dtype, out=None):
+        """Inverted-dropout mask for key k: 1/keep where uniform < keep, else 0 (the same
+        elements as ``uniform(k) < keep``, compared on the hash's top 24 bits)."""
+        b = bits(ops, self.grid, k, out=self.x, work=self.t)
+        m = ops.less(b, math.ceil(keep * (1 << 24)) << 8, dtype, out=out)
+        return ops.multiply(m, 1.0 / keep, out=m)
+
+
+def uniform(like, shape, seed: int, stream: int, step: int):
+    """Uniform floats in [0, 1) of ``shape``, dtype and device of ``like`` (one-off: allocates)."""
+    ops = ops_for(like)
+    return Stream(ops, like, tuple(shape)).uniform(ops, key(seed, stream, step), like.dtype)

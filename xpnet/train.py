@@ -1,165 +1,44 @@
-"""The training loop: epochs of device-side mini-batches, evaluation, reporting, checkpoints.
+"""The training loop: epochs of device-side chunks of steps, reporting, checkpoints, signals.
 
-No step reads a value back to the host: the loss is summed on the device and read
-once per 64k samples (to catch divergence early and feed the progress bar) and at
-the end of each epoch.
+No step reads a value back to the host: the loss is summed on the device and read once per
+64k samples (to catch divergence early and feed the progress bar) and at each epoch's end.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from array_api_compat import array_namespace
-from array_api_compat import device as device_of
 
-from . import augment, checkpoint, data, kernels, model, optim, rand
-from .errors import UserError
+from . import checkpoint, config, data, evaluate, model, optim
+from .backends import to_host
+from .config import TrainConfig
+from .errors import Diverged, Stopped, UserError
+from .evaluate import format_accuracy
+from .step import Net, Steps
+
+CHECK_SAMPLES = 65536  # the running loss is read about once per this many samples
 
 
 @dataclass
-class TrainConfig:
-    """Every setting of a training run (the CLI flags of ``xpnet train``)."""
+class TrainState:
+    """What a run carries from epoch to epoch, and what a checkpoint keeps to resume it."""
 
-    layers: tuple[int, ...] | None = None  # full sizes, input first; checked against the data
-    hidden: tuple[int, ...] = (512, 256)  # hidden sizes when layers is None
-    activation: str = "relu"
-    output: str = "softmax"
-    init: str = "auto"
-    lr: float = 0.2
-    lr_schedule: str = "cosine"
-    warmup: float = 0.0  # epochs of linear warm-up
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0  # adamw's decoupled decay
-    dropout: float = 0.0  # on hidden layers
-    max_norm: float = 0.0  # 0: off
-    label_smoothing: float = 0.0
-    augment: str = "none"
-    early_stop: int = 0  # patience in epochs on validation accuracy; 0: off
-    batch_size: int = 32
-    epochs: int = 20
-    l2: float = 0.0
-    seed: int = 0
-    validation: int = 10000
-    dtype: str = "float32"
-    backend: str | None = None
-    device: str = "auto"
-    data_dir: str | None = None
-    save: str | None = None
-    log: str | None = None  # append one JSON object per epoch
-    plots: str | None = None  # folder for learning curves, confusion matrix, mistakes
-    quiet: bool = False
-
-    def check(self) -> None:
-        """Reject values no run can use, naming the flag."""
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr {self.lr}: must be a positive number")
-        if self.lr_schedule not in optim.SCHEDULES:
-            raise UserError(f"--lr-schedule {self.lr_schedule}: expected one of {', '.join(optim.SCHEDULES)}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            raise UserError(f"--optimizer {self.optimizer}: expected one of {', '.join(optim.OPTIMIZERS)}")
-        if self.augment not in augment.KINDS:
-            raise UserError(f"--augment {self.augment}: expected one of {', '.join(augment.KINDS)}")
-        for flag, value, lo, hi in (("--dropout", self.dropout, 0.0, 0.95), ("--label-smoothing", self.label_smoothing, 0.0, 0.5),
-                                    ("--momentum", self.momentum, 0.0, 0.999)):
-            if not lo <= value <= hi:
-                raise UserError(f"{flag} {value}: must be between {lo} and {hi}")
-        for flag, value in (("--warmup", self.warmup), ("--weight-decay", self.weight_decay), ("--max-norm", self.max_norm)):
-            if not (value >= 0 and math.isfinite(value)):
-                raise UserError(f"{flag} {value}: must be >= 0")
-        if self.early_stop < 0:
-            raise UserError(f"--early-stop {self.early_stop}: must be >= 0")
-        if self.early_stop and not self.validation:
-            raise UserError("--early-stop needs a validation split (--validation N > 0)")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.epochs < 0:
-            raise UserError(f"--epochs {self.epochs}: must be >= 0")
-        if not (self.l2 >= 0 and math.isfinite(self.l2)):
-            raise UserError(f"--l2 {self.l2}: must be >= 0")
-        if self.validation < 0:
-            raise UserError(f"--validation {self.validation}: must be >= 0")
-        if self.seed < 0:
-            raise UserError(f"--seed {self.seed}: must be >= 0")
-        if self.dtype not in ("float32", "float64"):
-            raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
-        if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
-            raise UserError(f"--log {self.log}: not a file in an existing folder")
-        if self.plots and not Path(self.plots).is_dir():
-            raise UserError(f"--plots {self.plots}: not a directory")
-        if self.plots and importlib.util.find_spec("matplotlib") is None:
-            raise UserError(f"--plots {self.plots}: pictures need matplotlib: pip install 'xpnet[plots]'")
-        if self.save:
-            target = Path(self.save)
-            if target.is_dir():
-                raise UserError(f"--save {self.save}: is a directory; give a file name such as model.npz")
-            if not target.parent.is_dir():
-                raise UserError(f"--save {self.save}: folder {target.parent} does not exist")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layers"] = list(self.layers) if self.layers else None
-        d["hidden"] = list(self.hidden)
-        return d
-
-
-def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model.Spec:
-    """The architecture from the config and the data's input and class counts."""
-    if cfg.layers:
-        sizes = tuple(cfg.layers)
-        if len(sizes) < 2:
-            raise UserError(f"--layers {','.join(map(str, sizes))}: need at least an input and an output size")
-        if sizes[0] != num_features:
-            raise UserError(f"--layers: input size {sizes[0]} does not match the data's {num_features} pixels per image")
-        if sizes[-1] != num_classes:
-            raise UserError(f"--layers: output size {sizes[-1]} does not match the data's {num_classes} classes")
-    else:
-        sizes = (num_features, *cfg.hidden, num_classes)
-    if any(s < 1 for s in sizes):
-        raise UserError(f"--layers {','.join(map(str, sizes))}: sizes must be >= 1")
-    return model.Spec(sizes, cfg.activation, cfg.output, cfg.init)
-
-
-def params_to_host(params):
-    from .backend import to_host
-
-    return [(np.ascontiguousarray(to_host(W)), to_host(b)) for W, b in params]
-
-
-def predictions(params, split: data.DeviceData, spec: model.Spec, dtype: str):
-    """Predicted classes for every item of a device split: (n,) int64 device array."""
-    xp = array_namespace(split.x)
-    preds = [model.predict_2d(params, xb, spec) for xb, _ in split.chunks(getattr(xp, dtype))]
-    return xp.concat(preds) if len(preds) > 1 else preds[0]
-
-
-def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tuple[int, int]:
-    """(correct, total) of the network on a device split; one host read."""
-    xp = array_namespace(split.x)
-    correct = xp.sum(xp.astype(predictions(params, split, spec, dtype) == split.y, xp.int64))
-    return int(correct), len(split)
-
-
-def format_accuracy(correct: int, total: int) -> str:
-    return f"test accuracy: {100.0 * correct / total:.2f}% ({correct}/{total})"
-
-
-def _progress(total: int, epoch: int, epochs: int, quiet: bool):
-    """A tqdm bar on a terminal, or None."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="img", leave=False, file=sys.stderr)
+    net: Net  # layers and optimiser slots, on the device
+    rng: np.random.Generator  # the host generator: the next epoch's batch order
+    epoch: int = 1  # the epoch in progress (1-based)
+    step: int = 0  # its steps already done
+    t: int = 0  # optimiser steps taken since the start of the run
+    loss_partial: float = 0.0  # the summed loss of the epoch's steps already done
+    history: list = field(default_factory=list)
+    best_val: float = -1.0
 
 
 @dataclass
@@ -172,11 +51,11 @@ class Result:
 
 
 class _StopAt(Exception):
-    """Raised inside run_epoch when ``stop()`` turned true: steps [0, step) of the epoch are done."""
+    """A signal asked to stop: steps [0, step) of the epoch are done."""
 
-    def __init__(self, step: int, loss_sum: float, params):
+    def __init__(self, step: int, loss_sum: float):
         super().__init__(step)
-        self.step, self.loss_sum, self.params = step, loss_sum, params
+        self.step, self.loss_sum = step, loss_sum
 
 
 class _NonFinite(Exception):
@@ -187,80 +66,45 @@ class _NonFinite(Exception):
         self.step = step
 
 
-def _dropout_masks(like, spec: model.Spec, rate: float, seed: int, step: int):
-    """Inverted-dropout masks for the hidden layers of a batch: 0 or 1/keep, from rand."""
-    xp = array_namespace(like)
-    keep = 1.0 - rate
-    masks = []
-    for layer, size in enumerate(spec.sizes[1:-1]):
-        u = rand.uniform(like, (like.shape[0], size), seed, 0xD0 + layer, step)
-        masks.append(xp.astype(u < keep, like.dtype) * (1.0 / keep))
-    return masks
+def params_to_host(params):
+    return [(np.ascontiguousarray(to_host(W)), to_host(b)) for W, b in params]
 
 
-def run_epoch(params, train: data.DeviceData, perm, spec, cfg: TrainConfig, lr, bar=None,
-              start: int = 0, loss_sum=0.0, stop=None, check_every: int = 0, opt_state=None, epoch: int = 1,
-              image_shape=None):
-    """Steps ``start``, ``start+1``, ... of one pass over ``train`` in the order ``perm``
-    (device int array). ``lr``: a float, or a function of the step index giving the rate.
-
-    Returns (params, summed loss as a 0-d array, not yet read). Plain SGD uses the backend's
-    fused step where ``kernels`` has one; anything else (momentum, Adam, dropout, max-norm,
-    augmentation) the portable array-API step, with ``opt_state`` (optim.init_state) updated
-    in place. Every ``check_every`` steps (0: never) the running loss is read (one sync) to
-    catch divergence and feed ``bar``; after any step where ``stop()`` is true, raises _StopAt.
-    """
-    xp = array_namespace(train.x)
-    n, bs = len(train), cfg.batch_size
-    rate = lr if callable(lr) else (lambda step: lr)
-    plain = cfg.optimizer == "sgd" and not cfg.dropout and not cfg.max_norm and cfg.augment == "none"
-    fused = kernels.fused_step(params, spec) if plain else None
-    hp = optim.Hyper(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n)
-    if opt_state is None:
-        opt_state = optim.init_state(cfg.optimizer, params)
-    total = xp.asarray(loss_sum, dtype=xp.float64 if fused is not None else train.onehot.dtype, device=device_of(train.x))
-    if fused is not None:
-        fused.loss_sum += total  # in place on NumPy and torch; JAX rebinds
-        fused.begin_epoch(train.x, train.onehot, perm, bs)
-    per_epoch = -(-n // bs)
-    steps = range(start, per_epoch)
-    for step in steps:
-        step_lr = rate(step)
-        if fused is not None:
-            fused.step(step, step_lr, 1.0 - step_lr * cfg.l2 / n)
-        else:
-            counter = (epoch - 1) * per_epoch + step  # the global step: picks masks and augmentations
-            idx = perm[step * bs:min(step * bs + bs, n)]
-            xb = data.unit_floats(xp.take(train.x, idx, axis=0), train.onehot.dtype)
-            yb = xp.take(train.onehot, idx, axis=0)
-            if cfg.augment != "none":
-                xb = augment.augment(xb, cfg.augment, image_shape, cfg.seed, counter)
-            masks = _dropout_masks(xb, spec, cfg.dropout, cfg.seed, counter) if cfg.dropout else None
-            loss, grads = model.loss_and_grads_2d(params, xb, yb, spec, masks)
-            params, new_state = optim.apply(params, grads, opt_state, step_lr, hp)
-            opt_state.update(new_state)
-            if cfg.max_norm:
-                params = optim.max_norm(params, cfg.max_norm)
-            total = total + loss * xb.shape[0]
-        done = step + 1
-        if check_every and done % check_every == 0:
-            running = float(fused.loss_total() if fused is not None else total)
-            if not math.isfinite(running):
-                raise _NonFinite(done)
-            if bar is not None:
-                bar.update(min(done * bs, n) - bar.n)
-                bar.set_postfix(loss=f"{running / min(done * bs, n):.4f}", refresh=False)
-        if stop is not None and stop() and done < len(steps) + start:
-            if fused is not None:
-                params, total = fused.params, fused.loss_total()
-            raise _StopAt(done, float(total), params)
-    if fused is not None:
-        params, total = fused.params, fused.loss_total()
-    return params, total
+def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume) -> TrainState:
+    """A fresh run's state (initial weights from the seed's generator), or a checkpoint's."""
+    hyper = optim.Hyper(cfg.optimizer)
+    if resume is None:
+        rng = np.random.default_rng(cfg.seed)
+        layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype))
+        return TrainState(Net(layers, optim.init_slots(hyper, backend.ops, layers)), rng)
+    r_spec, host_params, meta = resume
+    if r_spec != spec:
+        raise UserError(f"--resume: the checkpoint's network {'-'.join(map(str, r_spec.sizes))} "
+                        f"{r_spec.activation}/{r_spec.output} is not this run's {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output}")
+    s = meta.get("state") or {}
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = s["rng"]
+        state = TrainState(None, rng, int(s["epoch"]), int(s["step"]), int(s["optimizer"]["t"]), float(s["loss_partial"]),
+                           list(meta.get("metrics", {}).get("history", [])), float(s.get("best_val", -1.0)))
+        if s["optimizer"]["name"] != cfg.optimizer:
+            raise ValueError(f"it was trained with --optimizer {s['optimizer']['name']}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--resume: the checkpoint has no usable training state ({e})") from None
+    layers = model.layers_of(model.params_to_device(backend, host_params, cfg.dtype))
+    slots = optim.init_slots(hyper, backend.ops, layers)
+    if hyper.slots:
+        if not meta.get("slots"):
+            raise UserError("--resume: the checkpoint lacks the optimiser's state arrays")
+        ops = backend.ops
+        slots = [[[ops.copy(backend.asarray(np.array(h[0], dtype=cfg.dtype)), out=a) for a, h in zip(pair, saved)]
+                  for pair, saved in zip(layer, saved_layer)] for layer, saved_layer in zip(slots, meta["slots"])]
+    state.net = Net(layers, slots)
+    return state
 
 
 class _SignalFlag:
-    """While active, SIGINT and SIGTERM set a flag (the step in flight finishes) instead of
+    """While active, SIGINT and SIGTERM set a flag (the chunk in flight finishes) instead of
     killing the process; a second SIGINT interrupts at once."""
 
     def __init__(self):
@@ -287,36 +131,65 @@ class _SignalFlag:
         return False
 
 
-def _start_state(cfg: TrainConfig, spec, backend, resume):
-    """(params on the device, optimiser state, host rng, first epoch, first step, partial loss,
-    history, best validation accuracy)."""
-    if resume is None:
-        rng = np.random.default_rng(cfg.seed)
-        params = model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype)
-        return params, optim.init_state(cfg.optimizer, params), rng, 1, 0, 0.0, [], -1.0
-    r_spec, host_params, meta = resume
-    if r_spec != spec:
-        raise UserError(f"--resume: the checkpoint's network {'-'.join(map(str, r_spec.sizes))} "
-                        f"{r_spec.activation}/{r_spec.output} is not this run's {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output}")
-    state = meta.get("state") or {}
-    try:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
-        epoch, step, partial = int(state["epoch"]), int(state["step"]), float(state["loss_partial"])
-        t, best = int(state["optimizer"]["t"]), float(state.get("best_val", -1.0))
-        history = list(meta.get("metrics", {}).get("history", []))
-        if state["optimizer"]["name"] != cfg.optimizer:
-            raise ValueError(f"it was trained with --optimizer {state['optimizer']['name']}")
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"--resume: the checkpoint has no usable training state ({e})") from None
-    params = model.params_to_device(backend, host_params, cfg.dtype)
-    opt_state = optim.init_state(cfg.optimizer, params)
-    opt_state["t"] = t
-    if optim.SLOTS[cfg.optimizer]:
-        if not meta.get("slots"):
-            raise UserError("--resume: the checkpoint lacks the optimiser's state arrays")
-        opt_state["slots"] = [[[backend.asarray(np.array(a, dtype=cfg.dtype)) for a in slot] for slot in pair] for pair in meta["slots"]]
-    return params, opt_state, rng, epoch, step, partial, history, best
+class Run:
+    """One training run: the data on the device, the steps, the state, and the reporting."""
+
+    def __init__(self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None):
+        cfg.check()
+        self.cfg, self.backend, self.dataset, self.say = cfg, backend, dataset, say
+        self.spec = config.resolve_spec(cfg, dataset.num_features, dataset.num_classes)
+        train_split, val_split = data.split_validation(dataset.train, cfg.validation)
+        self.state = start_state(cfg, self.spec, backend, resume)
+        self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
+        self.val = data.to_device(backend, val_split) if val_split is not None else None
+        self.n = len(self.train)
+        self.recipe = config.recipe(cfg, self.n, dataset.image_shape)
+        self.steps = Steps(backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size)
+        self.per_epoch = -(-self.n // cfg.batch_size)
+        self.resumed = resume is not None
+
+    @property
+    def params(self):
+        return model.params_of(self.state.net.layers)
+
+    def lr(self, epoch: int, step: int) -> float:
+        """The learning rate of step ``step`` of epoch ``epoch`` (per-step schedules)."""
+        cfg = self.cfg
+        return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / self.per_epoch, cfg.epochs, cfg.warmup)
+
+    def run_epoch(self, perm, stop=None, bar=None) -> float:
+        """The rest of the current epoch's steps, in the order ``perm`` (device ints); returns
+        the epoch's summed loss (one host read). Raises _StopAt when ``stop()`` turns true
+        before the epoch's end, _NonFinite when the running loss is not finite."""
+        st, ops, bs = self.state, self.backend.ops, self.cfg.batch_size
+        total = ops.zeros((), self.train.onehot, "float64")
+        check_every = max(1, CHECK_SAMPLES // bs)
+        for first, k in self.steps.chunks(st.step, self.per_epoch):
+            scalars = [self.recipe.scalars(self.spec, self.lr(st.epoch, j), st.t + 1 + j - first,
+                                           (st.epoch - 1) * self.per_epoch + j) for j in range(first, first + k)]
+            total = total + ops.astype(self.steps.run(st.net, perm, first, k, scalars), "float64")
+            st.t += k
+            done = first + k
+            if done // check_every > first // check_every or done == self.per_epoch:
+                running = float(total) + st.loss_partial
+                if not math.isfinite(running):
+                    raise _NonFinite(done)
+                if bar is not None:
+                    bar.update(min(done * bs, self.n) - bar.n)
+                    bar.set_postfix(loss=f"{running / min(done * bs, self.n):.4f}", refresh=False)
+            if stop is not None and stop() and done < self.per_epoch:
+                raise _StopAt(done, float(total) + st.loss_partial)
+        return float(total) + st.loss_partial
+
+    def save(self, epoch: int, step: int, rng_state, loss_partial: float, metrics=None, params=None) -> None:
+        """Write the checkpoint (model, optimiser slots, and the state to resume at epoch/step)."""
+        st, cfg = self.state, self.cfg
+        state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": st.best_val,
+                 "optimizer": {"name": cfg.optimizer, "t": st.t}}
+        slots = [[[to_host(a)[None, ...] for a in slot] for slot in pair] for pair in st.net.slots]
+        config_ = cfg.to_dict() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
+        checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
+                        {"history": st.history, **(metrics or {})}, state, slots)
 
 
 def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None) -> Result:
@@ -325,103 +198,101 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     ``resume``: a loaded checkpoint (spec, host params, meta) whose training state to continue.
     With ``cfg.save`` a resumable checkpoint is written after every epoch and on SIGINT/SIGTERM.
     """
-    cfg.check()
-    spec = resolve_spec(cfg, dataset.num_features, dataset.num_classes)
-    train_split, val_split = data.split_validation(dataset.train, cfg.validation)
-    params, opt_state, rng, first_epoch, first_step, partial, history, best_val = _start_state(cfg, spec, backend, resume)
-    train_dev = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
-    val_dev = data.to_device(backend, val_split) if val_split is not None else None
-    n = len(train_dev)
-    config = cfg.to_dict() | {"image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes}
-
-    def save(params, epoch, step, rng_state, loss_partial, metrics=None):
-        state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": best_val,
-                 "optimizer": {"name": cfg.optimizer, "t": opt_state["t"]}}
-        slots = [[[backend.to_host(a) for a in slot] for slot in pair] for pair in opt_state["slots"]]
-        checkpoint.save(cfg.save, spec, params_to_host(params), config, {"history": history, **(metrics or {})}, state, slots)
-
-    say(
-        f"training {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} on {n} images "
+    run = Run(cfg, backend, dataset, say, resume)
+    st = run.state
+    say(f"training {'-'.join(map(str, run.spec.sizes))} {run.spec.activation}/{run.spec.output} on {run.n} images "
         f"({dataset.source}), {backend.name} on {backend.label}, {cfg.dtype}, "
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
-        + (f", resuming at epoch {first_epoch} step {first_step}" if resume is not None else "")
-    )
-    check_every = max(1, 65536 // cfg.batch_size)  # about one loss read per 64k samples
-    best_epoch, best_params = first_epoch - 1, None
+        + (f", resuming at epoch {st.epoch} step {st.step}" if run.resumed else ""))
+    best_epoch, best_params = st.epoch - 1, None
     with _SignalFlag() as stop:
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            rng_state = rng.bit_generator.state  # before this epoch's permutation: enough to redo it
-            perm = backend.asarray(rng.permutation(n))  # the epoch's one host->device copy
-            per_epoch = -(-n // cfg.batch_size)
-
-            def lr_of(step, epoch=epoch, per_epoch=per_epoch):
-                return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / per_epoch, cfg.epochs, cfg.warmup)
-
-            lr = lr_of(0)  # the rate at the epoch's start, for the log
-
-            start, loss0 = (first_step, partial) if epoch == first_epoch else (0, 0.0)
-            bar = _progress(n, epoch, cfg.epochs, cfg.quiet)
-            try:
-                with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
-                    params, loss_sum = run_epoch(params, train_dev, perm, spec, cfg, lr_of, bar, start, loss0, stop,
-                                                 check_every, opt_state, epoch, dataset.image_shape)
-                loss = float(loss_sum) / n  # the epoch's sync
-            except _StopAt as e:
-                return _stopped(cfg, stop.signum, e, save, epoch, rng_state, say)
-            except _NonFinite as e:
-                raise _diverged(cfg, history, f"epoch {epoch}, step {e.step}") from None
-            finally:
-                if bar is not None:
-                    bar.close()
-            if not math.isfinite(loss):
-                raise _diverged(cfg, history, f"epoch {epoch}")
-            seconds = time.perf_counter() - t0
-            entry = {"epoch": epoch, "step": epoch * per_epoch, "loss": loss, "lr": lr,
-                     "seconds": seconds, "samples_per_s": (n - start * cfg.batch_size) / seconds,
-                     "backend": backend.name, "device": backend.label}
-            line = f"epoch {epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
-            if cfg.log or cfg.plots:
-                c, t = accuracy(params, train_dev, spec, cfg.dtype)
-                entry["train_accuracy"] = c / t
-            if val_dev is not None:
-                c, t = accuracy(params, val_dev, spec, cfg.dtype)
-                entry["val_accuracy"] = c / t
-                line += f"  val acc {100.0 * c / t:6.2f}%"
-            say(line + f"  {seconds:6.2f}s  {entry['samples_per_s']:9.0f} samples/s")
-            history.append(entry)
-            if cfg.log:
-                _append_log(cfg.log, entry)
-            improved = val_dev is not None and entry["val_accuracy"] > best_val
+        while st.epoch <= cfg.epochs:
+            entry = _epoch(run, stop)
+            improved = run.val is not None and entry["val_accuracy"] > st.best_val
             if improved:
-                best_val, best_epoch = entry["val_accuracy"], epoch
-                if cfg.early_stop:
-                    best_params = params_to_host(params)
+                st.best_val, best_epoch = entry["val_accuracy"], st.epoch
+                best_params = params_to_host(run.params) if cfg.early_stop else None
+            st.epoch, st.step, st.loss_partial = st.epoch + 1, 0, 0.0
             if cfg.save and (improved or not cfg.early_stop):  # with --early-stop the file keeps the best epoch
-                save(params, epoch + 1, 0, rng.bit_generator.state, 0.0)
-            if cfg.early_stop and epoch - best_epoch >= cfg.early_stop:
+                run.save(st.epoch, 0, st.rng.bit_generator.state, 0.0)
+            if cfg.early_stop and st.epoch - 1 - best_epoch >= cfg.early_stop:
                 say(f"early stop: validation accuracy has not improved for {cfg.early_stop} epochs; "
-                    f"using epoch {best_epoch} ({100 * best_val:.2f}%)")
+                    f"using epoch {best_epoch} ({100 * st.best_val:.2f}%)")
                 break
             if stop():
-                return _stopped(cfg, stop.signum, _StopAt(0, 0.0, params), save, epoch + 1, rng.bit_generator.state, say)
+                _stopped(run, stop.signum, st.epoch, 0, st.rng.bit_generator.state, 0.0)
+    return _finish(run, best_params, best_epoch)
+
+
+def _epoch(run: Run, stop) -> dict:
+    """One epoch (or the rest of a resumed one): steps, then the report line and log entry."""
+    cfg, st, say = run.cfg, run.state, run.say
+    t0 = time.perf_counter()
+    rng_state = st.rng.bit_generator.state  # before this epoch's permutation: enough to redo it
+    perm = run.backend.asarray(st.rng.permutation(run.n))  # the epoch's one host->device copy
+    start = st.step
+    bar = _progress(run.n, st.epoch, cfg.epochs, cfg.quiet)
+    try:
+        with run.backend.ops.errors_ignored():  # overflow shows up as a non-finite loss, reported below
+            loss = run.run_epoch(perm, stop, bar) / run.n
+    except _StopAt as e:
+        _stopped(run, stop.signum, st.epoch, e.step, rng_state, e.loss_sum)
+    except _NonFinite as e:
+        raise _diverged(cfg, st.history, f"epoch {st.epoch}, step {e.step}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if not math.isfinite(loss):
+        raise _diverged(cfg, st.history, f"epoch {st.epoch}")
+    seconds = time.perf_counter() - t0
+    entry = {"epoch": st.epoch, "step": st.epoch * run.per_epoch, "loss": loss, "lr": run.lr(st.epoch, 0),
+             "seconds": seconds, "samples_per_s": (run.n - start * cfg.batch_size) / seconds,
+             "backend": run.backend.name, "device": run.backend.label}
+    line = f"epoch {st.epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
+    if cfg.log or cfg.plots:
+        c, t = evaluate.accuracy(run.params, run.train, run.spec, cfg.dtype)
+        entry["train_accuracy"] = c / t
+    if run.val is not None:
+        c, t = evaluate.accuracy(run.params, run.val, run.spec, cfg.dtype)
+        entry["val_accuracy"] = c / t
+        line += f"  val acc {100.0 * c / t:6.2f}%"
+    say(line + f"  {seconds:6.2f}s  {entry['samples_per_s']:9.0f} samples/s")
+    st.history.append(entry)
+    if cfg.log:
+        _append_log(cfg.log, entry)
+    return entry
+
+
+def _finish(run: Run, best_params, best_epoch: int) -> Result:
+    """The test set, read once: the final checkpoint, the pictures and the result line."""
+    cfg, backend, dataset, say = run.cfg, run.backend, run.dataset, run.say
+    params = run.params
     if cfg.early_stop and best_params is not None:
         params = model.params_to_device(backend, best_params, cfg.dtype)
-    result = Result(spec, params, history)
     test_dev = data.to_device(backend, dataset.test)
-    preds = backend.to_host(predictions(params, test_dev, spec, cfg.dtype))
-    result.test_correct, result.test_total = int((preds == dataset.test.labels).sum()), len(dataset.test)
+    preds = backend.to_host(evaluate.predictions(params, test_dev, run.spec, cfg.dtype))
+    result = Result(run.spec, params, run.state.history, int((preds == dataset.test.labels).sum()), len(dataset.test))
     if cfg.save:
         done = (best_epoch + 1) if cfg.early_stop and best_params is not None else cfg.epochs + 1
-        save(params, done, 0, rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total})
+        run.save(done, 0, run.state.rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total},
+                 params=params_to_host(params))
         say(f"saved {cfg.save}")
     if cfg.plots:
-        _draw(cfg.plots, history, dataset, preds, say)
+        _draw(cfg.plots, run.state.history, dataset, preds, say)
     say(format_accuracy(result.test_correct, result.test_total))
     return result
 
 
-def _diverged(cfg: TrainConfig, history, where: str) -> "Diverged":
+def _progress(total: int, epoch: int, epochs: int, quiet: bool):
+    """A tqdm bar on a terminal, or None."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="img", leave=False, file=sys.stderr)
+
+
+def _diverged(cfg: TrainConfig, history, where: str) -> Diverged:
     kept = f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""
     return Diverged(f"training diverged at {where}: the loss is not finite; try a smaller --lr (now {cfg.lr}){kept}")
 
@@ -449,26 +320,13 @@ def _append_log(path: str, entry: dict) -> None:
         raise UserError(f"--log {path}: cannot append ({e.strerror or e})") from None
 
 
-def _stopped(cfg, signum, e: _StopAt, save, epoch: int, rng_state, say):
+def _stopped(run: Run, signum, epoch: int, step: int, rng_state, loss_partial: float):
     """After SIGINT/SIGTERM: save a resumable checkpoint (with --save), say how to resume, raise Stopped."""
+    cfg, say = run.cfg, run.say
     name = signal.Signals(signum).name
     if cfg.save:
-        save(e.params, epoch, e.step, rng_state, e.loss_sum)
-        say(f"{name}: stopped at epoch {epoch}, step {e.step}; saved {cfg.save}. Resume with: xpnet train --resume {cfg.save}")
+        run.save(epoch, step, rng_state, loss_partial)
+        say(f"{name}: stopped at epoch {epoch}, step {step}; saved {cfg.save}. Resume with: xpnet train --resume {cfg.save}")
     else:
-        say(f"{name}: stopped at epoch {epoch}, step {e.step}; nothing saved (use --save PATH to make runs resumable)")
+        say(f"{name}: stopped at epoch {epoch}, step {step}; nothing saved (use --save PATH to make runs resumable)")
     raise Stopped(128 + signum)
-
-
-class Stopped(Exception):
-    """Training stopped on a signal; exit_code is 130 (SIGINT) or 143 (SIGTERM)."""
-
-    def __init__(self, exit_code: int):
-        super().__init__(exit_code)
-        self.exit_code = exit_code
-
-
-class Diverged(Exception):
-    """The loss became NaN or infinite (exit code 1)."""
-
-    exit_code = 1

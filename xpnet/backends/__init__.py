@@ -1,8 +1,16 @@
-"""Command-line flags -> (array namespace, device); host<->device copies; device sync.
+"""Array libraries: command-line flags -> (namespace, device, op set); host<->device; sync.
 
-This is the only module that imports an array library by name. Everything else
-gets its namespace from its arrays (``array_api_compat.array_namespace``) and
-uses only functions of the array API standard.
+This package is the only place that names an array library. Everything else gets its
+namespace from its arrays (``array_api_compat.array_namespace``) and its op set from
+``ops_for(array)``, and uses only the standard's functions and the op set's methods.
+Host-side NumPy outside this package is limited to files, initialisation and checkpoints:
+reading IDX files and images (data.py, images.py), initial weights and batch order from the
+host generator (model.py, train.py), checkpoints (checkpoint.py), constants made once
+(augment.py, rand.py) and pictures (plots.py).
+
+Modules: ``base`` (the op set in plain array-API code, the reference), ``numpy`` (in place
+with ``out=``; CuPy shares it), ``cupy``, ``torch``, ``jax`` (the step jitted, a chunk of
+steps per call).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from .base import Ops
 
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
 DTYPES = ("float32", "float64")
@@ -38,14 +47,9 @@ class Backend:
         return self.label.startswith("cuda")
 
     @property
-    def weight_layout(self) -> str:
-        """How weight matrices are stored on the device: "in_out" (contiguous W^T) or "out_in".
-
-        Measured on a 2-core AVX-512 Xeon for MNIST-sized layers: OpenBLAS (NumPy) runs the
-        forward and weight-gradient GEMMs faster with W^T contiguous, MKL (PyTorch) with W
-        contiguous (784-100-10 at batch 128: 100 vs 127 us forward, 70 vs 77 us update).
-        """
-        return "out_in" if self.name == "torch" else "in_out"
+    def ops(self) -> Ops:
+        """The op set of this backend's arrays."""
+        return ops_for(self.asarray(np.zeros(1, np.float32)))
 
     def asarray(self, host: np.ndarray, dtype: str | None = None):
         """Copy a host NumPy array to this backend's device (one transfer)."""
@@ -79,6 +83,53 @@ def to_host(x) -> np.ndarray:
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+_OPS: dict = {}
+
+
+def ops_for(x) -> Ops:
+    """The op set for arrays like ``x``: in place for writeable NumPy, CuPy and PyTorch
+    arrays, jitted for JAX, the plain array-API reference for anything else."""
+    if array_api_compat.is_numpy_array(x):
+        key = "numpy" if x.flags.writeable else "numpy-readonly"
+    elif array_api_compat.is_torch_array(x):
+        key = "torch" if not x.requires_grad else "torch-autograd"
+    elif array_api_compat.is_cupy_array(x):
+        key = "cupy"
+    elif array_api_compat.is_jax_array(x):
+        key = "jax"
+    else:
+        key = array_api_compat.array_namespace(x).__name__
+    ops = _OPS.get(key)
+    if ops is None:
+        ops = _OPS[key] = _make_ops(key, array_api_compat.array_namespace(x))
+    return ops
+
+
+def _make_ops(key: str, xp) -> Ops:
+    if key == "numpy":
+        from .numpy import NumpyOps
+
+        return NumpyOps(xp)
+    if key == "torch":
+        from .torch import TorchOps
+
+        return TorchOps(xp)
+    if key == "cupy":
+        from .cupy import CupyOps
+
+        return CupyOps(xp)
+    if key == "jax":
+        from .jax import JaxOps
+
+        return JaxOps(xp)
+    return Ops(xp)
+
+
+def reference_ops(xp=None) -> Ops:
+    """The base op set (new arrays, no buffers) on NumPy arrays: the tests' reference."""
+    return Ops(xp if xp is not None else array_api_compat.array_namespace(np.zeros(1)))
 
 
 def _namespace_of(module) -> Any:
@@ -156,26 +207,43 @@ def resolve(backend: str | None = None, device: str = "auto") -> Backend:
         strict = _import("array_api_strict", "array-api-strict")
         return Backend("array_api_strict", strict, strict.Device("CPU_DEVICE"), "cpu")
     if backend == "cupy":
-        if device == "cpu":
-            raise UserError("--device cpu: the cupy backend runs on CUDA GPUs only; use --backend numpy")
-        cupy, why = _cupy_status(index)
-        if cupy is None:
-            raise UserError(f"--backend cupy: no usable GPU: {why}; {_CUDA_HINT}")
-        return Backend("cupy", _namespace_of(cupy), cupy.cuda.Device(index), f"cuda:{index}", _gpu_note(cupy, index))
+        return _cupy(device, index)
     if backend == "torch":
-        torch = _import("torch", "torch")
-        cuda_ok = torch.cuda.is_available()
-        if wants_cuda and not cuda_ok:
-            raise UserError(f"--device {device}: torch sees no usable CUDA device (CPU-only build or no GPU); use --device cpu")
-        if wants_cuda and index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))")
-        use_cuda = wants_cuda or (device == "auto" and cuda_ok)
-        label = f"cuda:{index}" if use_cuda else "cpu"
-        note = "auto: torch sees no CUDA device, using the CPU" if device == "auto" and not use_cuda else ""
-        return Backend("torch", _namespace_of(torch), torch.device(label), label, note)
-    # jax
+        return _torch(device, index, wants_cuda)
+    return _jax(device, index, wants_cuda)
+
+
+def _numpy(note: str = "") -> Backend:
+    return Backend("numpy", _namespace_of(np), "cpu", "cpu", note)
+
+
+def _cupy(device: str, index: int) -> Backend:
+    if device == "cpu":
+        raise UserError("--device cpu: the cupy backend runs on CUDA GPUs only; use --backend numpy")
+    cupy, why = _cupy_status(index)
+    if cupy is None:
+        raise UserError(f"--backend cupy: no usable GPU: {why}; {_CUDA_HINT}")
+    dev = cupy.cuda.Device(index)
+    dev.use()  # array-api-compat ignores device= in CuPy's creation functions: make it current
+    return Backend("cupy", _namespace_of(cupy), dev, f"cuda:{index}", _gpu_note(cupy, index))
+
+
+def _torch(device: str, index: int, wants_cuda: bool) -> Backend:
+    torch = _import("torch", "torch")
+    cuda_ok = torch.cuda.is_available()
+    if wants_cuda and not cuda_ok:
+        raise UserError(f"--device {device}: torch sees no usable CUDA device (CPU-only build or no GPU); use --device cpu")
+    if wants_cuda and index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))")
+    use_cuda = wants_cuda or (device == "auto" and cuda_ok)
+    label = f"cuda:{index}" if use_cuda else "cpu"
+    note = "auto: torch sees no CUDA device, using the CPU" if device == "auto" and not use_cuda else ""
+    return Backend("torch", _namespace_of(torch), torch.device(label), label, note)
+
+
+def _jax(device: str, index: int, wants_cuda: bool) -> Backend:
     jax = _import("jax", "jax")
-    jax.config.update("jax_enable_x64", True)  # float64 runs and rand's int64 hashing need it
+    jax.config.update("jax_enable_x64", True)  # float64 runs need it
     kind = "gpu" if wants_cuda else "cpu"
     if device == "auto":
         kind = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
@@ -187,10 +255,6 @@ def resolve(backend: str | None = None, device: str = "auto") -> Backend:
         raise UserError(f"--device {device}: does not exist (jax sees {len(devices)} GPU device(s))")
     label = f"cuda:{index}" if kind == "gpu" else "cpu"
     return Backend("jax", _namespace_of(importlib.import_module("jax.numpy")), devices[index], label)
-
-
-def _numpy(note: str = "") -> Backend:
-    return Backend("numpy", _namespace_of(np), "cpu", "cpu", note)
 
 
 def _gpu_note(cupy, index: int) -> str:

@@ -1,0 +1,244 @@
+"""Each backend's op set against the base op set (the reference) on NumPy float64.
+
+Every op is run with ``out=None`` and, where the op set writes in place, into buffers in
+both layouts (contiguous, and stored as the transpose), with inputs that are themselves
+transposed views where that matters (GEMMs)."""
+
+import numpy as np
+import pytest
+
+from conftest import RTOL, targets
+from xpnet.backends import reference_ops
+
+REF = reference_ops()
+SHAPE = (7, 5)
+
+
+def _check(t, got, want, rtol=None):
+    rtol = rtol or RTOL[t.dtype]
+    want = np.asarray(want, dtype=np.float64)
+    np.testing.assert_allclose(t.to_host(got).astype(np.float64), want, rtol=rtol, atol=rtol * max(1.0, np.abs(want).max()))
+
+
+def _outs(t, shape, like):
+    """None, and for in-place op sets a buffer in each layout."""
+    outs = [None]
+    if t.ops.in_place:
+        outs.append(t.ops.buffer(shape, like))
+        if len(shape) == 2:
+            outs.append(t.ops.buffer(shape, like, transposed=True))
+    return outs
+
+
+def _wrote(t, got, out):
+    """An in-place op set returns the buffer it was given."""
+    if out is not None:
+        assert got is out
+
+
+@pytest.fixture
+def data(rng):
+    return {"x": rng.standard_normal(SHAPE), "y": rng.standard_normal(SHAPE), "pos": rng.uniform(0.1, 3.0, SHAPE)}
+
+
+BINARY = [("add", "x", "y"), ("subtract", "x", "y"), ("multiply", "x", "y"), ("divide", "x", "pos"),
+          ("maximum", "x", "y"), ("minimum", "x", "y"), ("add", "x", 0.5), ("add", 0.5, "x"),
+          ("subtract", 1.0, "x"), ("subtract", "x", 2.0), ("multiply", 3.0, "x"), ("divide", 2.0, "pos"),
+          ("maximum", "x", 0.0), ("minimum", "x", 1.0)]
+
+
+@pytest.mark.parametrize("op,a,b", BINARY)
+def test_elementwise_binary(target, data, op, a, b):
+    t = target
+    host = [data[v] if isinstance(v, str) else v for v in (a, b)]
+    dev = [t.asarray(h) if isinstance(h, np.ndarray) else h for h in host]
+    like = next(d for d in dev if not isinstance(d, float))
+    want = getattr(REF, op)(*host)
+    for out in _outs(t, SHAPE, like):
+        got = getattr(t.ops, op)(*dev, out=out)
+        _wrote(t, got, out)
+        _check(t, got, want)
+
+
+UNARY = [("exp", "x"), ("log", "pos"), ("sqrt", "pos"), ("tanh", "x"), ("cos", "x"), ("sin", "x"), ("abs", "x"),
+         ("negative", "x"), ("floor", "x"), ("sigmoid", "x")]
+
+
+@pytest.mark.parametrize("op,a", UNARY)
+def test_elementwise_unary(target, data, op, a):
+    t = target
+    x = t.asarray(data[a])
+    want = getattr(REF, op)(data[a])
+    for out in _outs(t, SHAPE, x):
+        got = getattr(t.ops, op)(x, out=out)
+        _wrote(t, got, out)
+        _check(t, got, want)
+
+
+def test_clip_compare_cast_copy(target, data):
+    t, ops = target, target.ops
+    x, y = t.asarray(data["x"]), t.asarray(data["y"])
+    for out in _outs(t, SHAPE, x):
+        _check(t, ops.clip(x, -0.5, 0.25, out=out), REF.clip(data["x"], -0.5, 0.25))
+        _check(t, ops.greater(x, y, out=out), REF.greater(data["x"], data["y"]))
+        _check(t, ops.less(x, 0.1, t.dtype, out=out), REF.less(data["x"], 0.1, "float64"))
+        _check(t, ops.copy(x, out=out), data["x"])
+    ints = t.asarray(np.arange(35).reshape(SHAPE) % 11, "int64")
+    _check(t, ops.astype(ints, t.dtype), np.arange(35).reshape(SHAPE) % 11)
+    _check(t, ops.astype(ops.floor(t.asarray(data["x"] * 3)), "int64"), np.floor(data["x"] * 3))
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-1.0, 1.0), (0.3, 1.0), (-0.7, 0.9)])
+def test_axpy_and_axpby_update_y(target, data, alpha, beta):
+    t, ops = target, target.ops
+    x = t.asarray(data["x"])
+    y = t.asarray(data["y"])
+    got = ops.axpy(alpha, x, y)
+    _check(t, got, data["y"] + alpha * data["x"])
+    y = t.asarray(data["y"])
+    got2 = ops.axpby(alpha, x, beta, y)
+    _check(t, got2, alpha * data["x"] + beta * data["y"])
+    if ops.in_place:
+        assert got2 is y
+
+
+def test_hash_integer_ops(target, rng):
+    t, ops = target, target.ops
+    host = rng.integers(0, 1 << 32, SHAPE, dtype=np.uint64)
+    x = t.asarray(host, ops.hash_dtype)
+    ref = host.astype(np.uint32)
+    for out in _outs(t, SHAPE, x):
+        np.testing.assert_array_equal(t.to_host(ops.bitwise_xor(x, 0x9E3779B9, out=out)), ref ^ np.uint32(0x9E3779B9))
+        np.testing.assert_array_equal(t.to_host(ops.right_shift(x, 13, out=out)), ref >> np.uint32(13))
+        np.testing.assert_array_equal(t.to_host(ops.mul32(x, 0x7FEB352D, out=out)), REF.mul32(ref, 0x7FEB352D))
+
+
+def test_take_and_slice(target, data, rng):
+    t, ops = target, target.ops
+    X = t.asarray(data["x"])
+    idx_host = rng.permutation(SHAPE[0])[:4]
+    idx = t.asarray(idx_host, "int64")
+    outs = [None] + ([ops.buffer((4, SHAPE[1]), X)] if ops.in_place else [])
+    for out in outs:
+        _check(t, ops.take(X, idx, out=out), data["x"][idx_host])
+    flat = t.asarray(data["x"].reshape(-1))
+    _check(t, ops.take(flat, idx), data["x"].reshape(-1)[idx_host])
+    _check(t, ops.slice(X, 2, 3), data["x"][2:5])
+    _check(t, ops.slice(X, 1, 2, axis=1), data["x"][:, 1:3])
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_reductions(target, data, axis):
+    t, ops = target, target.ops
+    x = t.asarray(data["x"])
+    shape = (1, SHAPE[1]) if axis == 0 else (SHAPE[0], 1)
+    prior = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    for out in _outs(t, shape, x):
+        _check(t, ops.sum(x, axis, out=out), REF.sum(data["x"], axis))
+        _check(t, ops.sum(x, axis, out=out, alpha=-0.5), REF.sum(data["x"], axis, alpha=-0.5))
+        _check(t, ops.max(x, axis, out=out), REF.max(data["x"], axis))
+        _check(t, ops.sum_squares(x, axis, out=out), REF.sum_squares(data["x"], axis))
+    if ops.in_place:  # with beta: out = beta * out + alpha * sum
+        out = ops.copy(t.asarray(prior), out=ops.buffer(shape, x))
+        _check(t, ops.sum(x, axis, out=out, alpha=-0.5, beta=0.9), REF.sum(data["x"], axis, out=prior, alpha=-0.5, beta=0.9))
+    else:
+        _check(t, ops.sum(x, axis, out=t.asarray(prior), alpha=-0.5, beta=0.9),
+               REF.sum(data["x"], axis, out=prior, alpha=-0.5, beta=0.9))
+
+
+@pytest.mark.parametrize("a_t", [False, True])
+@pytest.mark.parametrize("b_t", [False, True])
+@pytest.mark.parametrize("alpha,beta", [(1.0, None), (-0.25, None), (-1.0, 1.0), (-0.5, 0.97), (2.0, 1.0)])
+def test_matmul_alpha_beta_layouts(target, rng, a_t, b_t, alpha, beta):
+    t, ops = target, target.ops
+    a_h, b_h, c_h = rng.standard_normal((6, 4)), rng.standard_normal((4, 5)), rng.standard_normal((6, 5))
+    a = t.asarray(a_h.T.copy()).T if a_t else t.asarray(a_h)
+    b = t.asarray(b_h.T.copy()).T if b_t else t.asarray(b_h)
+    want = REF.matmul(a_h, b_h, out=c_h, alpha=alpha, beta=beta)
+    outs = _outs(t, (6, 5), a) if ops.in_place else [t.asarray(c_h)]
+    for out in outs:
+        if beta is not None:
+            if out is None:
+                continue
+            out = ops.copy(t.asarray(c_h), out=out) if ops.in_place else out
+        got = ops.matmul(a, b, out=out, alpha=alpha, beta=beta)
+        if ops.in_place:
+            _wrote(t, got, out)
+        _check(t, got, want)
+
+
+def test_batched_matmul(target, rng):
+    """A matrix times a stack of matrices (the elastic field's smoothing)."""
+    t, ops = target, target.ops
+    a_h, b_h = rng.standard_normal((4, 4)), rng.standard_normal((3, 4, 5))
+    a, b = t.asarray(a_h), t.asarray(b_h)
+    outs = [None] + ([ops.buffer((3, 4, 5), a)] if ops.in_place else [])
+    for out in outs:
+        _check(t, ops.matmul(a, b, out=out), a_h @ b_h)
+
+
+def test_affine_and_pad(target, rng):
+    t, ops = target, target.ops
+    W_h, x_h, b_h = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal((5, 1))
+    W, x, b = t.asarray(W_h), t.asarray(x_h), t.asarray(b_h)
+    for out in _outs(t, (5, 3), W):
+        _check(t, ops.affine(W, x, b, out=out, alpha=0.5), REF.affine(W_h, x_h, b_h, alpha=0.5))
+    imgs_h = rng.standard_normal((2, 12))
+    want = REF.pad(imgs_h, 3, 4)
+    assert want.shape == (2, 6, 7) and np.all(want[:, 0] == 0) and np.all(want[:, -2:] == 0)
+    out = ops.zeros((2, 6, 7), W) if ops.in_place else None
+    _check(t, ops.pad(t.asarray(imgs_h), 3, 4, out=out), want)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
+def test_activations_and_their_gradients(target, data, name):
+    t, ops = target, target.ops
+    z, d = t.asarray(data["x"] * 4), t.asarray(data["y"])
+    a_h = REF.activate(name, data["x"] * 4)
+    for out in _outs(t, SHAPE, z):
+        got = ops.activate(name, z, out=out)
+        _check(t, got, a_h)
+        a = t.asarray(a_h)
+        _check(t, ops.activation_grad(name, d, a, out=out), REF.activation_grad(name, data["y"], a_h))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
+def test_softmax_errors_and_losses(target, rng, axis, kind):
+    t, ops = target, target.ops
+    z_h = rng.standard_normal((4, 6)) * 5
+    labels = rng.integers(0, z_h.shape[axis], z_h.shape[1 - axis])
+    y_h = np.eye(z_h.shape[axis])[labels]
+    y_h = y_h.T if axis == 0 else y_h
+    z, y = t.asarray(z_h), t.asarray(y_h)
+    for out in _outs(t, z_h.shape, z):
+        _check(t, ops.softmax(z, axis, out=out), REF.softmax(z_h, axis))
+        _check(t, ops.output_error(kind, z, y, 0.25, axis, out=out), REF.output_error(kind, z_h, y_h, 0.25, axis))
+    _check(t, ops.log_softmax(z, axis), REF.log_softmax(z_h, axis))
+    _check(t, ops.loss_sum(kind, z, y, axis), REF.loss_sum(kind, z_h, y_h, axis))
+
+
+def test_unit_floats(target, rng):
+    t, ops = target, target.ops
+    pixels_h = rng.integers(0, 256, SHAPE).astype(np.uint8)
+    pixels = t.asarray(pixels_h)
+    outs = [None] + ([ops.buffer(SHAPE, t.asarray(np.zeros(1)))] if ops.in_place else [])
+    for out in outs:
+        x, scale = ops.unit_floats(pixels, t.dtype, out=out)
+        _check(t, ops.multiply(x, scale), pixels_h / 255.0)
+
+
+@pytest.mark.parametrize("target", targets(), indirect=True)
+def test_sigmoid_keeps_relative_precision_like_torch(target):
+    """The stable sigmoid against torch.sigmoid (float64) from large negative to large positive
+    z: full relative precision where 0.5 * (1 + tanh(z / 2)) loses it (z < -10) or gives 0."""
+    import torch
+
+    t = target
+    lo = -700.0 if t.dtype == "float64" else -85.0
+    z_h = np.concatenate([np.linspace(lo, 40.0, 2001), [0.0]])
+    want = torch.sigmoid(torch.from_numpy(z_h)).numpy()
+    got = t.to_host(t.ops.sigmoid(t.asarray(z_h))).astype(np.float64)
+    rel = np.abs(got - want) / want
+    assert rel.max() < (1e-14 if t.dtype == "float64" else 1e-6), (z_h[np.argmax(rel)], rel.max())
+    assert np.all(got[z_h < -30] > 0)  # no underflow to 0 where the tanh form had it

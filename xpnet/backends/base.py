@@ -1,0 +1,342 @@
+"""The op set in plain array-API code: the reference every backend is tested against.
+
+Every op returns its result as a new array; ``out`` (and ``work`` buffers) are ignored
+here, so the same code runs on immutable arrays (JAX) and on any array-API library
+(array-api-strict). Backends that can write in place (NumPy, CuPy, PyTorch) override the
+primitives to write into ``out`` and return it, so the formulas below run in place there,
+without allocation. Callers always use the returned array: ``z = ops.exp(z, out=z)``.
+
+Shapes: the training step works feature-major, an activation of a layer of ``size`` units
+for a batch of ``n`` is ``(size, n)``; reductions keep their axis (``keepdims``).
+
+The formulas of the network (activations and their derivatives, the stable sigmoid,
+softmax, the output error and the losses) are written once, here, from the primitives;
+a backend may replace one by a faster library kernel (tested against this one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+M32 = 0xFFFFFFFF  # hashing works modulo 2**32
+
+
+def is_one(x) -> bool:
+    """True for the Python number 1 (a multiplication by it can be skipped); False for
+    anything else, including traced or device scalars."""
+    return isinstance(x, (int, float)) and x == 1
+
+
+class Ops:
+    """Primitives and formulas on the arrays of one array-API namespace ``xp``."""
+
+    name = "array-api"
+    in_place = False  # whether ops write into ``out``; False: no buffers are made at all
+    hash_dtype = "uint32"  # integer dtype of rand's hashing (products taken modulo 2**32)
+    weight_layout = "out_in"  # how weights are stored: W (out, in) contiguous, or "in_out": W^T
+    chunk_bytes = 0  # training rows (as stored) gathered at once; 0: one batch at a time
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    # ---- memory ---------------------------------------------------------------------------
+
+    def buffer(self, shape, like, dtype=None, transposed: bool = False):
+        """An uninitialised array of ``shape`` (stored as its transpose when ``transposed``)
+        on like's device, for ops to write into; None here: ops make new arrays."""
+        return None
+
+    def zeros(self, shape, like, dtype=None):
+        """A zero-filled array of ``shape`` in like's dtype (or ``dtype``) on like's device."""
+        from array_api_compat import device
+
+        return self.xp.zeros(shape, dtype=self._dtype(dtype, like), device=device(like))
+
+    def zeros_like(self, x):
+        """Zeros shaped, typed and (where the library keeps it) laid out like x."""
+        return self.xp.zeros_like(x)
+
+    def constant(self, host, like, dtype=None):
+        """A host NumPy array as an array of this namespace on like's device (made once)."""
+        from array_api_compat import device
+
+        return self.xp.asarray(host, dtype=self._dtype(dtype, like), device=device(like))
+
+    def work(self, shape, like, slot: str = "t"):
+        """A scratch array for use inside one op, shaped ``shape`` on like's device and in its
+        dtype (laid out like ``like`` when the shapes match), made on first use and kept;
+        None where ops make new arrays."""
+        if not self.in_place:
+            return None
+        cache = self.__dict__.setdefault("_work", {})
+        shape = tuple(shape)
+        transposed = shape == tuple(like.shape) and self.is_transposed(like)
+        key = (shape, like.dtype, getattr(like, "device", None), transposed, slot)
+        buf = cache.get(key)
+        if buf is None:
+            buf = cache[key] = self.buffer(shape, like, transposed=transposed)
+        return buf
+
+    def is_transposed(self, a) -> bool:
+        """A 2-D array whose columns, not rows, are contiguous (stored as its transpose)."""
+        return False
+
+    def feature_major(self, size: int, n: int) -> bool:
+        """Store a hidden layer's (size, n) activations contiguous as (size, n) (True) or as
+        their (n, size) transpose: a per-library tuning choice; no effect here."""
+        return True
+
+    def errors_ignored(self):
+        """A context in which floating-point overflow does not warn: a diverging run is
+        caught by its non-finite loss instead."""
+        return contextlib.nullcontext()
+
+    def _dtype(self, dtype, like):
+        if dtype is None:
+            return like.dtype
+        return getattr(self.xp, dtype) if isinstance(dtype, str) else dtype
+
+    # ---- elementwise ----------------------------------------------------------------------
+
+    def add(self, x, y, out=None):
+        return x + y
+
+    def subtract(self, x, y, out=None):
+        return x - y
+
+    def multiply(self, x, y, out=None):
+        return x * y
+
+    def divide(self, x, y, out=None):
+        return x / y
+
+    def maximum(self, x, y, out=None):
+        return self.xp.maximum(x, y)
+
+    def minimum(self, x, y, out=None):
+        return self.xp.minimum(x, y)
+
+    def exp(self, x, out=None):
+        return self.xp.exp(x)
+
+    def log(self, x, out=None):
+        return self.xp.log(x)
+
+    def sqrt(self, x, out=None):
+        return self.xp.sqrt(x)
+
+    def tanh(self, x, out=None):
+        return self.xp.tanh(x)
+
+    def cos(self, x, out=None):
+        return self.xp.cos(x)
+
+    def sin(self, x, out=None):
+        return self.xp.sin(x)
+
+    def abs(self, x, out=None):
+        return self.xp.abs(x)
+
+    def negative(self, x, out=None):
+        return -x
+
+    def floor(self, x, out=None):
+        return self.xp.floor(x)
+
+    def clip(self, x, lo, hi, out=None):
+        """min(max(x, lo), hi) (no boolean-mask assignment: no device sync)."""
+        return self.xp.minimum(self.xp.maximum(x, lo), hi)
+
+    def greater(self, x, y, out=None):
+        """1 where x > y else 0, in x's dtype."""
+        return self.xp.astype(x > y, x.dtype)
+
+    def less(self, x, y, dtype, out=None):
+        """1 where x < y else 0, in ``dtype``."""
+        return self.xp.astype(x < y, self._dtype(dtype, x))
+
+    def astype(self, x, dtype, out=None):
+        return self.xp.astype(x, self._dtype(dtype, x))
+
+    def copy(self, x, out=None):
+        return x
+
+    def axpy(self, alpha, x, y):
+        """y + alpha * x (in place into y where the backend can)."""
+        return y + (x if is_one(alpha) else alpha * x)
+
+    def axpby(self, alpha, x, beta, y):
+        """alpha * x + beta * y (in place into y where the backend can)."""
+        return (x if is_one(alpha) else alpha * x) + (y if is_one(beta) else beta * y)
+
+    # ---- integers, for rand ---------------------------------------------------------------
+
+    def bitwise_xor(self, x, y, out=None):
+        return x ^ y
+
+    def right_shift(self, x, bits: int, out=None):
+        return self.xp.bitwise_right_shift(x, bits)
+
+    def mul32(self, x, c: int, out=None):
+        """x * c modulo 2**32, for c < 2**31 (uint32 wraps; a wider type is masked)."""
+        r = x * c
+        return r if x.dtype == self.xp.uint32 else r & M32
+
+    # ---- gathers, reductions, products ----------------------------------------------------
+
+    def take(self, x, idx, out=None):
+        """x[idx] along axis 0 (rows of a 2-D array, items of a 1-D one)."""
+        return self.xp.take(x, idx, axis=0)
+
+    def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
+        """alpha * sum(x, axis) (keepdims), plus beta * out when beta is given."""
+        r = self.xp.sum(x, axis=axis, keepdims=True)
+        return self._scaled(r, out, alpha, beta)
+
+    def max(self, x, axis: int, out=None):
+        return self.xp.max(x, axis=axis, keepdims=True)
+
+    def sum_squares(self, x, axis: int, out=None):
+        """sum(x * x, axis) (keepdims)."""
+        return self.xp.sum(x * x, axis=axis, keepdims=True)
+
+    def matmul(self, a, b, out=None, alpha=1.0, beta=None):
+        """alpha * a @ b, plus beta * out when beta is given (a GEMM with alpha and beta)."""
+        return self._scaled(self.xp.matmul(a, b), out, alpha, beta)
+
+    def affine(self, W, x, b, out=None, alpha=1.0):
+        """alpha * W @ x + b, b broadcast along x's columns: one layer's pre-activations."""
+        r = self.xp.matmul(W, x)
+        return (r if is_one(alpha) else alpha * r) + b
+
+    def _scaled(self, r, out, alpha, beta):
+        if not is_one(alpha):
+            r = alpha * r
+        if beta is not None:
+            r = r + (out if is_one(beta) else beta * out)
+        return r
+
+    def pad(self, x, rows: int, cols: int, out=None):
+        """Images x (B, rows*cols) in a zero frame, one pixel before and two after each row
+        and column: (B, rows+3, cols+3). ``out``'s frame must already be zero."""
+        xp = self.xp
+        img = xp.reshape(x, (x.shape[0], rows, cols))
+        zr = xp.zeros((x.shape[0], 1, cols), dtype=x.dtype, device=_device(x))
+        img = xp.concat([zr, img, zr, zr], axis=1)
+        zc = xp.zeros((x.shape[0], rows + 3, 1), dtype=x.dtype, device=_device(x))
+        return xp.concat([zc, img, zc, zc], axis=2)
+
+    def slice(self, x, start, count: int, axis: int = 0):
+        """``count`` items of a 1-D or 2-D x from ``start`` along ``axis`` (0 or 1)."""
+        if axis == 0:
+            return x[start:start + count, ...]
+        return x[:, start:start + count]
+
+    # ---- running a chunk of steps ---------------------------------------------------------
+
+    def steps_per_call(self, batch: int, row_bytes: int, flops_per_step: float) -> int:
+        """Steps per chunk: as many batches as fit in ``chunk_bytes`` of stored rows (>= 1)."""
+        return max(1, self.chunk_bytes // max(1, batch * row_bytes))
+
+    def step_inputs(self, per_step: list, dtype):
+        """A chunk's host scalars ([{name: float or int key}] per step) as its loop reads them."""
+        return per_step
+
+    def loop(self, body, count: int, carry, inputs):
+        """carry = body(i, inputs of step i, carry) for i < count: a Python loop."""
+        for i in range(count):
+            carry = body(i, inputs[i], carry)
+        return carry
+
+    def compile(self, fn, static_argnames=(), donate_argnames=()):
+        """``fn`` as it is (JAX: compiled once per static arguments)."""
+        return fn
+
+    # ---- the network's formulas -----------------------------------------------------------
+
+    def sigmoid(self, z, out=None):
+        """1 / (1 + exp(-z)), evaluated as exp(min(z, 0)) / (1 + exp(-|z|)): no overflow, and
+        full relative precision for large negative z (torch.sigmoid's accuracy)."""
+        t = self.work(z.shape, z)
+        t = self.abs(z, out=t)
+        t = self.negative(t, out=t)
+        t = self.exp(t, out=t)
+        t = self.add(t, 1.0, out=t)
+        out = self.minimum(z, 0.0, out=out)
+        out = self.exp(out, out=out)
+        return self.divide(out, t, out=out)
+
+    def activate(self, name: str, z, out=None):
+        """The hidden activation of pre-activations z: relu, tanh or sigmoid."""
+        if name == "relu":
+            return self.maximum(z, 0.0, out=out)
+        if name == "tanh":
+            return self.tanh(z, out=out)
+        return self.sigmoid(z, out=out)
+
+    def activation_grad(self, name: str, d, a, out=None):
+        """d * f'(z), written with the activation's output a = f(z): relu' = (a > 0),
+        tanh' = 1 - a^2, sigmoid' = a (1 - a)."""
+        t = self.work(a.shape, a)
+        if name == "relu":
+            t = self.greater(a, 0.0, out=t)
+        elif name == "tanh":
+            t = self.multiply(a, a, out=t)
+            t = self.subtract(1.0, t, out=t)
+        else:
+            t = self.subtract(1.0, a, out=t)
+            t = self.multiply(t, a, out=t)
+        return self.multiply(d, t, out=out)
+
+    def softmax(self, z, axis: int, out=None):
+        """exp(z - max) / sum(exp(z - max)) along ``axis``."""
+        shape = tuple(1 if k == axis else s for k, s in enumerate(z.shape))
+        m = self.max(z, axis, out=self.work(shape, z, "row"))
+        out = self.subtract(z, m, out=out)
+        out = self.exp(out, out=out)
+        s = self.sum(out, axis, out=m)
+        return self.divide(out, s, out=out)
+
+    def log_softmax(self, z, axis: int):
+        """z - max - log(sum(exp(z - max))) along ``axis`` (allocates: not for the step)."""
+        xp = self.xp
+        shifted = z - xp.max(z, axis=axis, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+    def output_error(self, kind: str, z, y, scale, axis: int, out=None):
+        """scale * dLoss/dz for logits z and targets y, classes along ``axis``.
+        softmax + cross-entropy: softmax(z) - y; sigmoid + quadratic cost: (a - y) a (1 - a)."""
+        if kind == "softmax":
+            out = self.softmax(z, axis, out=out)
+            out = self.subtract(out, y, out=out)
+        else:
+            out = self.sigmoid(z, out=out)
+            t = self.work(z.shape, z, "u")
+            t = self.subtract(1.0, out, out=t)
+            t = self.multiply(t, out, out=t)
+            out = self.subtract(out, y, out=out)
+            out = self.multiply(out, t, out=out)
+        return out if is_one(scale) else self.multiply(out, scale, out=out)
+
+    def loss_sum(self, kind: str, z, y, axis: int):
+        """The loss summed over a batch (0-d): cross-entropy -sum(y log softmax(z)), or the
+        quadratic cost 0.5 * sum((sigmoid(z) - y)^2). Allocates; called once per chunk."""
+        xp = self.xp
+        if kind == "softmax":
+            return -xp.sum(y * self.log_softmax(z, axis))
+        diff = self.sigmoid(z) - y
+        return 0.5 * xp.sum(diff * diff)
+
+    def unit_floats(self, pixels, dtype, out=None):
+        """Stored pixels (uint8) -> (floats, the factor still to apply): here x / 255 and 1.
+        Floats pass through."""
+        xp = self.xp
+        if xp.isdtype(pixels.dtype, "real floating"):
+            return pixels, 1.0
+        return xp.astype(pixels, self._dtype(dtype, pixels)) * (1.0 / 255.0), 1.0
+
+
+def _device(x):
+    from array_api_compat import device
+
+    return device(x)

@@ -1,0 +1,45 @@
+"""JAX: the base op set (JAX arrays are immutable: ops return new arrays), with the step
+compiled once by ``jax.jit`` and a chunk of steps run inside one jitted ``lax.fori_loop``,
+so that small layers do not pay JAX's dispatch cost per step."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax import lax
+
+from .base import Ops
+
+# Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
+FLOPS_PER_CALL = 5e8  # GEMM work per jitted call: about 100 steps of 784-30-10 at batch 50
+MAX_STEPS_PER_CALL = 128
+
+
+class JaxOps(Ops):
+    """The reference op set on JAX arrays, plus the jitted loop over steps."""
+
+    name = "jax"
+
+    def slice(self, x, start, count: int, axis: int = 0):
+        return lax.dynamic_slice_in_dim(x, start, count, axis)
+
+    def steps_per_call(self, batch: int, row_bytes: int, flops_per_step: float) -> int:
+        return int(min(MAX_STEPS_PER_CALL, max(1, FLOPS_PER_CALL // max(flops_per_step, 1.0))))
+
+    def step_inputs(self, per_step: list, dtype):
+        """Each scalar stacked over the chunk: floats in the model's dtype, keys as uint32."""
+        out = {}
+        for name in per_step[0]:
+            values = [s[name] for s in per_step]
+            host = np.array(values, dtype=np.uint32 if isinstance(values[0], int) else np.dtype(dtype))
+            out[name] = self.xp.asarray(host)
+        return out
+
+    def loop(self, body, count: int, carry, inputs):
+        def one(i, c):
+            return body(i, {name: v[i] for name, v in inputs.items()}, c)
+
+        return lax.fori_loop(0, count, one, carry)
+
+    def compile(self, fn, static_argnames=(), donate_argnames=()):
+        return jax.jit(fn, static_argnames=static_argnames, donate_argnames=donate_argnames)

@@ -1,0 +1,223 @@
+"""PyTorch: the primitives with ``out=``, GEMMs with alpha and beta (``addmm``), and ATen's
+own kernels for the sigmoid, the softmax and the activations' backward passes.
+
+Works on CPU and CUDA tensors alike (the calls are the same).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import M32, Ops, is_one
+
+# Tuning constant, measured on the CPUs of bench/RESULTS.md (the numbers are there).
+CHUNK_BYTES = 4 << 20  # training rows (as stored) gathered at once: 2-4 MiB was fastest with MKL
+
+_ATEN = torch.ops.aten
+_BACKWARD = {  # d * f'(z) from the output a of relu, tanh and sigmoid, in one pass each
+    "relu": (_ATEN.threshold_backward, lambda d, a: (d, a, 0)),
+    "tanh": (_ATEN.tanh_backward, lambda d, a: (d, a)),
+    "sigmoid": (_ATEN.sigmoid_backward, lambda d, a: (d, a)),
+}
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float))
+
+
+class TorchOps(Ops):
+    """In-place primitives on PyTorch tensors."""
+
+    name = "torch"
+    in_place = True
+    hash_dtype = "int64"  # PyTorch has no shifts on uint32 tensors
+    weight_layout = "out_in"  # MKL runs the layer GEMMs faster with W contiguous
+    chunk_bytes = CHUNK_BYTES
+
+    # ---- memory ---------------------------------------------------------------------------
+
+    def buffer(self, shape, like, dtype=None, transposed: bool = False):
+        dt = self._dtype(dtype, like)
+        if transposed:
+            return torch.empty(tuple(reversed(shape)), dtype=dt, device=like.device).T
+        return torch.empty(tuple(shape), dtype=dt, device=like.device)
+
+    def zeros(self, shape, like, dtype=None):
+        return torch.zeros(tuple(shape), dtype=self._dtype(dtype, like), device=like.device)
+
+    def is_transposed(self, a) -> bool:
+        return a.dim() == 2 and a.stride(-1) != 1 and a.stride(0) == 1
+
+    def _ones(self, n: int, like):
+        """A cached (n, 1) column of ones (for sums as matrix-vector products)."""
+        col = self.work((n, 1), like, "ones")
+        if not getattr(col, "_xpnet_filled", False):
+            col.fill_(1.0)
+            col._xpnet_filled = True
+        return col
+
+    # ---- elementwise ----------------------------------------------------------------------
+
+    def add(self, x, y, out=None):
+        if _number(x):
+            x, y = y, x
+        return torch.add(x, y, out=out)
+
+    def subtract(self, x, y, out=None):
+        if _number(x):  # c - y
+            return torch.neg(y, out=out).add_(x)
+        return torch.sub(x, y, out=out)
+
+    def multiply(self, x, y, out=None):
+        if _number(x):
+            x, y = y, x
+        return torch.mul(x, y, out=out)
+
+    def divide(self, x, y, out=None):
+        if _number(x):  # c / y
+            return torch.reciprocal(y, out=out).mul_(x)
+        return torch.div(x, y, out=out)
+
+    def maximum(self, x, y, out=None):
+        return torch.clamp_min(x, y, out=out) if _number(y) else torch.maximum(x, y, out=out)
+
+    def minimum(self, x, y, out=None):
+        return torch.clamp_max(x, y, out=out) if _number(y) else torch.minimum(x, y, out=out)
+
+    def exp(self, x, out=None):
+        return torch.exp(x, out=out)
+
+    def log(self, x, out=None):
+        return torch.log(x, out=out)
+
+    def sqrt(self, x, out=None):
+        return torch.sqrt(x, out=out)
+
+    def tanh(self, x, out=None):
+        return torch.tanh(x, out=out)
+
+    def cos(self, x, out=None):
+        return torch.cos(x, out=out)
+
+    def sin(self, x, out=None):
+        return torch.sin(x, out=out)
+
+    def abs(self, x, out=None):
+        return torch.abs(x, out=out)
+
+    def negative(self, x, out=None):
+        return torch.neg(x, out=out)
+
+    def floor(self, x, out=None):
+        return torch.floor(x, out=out)
+
+    def clip(self, x, lo, hi, out=None):
+        return torch.clamp(x, lo, hi, out=out)
+
+    def greater(self, x, y, out=None):
+        if out is None:
+            return torch.gt(x, y).to(x.dtype)
+        return torch.gt(x, y, out=out)  # written as 0.0 / 1.0 into the float out
+
+    def less(self, x, y, dtype, out=None):
+        if out is None:
+            return torch.lt(x, y).to(self._dtype(dtype, x))
+        return torch.lt(x, y, out=out)
+
+    def astype(self, x, dtype, out=None):
+        if out is None:
+            return x.to(self._dtype(dtype, x))
+        return out.copy_(x)
+
+    def copy(self, x, out=None):
+        return x.clone() if out is None else out.copy_(x)
+
+    def axpy(self, alpha, x, y):
+        return y.add_(x, alpha=alpha)
+
+    def axpby(self, alpha, x, beta, y):
+        if not is_one(beta):
+            y.mul_(beta)
+        return y.add_(x, alpha=alpha)
+
+    # ---- integers, for rand ---------------------------------------------------------------
+
+    def bitwise_xor(self, x, y, out=None):
+        return torch.bitwise_xor(x, y, out=out)
+
+    def right_shift(self, x, bits: int, out=None):
+        return torch.bitwise_right_shift(x, bits, out=out)
+
+    def mul32(self, x, c: int, out=None):
+        return torch.mul(x, c, out=out).bitwise_and_(M32)
+
+    # ---- gathers, reductions, products ----------------------------------------------------
+
+    def take(self, x, idx, out=None):
+        return torch.index_select(x, 0, idx, out=out)
+
+    def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
+        if beta is None:
+            out = torch.sum(x, dim=axis, keepdim=True, out=out)
+            return out if is_one(alpha) else out.mul_(alpha)
+        if x.dim() == 2 and axis == 1:  # out = beta * out + alpha * x @ ones: one GEMV
+            return out.addmm_(x, self._ones(x.shape[1], x), beta=beta, alpha=alpha)
+        t = torch.sum(x, dim=axis, keepdim=True, out=self.work(out.shape, out, "sum"))
+        return out.mul_(beta).add_(t, alpha=alpha)
+
+    def max(self, x, axis: int, out=None):
+        return torch.amax(x, dim=axis, keepdim=True, out=out)
+
+    def sum_squares(self, x, axis: int, out=None):
+        t = torch.mul(x, x, out=self.work(x.shape, x, "sq"))
+        return torch.sum(t, dim=axis, keepdim=True, out=out)
+
+    def matmul(self, a, b, out=None, alpha=1.0, beta=None):
+        if a.dim() != 2 or b.dim() != 2:  # batched (broadcast) products
+            r = torch.matmul(a, b, out=out)
+            r = r if is_one(alpha) else r.mul_(alpha)
+            return r if beta is None else r.add_(out, alpha=beta)
+        if beta is not None:
+            return out.addmm_(a, b, beta=beta, alpha=alpha)
+        if out is None:
+            r = torch.mm(a, b)
+            return r if is_one(alpha) else r.mul_(alpha)
+        if is_one(alpha):
+            return torch.mm(a, b, out=out)
+        return torch.addmm(out, a, b, beta=0, alpha=alpha, out=out)
+
+    def affine(self, W, x, b, out=None, alpha=1.0):
+        return torch.addmm(b, W, x, alpha=alpha, out=out)
+
+    def pad(self, x, rows: int, cols: int, out=None):
+        if out is None:
+            return super().pad(x, rows, cols)
+        out[:, 1:rows + 1, 1:cols + 1].copy_(x.view(x.shape[0], rows, cols))
+        return out
+
+    # ---- the network's formulas: ATen kernels -------------------------------------------
+
+    def sigmoid(self, z, out=None):
+        return torch.sigmoid(z, out=out)
+
+    def activate(self, name: str, z, out=None):
+        if name == "relu":
+            return torch.clamp_min(z, 0.0, out=out)
+        return super().activate(name, z, out=out)
+
+    def activation_grad(self, name: str, d, a, out=None):
+        op, args = _BACKWARD[name]
+        if out is None:
+            return op(*args(d, a))
+        return op.grad_input(*args(d, a), grad_input=out)
+
+    def softmax(self, z, axis: int, out=None):
+        return torch.softmax(z, axis, out=out) if out is not None else torch.softmax(z, axis)
+
+    def unit_floats(self, pixels, dtype, out=None):
+        """Pixels as floats in one pass; the 1/255 is left to the first layer's GEMMs."""
+        if pixels.is_floating_point():
+            return pixels, 1.0
+        if out is None:
+            return pixels.to(self._dtype(dtype, pixels)), 1.0 / 255.0
+        return out.copy_(pixels), 1.0 / 255.0
