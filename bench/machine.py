@@ -101,18 +101,28 @@ def machine_info() -> dict:
 
 def roof_matmuls(n: int) -> dict:
     """{library: function doing one n x n float32 matmul}, for numpy and (when installed) torch
-    on all cores; the benchmark times them for the GEMM roof (2 n^3 FLOPs each)."""
+    on all cores and jax (XLA's own GEMM, jitted); the benchmark times them for the GEMM roof
+    (2 n^3 FLOPs each)."""
     rng = np.random.default_rng(2)
     a = rng.random((n, n), dtype=np.float32)
     b = rng.random((n, n), dtype=np.float32)
     matmuls = {"numpy": lambda: np.matmul(a, b)}
     try:
         import torch
+
+        torch.set_num_threads(os.cpu_count())
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        matmuls["torch"] = lambda: torch.matmul(ta, tb)
     except Exception:
-        return matmuls
-    torch.set_num_threads(os.cpu_count())
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    matmuls["torch"] = lambda: torch.matmul(ta, tb)
+        pass
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        ja, jb, mm = jnp.asarray(a), jnp.asarray(b), jax.jit(jnp.matmul)
+        matmuls["jax"] = lambda: mm(ja, jb).block_until_ready()
+    except Exception:
+        pass
     return matmuls
 
 

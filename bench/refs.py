@@ -19,19 +19,25 @@ from workload import Impl, Workload
 
 
 def torch_eager(work: Workload) -> Impl:
-    """nn.Linear layers, autograd, torch.optim.SGD (no momentum); batches gathered by index from
-    one tensor holding the whole set; the loss summed on the device, read once per run."""
+    """nn.Linear layers, autograd, torch.optim.SGD; batches gathered by index from one tensor
+    holding the whole set; the loss summed on the device, read once per run. A config's recipe
+    the idiomatic PyTorch way: SGD(momentum, nesterov=True), nn.Dropout after each hidden
+    activation, and the affine augmentation as F.affine_grid + F.grid_sample with xpnet's
+    parameter ranges (its own random numbers: torch.rand)."""
     import torch
     from torch import nn
 
     torch.set_num_threads(os.cpu_count())
-    cfg = work.config
+    cfg, recipe = work.config, dict(work.config.recipe)
     X = torch.from_numpy(work.x)
     Y = torch.from_numpy(work.labels)
     perm = torch.from_numpy(work.perm)
-    net = _torch_net(work, nn, torch)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    net = _torch_net(work, nn, torch, recipe.get("dropout", 0.0))
+    nesterov = recipe.get("optimizer") == "nesterov"
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=recipe.get("momentum", 0.0) if nesterov else 0.0,
+                          nesterov=nesterov)
     loss_fn = nn.CrossEntropyLoss()
+    augment = _torch_affine(torch) if recipe.get("augment") == "affine" else None
     n, bs = work.n, cfg.batch
 
     def run() -> float:
@@ -39,6 +45,8 @@ def torch_eager(work: Workload) -> Impl:
         for start in range(0, n, bs):
             idx = perm[start:start + bs]
             xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
+            if augment is not None:
+                xb = augment(xb)
             loss = loss_fn(net(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -49,7 +57,28 @@ def torch_eager(work: Workload) -> Impl:
     return Impl("PyTorch eager", "ref", work.steps, run)
 
 
-def _torch_net(work: Workload, nn, torch):
+def _torch_affine(torch, side: int = 28):
+    """Random affine maps of a batch (B, side*side): shifts up to 2 px, rotations up to 12 degrees,
+    scalings of +-10% and shears up to 0.15, resampled bilinearly with zeros outside."""
+    import math
+
+    import torch.nn.functional as F
+
+    def augment(xb):
+        B = xb.shape[0]
+        u = torch.rand(B, 5) * 2 - 1
+        theta, s, sh = u[:, 2] * (12 * math.pi / 180), 1 + 0.1 * u[:, 3], 0.15 * u[:, 4]
+        cos, sin = torch.cos(theta) / s, torch.sin(theta) / s
+        # affine_grid maps output to input coordinates in [-1, 1], (x, y) order
+        row_x = torch.stack([cos, sin, -u[:, 1] * 2 * 2 / side], 1)
+        row_y = torch.stack([(sh - torch.sin(theta)) / s, cos, -u[:, 0] * 2 * 2 / side], 1)
+        grid = F.affine_grid(torch.stack([row_x, row_y], 1), (B, 1, side, side), align_corners=False)
+        return F.grid_sample(xb.view(B, 1, side, side), grid, align_corners=False).view(B, side * side)
+
+    return augment
+
+
+def _torch_net(work: Workload, nn, torch, dropout: float = 0.0):
     act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[work.config.activation]
     modules = []
     for layer, (W, b) in enumerate(work.init_params):
@@ -60,6 +89,8 @@ def _torch_net(work: Workload, nn, torch):
         modules.append(lin)
         if layer < len(work.init_params) - 1:
             modules.append(act())
+            if dropout:
+                modules.append(nn.Dropout(dropout))
     return nn.Sequential(*modules)
 
 

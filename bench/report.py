@@ -5,11 +5,10 @@ from __future__ import annotations
 # (config, what, threshold): "vs_pytorch" is xpnet(best)/PyTorch, "roof_fraction" xpnet's share of
 # the GEMM roof, "naive_slowdown" naive/xpnet time per sample.
 TARGETS = [
-    ("A", "vs_pytorch", 3.0), ("B", "vs_pytorch", 1.8),
-    ("C", "vs_pytorch", 1.1), ("C", "roof_fraction", 0.75),
-    ("D", "vs_pytorch", 1.1), ("D", "roof_fraction", 0.75),
+    ("A", "vs_pytorch", 3.0), ("B", "vs_pytorch", 1.8), ("C", "vs_pytorch", 1.1), ("D", "vs_pytorch", 1.0),
+    ("R", "vs_pytorch", 1.2), ("R", "vs_pytorch", 1.5),  # R: 1.2x required, 1.5x the goal
 ] + [(k, "naive_slowdown", 10.0) for k in "ABCD"]
-RSS_TARGET_MB = 300.0
+RSS_TARGET_MB = 150.0
 MIB = 2**20 / 1e6
 NOISY_CORES = 0.25  # other processes' average CPU use (in cores) above which a run counts as noisy
 
@@ -44,8 +43,12 @@ def header(everything: dict) -> list[str]:
         f"config; a config's roof is the faster library's): {per_config} GFLOP/s",
         "",
         "Method: every implementation trains the same network from the same initial parameters on the same "
-        "MNIST training images (bundled copy, pixels / 255) in the same batch order, with plain SGD in float32 "
-        "and softmax + cross-entropy. One warm-up run per implementation, then timed runs alternating between "
+        "MNIST training images (bundled copy, pixels / 255) in the same batch order, in float32 with softmax + "
+        "cross-entropy: plain SGD in A to D; in R the best-cpu recipe (Nesterov momentum, dropout on the hidden "
+        "layers, affine augmentation), PyTorch doing the same with torch.optim.SGD(nesterov=True), nn.Dropout "
+        "and F.affine_grid + F.grid_sample, drawing its own random numbers (so R's losses agree only roughly). "
+        "xpnet runs through `train.Run`, the code path of `xpnet train`. "
+        "One warm-up run per implementation, then timed runs alternating between "
         f"implementations (A B C A B C ...), with a {everything['gap_s']}s pause before each; each run is a "
         "fixed number of steps, the loss read back once at its end. samples/s = images per run / seconds: "
         "median and min-max over the timed runs. A timed run during which other processes kept more than "
@@ -56,8 +59,9 @@ def header(everything: dict) -> list[str]:
         "(the same images for all but the naive one, which sees only its first steps): a check that all "
         "implementations do the same math. GFLOP/s counts matrix-multiply FLOPs only (forward and dW "
         "2·B·in·out per layer, dA 2·B·in·out for all layers but the first). `GEMMs alone` times the step's "
-        "matrix multiplies with the backend's own matmul at the same shapes and layouts (fastest of the "
-        "repeats); `outside GEMMs` is the median step time minus that.",
+        "matrix multiplies with the backend's own matmul at the same shapes and layouts (jitted together on "
+        "JAX; fastest of the repeats); `outside GEMMs` is the median step time minus that. The GEMM roof is "
+        "the fastest of NumPy's BLAS, PyTorch's and XLA's (JAX) square matmul.",
         "",
     ]
     return lines

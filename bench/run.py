@@ -1,4 +1,5 @@
-"""CPU benchmark: xpnet against PyTorch eager, JAX jit and the seeds' naive NumPy formulation.
+"""CPU benchmark: xpnet against PyTorch eager, JAX jit and the seeds' naive NumPy formulation
+(and, for config R, the best-cpu recipe against PyTorch eager doing the same).
 
     python bench/run.py            # full run (under 15 minutes on 2 cores)
     python bench/run.py --quick    # short run (under 2 minutes)
@@ -87,6 +88,9 @@ def build_impls(work: Workload, quick: bool) -> tuple[list[Impl], dict[str, str]
     for name, factory in candidates:
         if "jax" in name.lower() and not jax_ok:
             skipped[name] = f"import jax failed ({jax_why})"
+            continue
+        if name in ("JAX jit", "naive order-3 NumPy") and not work.config.plain_sgd:
+            skipped[name] = "written for plain SGD only"
             continue
         try:
             impls.append(factory())

@@ -15,7 +15,8 @@ NUM_CLASSES = 10
 
 @dataclass(frozen=True)
 class Config:
-    """One benchmark configuration. Steps are per timed run; the naive reference runs fewer."""
+    """One benchmark configuration. Steps are per timed run; the naive reference runs fewer.
+    ``recipe``: settings of ``xpnet train`` beyond plain SGD (optimizer, dropout, augment...)."""
 
     key: str
     sizes: tuple[int, ...]
@@ -26,6 +27,11 @@ class Config:
     steps_quick: int
     naive_full: int
     naive_quick: int
+    recipe: tuple = ()  # ((TrainConfig field, value), ...)
+
+    @property
+    def plain_sgd(self) -> bool:
+        return not self.recipe
 
     def steps(self, quick: bool) -> int:
         return self.steps_quick if quick else self.steps_full
@@ -34,11 +40,12 @@ class Config:
         return self.naive_quick if quick else self.naive_full
 
     def describe(self) -> str:
-        return f"{'-'.join(map(str, self.sizes))} {self.activation}, softmax+CE, batch {self.batch}, lr {self.lr}"
+        extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in self.recipe)
+        return f"{'-'.join(map(str, self.sizes))} {self.activation}, softmax+CE, batch {self.batch}, lr {self.lr}{extra}"
 
 
 # Steps per timed run: a 60k-image epoch in full mode (n = steps * batch <= 60,000); fewer in quick
-# mode for C and D. The naive reference runs ``naive_*`` steps instead, once.
+# mode for C, D and R. The naive reference runs ``naive_*`` steps instead, once (plain SGD only).
 CONFIGS = {
     "A": Config("A", (784, 30, 10), "sigmoid", batch=50, lr=3.0,
                 steps_full=1200, steps_quick=1200, naive_full=200, naive_quick=50),
@@ -48,6 +55,10 @@ CONFIGS = {
                 steps_full=468, steps_quick=40, naive_full=10, naive_quick=3),
     "D": Config("D", (784, 800, 800, 10), "relu", batch=1024, lr=0.1,
                 steps_full=58, steps_quick=8, naive_full=2, naive_quick=1),
+    # the best-cpu preset's step: Nesterov momentum, dropout, affine augmentation
+    "R": Config("R", (784, 1024, 1024, 10), "relu", batch=128, lr=0.05,
+                steps_full=468, steps_quick=40, naive_full=0, naive_quick=0,
+                recipe=(("optimizer", "nesterov"), ("momentum", 0.9), ("dropout", 0.2), ("augment", "affine"))),
 }
 
 
@@ -114,8 +125,6 @@ def layer_shapes(sizes) -> list[tuple[int, int]]:
 
 
 def flops_per_step(sizes, batch: int) -> int:
-    """Matrix-multiply FLOPs of one SGD step: forward 2*B*in*out and dW 2*B*in*out for every
+    """Matrix-multiply FLOPs of one step: forward 2*B*in*out and dW 2*B*in*out for every
     layer, dA 2*B*in*out for every layer but the first."""
-    layers = layer_shapes(sizes)
-    per_layer = [2 * batch * i * o for i, o in layers]
-    return 2 * sum(per_layer) + sum(per_layer[1:])
+    return batch * model.Spec(tuple(sizes)).flops_per_sample()

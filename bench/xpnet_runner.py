@@ -1,10 +1,12 @@
-"""xpnet under test, through its public API only, and the time of its matrix multiplies alone."""
+"""xpnet under test, through the code path of ``xpnet train`` (``train.Run``), and the time of
+its matrix multiplies alone."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from xpnet import backend, data, kernels, model, train
+from xpnet import backends, data, train
+from xpnet.config import TrainConfig
 
 from workload import Impl, Workload, layer_shapes
 
@@ -12,60 +14,69 @@ CPU_BACKENDS = ("numpy", "torch", "jax")
 
 
 def xpnet_impl(work: Workload, backend_name: str) -> Impl:
-    """xpnet on ``backend_name`` (CPU): one ``train.run_epoch`` over the workload's n images per run."""
-    be = backend.resolve(backend_name, "cpu")
-    spec = work.spec
-    params = model.params_to_device(be, work.init_params, "float32")
+    """xpnet on ``backend_name`` (CPU): one pass of ``train.Run.run_epoch`` over the workload's n
+    images, in the workload's order, per run. The run's initial parameters are xpnet's own for
+    seed 0: the workload's."""
+    be = backends.resolve(backend_name, "cpu")
+    c = work.config
+    cfg = TrainConfig(layers=c.sizes, activation=c.activation, batch_size=c.batch, lr=c.lr, lr_schedule="constant",
+                      validation=0, epochs=1, seed=0, quiet=True, **dict(c.recipe))
     split = data.Split(work.images, work.labels)
-    dev = data.to_device(be, split, "float32", 10)
-    cfg = train.TrainConfig(batch_size=work.config.batch, lr=work.config.lr)
+    run = train.Run(cfg, be, data.Dataset(split, split, 10, "bench"), say=lambda line: None)
     perm = be.asarray(work.perm)
 
-    def run() -> float:
-        nonlocal params
-        params, loss_sum = train.run_epoch(params, dev, perm, spec, cfg, cfg.lr)
-        return float(loss_sum) / work.n  # forces completion (sync)
+    def one() -> float:
+        return run.run_epoch(perm) / work.n  # reads the loss back: waits for the device
 
-    return Impl(f"xpnet {backend_name}", "xpnet", work.steps, run, backend=be)
+    return Impl(f"xpnet {backend_name}", "xpnet", work.steps, one, backend=be)
 
 
 def gemm_steps(be, sizes, batch: int):
-    """A function ``run(iterations)`` that runs the matrix multiplies of that many SGD steps alone,
-    with the backend's own matmul at the fused step's shapes and layouts, and waits. Each hidden
-    activation is stored as the fused step stores it (kernels' ``feature_major``: (size, batch),
-    else (batch, size)); the logits and their error class-major (classes, batch). Per layer: the
-    forward product into the output's layout, ``delta^T @ A`` for dW, and ``delta @ W`` (or
-    ``W^T @ delta^T``) for dA in every layer but the first."""
-    xp = be.xp
+    """A function ``run(iterations)`` that runs the matrix multiplies of that many steps alone,
+    with the backend's own matmul at the step's shapes and layouts, and waits. Each hidden
+    activation is stored as the step stores it (``ops.feature_major``: (size, batch), else as
+    its transpose), the logits and their error class-major (classes, batch). Per layer: the
+    forward product W @ A, the weight gradient d @ A^T, and W^T @ d for every layer but the
+    first. On JAX the products of a step are one jitted call (the step is jitted too)."""
+    xp, ops = be.xp, be.ops
     rng = np.random.default_rng(1)
-    ops = {"numpy": kernels.NumpyOps, "torch": kernels.TorchOps}.get(be.name)
-    layers = layer_shapes(sizes)
-    fm = [False] + [ops is not None and ops.feature_major(s, batch) for s in sizes[1:-1]] + [True]
+    fm = [True] + [ops.feature_major(s, batch) for s in sizes[1:-1]] + [True]
 
-    def rand(*shape):
-        return be.asarray(rng.random(shape), "float32")
+    def rand(shape, transposed=False):
+        host = rng.random(shape[::-1] if transposed else shape)
+        a = be.asarray(host, "float32")
+        return xp.matrix_transpose(a) if transposed else a
 
-    def activation(layer):  # (batch-major view, feature-major view), one of them contiguous
-        size = sizes[layer]
-        if fm[layer]:
-            cT = rand(size, batch)
-            return xp.matrix_transpose(cT), cT
-        c = rand(batch, size)
-        return c, xp.matrix_transpose(c)
-
-    pairs = []
-    for layer, (i, o) in enumerate(layers):
-        (A, AT), (delta, deltaT), W = activation(layer), activation(layer + 1), rand(o, i)
-        pairs.append((W, AT) if fm[layer + 1] else (A, xp.matrix_transpose(W)))
-        pairs.append((deltaT, A))
+    triples = []  # (a, b, out): out stored as the step stores the product
+    for layer, (i, o) in enumerate(layer_shapes(sizes)):
+        A, d = rand((i, batch), not fm[layer]), rand((o, batch), not fm[layer + 1])
+        W = rand((o, i), ops.weight_layout == "in_out")
+        triples += [(W, A, ops.buffer((o, batch), A, transposed=not fm[layer + 1])),
+                    (d, xp.matrix_transpose(A), ops.buffer((o, i), A, transposed=ops.weight_layout == "in_out"))]
         if layer > 0:
-            pairs.append((xp.matrix_transpose(W), deltaT) if fm[layer] else (delta, W))
+            triples.append((xp.matrix_transpose(W), d, ops.buffer((i, batch), A, transposed=not fm[layer])))
+
+    def products(operands):
+        return [ops.matmul(a, b, out=out) for a, b, out in operands]
+
+    if be.name == "jax":
+        import jax
+
+        jitted = jax.jit(lambda ab: [xp.matmul(a, b) for a, b in ab])
+        pairs = [(a, b) for a, b, _ in triples]
+
+        def run(iterations: int) -> None:
+            out = None
+            for _ in range(iterations):
+                out = jitted(pairs)
+            out[-1].block_until_ready()
+
+        return run
 
     def run(iterations: int) -> None:
         out = None
         for _ in range(iterations):
-            for a, b in pairs:
-                out = xp.matmul(a, b)
-        be.sync(out)
+            out = products(triples)
+        be.sync(out[-1])
 
     return run

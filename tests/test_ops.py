@@ -179,14 +179,16 @@ def test_batched_matmul(target, rng):
 
 def test_affine_and_pad(target, rng):
     t, ops = target, target.ops
-    W_h, x_h, b_h = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal((5, 1))
-    W, x, b = t.asarray(W_h), t.asarray(x_h), t.asarray(b_h)
-    for out in _outs(t, (5, 3), W):
-        _check(t, ops.affine(W, x, b, out=out, alpha=0.5), REF.affine(W_h, x_h, b_h, alpha=0.5))
+    x_h, w_h, b_h = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal((1, 3))
+    x, w, b = t.asarray(x_h), t.asarray(w_h), t.asarray(b_h)
+    for out in _outs(t, (5, 3), x):
+        _check(t, ops.affine(x, w, b, out=out, alpha=0.5), REF.affine(x_h, w_h, b_h, alpha=0.5))
+    wT = t.asarray(w_h.T.copy()).T  # weights stored as their transpose
+    _check(t, ops.affine(x, wT, b), REF.affine(x_h, w_h, b_h))
     imgs_h = rng.standard_normal((2, 12))
     want = REF.pad(imgs_h, 3, 4)
     assert want.shape == (2, 6, 7) and np.all(want[:, 0] == 0) and np.all(want[:, -2:] == 0)
-    out = ops.zeros((2, 6, 7), W) if ops.in_place else None
+    out = ops.zeros((2, 6, 7), x) if ops.in_place else None
     _check(t, ops.pad(t.asarray(imgs_h), 3, 4, out=out), want)
 
 

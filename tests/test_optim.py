@@ -56,8 +56,8 @@ def test_sgd_coefficients_are_the_seeds_decay(l2):
 
 def test_max_norm_caps_each_units_incoming_weights():
     ops = reference_ops()
-    W = np.array([[3.0, 4.0], [0.3, 0.4]])  # (out, in): rows are units
-    np.testing.assert_allclose(np.linalg.norm(optim.max_norm(ops, W, 2.0), axis=1), [2.0, 0.5])
+    Wt = np.array([[3.0, 0.3], [4.0, 0.4]])  # W^T (in, out): columns are units
+    np.testing.assert_allclose(np.linalg.norm(optim.max_norm(ops, Wt, 2.0), axis=0), [2.0, 0.5])
 
 
 def test_schedules_and_warmup():

@@ -104,11 +104,11 @@ def test_numpy_step_allocates_no_arrays(recipe, mnist):
     net = Net(layers, optim.init_slots(rec.hyper, ops, layers))
     bufs = step.Buffers(ops, spec, rec, n, net)
     x = be.asarray(mnist.train.images[:n].reshape(n, -1) / 255.0, "float32")
-    yT = be.asarray(data.one_hot(mnist.train.labels[:n], 10).T.copy())
-    logits = ops.buffer((10, n), x)
+    y = be.asarray(data.one_hot(mnist.train.labels[:n], 10))
+    logits = ops.buffer((n, 10), x, transposed=True)
 
     def one(i):
-        step.train_step(ops, spec, rec, net, bufs, x, yT, rec.scalars(spec, 0.01, i, i), logits)
+        step.train_step(ops, spec, rec, net, bufs, x, y, rec.scalars(spec, 0.01, i, i), logits)
 
     one(1)
     tracemalloc.start()

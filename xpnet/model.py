@@ -5,9 +5,9 @@ Public shapes follow the order-3 convention of the seeds:
   weights      W:     (1, out, in)
   biases       b:     (1, out, 1)
   gradients    same shapes as the parameters.
-Inside, a network is its ``layers``: 2-D views of the parameters, W (out, in) and b (out, 1),
-and the passes work feature-major, an activation of a batch of n being (features, n):
-Z = W @ A + b, one GEMM per layer, for the whole batch at once.
+Inside, a network is its ``layers``: 2-D views of the parameters, W^T (in, out) and
+b (1, out), and the passes work on 2-D batches, an activation of a batch of n being
+(n, features): Z = A @ W^T + b, one GEMM per layer for the whole batch.
 ``params`` is a list of ``(W, b)`` pairs in the public shapes, first layer first.
 """
 
@@ -101,113 +101,113 @@ def params_to_device(backend, host_params, dtype: str):
 
 
 def layers_of(params):
-    """Public [(W (1,out,in), b (1,out,1))] -> [(W (out,in), b (out,1))]: views."""
-    return [(W[0, ...], b[0, ...]) for W, b in params]
+    """Public [(W (1,out,in), b (1,out,1))] -> [(W^T (in,out), b (1,out))]: views."""
+    return [(W[0, ...].T, b[0, ...].T) for W, b in params]
 
 
 def params_of(layers):
-    """[(W (out,in), b (out,1))] -> the public order-3 shapes: views."""
+    """[(W^T (in,out), b (1,out))] -> the public order-3 shapes: views. Works for anything
+    shaped like the layers (gradients, optimiser slots)."""
     xp = ops_for(layers[0][0]).xp
-    return [(xp.expand_dims(W, axis=0), xp.expand_dims(b, axis=0)) for W, b in layers]
+    return [(xp.expand_dims(Wt.T, axis=0), xp.expand_dims(b.T, axis=0)) for Wt, b in layers]
 
 
-# ---- the passes, feature-major, on the op set --------------------------------------------
+# ---- the passes, on 2-D batches, on the op set ---------------------------------------------
 
 
-def forward_pass(ops, layers, xT, spec: Spec, h=None, a=None, masks=None, scale=1.0, logits=None):
-    """Forward pass of the batch xT (in, n).
+def forward_pass(ops, layers, x, spec: Spec, h=None, a=None, masks=None, scale=1.0, logits=None):
+    """Forward pass of the batch x (n, in).
 
     ``scale``: what the first layer still multiplies x by (pixels stored as bytes).
-    ``masks``: dropout masks (size, n) per hidden layer, already scaled by 1/keep, or None.
+    ``masks``: dropout masks (n, size) per hidden layer, already scaled by 1/keep, or None.
     ``h``, ``a``, ``logits``: buffers to write each hidden layer's output, its masked output
     and the logits into (lists indexed by layer; None: new arrays).
-    Returns (each layer's input [xT, A1, ...], hidden outputs before their masks [h1, ...],
-    logits (classes, n)).
+    Returns (each layer's input [x, A1, ...], hidden outputs before their masks [h1, ...],
+    logits (n, classes)).
     """
-    act, acts, hs = xT, [xT], []
-    for l, (W, b) in enumerate(layers[:-1]):
-        out = h[l + 1] if h is not None else None
-        z = ops.affine(W, act, b, out=out, alpha=scale if l == 0 else 1.0)
+    act, acts, hs = x, [x], []
+    for l, (Wt, b) in enumerate(layers[:-1]):
+        z = ops.affine(act, Wt, b, out=h[l + 1] if h is not None else None, alpha=scale if l == 0 else 1.0)
         z = ops.activate(spec.activation, z, out=z)
         hs.append(z)
         act = z if masks is None else ops.multiply(z, masks[l], out=a[l + 1] if a is not None else None)
         acts.append(act)
-    W, b = layers[-1]
-    z = ops.affine(W, act, b, out=logits, alpha=scale if len(layers) == 1 else 1.0)
+    Wt, b = layers[-1]
+    z = ops.affine(act, Wt, b, out=logits, alpha=scale if len(layers) == 1 else 1.0)
     return acts, hs, z
 
 
-def backward_pass(ops, layers, acts, hs, dT, spec: Spec, consume, errors=None, masks=None, input_grad=False):
-    """Backward pass from the output error dT = dLoss/dZ (classes, n), top layer first.
+def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, masks=None, input_grad=False):
+    """Backward pass from the output error d = dLoss/dZ (n, classes), top layer first.
 
-    For each layer: dA = W^T dT (with the layer's W before ``consume`` may change it), then
-    ``consume(layer, dT, A)`` receives the layer's error and input, whose gradients are
-    dW = dT @ A^T and db = sum over the batch of dT; then the error of the layer below,
+    For each layer: dA = d @ W (with the layer's W before ``consume`` may change it), then
+    ``consume(layer, d, A)`` receives the layer's error and input, whose gradients are
+    dW^T = A^T @ d and db = the sum of d over the batch; then the error of the layer below,
     dA (times its dropout mask) times the activation's derivative.
-    ``errors``: buffers (size, n) per layer for those errors (None: new arrays).
-    Returns dLoss/dx^T (in, n) when ``input_grad``, else None.
+    ``errors``: buffers (n, size) per layer for those errors (None: new arrays).
+    Returns dLoss/dx (n, in) when ``input_grad``, else None.
     """
     for l in range(len(layers) - 1, -1, -1):
-        W, _ = layers[l]
+        Wt, _ = layers[l]
         dA = None
         if l > 0 or input_grad:
-            dA = ops.matmul(W.T, dT, out=errors[l] if errors is not None and l > 0 else None)
-        consume(l, dT, acts[l])
+            dA = ops.matmul(d, Wt.T, out=errors[l] if errors is not None and l > 0 else None)
+        consume(l, d, acts[l])
         if l == 0:
             return dA
         if masks is not None:
             dA = ops.multiply(dA, masks[l - 1], out=dA)
-        dT = ops.activation_grad(spec.activation, dA, hs[l - 1], out=dA)
+        d = ops.activation_grad(spec.activation, dA, hs[l - 1], out=dA)
     return None
 
 
-def gradients(ops, layers, acts, hs, dT, spec: Spec, masks=None, input_grad=False):
-    """The backward pass collecting [(dW (out,in), db (out,1)), ...] first layer first
-    (and dLoss/dx^T (in, n) when ``input_grad``)."""
+def gradients(ops, layers, acts, hs, d, spec: Spec, masks=None, input_grad=False):
+    """The backward pass collecting [(dW^T (in,out), db (1,out)), ...] first layer first
+    (and dLoss/dx (n, in) when ``input_grad``)."""
     grads = [None] * len(layers)
 
-    def keep(l, d, A):
-        grads[l] = (ops.matmul(d, A.T), ops.sum(d, 1))
+    def keep(l, e, A):
+        grads[l] = (ops.matmul(A.T, e), ops.sum(e, 0))
 
-    dx = backward_pass(ops, layers, acts, hs, dT, spec, keep, masks=masks, input_grad=input_grad)
+    dx = backward_pass(ops, layers, acts, hs, d, spec, keep, masks=masks, input_grad=input_grad)
     return (grads, dx) if input_grad else grads
 
 
 # ---- the public order-3 API --------------------------------------------------------------
 
 
-def _columns(x):
-    """(batch, features, 1) -> its (features, batch) transposed view."""
-    return x[:, :, 0].T
+def _rows(x):
+    """(batch, features, 1) -> (batch, features): a view."""
+    return x[:, :, 0]
 
 
 def _logits(params, x, spec: Spec):
     ops = ops_for(params[0][0])
-    return ops, forward_pass(ops, layers_of(params), _columns(x), spec)
+    return ops, forward_pass(ops, layers_of(params), _rows(x), spec)
 
 
 def forward(params, x, spec: Spec):
     """Network output (probabilities): x (batch, in, 1) -> (batch, out, 1)."""
     ops, (_, _, z) = _logits(params, x, spec)
-    p = ops.softmax(z, 0) if spec.output == "softmax" else ops.sigmoid(z)
-    return ops.xp.expand_dims(p.T, axis=2)
+    p = ops.softmax(z, 1) if spec.output == "softmax" else ops.sigmoid(z)
+    return ops.xp.expand_dims(p, axis=2)
 
 
 def logits(params, x, spec: Spec):
     """Pre-activation output: x (batch, in, 1) -> (batch, out, 1)."""
     ops, (_, _, z) = _logits(params, x, spec)
-    return ops.xp.expand_dims(z.T, axis=2)
+    return ops.xp.expand_dims(z, axis=2)
 
 
 def _loss_and_backward(params, x, y, spec: Spec, masks=None, input_grad=False):
     ops = ops_for(params[0][0])
     layers = layers_of(params)
-    acts, hs, z = forward_pass(ops, layers, _columns(x), spec, masks=masks)
-    yT = _columns(y)
+    acts, hs, z = forward_pass(ops, layers, _rows(x), spec, masks=masks)
+    y2 = _rows(y)
     n = x.shape[0]
-    loss = ops.loss_sum(spec.output, z, yT, 0) / n
-    dT = ops.output_error(spec.output, z, yT, 1.0 / n, 0)
-    return ops, loss, gradients(ops, layers, acts, hs, dT, spec, masks=masks, input_grad=input_grad)
+    loss = ops.loss_sum(spec.output, z, y2, 1) / n
+    d = ops.output_error(spec.output, z, y2, 1.0 / n, 1)
+    return ops, loss, gradients(ops, layers, acts, hs, d, spec, masks=masks, input_grad=input_grad)
 
 
 def loss_and_grads(params, x, y, spec: Spec, masks=None):
@@ -216,19 +216,18 @@ def loss_and_grads(params, x, y, spec: Spec, masks=None):
 
     Returns (loss 0-d array, [(dW (1,out,in), db (1,out,1)), ...]).
     """
-    masksT = None if masks is None else [m.T for m in masks]
-    ops, loss, grads = _loss_and_backward(params, x, y, spec, masksT)
+    ops, loss, grads = _loss_and_backward(params, x, y, spec, masks)
     return loss, params_of(grads)
 
 
 def input_grad(params, x, y, spec: Spec):
     """dLoss/dx for x (batch, in, 1) and targets y (batch, out, 1): (batch, in, 1)."""
     ops, _, (_, dx) = _loss_and_backward(params, x, y, spec, input_grad=True)
-    return ops.xp.expand_dims(dx.T, axis=2)
+    return ops.xp.expand_dims(dx, axis=2)
 
 
 def predict_2d(params, A, spec: Spec):
     """Predicted class indices for A: (n, in): (n,) int64 device array."""
     ops = ops_for(params[0][0])
-    _, _, z = forward_pass(ops, layers_of(params), A.T, spec)
-    return ops.xp.argmax(z, axis=0)
+    _, _, z = forward_pass(ops, layers_of(params), A, spec)
+    return ops.xp.argmax(z, axis=1)

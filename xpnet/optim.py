@@ -98,15 +98,15 @@ def init_slots(hp: Hyper, ops, layers) -> list:
     return [[[ops.zeros_like(a) for _ in range(hp.slots)] for a in (W, b)] for W, b in layers]
 
 
-def max_norm(ops, W, limit: float):
-    """Rescale each unit's incoming weight vector (a row of W (out, in)) to norm <= limit."""
-    col = ops.work((W.shape[0], 1), W, "max_norm")
-    n = ops.sum_squares(W, 1, out=col)
+def max_norm(ops, Wt, limit: float):
+    """Rescale each unit's incoming weight vector (a column of W^T (in, out)) to norm <= limit."""
+    row = ops.work((1, Wt.shape[1]), Wt, "max_norm")
+    n = ops.sum_squares(Wt, 0, out=row)
     n = ops.sqrt(n, out=n)
     n = ops.add(n, 1e-12, out=n)
     n = ops.divide(limit, n, out=n)
     n = ops.minimum(n, 1.0, out=n)
-    return ops.multiply(W, n, out=W)
+    return ops.multiply(Wt, n, out=Wt)
 
 
 def lr_at(base_lr: float, schedule: str, progress: float, epochs: int, warmup: float = 0.0) -> float:

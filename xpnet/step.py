@@ -59,16 +59,16 @@ class Net:
 
 class Buffers:
     """What a step on a batch of ``n`` writes into, made once; None entries where the op set
-    makes new arrays. Each hidden layer's arrays are (size, n), stored as the op set prefers
-    (``ops.feature_major``); the output error is class-major (classes, n)."""
+    makes new arrays. Each hidden layer's arrays are (n, size), stored as the op set prefers
+    (``ops.feature_major``: as their (size, n) transpose); the output error class-major."""
 
     def __init__(self, ops, spec: model.Spec, recipe: Recipe, n: int, net: Net):
         like = net.layers[0][0]
         sizes, L = spec.sizes, len(spec.sizes) - 1
-        fm = [True] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
+        fm = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
 
         def layer(l):
-            return ops.buffer((sizes[l], n), like, transposed=not fm[l])
+            return ops.buffer((n, sizes[l]), like, transposed=fm[l])
 
         hidden = range(1, L)
         self.h = [None] + [layer(l) for l in hidden]
@@ -77,81 +77,82 @@ class Buffers:
         if recipe.dropout:
             self.a = [None] + [layer(l) for l in hidden]
             self.masks = [None] + [layer(l) for l in hidden]
-            # drawn as (n, size), row-major over the batch, whatever the storage
             self.streams = [None] + [rand.Stream(ops, like, (n, sizes[l]), transposed=fm[l]) for l in hidden]
         self.gW = self.gb = [None] * L
         if not recipe.hyper.fused:
-            self.gW = [ops.buffer(W.shape, W, transposed=ops.is_transposed(W)) for W, _ in net.layers]
+            self.gW = [ops.buffer(Wt.shape, Wt, transposed=ops.is_transposed(Wt)) for Wt, _ in net.layers]
             self.gb = [ops.buffer(b.shape, b) for _, b in net.layers]
         self.plan = None
         if recipe.augment != "none":
             self.plan = augment.Plan(ops, like, n, recipe.image_shape, recipe.augment)
 
 
-def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x, yT, s: dict,
+def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x, y, s: dict,
                logits=None, scale=1.0):
     """One optimiser step on the batch x (n, in) (rows: pixels times ``scale`` are the
-    inputs) with targets yT (classes, n); ``s``: the step's scalars (``Recipe.scalars``).
+    inputs) with targets y (n, classes); ``s``: the step's scalars (``Recipe.scalars``).
     Updates ``net`` (in place where the op set writes in place). Returns the logits
-    (classes, n), written into ``logits`` where given."""
+    (n, classes), written into ``logits`` where given."""
     n = x.shape[0]
     if bufs.plan is not None:
         x = augment.apply(ops, bufs.plan, x, s["aug"], s["field"])
     masks = None
     if recipe.dropout:
         keep = 1.0 - recipe.dropout
-        masks = [bufs.streams[l].keep_mask(ops, s[f"drop{l}"], keep, x.dtype,
-                                           out=None if bufs.masks[l] is None else bufs.masks[l].T).T
+        masks = [bufs.streams[l].keep_mask(ops, s[f"drop{l}"], keep, x.dtype, out=bufs.masks[l])
                  for l in range(1, len(spec.sizes) - 1)]
-    acts, hs, z = model.forward_pass(ops, net.layers, x.T, spec, bufs.h, bufs.a, masks, scale, logits)
-    hp = recipe.hyper
-    # plain SGD folds the rate into the error, so that each update is the gradient's own GEMM
-    dT = ops.output_error(spec.output, z, yT, s["lr"] / n if hp.fused else 1.0 / n, 0, out=bufs.errors[-1])
+    acts, hs, z = model.forward_pass(ops, net.layers, x, spec, bufs.h, bufs.a, masks, scale, logits)
+    # the gradient of the mean loss is 1/n times the error's; plain SGD multiplies it by the rate
+    # too, so that each update is the gradient's own GEMM: the factor goes into the (small) output
+    # error, or into the update GEMMs' alpha where that is free (ops.scale_in_gemm)
+    factor = (s["lr"] if recipe.hyper.fused else 1.0) / n
+    d = ops.output_error(spec.output, z, y, 1.0 if ops.scale_in_gemm else factor, 1, out=bufs.errors[-1])
+    grad_scale = factor if ops.scale_in_gemm else 1.0
 
-    def update(l, d, A):
-        _update(ops, recipe, net, bufs, s, l, d, A, scale if l == 0 else 1.0)
+    def update(l, e, A):
+        _update(ops, recipe, net, bufs, s, l, e, A, grad_scale * (scale if l == 0 else 1.0), grad_scale)
 
-    model.backward_pass(ops, net.layers, acts, hs, dT, spec, update, bufs.errors, masks)
+    model.backward_pass(ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks)
     return z
 
 
-def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A, scale) -> None:
-    """Layer l's optimiser step from its error d (out, n) and input A (in, n):
-    dW = scale * d @ A^T, db = sum over the batch of d."""
-    W, b = net.layers[l]
+def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A, w_scale, b_scale) -> None:
+    """Layer l's optimiser step from its error d (n, out) and input A (n, in): the gradients
+    are dW^T = w_scale * A^T @ d and db = b_scale * (the sum of d over the batch)."""
+    Wt, b = net.layers[l]
     hp = recipe.hyper
-    if hp.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in d
+    if hp.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in the scales or in d
         alpha, beta = hp.sgd_coefficients(s["lr"], True)
-        W = ops.matmul(d, A.T, out=W, alpha=alpha * scale, beta=beta)
+        Wt = ops.matmul(A.T, d, out=Wt, alpha=alpha * w_scale, beta=beta)
         alpha, beta = hp.sgd_coefficients(s["lr"], False)
-        b = ops.sum(d, 1, out=b, alpha=alpha, beta=beta)
+        b = ops.sum(d, 0, out=b, alpha=alpha * b_scale, beta=beta)
     else:
-        gW = ops.matmul(d, A.T, out=bufs.gW[l], alpha=scale)
-        gb = ops.sum(d, 1, out=bufs.gb[l])
+        gW = ops.matmul(A.T, d, out=bufs.gW[l], alpha=w_scale)
+        gb = ops.sum(d, 0, out=bufs.gb[l], alpha=b_scale)
         sW, sb = net.slots[l]
-        W, sW = hp.update(ops, W, gW, sW, s, True)
+        Wt, sW = hp.update(ops, Wt, gW, sW, s, True)
         b, sb = hp.update(ops, b, gb, sb, s, False)
         net.slots[l] = [sW, sb]
     if recipe.max_norm:
-        W = optim.max_norm(ops, W, recipe.max_norm)
-    net.layers[l] = (W, b)
+        Wt = optim.max_norm(ops, Wt, recipe.max_norm)
+    net.layers[l] = (Wt, b)
 
 
 class Chunk:
     """The rows of a chunk of batches, gathered at once: stored pixels (raw), as floats (x),
-    targets (y, and class-major yT) and the logits the steps leave (zT); None entries where
-    the op set makes new arrays."""
+    targets (y as gathered, yc class-major like the logits) and the logits the steps leave
+    (z); None entries where the op set makes new arrays."""
 
     def __init__(self, ops, like, X, Y, rows: int):
         self.raw = ops.buffer((rows, X.shape[1]), like, X.dtype)
         self.x = ops.buffer((rows, X.shape[1]), like)
         self.y = ops.buffer((rows, Y.shape[1]), like)
-        self.yT = ops.buffer((Y.shape[1], rows), like)
-        self.zT = ops.buffer((Y.shape[1], rows), like)
+        self.yc = ops.buffer((rows, Y.shape[1]), like, transposed=True)
+        self.z = ops.buffer((rows, Y.shape[1]), like, transposed=True)
 
-    def part(self, ops, name: str, start, count: int, axis: int = 0):
+    def part(self, ops, name: str, start, count: int):
         buf = getattr(self, name)
-        return None if buf is None else ops.slice(buf, start, count, axis)
+        return None if buf is None else ops.slice(buf, start, count)
 
 
 class Steps:
@@ -201,21 +202,21 @@ class Steps:
         idx = ops.slice(perm, first * bs, rows)
         x, scale = ops.unit_floats(ops.take(X, idx, out=c.part(ops, "raw", 0, rows)), Y.dtype,
                                    out=c.part(ops, "x", 0, rows))
-        yT = ops.copy(ops.take(Y, idx, out=c.part(ops, "y", 0, rows)).T, out=c.part(ops, "yT", 0, rows, 1))
+        y = ops.copy(ops.take(Y, idx, out=c.part(ops, "y", 0, rows)), out=c.part(ops, "yc", 0, rows))
 
         def body(i, s, carry):
             layers, slots, loss = carry
             net = Net(list(layers), [list(p) for p in slots])
-            y_i = ops.slice(yT, i * bs, bs, 1)
+            y_i = ops.slice(y, i * bs, bs)
             z = train_step(ops, spec, self.recipe, net, bufs, ops.slice(x, i * bs, bs), y_i, s,
-                           c.part(ops, "zT", i * bs, bs, 1), scale)
+                           c.part(ops, "z", i * bs, bs), scale)
             if not ops.in_place:
-                loss = loss + ops.loss_sum(spec.output, z, y_i, 0)
+                loss = loss + ops.loss_sum(spec.output, z, y_i, 1)
             return net.layers, net.slots, loss
 
         layers, slots, loss = ops.loop(body, k, (state[0], state[1], loss), inputs)
         if ops.in_place:  # the logits of the whole chunk, once
-            loss = ops.loss_sum(spec.output, c.part(ops, "zT", 0, rows, 1), yT, 0)
+            loss = ops.loss_sum(spec.output, c.part(ops, "z", 0, rows), y, 1)
         return (layers, slots), loss
 
 

@@ -96,11 +96,28 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume) -> TrainSta
     if hyper.slots:
         if not meta.get("slots"):
             raise UserError("--resume: the checkpoint lacks the optimiser's state arrays")
-        ops = backend.ops
-        slots = [[[ops.copy(backend.asarray(np.array(h[0], dtype=cfg.dtype)), out=a) for a, h in zip(pair, saved)]
-                  for pair, saved in zip(layer, saved_layer)] for layer, saved_layer in zip(slots, meta["slots"])]
+        slots = [_slots_from_host(backend, cfg.dtype, zeros, saved) for zeros, saved in zip(slots, meta["slots"])]
     state.net = Net(layers, slots)
     return state
+
+
+def _slots_from_host(backend, dtype: str, zeros, saved):
+    """A layer's checkpointed slots ([[W slots (1,out,in)], [b slots (1,out,1)]], host) copied
+    into its fresh slots (laid out like the layer's W^T and b)."""
+    ops = backend.ops
+    dev = model.layers_of([(backend.asarray(np.array(W, dtype=dtype)), backend.asarray(np.array(b, dtype=dtype)))
+                           for W, b in zip(*saved)])
+    return [[ops.copy(src, out=a) for a, (src, _) in zip(zeros[0], dev)],
+            [ops.copy(src, out=a) for a, (_, src) in zip(zeros[1], dev)]]
+
+
+def _public_slots(slots):
+    """Slots shaped like the layers -> [[W slots (1,out,in)], [b slots (1,out,1)]] per layer."""
+    out = []
+    for sW, sb in slots:
+        pairs = model.params_of(list(zip(sW, sb))) if sW else []
+        out.append([[W for W, _ in pairs], [b for _, b in pairs]])
+    return out
 
 
 class _SignalFlag:
@@ -186,7 +203,7 @@ class Run:
         st, cfg = self.state, self.cfg
         state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": st.best_val,
                  "optimizer": {"name": cfg.optimizer, "t": st.t}}
-        slots = [[[to_host(a)[None, ...] for a in slot] for slot in pair] for pair in st.net.slots]
+        slots = [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
         config_ = cfg.to_dict() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
         checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
                         {"history": st.history, **(metrics or {})}, state, slots)

@@ -6,8 +6,8 @@ here, so the same code runs on immutable arrays (JAX) and on any array-API libra
 primitives to write into ``out`` and return it, so the formulas below run in place there,
 without allocation. Callers always use the returned array: ``z = ops.exp(z, out=z)``.
 
-Shapes: the training step works feature-major, an activation of a layer of ``size`` units
-for a batch of ``n`` is ``(size, n)``; reductions keep their axis (``keepdims``).
+Shapes: the training step works on 2-D batches, an activation of a layer of ``size`` units
+for a batch of ``n`` being ``(n, size)``; reductions keep their axis (``keepdims``).
 
 The formulas of the network (activations and their derivatives, the stable sigmoid,
 softmax, the output error and the losses) are written once, here, from the primitives;
@@ -35,6 +35,8 @@ class Ops:
     hash_dtype = "uint32"  # integer dtype of rand's hashing (products taken modulo 2**32)
     weight_layout = "out_in"  # how weights are stored: W (out, in) contiguous, or "in_out": W^T
     chunk_bytes = 0  # training rows (as stored) gathered at once; 0: one batch at a time
+    scale_in_gemm = False  # put the error's 1/n (and SGD's rate) into the update GEMMs' alpha (free with
+    # alpha, as in torch's addmm) rather than into the output error (one small pass)
 
     def __init__(self, xp):
         self.xp = xp
@@ -69,12 +71,11 @@ class Ops:
         if not self.in_place:
             return None
         cache = self.__dict__.setdefault("_work", {})
-        shape = tuple(shape)
-        transposed = shape == tuple(like.shape) and self.is_transposed(like)
-        key = (shape, like.dtype, getattr(like, "device", None), transposed, slot)
+        same = shape == like.shape
+        key = (shape, like.dtype, getattr(like, "device", None), slot, same and self.is_transposed(like))
         buf = cache.get(key)
         if buf is None:
-            buf = cache[key] = self.buffer(shape, like, transposed=transposed)
+            buf = cache[key] = self.buffer(tuple(shape), like, transposed=key[-1])
         return buf
 
     def is_transposed(self, a) -> bool:
@@ -82,8 +83,8 @@ class Ops:
         return False
 
     def feature_major(self, size: int, n: int) -> bool:
-        """Store a hidden layer's (size, n) activations contiguous as (size, n) (True) or as
-        their (n, size) transpose: a per-library tuning choice; no effect here."""
+        """Store a hidden layer's (n, size) activations as their (size, n) transpose (True) or
+        as they are: a per-library tuning choice (the BLAS's speed); no effect here."""
         return True
 
     def errors_ignored(self):
@@ -204,9 +205,9 @@ class Ops:
         """alpha * a @ b, plus beta * out when beta is given (a GEMM with alpha and beta)."""
         return self._scaled(self.xp.matmul(a, b), out, alpha, beta)
 
-    def affine(self, W, x, b, out=None, alpha=1.0):
-        """alpha * W @ x + b, b broadcast along x's columns: one layer's pre-activations."""
-        r = self.xp.matmul(W, x)
+    def affine(self, x, w, b, out=None, alpha=1.0):
+        """alpha * x @ w + b, the row b broadcast over x's rows: one layer's pre-activations."""
+        r = self.xp.matmul(x, w)
         return (r if is_one(alpha) else alpha * r) + b
 
     def _scaled(self, r, out, alpha, beta):

@@ -22,6 +22,8 @@ class CupyOps(NumpyOps):
     weight_layout = "out_in"
     chunk_bytes = CHUNK_BYTES
     take_mode = {}  # CuPy's take has no mode (it wraps) and writes into out directly
+    _sum_reduce = staticmethod(cupy.sum)
+    _max_reduce = staticmethod(cupy.max)
 
     def feature_major(self, size: int, n: int) -> bool:
         return True

@@ -11,8 +11,8 @@ from jax import lax
 from .base import Ops
 
 # Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
-FLOPS_PER_CALL = 5e8  # GEMM work per jitted call: about 100 steps of 784-30-10 at batch 50
-MAX_STEPS_PER_CALL = 128
+FLOPS_PER_CALL = 5e9  # GEMM work per jitted call, at most (4 steps of 784-1024-1024-10 at batch 128)
+MAX_STEPS_PER_CALL = 64
 
 
 class JaxOps(Ops):

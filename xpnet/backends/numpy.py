@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy
 
-from .base import Ops, is_one
+from .base import Ops
 
 # Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 CHUNK_BYTES = 512 << 10  # training rows (as stored) gathered at once: larger chunks were slower
-FEATURE_MAJOR_MIN = 256  # hidden layers at least this wide are stored (size, n): OpenBLAS is faster so
+FEATURE_MAJOR_MIN = 256  # hidden layers at least this wide are stored as (size, n): OpenBLAS was faster so
 
 
 class NumpyOps(Ops):
@@ -24,6 +24,8 @@ class NumpyOps(Ops):
     in_place = True
     weight_layout = "in_out"  # OpenBLAS runs the layer GEMMs faster with W^T contiguous
     chunk_bytes = CHUNK_BYTES
+    _sum_reduce = staticmethod(numpy.add.reduce)  # without np.sum's Python wrapper
+    _max_reduce = staticmethod(numpy.maximum.reduce)
 
     # ---- memory ---------------------------------------------------------------------------
 
@@ -117,16 +119,16 @@ class NumpyOps(Ops):
 
     def axpy(self, alpha, x, y):
         """y += alpha * x, in place (a scratch array when alpha is not +-1)."""
-        if is_one(alpha):
+        if alpha == 1.0:
             return self.lib.add(y, x, out=y)
-        if is_one(-alpha):
+        if alpha == -1.0:
             return self.lib.subtract(y, x, out=y)
         t = self.lib.multiply(x, alpha, out=self.work(x.shape, x, "axpy"))
         return self.lib.add(y, t, out=y)
 
     def axpby(self, alpha, x, beta, y):
         """y = alpha * x + beta * y, in place."""
-        if not is_one(beta):
+        if beta != 1.0:
             self.lib.multiply(y, beta, out=y)
         return self.axpy(alpha, x, y)
 
@@ -151,28 +153,28 @@ class NumpyOps(Ops):
 
     def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
         if beta is None:
-            out = self.lib.sum(x, axis=axis, keepdims=True, out=out)
-            return out if is_one(alpha) else self.lib.multiply(out, alpha, out=out)
-        t = self.lib.sum(x, axis=axis, keepdims=True, out=self.work(out.shape, out, "sum"))
+            out = self._sum_reduce(x, axis=axis, keepdims=True, out=out)
+            return out if alpha == 1.0 else self.lib.multiply(out, alpha, out=out)
+        t = self._sum_reduce(x, axis=axis, keepdims=True, out=self.work(out.shape, out, "sum"))
         return self._accumulate(out, t, alpha, beta)
 
     def max(self, x, axis: int, out=None):
-        return self.lib.max(x, axis=axis, keepdims=True, out=out)
+        return self._max_reduce(x, axis=axis, keepdims=True, out=out)
 
     def sum_squares(self, x, axis: int, out=None):
         t = self.lib.multiply(x, x, out=self.work(x.shape, x, "sq"))
-        return self.lib.sum(t, axis=axis, keepdims=True, out=out)
+        return self._sum_reduce(t, axis=axis, keepdims=True, out=out)
 
     def matmul(self, a, b, out=None, alpha=1.0, beta=None):
         if beta is not None:
             t = self._gemm(a, b, self.work(out.shape, out, "gemm"))
             return self._accumulate(out, t, alpha, beta)
         out = self._gemm(a, b, out)
-        return out if is_one(alpha) else self.lib.multiply(out, alpha, out=out)
+        return out if alpha == 1.0 else self.lib.multiply(out, alpha, out=out)
 
-    def affine(self, W, x, b, out=None, alpha=1.0):
-        out = self._gemm(W, x, out)
-        if not is_one(alpha):
+    def affine(self, x, w, b, out=None, alpha=1.0):
+        out = self._gemm(x, w, out)
+        if alpha != 1.0:
             self.lib.multiply(out, alpha, out=out)
         return self.lib.add(out, b, out=out)
 
@@ -186,11 +188,11 @@ class NumpyOps(Ops):
 
     def _accumulate(self, out, t, alpha, beta):
         """out = beta * out + alpha * t (t is scratch, changed)."""
-        if not is_one(beta):
+        if beta != 1.0:
             self.lib.multiply(out, beta, out=out)
-        if is_one(alpha):
+        if alpha == 1.0:
             return self.lib.add(out, t, out=out)
-        if is_one(-alpha):
+        if alpha == -1.0:
             return self.lib.subtract(out, t, out=out)
         self.lib.multiply(t, alpha, out=t)
         return self.lib.add(out, t, out=out)
