@@ -98,6 +98,32 @@ def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, st
 def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
     """Load and verify a checkpoint: (spec, host params, meta). Never executes code."""
     path = Path(path)
+    arrays, meta = _read(path)
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path}: unsupported checkpoint format {meta.get('format')!r} (this xpnet reads {FORMAT})")
+    try:
+        s = meta["spec"]
+        spec = Spec(tuple(int(v) for v in s["sizes"]), s["activation"], s["output"], s["init"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: corrupt checkpoint architecture ({e})") from None
+    for key in ("config", "metrics", "state"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise UserError(f"{path}: corrupt checkpoint metadata ({key} is not a table)")
+    opt = meta.get("state", {}).get("optimizer", {})
+    n_slots = optim.SLOTS.get(opt.get("name"), 0) if isinstance(opt, dict) and isinstance(opt.get("name"), str) else 0
+    has_slots = any(name.startswith("opt") for name in arrays)
+    _check_arrays(path, arrays, spec, n_slots if has_slots else 0)
+    if meta.get("sha256") != _digest(arrays, meta):
+        raise UserError(f"{path}: checksum mismatch: the checkpoint was modified or damaged")
+    layers = range(len(spec.sizes) - 1)
+    params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in layers]
+    meta["slots"] = [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] \
+        if has_slots else None
+    return spec, params, meta
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    """The archive's arrays and its JSON metadata, read without unpickling anything."""
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     try:
@@ -125,25 +151,17 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
             raise ValueError("metadata is not an object")
     except (UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{path}: corrupt checkpoint metadata ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path}: unsupported checkpoint format {meta.get('format')!r} (this xpnet reads {FORMAT})")
-    try:
-        s = meta["spec"]
-        spec = Spec(tuple(int(v) for v in s["sizes"]), s["activation"], s["output"], s["init"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: corrupt checkpoint architecture ({e})") from None
+    return arrays, meta
+
+
+def _check_arrays(path: Path, arrays: dict, spec: Spec, n_slots: int) -> None:
+    """Exactly the arrays the architecture implies (and ``n_slots`` optimiser slots of each), in
+    the right shapes, floats, finite."""
     expected = {}
     for i, (wshape, bshape) in enumerate(spec.param_shapes()):
         expected[f"W{i}"], expected[f"b{i}"] = wshape, bshape
-    for key in ("config", "metrics", "state"):
-        if not isinstance(meta.get(key, {}), dict):
-            raise UserError(f"{path}: corrupt checkpoint metadata ({key} is not a table)")
-    opt = meta.get("state", {}).get("optimizer", {})
-    n_slots = optim.SLOTS.get(opt.get("name"), 0) if isinstance(opt, dict) and isinstance(opt.get("name"), str) else 0
-    has_slots = any(name.startswith("opt") for name in arrays)
-    if has_slots:
-        for k in range(n_slots):
-            expected.update({f"opt{k}_{name}": shape for name, shape in list(expected.items()) if not name.startswith("opt")})
+    for k in range(n_slots):
+        expected.update({f"opt{k}_{name}": shape for name, shape in list(expected.items()) if not name.startswith("opt")})
     if set(arrays) != set(expected):
         raise UserError(f"{path}: arrays {sorted(arrays)} do not match the architecture {list(spec.sizes)}")
     for name, shape in expected.items():
@@ -152,10 +170,3 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
             raise UserError(f"{path}: {name} has shape {a.shape} {a.dtype}, the architecture needs {shape} floats")
         if not np.all(np.isfinite(a)):
             raise UserError(f"{path}: {name} holds NaN or infinite values")
-    if meta.get("sha256") != _digest(arrays, meta):
-        raise UserError(f"{path}: checksum mismatch: the checkpoint was modified or damaged")
-    layers = range(len(spec.sizes) - 1)
-    params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in layers]
-    meta["slots"] = [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] \
-        if has_slots else None
-    return spec, params, meta

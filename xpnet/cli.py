@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    _add_train(sub)
+    _add_model_commands(sub)
+    _add_data_commands(sub)
+    return p
+
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a network and report its test accuracy",
                        argument_default=argparse.SUPPRESS)  # only given flags appear: they win over presets/files
     t.add_argument("--backend", choices=backends.BACKENDS,
@@ -101,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(parser=t)
 
+
+def _add_model_commands(sub) -> None:
+    """evaluate, predict, presets, imagine: commands on a saved model."""
     e = sub.add_parser("evaluate", help="report a saved model's accuracy on the test set")
     e.add_argument("--model", required=True, metavar="PATH")
     _add_device_flags(e)
@@ -122,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--backend", choices=backends.BACKENDS, default=None)
     i.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
 
+
+def _add_data_commands(sub) -> None:
+    """walkthrough, show, plot: looking at the data and at runs."""
     w = sub.add_parser("walkthrough", help="watch a fresh network learn one training image")
     w.add_argument("--index", type=int, default=0, help="which training image (default 0)")
     w.add_argument("--iterations", type=int, default=250)
@@ -140,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="redraw learning curves from a --log file")
     pl.add_argument("--log", required=True, metavar="PATH")
     pl.add_argument("--out", default="curves.png", metavar="FILE.png")
-    return p
 
 
 def _pick_backend(args, say):

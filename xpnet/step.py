@@ -150,9 +150,14 @@ class Chunk:
         self.yc = ops.buffer((rows, Y.shape[1]), like, transposed=True)
         self.z = ops.buffer((rows, Y.shape[1]), like, transposed=True)
 
-    def part(self, ops, name: str, start, count: int):
-        buf = getattr(self, name)
-        return None if buf is None else ops.slice(buf, start, count)
+    def rows(self, ops, rows: int) -> dict:
+        """The first ``rows`` rows of each buffer (None where there are no buffers)."""
+        return {name: None if buf is None else ops.slice(buf, 0, rows)
+                for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y), ("yc", self.yc), ("z", self.z))}
+
+    def logits(self, ops, start, count: int):
+        """Rows start .. start+count-1 of the logits buffer (None where there is none)."""
+        return None if self.z is None else ops.slice(self.z, start, count)
 
 
 class Steps:
@@ -199,24 +204,23 @@ class Steps:
         """The chunk: gather k * bs rows of perm from ``first * bs``, then k steps."""
         ops, spec, rows = self.ops, self.spec, k * bs
         bufs, c = self._buffers[bs], self._chunk
-        idx = ops.slice(perm, first * bs, rows)
-        x, scale = ops.unit_floats(ops.take(X, idx, out=c.part(ops, "raw", 0, rows)), Y.dtype,
-                                   out=c.part(ops, "x", 0, rows))
-        y = ops.copy(ops.take(Y, idx, out=c.part(ops, "y", 0, rows)), out=c.part(ops, "yc", 0, rows))
+        idx, part = ops.slice(perm, first * bs, rows), c.rows(ops, rows)
+        x, scale = ops.unit_floats(ops.take(X, idx, out=part["raw"]), Y.dtype, out=part["x"])
+        y = ops.copy(ops.take(Y, idx, out=part["y"]), out=part["yc"])
 
         def body(i, s, carry):
             layers, slots, loss = carry
             net = Net(list(layers), [list(p) for p in slots])
             y_i = ops.slice(y, i * bs, bs)
             z = train_step(ops, spec, self.recipe, net, bufs, ops.slice(x, i * bs, bs), y_i, s,
-                           c.part(ops, "z", i * bs, bs), scale)
+                           c.logits(ops, i * bs, bs), scale)
             if not ops.in_place:
                 loss = loss + ops.loss_sum(spec.output, z, y_i, 1)
             return net.layers, net.slots, loss
 
         layers, slots, loss = ops.loop(body, k, (state[0], state[1], loss), inputs)
         if ops.in_place:  # the logits of the whole chunk, once
-            loss = ops.loss_sum(spec.output, c.part(ops, "z", 0, rows), y, 1)
+            loss = ops.loss_sum(spec.output, part["z"], y, 1)
         return (layers, slots), loss
 
 

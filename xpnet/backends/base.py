@@ -21,6 +21,35 @@ import contextlib
 M32 = 0xFFFFFFFF  # hashing works modulo 2**32
 
 
+UNARY = ("exp", "log", "sqrt", "tanh", "cos", "sin", "abs", "negative", "floor")  # one-array elementwise ops
+BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
+
+
+def namespace_function(name: str):
+    """The op ``name`` of one array: the array-API namespace's function (a new array)."""
+
+    def op(self, x, out=None):
+        return getattr(self.xp, name)(x)
+
+    op.__name__ = op.__qualname__ = name
+    return op
+
+
+def library_function(name: str, arity: int = 1):
+    """The op ``name`` of one array (or two operands, arrays or numbers): the library's own
+    function with ``out=`` (``self.lib``)."""
+
+    def op(self, x, out=None):
+        return getattr(self.lib, name)(x, out=out)
+
+    def op2(self, x, y, out=None):
+        return getattr(self.lib, name)(x, y, out=out)
+
+    fn = op if arity == 1 else op2
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
 def is_one(x) -> bool:
     """True for the Python number 1 (a multiplication by it can be skipped); False for
     anything else, including traced or device scalars."""
@@ -34,7 +63,7 @@ class Ops:
     in_place = False  # whether ops write into ``out``; False: no buffers are made at all
     hash_dtype = "uint32"  # integer dtype of rand's hashing (products taken modulo 2**32)
     weight_layout = "out_in"  # how weights are stored: W (out, in) contiguous, or "in_out": W^T
-    chunk_bytes = 0  # training rows (as stored) gathered at once; 0: one batch at a time
+    chunk_bytes = 512 << 10  # training rows (as stored) gathered at once
     scale_in_gemm = False  # put the error's 1/n (and SGD's rate) into the update GEMMs' alpha (free with
     # alpha, as in torch's addmm) rather than into the output error (one small pass)
 
@@ -117,32 +146,8 @@ class Ops:
     def minimum(self, x, y, out=None):
         return self.xp.minimum(x, y)
 
-    def exp(self, x, out=None):
-        return self.xp.exp(x)
-
-    def log(self, x, out=None):
-        return self.xp.log(x)
-
-    def sqrt(self, x, out=None):
-        return self.xp.sqrt(x)
-
-    def tanh(self, x, out=None):
-        return self.xp.tanh(x)
-
-    def cos(self, x, out=None):
-        return self.xp.cos(x)
-
-    def sin(self, x, out=None):
-        return self.xp.sin(x)
-
-    def abs(self, x, out=None):
-        return self.xp.abs(x)
-
-    def negative(self, x, out=None):
-        return -x
-
-    def floor(self, x, out=None):
-        return self.xp.floor(x)
+    # functions of one array: the namespace's own (their ``out`` ignored)
+    exp, log, sqrt, tanh, cos, sin, abs, negative, floor = (namespace_function(name) for name in UNARY)
 
     def clip(self, x, lo, hi, out=None):
         """min(max(x, lo), hi) (no boolean-mask assignment: no device sync)."""

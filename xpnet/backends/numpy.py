@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy
 
-from .base import Ops
+from .base import BINARY, UNARY, Ops, library_function
 
 # Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 CHUNK_BYTES = 512 << 10  # training rows (as stored) gathered at once: larger chunks were slower
@@ -46,50 +46,8 @@ class NumpyOps(Ops):
 
     # ---- elementwise ----------------------------------------------------------------------
 
-    def add(self, x, y, out=None):
-        return self.lib.add(x, y, out=out)
-
-    def subtract(self, x, y, out=None):
-        return self.lib.subtract(x, y, out=out)
-
-    def multiply(self, x, y, out=None):
-        return self.lib.multiply(x, y, out=out)
-
-    def divide(self, x, y, out=None):
-        return self.lib.divide(x, y, out=out)
-
-    def maximum(self, x, y, out=None):
-        return self.lib.maximum(x, y, out=out)
-
-    def minimum(self, x, y, out=None):
-        return self.lib.minimum(x, y, out=out)
-
-    def exp(self, x, out=None):
-        return self.lib.exp(x, out=out)
-
-    def log(self, x, out=None):
-        return self.lib.log(x, out=out)
-
-    def sqrt(self, x, out=None):
-        return self.lib.sqrt(x, out=out)
-
-    def tanh(self, x, out=None):
-        return self.lib.tanh(x, out=out)
-
-    def cos(self, x, out=None):
-        return self.lib.cos(x, out=out)
-
-    def sin(self, x, out=None):
-        return self.lib.sin(x, out=out)
-
-    def abs(self, x, out=None):
-        return self.lib.abs(x, out=out)
-
-    def negative(self, x, out=None):
-        return self.lib.negative(x, out=out)
-
-    def floor(self, x, out=None):
-        return self.lib.floor(x, out=out)
+    add, subtract, multiply, divide, maximum, minimum = (library_function(name, 2) for name in BINARY)
+    exp, log, sqrt, tanh, cos, sin, abs, negative, floor = (library_function(name) for name in UNARY)
 
     def clip(self, x, lo, hi, out=None):
         out = self.lib.maximum(x, lo, out=out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import M32, Ops, is_one
+from .base import M32, UNARY, Ops, is_one, library_function
 
 # Tuning constant, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 CHUNK_BYTES = 4 << 20  # training rows (as stored) gathered at once: 2-4 MiB was fastest with MKL
@@ -29,6 +29,7 @@ class TorchOps(Ops):
     """In-place primitives on PyTorch tensors."""
 
     name = "torch"
+    lib = torch
     in_place = True
     hash_dtype = "int64"  # PyTorch has no shifts on uint32 tensors
     weight_layout = "out_in"  # MKL runs the layer GEMMs faster with W contiguous
@@ -86,32 +87,7 @@ class TorchOps(Ops):
     def minimum(self, x, y, out=None):
         return torch.clamp_max(x, y, out=out) if _number(y) else torch.minimum(x, y, out=out)
 
-    def exp(self, x, out=None):
-        return torch.exp(x, out=out)
-
-    def log(self, x, out=None):
-        return torch.log(x, out=out)
-
-    def sqrt(self, x, out=None):
-        return torch.sqrt(x, out=out)
-
-    def tanh(self, x, out=None):
-        return torch.tanh(x, out=out)
-
-    def cos(self, x, out=None):
-        return torch.cos(x, out=out)
-
-    def sin(self, x, out=None):
-        return torch.sin(x, out=out)
-
-    def abs(self, x, out=None):
-        return torch.abs(x, out=out)
-
-    def negative(self, x, out=None):
-        return torch.neg(x, out=out)
-
-    def floor(self, x, out=None):
-        return torch.floor(x, out=out)
+    exp, log, sqrt, tanh, cos, sin, abs, negative, floor = (library_function(name) for name in UNARY)
 
     def clip(self, x, lo, hi, out=None):
         return torch.clamp(x, lo, hi, out=out)
