@@ -41,6 +41,7 @@ class Recipe:
         s = self.hyper.step_scalars(lr, t)
         if self.augment != "none":
             s["aug"] = rand.key(self.seed, augment.PARAMS_STREAM, counter)
+        if self.augment == "elastic":
             s["field"] = rand.key(self.seed, augment.FIELD_STREAM, counter)
         if self.dropout:
             for l in range(1, len(spec.sizes) - 1):
@@ -50,8 +51,8 @@ class Recipe:
 
 @dataclass
 class Net:
-    """The trained state on the device: layers [(W (out,in), b (out,1))] and the optimiser's
-    slots [[W slots], [b slots]] per layer."""
+    """The trained state on the device: layers [(W^T (in,out), b (1,out))] (``model.layers_of``)
+    and the optimiser's slots [[W^T slots], [b slots]] per layer."""
 
     layers: list
     slots: list = field(default_factory=list)
@@ -95,7 +96,7 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     (n, classes), written into ``logits`` where given."""
     n = x.shape[0]
     if bufs.plan is not None:
-        x = augment.apply(ops, bufs.plan, x, s["aug"], s["field"])
+        x = augment.apply(ops, bufs.plan, x, s["aug"], s.get("field", 0))
     masks = None
     if recipe.dropout:
         keep = 1.0 - recipe.dropout
