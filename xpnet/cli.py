@@ -43,6 +43,8 @@ def _int_list(flag):
 def _add_device_flags(p):
     p.add_argument("--backend", choices=backends.BACKENDS, default=None,
                    help="array library (default: cupy when --device picks a GPU, else numpy)")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TensorFloat-32 matrix multiplies on a CUDA GPU (default: off, full float32)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
                    help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -68,6 +70,8 @@ def _add_train(sub) -> None:
                    help="array library (default: cupy when --device picks a GPU, else numpy)")
     t.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
                    help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    t.add_argument("--tf32", action="store_true",
+                   help="allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant digits (default: off, full float32)")
     t.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
     t.add_argument("--preset", choices=sorted(presets.PRESETS), help="start from a named recipe (see: xpnet presets)")
     t.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")
@@ -157,7 +161,7 @@ def _add_data_commands(sub) -> None:
 
 def _pick_backend(args, say):
     """The Backend for ``args.backend`` / ``args.device`` (flags or a TrainConfig), announced."""
-    be = backends.resolve(args.backend, args.device)
+    be = backends.resolve(args.backend, args.device, tf32=getattr(args, "tf32", False))
     extra = f" ({be.note})" if be.note else ""
     say(f"device: {be.label}, backend {be.name}{extra}")
     return be

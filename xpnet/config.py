@@ -48,6 +48,7 @@ class TrainConfig:
     dtype: str = "float32"
     backend: str | None = None
     device: str = "auto"
+    tf32: bool = False  # TensorFloat-32 matrix multiplies on CUDA GPUs (CuPy, torch, JAX)
     data_dir: str | None = None
     save: str | None = None
     log: str | None = None  # append one JSON object per epoch
