@@ -18,43 +18,54 @@ from workload import Impl, Workload
 # ---- PyTorch eager ----------------------------------------------------------
 
 
-def torch_eager(work: Workload) -> Impl:
+COMPILE_NAMES = {None: "PyTorch eager", "default": "torch.compile", "reduce-overhead": "torch.compile reduce-overhead"}
+
+
+def torch_eager(work: Workload, device: str = "cpu", compile_mode: str | None = None) -> Impl:
     """nn.Linear layers, autograd, torch.optim.SGD; batches gathered by index from one tensor
-    holding the whole set; the loss summed on the device, read once per run. A config's recipe
-    the idiomatic PyTorch way: SGD(momentum, nesterov=True), nn.Dropout after each hidden
-    activation, and the affine augmentation as F.affine_grid + F.grid_sample with xpnet's
-    parameter ranges (its own random numbers: torch.rand)."""
+    holding the whole set on ``device``; the loss summed on the device, read once per run. A
+    config's recipe the idiomatic PyTorch way: SGD(momentum, nesterov=True), nn.Dropout after
+    each hidden activation, and the affine augmentation as F.affine_grid + F.grid_sample with
+    xpnet's parameter ranges (its own random numbers: torch.rand). ``compile_mode``: the model
+    and its loss under ``torch.compile`` in that mode ("default"; "reduce-overhead" replays
+    CUDA graphs), the optimiser step eager."""
     import torch
     from torch import nn
 
     torch.set_num_threads(os.cpu_count())
     cfg, recipe = work.config, dict(work.config.recipe)
-    X = torch.from_numpy(work.x)
-    Y = torch.from_numpy(work.labels)
-    perm = torch.from_numpy(work.perm)
-    net = _torch_net(work, nn, torch, recipe.get("dropout", 0.0))
+    X = torch.from_numpy(work.x).to(device)
+    Y = torch.from_numpy(work.labels).to(device)
+    perm = torch.from_numpy(work.perm).to(device)
+    net = _torch_net(work, nn, torch, recipe.get("dropout", 0.0)).to(device)
     nesterov = recipe.get("optimizer") == "nesterov"
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=recipe.get("momentum", 0.0) if nesterov else 0.0,
                           nesterov=nesterov)
-    loss_fn = nn.CrossEntropyLoss()
+    ce = nn.CrossEntropyLoss()
+
+    def loss_fn(xb, yb):
+        return ce(net(xb), yb)
+
+    if compile_mode is not None:
+        loss_fn = torch.compile(loss_fn, mode=compile_mode)
     augment = _torch_affine(torch) if recipe.get("augment") == "affine" else None
     n, bs = work.n, cfg.batch
 
     def run() -> float:
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=device)
         for start in range(0, n, bs):
             idx = perm[start:start + bs]
             xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
             if augment is not None:
                 xb = augment(xb)
-            loss = loss_fn(net(xb), yb)
+            loss = loss_fn(xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach() * xb.shape[0]
         return float(loss_sum) / n
 
-    return Impl("PyTorch eager", "ref", work.steps, run)
+    return Impl(COMPILE_NAMES[compile_mode], "ref", work.steps, run)
 
 
 def _torch_affine(torch, side: int = 28):

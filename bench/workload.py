@@ -61,6 +61,13 @@ CONFIGS = {
                 recipe=(("optimizer", "nesterov"), ("momentum", 0.9), ("dropout", 0.2), ("augment", "affine"))),
 }
 
+# GPU only (bench/gpu.py): a large network at a large batch, GEMM-bound on a GPU
+GPU_CONFIGS = {
+    **{k: CONFIGS[k] for k in "ABCD"},
+    "E": Config("E", (784, 2500, 2000, 1500, 1000, 500, 10), "relu", batch=1024, lr=0.1,
+                steps_full=58, steps_quick=4, naive_full=0, naive_quick=0),
+}
+
 
 @dataclass
 class Impl:

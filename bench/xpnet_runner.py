@@ -13,11 +13,11 @@ from workload import Impl, Workload, layer_shapes
 CPU_BACKENDS = ("numpy", "torch", "jax")
 
 
-def xpnet_impl(work: Workload, backend_name: str) -> Impl:
-    """xpnet on ``backend_name`` (CPU): one pass of ``train.Run.run_epoch`` over the workload's n
-    images, in the workload's order, per run. The run's initial parameters are xpnet's own for
-    seed 0: the workload's."""
-    be = backends.resolve(backend_name, "cpu")
+def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu") -> Impl:
+    """xpnet on ``backend_name`` and ``device``: one pass of ``train.Run.run_epoch`` over the
+    workload's n images, in the workload's order, per run. The run's initial parameters are
+    xpnet's own for seed 0: the workload's."""
+    be = backends.resolve(backend_name, device)
     c = work.config
     cfg = TrainConfig(layers=c.sizes, activation=c.activation, batch_size=c.batch, lr=c.lr, lr_schedule="constant",
                       validation=0, epochs=1, seed=0, quiet=True, **dict(c.recipe))
