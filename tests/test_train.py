@@ -28,3 +28,62 @@ def test_divergence_is_reported(mnist):
     cfg = train.TrainConfig(hidden=(16,), epochs=1, lr=1e30, validation=55000, activation="relu", quiet=True)
     with pytest.raises(train.Diverged, match="epoch 1.*--lr"):
         train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
+
+
+class _Bar:
+    """Records what the training loop tells a progress bar."""
+
+    def __init__(self):
+        self.n, self.updates, self.postfixes = 0, [], []
+
+    def update(self, k):
+        self.n += k
+        self.updates.append(self.n)
+
+    def set_postfix(self, **kw):
+        self.postfixes.append(kw)
+
+
+def _small_run(mnist, **settings):
+    from xpnet import data
+
+    split = data.Split(mnist.train.images[:3200], mnist.train.labels[:3200])
+    cfg = train.TrainConfig(**{"hidden": (16,), "batch_size": 32, "validation": 0, "quiet": True, **settings})
+    run = train.Run(cfg, backends.resolve("numpy", "cpu"), data.Dataset(split, split, 10, "small"), say=lambda s: None)
+    return run, run.backend.asarray(run.state.rng.permutation(run.n))
+
+
+def _ticking(seconds_per_call):
+    t = [0.0]
+
+    def clock():
+        t[0] += seconds_per_call
+        return t[0]
+
+    return clock
+
+
+def test_progress_bar_advances_within_an_epoch_without_reading_the_loss(mnist, monkeypatch):
+    """The bar moves from the host's step count every BAR_SECONDS; the loss (a device read)
+    is not read while less than CHECK_SECONDS pass."""
+    run, perm = _small_run(mnist)
+    monkeypatch.setattr(run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last)))  # a step per chunk
+    bar = _Bar()
+    run.run_epoch(perm, bar=bar, clock=_ticking(train.BAR_SECONDS))
+    assert len(bar.updates) == run.per_epoch and bar.updates[0] == 32 and bar.n == run.n
+    assert len(bar.postfixes) == int(run.per_epoch * train.BAR_SECONDS // train.CHECK_SECONDS)  # 100 x 0.25 s: 2 reads
+    slow = _Bar()
+    run.run_epoch(perm, bar=slow, clock=_ticking(train.CHECK_SECONDS / 4))
+    assert len(slow.postfixes) == run.per_epoch // 4  # read every 4th step: every CHECK_SECONDS
+
+
+def test_divergence_is_caught_mid_epoch_after_check_seconds(mnist, monkeypatch):
+    run, perm = _small_run(mnist, lr=1e30, activation="relu")
+    monkeypatch.setattr(run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last)))
+    with run.backend.ops.errors_ignored():
+        with pytest.raises(train._NonFinite) as e:
+            run.run_epoch(perm, clock=_ticking(train.CHECK_SECONDS))
+        assert e.value.step < run.per_epoch
+        run.state.step = 0
+        loss = run.run_epoch(perm, clock=lambda: 0.0)  # no time passes: the loss is read only at the end
+    assert not np.isfinite(loss)

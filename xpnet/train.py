@@ -1,7 +1,8 @@
 """The training loop: epochs of device-side chunks of steps, reporting, checkpoints, signals.
 
-No step reads a value back to the host: the loss is summed on the device and read once per
-64k samples (to catch divergence early and feed the progress bar) and at each epoch's end.
+No step reads a value back to the host: the loss is summed on the device and read about every
+10 seconds (to catch divergence early) and at each epoch's end; the progress bar advances from
+the host's own count of the steps queued, a few times a second, without waiting for the device.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
 from .step import Net, Steps
 
-CHECK_SAMPLES = 65536  # the running loss is read about once per this many samples
+CHECK_SECONDS = 10.0  # the running loss is read (a device sync) at least this often, for the divergence check
+BAR_SECONDS = 0.25  # the progress bar is redrawn at most this often
 
 
 @dataclass
@@ -174,26 +176,30 @@ class Run:
         cfg = self.cfg
         return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / self.per_epoch, cfg.epochs, cfg.warmup)
 
-    def run_epoch(self, perm, stop=None, bar=None) -> float:
+    def run_epoch(self, perm, stop=None, bar=None, clock=time.monotonic) -> float:
         """The rest of the current epoch's steps, in the order ``perm`` (device ints); returns
         the epoch's summed loss (one host read). Raises _StopAt when ``stop()`` turns true
-        before the epoch's end, _NonFinite when the running loss is not finite."""
+        before the epoch's end, _NonFinite when the running loss, read every CHECK_SECONDS,
+        is not finite. ``bar`` (tqdm-like) advances every BAR_SECONDS from the steps queued."""
         st, ops, bs = self.state, self.backend.ops, self.cfg.batch_size
         total = ops.zeros((), self.train.onehot, "float64")
-        check_every = max(1, CHECK_SAMPLES // bs)
+        last_check = last_bar = clock()
         for first, k in self.steps.chunks(st.step, self.per_epoch):
             scalars = [self.recipe.scalars(self.spec, self.lr(st.epoch, j), st.t + 1 + j - first,
                                            (st.epoch - 1) * self.per_epoch + j) for j in range(first, first + k)]
             total = total + ops.astype(self.steps.run(st.net, perm, first, k, scalars), "float64")
             st.t += k
-            done = first + k
-            if done // check_every > first // check_every or done == self.per_epoch:
+            done, now = first + k, clock()
+            if now - last_check >= CHECK_SECONDS:
+                last_check = now
                 running = float(total) + st.loss_partial
                 if not math.isfinite(running):
                     raise _NonFinite(done)
                 if bar is not None:
-                    bar.update(min(done * bs, self.n) - bar.n)
                     bar.set_postfix(loss=f"{running / min(done * bs, self.n):.4f}", refresh=False)
+            if bar is not None and (now - last_bar >= BAR_SECONDS or done == self.per_epoch):
+                last_bar = now
+                bar.update(min(done * bs, self.n) - bar.n)
             if stop is not None and stop() and done < self.per_epoch:
                 raise _StopAt(done, float(total) + st.loss_partial)
         return float(total) + st.loss_partial
