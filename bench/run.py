@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))  # the bench modules, also when imported from else
 import machine  # noqa: E402
 import refs  # noqa: E402
 import report  # noqa: E402
+import sharing  # noqa: E402
 import xpnet_runner  # noqa: E402
 from workload import CONFIGS, Impl, Workload, flops_per_step, make_workload  # noqa: E402
 
@@ -59,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON")
     p.add_argument("--results", metavar="PATH", default=str(HERE / "RESULTS.md"), help="markdown output (default bench/RESULTS.md)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS run of `python -m xpnet train`")
+    p.add_argument("--no-sharing", action="store_true", help="skip config A alone / two at once / beside a busy core")
     args = p.parse_args(argv)
     args.configs = [k.strip().upper() for k in args.configs.split(",") if k.strip()]
     unknown = [k for k in args.configs if k not in CONFIGS]
@@ -274,12 +276,16 @@ def main(argv=None) -> int:
         log(f"peak RSS: python -m xpnet train --quiet {' '.join(extra)}".rstrip())
         rss = machine.cli_peak_rss(extra)
         log(f"  {rss['peak_rss_mb']:.1f} MB in {rss['seconds']:.1f}s")
+    shared = None
+    if not args.no_sharing:
+        log("sharing the cores: config A alone, two at once, beside a busy core")
+        shared = sharing.measure(say=log)
     info["other_cores_at_end"] = check_idle()
     everything = {
         "mode": mode, "repeats": args.repeats, "gap_s": GAP_S, "retries": RETRIES, "idle_wait_s": IDLE_WAIT_S,
         "machine": info,
         "gemm_roof": {"n": n, "per_config": roofs},
-        "configs": results, "peak_rss": rss, "seconds": time.perf_counter() - started,
+        "configs": results, "peak_rss": rss, "sharing": shared, "seconds": time.perf_counter() - started,
     }
     text = report.render(everything)
     print(text)

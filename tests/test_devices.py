@@ -220,3 +220,28 @@ def test_tf32_flag_reaches_the_config_and_defaults_off():
         cfg, _ = config.resolve(args, parser)
         assert cfg.tf32 is expected
     assert parser.parse_args(["evaluate", "--model", "m.npz", "--tf32"]).tf32 is True
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130():
+    """A KeyboardInterrupt while the command's modules are imported (as Ctrl-C during a slow
+    start-up gives) ends with one line and 130, no traceback."""
+    hook = textwrap.dedent("""
+        import sys
+        class Interrupt:
+            def find_spec(self, name, path=None, target=None):
+                if name == "xpnet.cli":
+                    raise KeyboardInterrupt
+        sys.meta_path.insert(0, Interrupt())
+        from xpnet.__main__ import run
+        sys.exit(run())
+    """)
+    r = subprocess.run([sys.executable, "-c", hook], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert (r.returncode, r.stderr) == (130, "xpnet: interrupted\n")
+
+
+def test_every_subpackage_is_in_the_distribution():
+    """A non-editable install ships exactly pyproject's packages: each folder of xpnet with an
+    __init__.py must be listed (xpnet.backends once was not)."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "xpnet").rglob("__init__.py")}
+    assert found <= listed, found - listed

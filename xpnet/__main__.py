@@ -1,8 +1,20 @@
-"""``python -m xpnet``."""
+"""``python -m xpnet`` and the ``xpnet`` command.
+
+Ctrl-C at any moment, start-up included (importing the array libraries takes a while), ends
+with one line and exit status 130, never a traceback.
+"""
 
 import sys
 
-from .cli import main
+
+def run() -> int:
+    try:
+        from .cli import main
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr)
+        return 130
+    return main()
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

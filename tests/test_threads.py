@@ -1,0 +1,95 @@
+"""CPU thread pools follow the cores free of other work (backends/threads.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from xpnet.backends import threads
+
+
+class _Counters:
+    """Scripted /proc/stat readings: the busy seconds of all CPUs and of this process."""
+
+    def __init__(self):
+        self.t, self.busy, self.own = 0.0, 0.0, 0.0
+
+    def advance(self, seconds, others_cores, own_cores=1.0):
+        self.t += seconds
+        self.busy += seconds * (others_cores + own_cores)
+        self.own += seconds * own_cores
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    c = _Counters()
+    monkeypatch.setattr(threads, "_busy_and_own", lambda: (c.busy, c.own))
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: c.advance(s, 0.0))
+    applied = []
+    monkeypatch.setattr(threads, "_blas_limit", applied.append)
+    return c, applied
+
+
+def test_pools_follow_the_cores_other_processes_leave_free(scripted):
+    c, applied = scripted
+    t = threads.Threads("numpy", clock=lambda: c.t)
+    t.start()
+    assert applied == [4]  # an idle machine: every usable core
+    c.advance(threads.RECHECK_SECONDS / 2, others_cores=3.0)
+    t.tick()
+    assert applied == [4]  # not yet time to re-measure
+    c.advance(threads.RECHECK_SECONDS * 1.01, others_cores=3.0)
+    t.tick()
+    assert applied == [4, 1]  # three cores busy elsewhere (over the whole interval)
+    c.advance(threads.RECHECK_SECONDS * 2, others_cores=1.2)
+    t.tick()
+    assert applied == [4, 1, 3]
+    c.advance(threads.RECHECK_SECONDS * 1.01, others_cores=9.0)  # never below one thread
+    t.tick()
+    assert applied == [4, 1, 3, 1]
+
+
+def test_fixed_threads_and_gpu_backends_are_left_alone(scripted):
+    c, applied = scripted
+    fixed = threads.Threads("numpy", fixed=2, clock=lambda: c.t)
+    fixed.start()
+    c.advance(threads.RECHECK_SECONDS * 2, others_cores=4.0)
+    fixed.tick()
+    assert applied == [2]
+    for name in ("cupy", "jax"):
+        t = threads.Threads(name, clock=lambda: c.t)
+        t.start()
+        c.advance(threads.RECHECK_SECONDS * 2, others_cores=4.0)
+        t.tick()
+    assert applied == [2]
+
+
+def test_torch_pool_is_resized(scripted, monkeypatch):
+    torch = pytest.importorskip("torch")
+    c, _ = scripted
+    before = torch.get_num_threads()
+    try:
+        t = threads.Threads("torch", clock=lambda: c.t)
+        t.start()
+        c.advance(threads.RECHECK_SECONDS * 1.01, others_cores=3.0)
+        t.tick()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_blas_limit_reaches_numpys_blas():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    controller = threadpoolctl.ThreadpoolController()
+    before = [p.num_threads for p in controller.select(user_api="blas").lib_controllers]
+    try:
+        threads._blas_limit(1)
+        assert [p.num_threads for p in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers] == [1] * len(before)
+    finally:
+        controller.limit(limits=max(before), user_api="blas")
+
+
+def test_usable_cores_is_at_least_one_and_at_most_the_affinity():
+    import os
+
+    assert 1 <= threads.usable_cores() <= len(os.sched_getaffinity(0))
