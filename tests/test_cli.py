@@ -1,5 +1,6 @@
 """The command line, end to end through subprocesses, on real MNIST."""
 
+import argparse
 import importlib.util
 import os
 import re
@@ -125,6 +126,15 @@ def test_device_cuda_trains_on_the_gpu(tmp_path):
     (["train", "--early-stop", "3", "--validation", "0"], ["--early-stop"]),
     (["evaluate", "--model", "/nonexistent.npz"], ["/nonexistent.npz", "not found"]),
     (["evaluate"], ["--model"]),
+    (["train", "--save", ""], ["--save ''"]),
+    (["train", "--data-dir", ""], ["--data-dir ''"]),
+    (["walkthrough", "--lr", "inf"], ["--lr inf"]),
+    (["walkthrough", "--lr", "nan"], ["--lr nan"]),
+    (["walkthrough", "--seed", "-1"], ["--seed -1"]),
+    (["walkthrough", "--hidden", "0"], ["--hidden 0"]),
+    (["walkthrough", "--every", "0"], ["--every 0"]),
+    (["walkthrough", "--iterations", "-3"], ["--iterations -3"]),
+    (["walkthrough", "--data-dir", ""], ["--data-dir ''"]),
 ])
 def test_bad_input_is_one_line_exit_2(args, needles):
     assert_clean_error(xpnet(*args, check=False), *needles)
@@ -153,3 +163,46 @@ def test_help_lists_the_commands():
     for cmd in ("train", "evaluate", "predict"):
         assert cmd in out
     assert "--device" in xpnet("train", "--help").stdout
+
+
+def _parsers():
+    """xpnet's parser and each command's."""
+    from xpnet import cli
+
+    top = cli.build_parser()
+    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    return [top, *commands.choices.values()]
+
+
+def test_every_flag_has_a_help_text_and_its_default():
+    from xpnet import config
+
+    for parser in _parsers():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, name
+            # train's parser suppresses its defaults (given flags win over presets): they are TrainConfig's
+            default = getattr(config.TrainConfig(), action.dest, None) if action.default == argparse.SUPPRESS else action.default
+            if default is not None and not isinstance(default, bool):
+                assert "default" in formatter._get_help_string(action), name
+        text = parser.format_help()
+        assert "None" not in text and "SUPPRESS" not in text, text
+    train = _parsers()[1].format_help()
+    assert "(default: 0.2)" in train and "(default: 512,256)" in train
+
+
+def test_bare_xpnet_lists_the_commands_and_exits_2():
+    p = xpnet(check=False)
+    assert p.returncode == 2 and not p.stdout and "Traceback" not in p.stderr
+    assert p.stderr.startswith("usage: xpnet")
+    for command in ("train", "evaluate", "predict", "presets", "imagine", "walkthrough", "show", "plot"):
+        assert re.search(rf"^\s+{command}\b", p.stderr, re.MULTILINE), p.stderr
+
+
+def test_debug_is_taken_before_and_after_the_command():
+    for args in (["--debug", "train", "--lr", "x"], ["train", "--lr", "x", "--debug"]):
+        p = xpnet(*args, check=False)
+        assert p.returncode == 1 and "Traceback" in p.stderr and "--lr" in p.stderr, p.stderr
+    assert all("--debug" in parser._option_string_actions for parser in _parsers())
+    assert "nielsen" in xpnet("presets", "--debug").stdout

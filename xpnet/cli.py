@@ -7,7 +7,6 @@ User errors become one line on stderr and exit code 2 (``--debug`` shows the tra
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -19,7 +18,25 @@ from .train import train
 DEFAULTS = config.TrainConfig()
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each flag's text with its default, unless the text says it or there is none
+    (None, or an on/off switch). train's parser suppresses its defaults, so that only the flags
+    given override presets and files; for its help they come from TrainConfig."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = getattr(DEFAULTS, action.dest, None) if action.default is argparse.SUPPRESS else action.default
+        if default is None or isinstance(default, bool) or "default" in text:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, no usage dump
         raise UserError(f"{self.prog}: {message}")
 
@@ -52,14 +69,19 @@ def _add_device_flags(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="xpnet", description="Train multilayer perceptrons on MNIST-style IDX data, on any array-API backend.")
+    p = _Parser(prog="xpnet", description="Train multilayer perceptrons on MNIST-style IDX data, on any array-API backend.",
+                epilog="Run 'xpnet COMMAND --help' for a command's flags. Without a COMMAND, xpnet prints this "
+                       "help on stderr and exits with status 2.")
     p.add_argument("--version", action="version", version=f"xpnet {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors (also accepted after the command)")
+    sub = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=_Parser,
+                       help="what to do; each has its own --help")
 
     _add_train(sub)
     _add_model_commands(sub)
     _add_data_commands(sub)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return p
 
 
@@ -70,6 +92,8 @@ def _add_train(sub) -> None:
                    help="array library (default: cupy when --device picks a GPU, else numpy)")
     t.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
                    help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    t.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)")
     t.add_argument("--tf32", action="store_true",
                    help="allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant digits (default: off, full float32)")
     t.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
@@ -80,32 +104,32 @@ def _add_train(sub) -> None:
     t.add_argument("--layers", type=_int_list("--layers"), metavar="SIZES",
                    help="all layer sizes, input first, e.g. 784,100,10 (checked against the data)")
     t.add_argument("--hidden", type=_int_list("--hidden"), metavar="SIZES",
-                   help=f"hidden sizes only; input and output come from the data (default {','.join(map(str, DEFAULTS.hidden))})")
-    t.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), help=f"(default {DEFAULTS.activation})")
+                   help="hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data")
+    t.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), help="activation of the hidden layers")
     t.add_argument("--output", choices=("softmax", "sigmoid"),
-                   help="softmax + cross-entropy, or sigmoid + quadratic cost (default softmax)")
+                   help="softmax + cross-entropy, or sigmoid + quadratic cost")
     t.add_argument("--init", choices=("auto",) + model.INITS,
                    help="weight initialisation (default auto: he for relu, xavier otherwise)")
-    t.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULTS.lr})")
+    t.add_argument("--lr", type=float, help="learning rate, > 0")
     t.add_argument("--lr-schedule", choices=optim.SCHEDULES,
-                   help=f"learning-rate schedule, evaluated every step (default {DEFAULTS.lr_schedule})")
-    t.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (default 0)")
-    t.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="(default sgd)")
-    t.add_argument("--momentum", type=float, help="for momentum and nesterov (default 0.9)")
-    t.add_argument("--weight-decay", type=float, help="adamw's decoupled weight decay (default 0)")
-    t.add_argument("--dropout", type=float, help="dropout rate on hidden layers (default 0)")
-    t.add_argument("--max-norm", type=float, help="cap on each unit's incoming weight norm (default 0: off)")
-    t.add_argument("--label-smoothing", type=float, help="(default 0)")
-    t.add_argument("--augment", choices=augment.KINDS, help="on-device augmentation of training batches (default none)")
+                   help="learning-rate schedule, evaluated every step")
+    t.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up")
+    t.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="update rule")
+    t.add_argument("--momentum", type=float, help="momentum coefficient of momentum and nesterov, 0 to 0.999")
+    t.add_argument("--weight-decay", type=float, help="adamw's decoupled weight decay")
+    t.add_argument("--dropout", type=float, help="dropout rate on hidden layers, 0 to 0.95")
+    t.add_argument("--max-norm", type=float, help="cap on each unit's incoming weight norm; 0: off")
+    t.add_argument("--label-smoothing", type=float, help="mass moved from the label to all classes evenly, 0 to 0.5")
+    t.add_argument("--augment", choices=augment.KINDS, help="on-device augmentation of training batches")
     t.add_argument("--early-stop", type=int, metavar="N",
-                   help="stop when validation accuracy has not improved for N epochs; keep the best (default 0: off)")
-    t.add_argument("--batch-size", type=int, help=f"(default {DEFAULTS.batch_size})")
-    t.add_argument("--epochs", type=int, help=f"(default {DEFAULTS.epochs})")
-    t.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n (default 0)")
-    t.add_argument("--seed", type=int, help="seed of the one host random generator (default 0)")
+                   help="stop when validation accuracy has not improved for N epochs; keep the best; 0: off")
+    t.add_argument("--batch-size", type=int, help="training images per step")
+    t.add_argument("--epochs", type=int, help="passes over the training images")
+    t.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n")
+    t.add_argument("--seed", type=int, help="seed of the one host random generator, >= 0")
     t.add_argument("--validation", type=int,
-                   help="hold out the last N training images for validation (0: none; default 10000)")
-    t.add_argument("--dtype", choices=backends.DTYPES, help="(default float32)")
+                   help="hold out the last N training images for validation; 0: none")
+    t.add_argument("--dtype", choices=backends.DTYPES, help="floating-point type of the parameters and the arithmetic")
     t.add_argument("--save", metavar="PATH", help="write the model (and resumable training state) to this .npz file")
     t.add_argument("--log", metavar="PATH", help="append one JSON object per epoch to this file")
     t.add_argument("--plots", metavar="DIR", help="after training, draw curves.png, confusion.png and mistakes.png here")
@@ -113,50 +137,61 @@ def _add_train(sub) -> None:
     t.set_defaults(parser=t)
 
 
+def _add_out_flag(p, default: str) -> None:
+    """--out FILE for a command that draws one picture (checked by plots.check_output)."""
+    p.add_argument("--out", default=default, metavar="FILE.png",
+                   help="picture file; its extension picks the format: .png, .pdf, .svg, ...")
+
+
 def _add_model_commands(sub) -> None:
     """evaluate, predict, presets, imagine: commands on a saved model."""
     e = sub.add_parser("evaluate", help="report a saved model's accuracy on the test set")
-    e.add_argument("--model", required=True, metavar="PATH")
+    e.add_argument("--model", required=True, metavar="PATH", help="checkpoint (.npz) written by xpnet train --save")
     _add_device_flags(e)
     e.add_argument("--dtype", choices=backends.DTYPES, default=None, help="(default: the model's training dtype)")
 
     r = sub.add_parser("predict", help="classify PNG/PGM images with a saved model")
-    r.add_argument("--model", required=True, metavar="PATH")
-    r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--backend", choices=backends.BACKENDS, default=None)
-    r.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+    r.add_argument("--model", required=True, metavar="PATH", help="checkpoint (.npz) written by xpnet train --save")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or PGM files; dark-on-light images are inverted")
+    r.add_argument("--backend", choices=backends.BACKENDS, default=None,
+                   help="array library (default: cupy when --device picks a GPU, else numpy)")
+    r.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
 
     sub.add_parser("presets", help="list the named training recipes")
 
     i = sub.add_parser("imagine", help="draw what a trained network thinks each digit looks like")
-    i.add_argument("--model", required=True, metavar="PATH")
+    i.add_argument("--model", required=True, metavar="PATH", help="checkpoint (.npz) written by xpnet train --save")
     i.add_argument("digits", nargs="*", type=int, metavar="DIGIT", help="classes to imagine (default: all)")
-    i.add_argument("--out", default="imagined.png", metavar="FILE.png")
-    i.add_argument("--steps", type=int, default=300, help="gradient-ascent steps (default 300)")
-    i.add_argument("--backend", choices=backends.BACKENDS, default=None)
-    i.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+    _add_out_flag(i, "imagined.png")
+    i.add_argument("--steps", type=int, default=300, help="gradient-ascent steps")
+    i.add_argument("--backend", choices=backends.BACKENDS, default=None,
+                   help="array library (default: cupy when --device picks a GPU, else numpy)")
+    i.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
 
 
 def _add_data_commands(sub) -> None:
     """walkthrough, show, plot: looking at the data and at runs."""
     w = sub.add_parser("walkthrough", help="watch a fresh network learn one training image")
-    w.add_argument("--index", type=int, default=0, help="which training image (default 0)")
-    w.add_argument("--iterations", type=int, default=250)
-    w.add_argument("--every", type=int, default=10, help="print every K iterations (default 10)")
-    w.add_argument("--hidden", type=int, default=28)
-    w.add_argument("--lr", type=float, default=0.25)
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--index", type=int, default=0, help="which training image, from 0")
+    w.add_argument("--iterations", type=int, default=250, help="training steps on the one image")
+    w.add_argument("--every", type=int, default=10, help="print every K iterations")
+    w.add_argument("--hidden", type=int, default=28, help="size of the one hidden layer")
+    w.add_argument("--lr", type=float, default=0.25, help="learning rate, > 0")
+    w.add_argument("--seed", type=int, default=0, help="seed of the initial weights, >= 0")
     _add_device_flags(w)
 
     sh = sub.add_parser("show", help="draw a grid of digits with their labels")
-    sh.add_argument("--count", type=int, default=40)
-    sh.add_argument("--split", choices=("train", "test"), default="train")
-    sh.add_argument("--out", default="digits.png", metavar="FILE.png")
-    sh.add_argument("--data-dir", default=None, metavar="DIR")
+    sh.add_argument("--count", type=int, default=40, help="how many digits, from the first")
+    sh.add_argument("--split", choices=("train", "test"), default="train", help="which images")
+    _add_out_flag(sh, "digits.png")
+    sh.add_argument("--data-dir", default=None, metavar="DIR",
+                    help="folder with the four IDX files (default: the bundled MNIST)")
 
     pl = sub.add_parser("plot", help="redraw learning curves from a --log file")
-    pl.add_argument("--log", required=True, metavar="PATH")
-    pl.add_argument("--out", default="curves.png", metavar="FILE.png")
+    pl.add_argument("--log", required=True, metavar="PATH", help="JSON-lines file written by xpnet train --log")
+    _add_out_flag(pl, "curves.png")
 
 
 def _pick_backend(args, say):
@@ -173,6 +208,10 @@ def cmd_train(args, say) -> int:
         for line in config.to_toml(cfg):
             say(line)
         return 0
+    if cfg.plots:  # a folder the pictures can be written to, before any training
+        from . import plots
+
+        plots.check_output("--plots", cfg.plots, folder=True)
     dataset = data.load(cfg.data_dir)  # fully validated before any training
     train(cfg, _pick_backend(cfg, say), dataset, say=say, resume=resume)
     return 0
@@ -235,6 +274,7 @@ def cmd_presets(args, say) -> int:
 def cmd_imagine(args, say) -> int:
     from . import explore, plots
 
+    out = plots.check_output("--out", args.out)
     spec, host_params, meta = checkpoint.load(args.model)
     classes = spec.sizes[-1]
     digits = args.digits or list(range(classes))
@@ -252,17 +292,20 @@ def cmd_imagine(args, say) -> int:
         guess = int(np.argmax(p))
         ok += guess == d
         say(f"imagined {d}: classified as {guess} ({100 * p[guess]:.1f}%), p({d}) = {100 * p[d]:.1f}%" + ("" if guess == d else "  <- not as intended"))
-    plots.digit_grid(imgs, [f"{d}: p={p[d]:.2f}" for d, p in zip(digits, probs)], args.out, cols=5,
+    say(f"{ok}/{len(digits)} imagined digits classified as intended")
+    plots.digit_grid(imgs, [f"{d}: p={p[d]:.2f}" for d, p in zip(digits, probs)], out, cols=5,
                      title="what the network imagines (each image's contrast stretched)", stretch=True)
-    say(f"{ok}/{len(digits)} imagined digits classified as intended; wrote {args.out}")
+    say(f"wrote {out}")
     return 0
 
 
 def cmd_walkthrough(args, say) -> int:
     from . import explore
 
-    if args.iterations < 1 or args.every < 1 or args.hidden < 1 or not args.lr > 0:
-        raise UserError("walkthrough: --iterations, --every, --hidden and --lr must be positive")
+    values = vars(args)
+    config.check_ranges(values, {"iterations": config.Range(1), "every": config.Range(1), "hidden": config.Range(1),
+                                 "lr": config.RANGES["lr"], "seed": config.RANGES["seed"]})
+    config.check_nonempty(values, ("data_dir", "device"))
     dataset = data.load(args.data_dir)
     if not 0 <= args.index < len(dataset.train):
         raise UserError(f"--index {args.index}: must be between 0 and {len(dataset.train) - 1}")
@@ -277,37 +320,24 @@ def cmd_show(args, say) -> int:
 
     if args.count < 1:
         raise UserError(f"--count {args.count}: must be >= 1")
+    out = plots.check_output("--out", args.out)
     split = getattr(data.load(args.data_dir), args.split)
     n = min(args.count, len(split))
     imgs = split.images[:n]
     if imgs.ndim != 3:
         raise UserError(f"show: images of shape {imgs.shape[1:]} are not 2-D pictures")
-    plots.digit_grid(imgs, [str(int(v)) for v in split.labels[:n]], args.out, title=f"first {n} {args.split} images")
-    say(f"wrote {args.out}")
+    plots.digit_grid(imgs, [str(int(v)) for v in split.labels[:n]], out, title=f"first {n} {args.split} images")
+    say(f"wrote {out}")
     return 0
 
 
 def cmd_plot(args, say) -> int:
     from . import plots
 
-    try:
-        lines = open(args.log, encoding="utf-8").read().splitlines()
-    except OSError as e:
-        raise UserError(f"--log {args.log}: cannot read ({e.strerror or e})") from None
-    history = []
-    for k, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            float(row["loss"]), int(row["epoch"])
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"--log {args.log}: line {k} is not an xpnet epoch record") from None
-        history.append(row)
-    if not history:
-        raise UserError(f"--log {args.log}: no epochs in the file")
-    plots.learning_curves(history, args.out)
-    say(f"wrote {args.out} ({len(history)} epochs)")
+    out = plots.check_output("--out", args.out)
+    history = plots.read_log(args.log)
+    plots.learning_curves(history, out)
+    say(f"wrote {out} ({len(history)} epochs)")
     return 0
 
 
@@ -325,8 +355,8 @@ def main(argv=None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if not args.command:
-            parser.print_help()
+        if not args.command:  # a bare ``xpnet``: the commands, and exit status 2 (nothing was run)
+            parser.print_help(sys.stderr)
             return 2
         return COMMANDS[args.command](args, say)
     except UserError as e:

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,46 @@ except ImportError:  # Python 3.10
 from . import augment, checkpoint, model, optim, presets
 from .errors import UserError
 from .step import Recipe
+
+
+class Range(typing.NamedTuple):
+    """The finite numbers a numeric flag takes: lo <= value (lo < value if ``above``) <= hi."""
+
+    lo: float
+    hi: float = math.inf
+    above: bool = False
+
+    def check(self, flag: str, value) -> None:
+        """UserError naming ``flag`` unless ``value`` is in the range (ints are always finite)."""
+        finite = isinstance(value, int) or math.isfinite(value)
+        if not (finite and (value > self.lo if self.above else value >= self.lo) and value <= self.hi):
+            bound = f"between {self.lo} and {self.hi}" if self.hi < math.inf else f"{'>' if self.above else '>='} {self.lo}"
+            raise UserError(f"{flag} {value}: must be a number {bound}")
+
+
+# train's numeric flags and their ranges; walkthrough shares lr's and seed's
+RANGES = {"lr": Range(0, above=True), "warmup": Range(0), "momentum": Range(0, 0.999), "weight_decay": Range(0),
+          "dropout": Range(0, 0.95), "max_norm": Range(0), "label_smoothing": Range(0, 0.5), "early_stop": Range(0),
+          "batch_size": Range(1), "epochs": Range(0), "l2": Range(0), "seed": Range(0), "validation": Range(0),
+          "threads": Range(0, 4096)}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def check_ranges(values, ranges: dict[str, Range]) -> None:
+    """Check each named value (a mapping such as ``vars(args)``) against its Range."""
+    for name, allowed in ranges.items():
+        allowed.check(flag(name), values[name])
+
+
+def check_nonempty(values, names) -> None:
+    """Refuse an empty string (a path or name left blank) for any of ``names`` in ``values``."""
+    for name in names:
+        if values.get(name) == "":
+            raise UserError(f"{flag(name)} '': must not be empty (leave the flag out for its default)")
 
 
 @dataclass
@@ -49,6 +90,7 @@ class TrainConfig:
     backend: str | None = None
     device: str = "auto"
     tf32: bool = False  # TensorFloat-32 matrix multiplies on CUDA GPUs (CuPy, torch, JAX)
+    threads: int = 0  # CPU threads for the BLAS/torch pools; 0: follow the free cores
     data_dir: str | None = None
     save: str | None = None
     log: str | None = None  # append one JSON object per epoch
@@ -57,7 +99,15 @@ class TrainConfig:
 
     def check(self) -> None:
         """Reject values no run can use, naming the flag."""
-        self._check_numbers()
+        values = asdict(self)
+        check_ranges(values, RANGES)
+        check_nonempty(values, [name for name, kind in SETTINGS.items() if kind is str])
+        for name in ("layers", "hidden"):
+            sizes = getattr(self, name)
+            if sizes is not None and any(s < 1 for s in sizes):
+                raise UserError(f"{flag(name)} {','.join(map(str, sizes))}: sizes must be >= 1")
+        if self.layers is not None and len(self.layers) < 2:
+            raise UserError(f"--layers {','.join(map(str, self.layers)) or repr('')}: need at least an input and an output size")
         if self.lr_schedule not in optim.SCHEDULES:
             raise UserError(f"--lr-schedule {self.lr_schedule}: expected one of {', '.join(optim.SCHEDULES)}")
         if self.optimizer not in optim.OPTIMIZERS:
@@ -69,22 +119,6 @@ class TrainConfig:
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
         self._check_paths()
-
-    def _check_numbers(self) -> None:
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr {self.lr}: must be a positive number")
-        for flag, value, lo, hi in (("--dropout", self.dropout, 0.0, 0.95), ("--label-smoothing", self.label_smoothing, 0.0, 0.5),
-                                    ("--momentum", self.momentum, 0.0, 0.999)):
-            if not lo <= value <= hi:
-                raise UserError(f"{flag} {value}: must be between {lo} and {hi}")
-        for flag, value in (("--warmup", self.warmup), ("--weight-decay", self.weight_decay), ("--max-norm", self.max_norm),
-                            ("--l2", self.l2)):
-            if not (value >= 0 and math.isfinite(value)):
-                raise UserError(f"{flag} {value}: must be >= 0")
-        for flag, value, lo in (("--early-stop", self.early_stop, 0), ("--batch-size", self.batch_size, 1),
-                                ("--epochs", self.epochs, 0), ("--validation", self.validation, 0), ("--seed", self.seed, 0)):
-            if value < lo:
-                raise UserError(f"{flag} {value}: must be >= {lo}")
 
     def _check_paths(self) -> None:
         if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
@@ -109,18 +143,14 @@ class TrainConfig:
 
 def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model.Spec:
     """The architecture from the config and the data's input and class counts."""
-    if cfg.layers:
+    if cfg.layers:  # sizes >= 1, at least two: checked by TrainConfig.check
         sizes = tuple(cfg.layers)
-        if len(sizes) < 2:
-            raise UserError(f"--layers {','.join(map(str, sizes))}: need at least an input and an output size")
         if sizes[0] != num_features:
             raise UserError(f"--layers: input size {sizes[0]} does not match the data's {num_features} pixels per image")
         if sizes[-1] != num_classes:
             raise UserError(f"--layers: output size {sizes[-1]} does not match the data's {num_classes} classes")
     else:
         sizes = (num_features, *cfg.hidden, num_classes)
-    if any(s < 1 for s in sizes):
-        raise UserError(f"--layers {','.join(map(str, sizes))}: sizes must be >= 1")
     return model.Spec(sizes, cfg.activation, cfg.output, cfg.init)
 
 
@@ -132,50 +162,85 @@ def recipe(cfg: TrainConfig, n_train: int, image_shape) -> Recipe:
     return Recipe(hyper, cfg.dropout, cfg.max_norm, cfg.augment, tuple(image_shape), cfg.seed)
 
 
-CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+def _toml_type(hint) -> type:
+    """A field's annotation as the type its TOML value must have: ``str | None`` -> str, ``tuple[int, ...]`` -> tuple."""
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+# every setting of a config file: TrainConfig's fields and their types, described for errors
+SETTINGS: dict[str, type] = {name: _toml_type(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
+KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list of integers"}
 
 
 def from_toml(path: str, parser) -> dict:
-    """Training fields from a TOML file, each checked as its flag would be by ``parser``."""
+    """Settings from a TOML file: its ``[train]`` table, or its top level when it has none.
+
+    Every key must be a setting (``batch-size`` or ``batch_size``) with a value of its type and,
+    where its flag in ``parser`` has choices, one of them; anything else is a UserError naming the file.
+    """
     try:
         with open(path, "rb") as f:
-            table = tomllib.load(f)
+            doc = tomllib.load(f)
     except FileNotFoundError:
         raise UserError(f"--config {path}: file not found") from None
     except OSError as e:
         raise UserError(f"--config {path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"--config {path}: not valid TOML ({e})") from None
-    table = table.get("train", table)
-    actions = {a.dest: a for a in parser._actions}
+    table, where = doc, "at the top level"
+    if "train" in doc:
+        table, where = doc["train"], "in [train]"
+        if not isinstance(table, dict):
+            raise UserError(f"--config {path}: train = {table!r:.60}: expected a [train] table of settings")
+        stray = next((key for key in doc if key != "train"), None)
+        if stray is not None:
+            raise UserError(f"--config {path}: {stray!r} beside [train]: only the [train] table is read; move it in")
+    choices = {a.dest: a.choices for a in parser._actions if a.choices}
     out = {}
     for key, value in table.items():
         name = key.replace("-", "_")
-        if name not in CONFIG_FIELDS or name not in actions:
-            raise UserError(f"--config {path}: unknown setting {key!r}")
-        out[name] = _parse_setting(path, key, value, actions[name])
+        if name not in SETTINGS:
+            raise UserError(f"--config {path}: unknown {'table' if isinstance(value, dict) else 'key'} {key!r} {where}; "
+                            f"settings are {', '.join(flag(n)[2:] for n in SETTINGS)}")
+        if name in out:
+            raise UserError(f"--config {path}: {key!r} {where} sets {flag(name)[2:]} a second time")
+        out[name] = _setting(f"--config {path}: {key} = {_toml_value(value):.60}", value, SETTINGS[name], choices.get(name))
     return out
 
 
-def _parse_setting(path: str, key: str, value, action):
-    if isinstance(action, argparse._StoreTrueAction):
-        if not isinstance(value, bool):
-            raise UserError(f"--config {path}: {key} must be true or false")
-        return value
-    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    try:
-        parsed = action.type(text) if action.type else text
-    except ValueError:
-        raise UserError(f"--config {path}: {key} = {value!r} is not a valid value") from None
-    if action.choices and parsed not in action.choices:
-        raise UserError(f"--config {path}: {key} = {value!r}: expected one of {', '.join(map(str, action.choices))}")
-    return parsed
+def _is_a(value, kind: type) -> bool:
+    """Whether a TOML value has a setting's type: a bool is no number, an int is a float, a tuple a list of ints."""
+    if kind is tuple:
+        return isinstance(value, list) and all(_is_a(v, int) for v in value)
+    if isinstance(value, bool) != (kind is bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _setting(where: str, value, kind: type, choices):
+    """A TOML value as its setting's type, or a UserError starting with ``where``."""
+    if not _is_a(value, kind):
+        raise UserError(f"{where}: expected {KINDS[kind]}")
+    if kind is float:
+        try:
+            value = float(value)
+        except OverflowError:
+            raise UserError(f"{where}: too large") from None
+    value = tuple(value) if kind is tuple else value
+    if choices and value not in choices:
+        raise UserError(f"{where}: expected one of {', '.join(map(str, choices))}")
+    return value
 
 
 def resolve(args, parser):
     """TrainConfig from, in rising priority: defaults, --preset, --config, the --resume checkpoint,
     and flags on the command line. Returns (config, loaded checkpoint or None)."""
     given = vars(args)
+    check_nonempty(given, ("config", "resume"))
     values = dataclasses.asdict(TrainConfig())
     if "preset" in given:
         values.update(presets.get(given["preset"]))
@@ -185,9 +250,9 @@ def resolve(args, parser):
     if "resume" in given:
         resume = checkpoint.load(given["resume"])
         saved = resume[2].get("config", {})
-        values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in CONFIG_FIELDS})
+        values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in SETTINGS})
         values["save"] = given["resume"]
-    values.update({k: v for k, v in given.items() if k in CONFIG_FIELDS})
+    values.update({k: v for k, v in given.items() if k in SETTINGS})
     for key in ("layers", "hidden"):
         if values.get(key) is not None:
             values[key] = tuple(values[key])
@@ -211,7 +276,7 @@ def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(map(str, v)) + "]"
+        return "[" + ", ".join(map(_toml_value, v)) + "]"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(v)

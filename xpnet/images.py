@@ -1,6 +1,9 @@
 """Image files for ``predict``: decode PNG/PGM/..., make them look like the training digits.
 
 PGM (P2/P5) is decoded here; other formats need Pillow (``pip install 'xpnet[images]'``).
+Each file is read once (a pipe such as ``<(cat x.png)`` works) and decoded from memory.
+Grey levels are scaled to [0, 1] by the file's bit depth; pixels that are not finite, or
+outside the range the file declares, are refused.
 A picture becomes white ink on black in [0, 1]; if it is not already the model's
 size, its ink is cropped, scaled into 20/28 of the frame and centred by mass,
 as MNIST's digits were.
@@ -8,7 +11,9 @@ as MNIST's digits were.
 
 from __future__ import annotations
 
+import io
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -17,6 +22,8 @@ import numpy as np
 from .errors import UserError
 
 MAX_PIXELS = 25_000_000
+MAX_BYTES = 1 << 28  # 256 MiB: more than any picture of MAX_PIXELS needs
+WHITE_LEVELS = (1.0, 255.0, 65535.0, 2.0**32 - 1)  # for 32-bit integer and float pixels
 _PGM_HEADER = re.compile(rb"^(P[25])\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s")
 
 
@@ -42,42 +49,70 @@ def _decode_pgm(raw: bytes, path: Path) -> np.ndarray:
             raise UserError(f"{path}: truncated PGM data ({pixels.size} of {w * h} pixels)")
         if not np.all(np.isfinite(pixels)):
             raise UserError(f"{path}: PGM pixel values must be finite numbers")
-    return np.clip(pixels.reshape(h, w), 0, maxval) / maxval  # values beyond maxval are clipped
+    bad = pixels[(pixels < 0) | (pixels > maxval)]
+    if bad.size:
+        raise UserError(f"{path}: PGM pixel value {bad[0]:g} outside 0..{maxval} (the file's maxval)")
+    return pixels.reshape(h, w) / maxval
 
 
-def _decode_pillow(path: Path) -> np.ndarray:
+def _wide_to_unit(arr: np.ndarray, path: Path) -> np.ndarray:
+    """32-bit integer ('I') or float ('F') pixels carry no white level: white is the smallest of
+    WHITE_LEVELS that holds the brightest pixel (floats in [0, 1], 8- and 16-bit data stored wide)."""
+    if not np.all(np.isfinite(arr)):
+        raise UserError(f"{path}: pixel values must be finite numbers")
+    if arr.min() < 0:
+        raise UserError(f"{path}: negative pixel value {arr.min():g}")
+    top = float(arr.max())
+    if top > WHITE_LEVELS[-1]:
+        raise UserError(f"{path}: pixel value {top:g} is beyond any grey-level range")
+    return arr / next(w for w in WHITE_LEVELS if top <= w)
+
+
+def _decode_pillow(raw: bytes, path: Path) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
         raise UserError(f"{path}: reading this format needs Pillow: pip install 'xpnet[images]' (or use PGM)") from None
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file's warnings: it decodes, or the error says why
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(raw)) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise UserError(f"{path}: image of {im.width}x{im.height} pixels is too large (limit {MAX_PIXELS})")
-                im = im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB")
-                arr = np.asarray(im, dtype=np.float64) / 255.0
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                mode = im.mode
+                if mode.startswith("I;16") or mode in ("I", "F"):  # one channel of 16 or 32 bits
+                    arr = np.asarray(im, dtype=np.float64)
+                else:  # 1-bit, 8-bit grey, palette, RGB, CMYK, ..., with or without alpha
+                    arr = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
+    except (OSError, SyntaxError, ValueError, EOFError, LookupError, TypeError, ArithmeticError, struct.error,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # a damaged file, in Pillow's many ways
         raise UserError(f"{path}: cannot decode image ({e})") from None
-    if arr.shape[-1] == 4:  # composite transparency onto white paper
-        rgb, alpha = arr[..., :3], arr[..., 3:]
-        arr = rgb * alpha + (1.0 - alpha)
-    return arr[..., :3] @ np.array([0.299, 0.587, 0.114])
+    if mode.startswith("I;16"):
+        return arr / 65535.0
+    if mode in ("I", "F"):
+        return _wide_to_unit(arr, path)
+    rgb, alpha = arr[..., :3], arr[..., 3:]
+    arr = rgb * alpha + (1.0 - alpha)  # composite transparency onto white paper
+    return arr @ np.array([0.299, 0.587, 0.114])
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """Decode an image file to a (rows, cols) float64 grey-level array in [0, 1]."""
+    """Decode an image file, read once, to a (rows, cols) float64 grey-level array in [0, 1]."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] in (b"P2", b"P5"):
-        return _decode_pgm(raw, path)
-    return _decode_pillow(path)
+    if len(raw) > MAX_BYTES:
+        raise UserError(f"{path}: file larger than {MAX_BYTES >> 20} MiB")
+    gray = _decode_pgm(raw, path) if raw[:2] in (b"P2", b"P5") else _decode_pillow(raw, path)
+    if gray.ndim != 2 or gray.size == 0:
+        raise UserError(f"{path}: not a 2-D picture (shape {gray.shape})")
+    return gray
 
 
 def _resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, config, data, evaluate, model, optim
-from .backends import to_host
+from .backends import threads, to_host
 from .config import TrainConfig
 from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
@@ -166,6 +166,8 @@ class Run:
         self.steps = Steps(backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size)
         self.per_epoch = -(-self.n // cfg.batch_size)
         self.resumed = resume is not None
+        self.threads = threads.Threads(backend.name, cfg.threads)
+        self.threads.start()
 
     @property
     def params(self):
@@ -190,6 +192,7 @@ class Run:
             total = total + ops.astype(self.steps.run(st.net, perm, first, k, scalars), "float64")
             st.t += k
             done, now = first + k, clock()
+            self.threads.tick()
             if now - last_check >= CHECK_SECONDS:
                 last_check = now
                 running = float(total) + st.loss_partial
@@ -211,8 +214,12 @@ class Run:
                  "optimizer": {"name": cfg.optimizer, "t": st.t}}
         slots = [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
         config_ = cfg.to_dict() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
-        checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
-                        {"history": st.history, **(metrics or {})}, state, slots)
+        try:
+            checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
+                            {"history": st.history, **(metrics or {})}, state, slots)
+        except checkpoint.NonFinite:  # nothing written: the file keeps the last good state
+            raise _diverged(cfg, st.history if Path(cfg.save).is_file() else [], f"epoch {epoch}, step {step}",
+                            "the weights or the loss are not finite (not saved)") from None
 
 
 def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None) -> Result:
@@ -300,9 +307,9 @@ def _finish(run: Run, best_params, best_epoch: int) -> Result:
         run.save(done, 0, run.state.rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total},
                  params=params_to_host(params))
         say(f"saved {cfg.save}")
+    say(format_accuracy(result.test_correct, result.test_total))  # before the pictures: a failure to draw never hides it
     if cfg.plots:
         _draw(cfg.plots, run.state.history, dataset, preds, say)
-    say(format_accuracy(result.test_correct, result.test_total))
     return result
 
 
@@ -315,9 +322,9 @@ def _progress(total: int, epoch: int, epochs: int, quiet: bool):
     return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="img", leave=False, file=sys.stderr)
 
 
-def _diverged(cfg: TrainConfig, history, where: str) -> Diverged:
+def _diverged(cfg: TrainConfig, history, where: str, what: str = "the loss is not finite") -> Diverged:
     kept = f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""
-    return Diverged(f"training diverged at {where}: the loss is not finite; try a smaller --lr (now {cfg.lr}){kept}")
+    return Diverged(f"training diverged at {where}: {what}; try a smaller --lr (now {cfg.lr}){kept}")
 
 
 def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
