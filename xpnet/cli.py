@@ -7,6 +7,8 @@ User errors become one line on stderr and exit code 2 (``--debug`` shows the tra
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 
 import numpy as np
@@ -57,6 +59,22 @@ def _int_list(flag):
     return parse
 
 
+def _path(name: str, required: bool = False):
+    """The argparse type of the path flag or argument ``name``: the text, refused when empty
+    (an empty path would quietly mean the current folder or the default). train's paths are
+    refused with its other settings (TrainConfig.check), from flags, files or checkpoints."""
+    def parse(text: str) -> str:
+        return config.nonempty(name, text, required)
+
+    return parse
+
+
+def _add_json_flag(p) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout instead of text, without the device line "
+                        "(errors stay one line on stderr)")
+
+
 def _add_device_flags(p):
     p.add_argument("--backend", choices=backends.BACKENDS, default=None,
                    help="array library (default: cupy when --device picks a GPU, else numpy)")
@@ -64,7 +82,7 @@ def _add_device_flags(p):
                    help="allow TensorFloat-32 matrix multiplies on a CUDA GPU (default: off, full float32)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
                    help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
+    p.add_argument("--data-dir", default=None, metavar="DIR", type=_path("--data-dir"),
                    help="folder with the four IDX files (default: the bundled MNIST)")
 
 
@@ -139,29 +157,37 @@ def _add_train(sub) -> None:
 
 def _add_out_flag(p, default: str) -> None:
     """--out FILE for a command that draws one picture (checked by plots.check_output)."""
-    p.add_argument("--out", default=default, metavar="FILE.png",
+    p.add_argument("--out", default=default, metavar="FILE.png", type=_path("--out"),
                    help="picture file; its extension picks the format: .png, .pdf, .svg, ...")
+
+
+def _add_model_flag(p) -> None:
+    p.add_argument("--model", required=True, metavar="PATH", type=_path("--model", required=True),
+                   help="checkpoint (.npz) written by xpnet train --save")
 
 
 def _add_model_commands(sub) -> None:
     """evaluate, predict, presets, imagine: commands on a saved model."""
     e = sub.add_parser("evaluate", help="report a saved model's accuracy on the test set")
-    e.add_argument("--model", required=True, metavar="PATH", help="checkpoint (.npz) written by xpnet train --save")
+    _add_model_flag(e)
     _add_device_flags(e)
     e.add_argument("--dtype", choices=backends.DTYPES, default=None, help="(default: the model's training dtype)")
+    _add_json_flag(e)
 
     r = sub.add_parser("predict", help="classify PNG/PGM images with a saved model")
-    r.add_argument("--model", required=True, metavar="PATH", help="checkpoint (.npz) written by xpnet train --save")
-    r.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or PGM files; dark-on-light images are inverted")
+    _add_model_flag(r)
+    r.add_argument("images", nargs="+", metavar="IMAGE", type=_path("IMAGE", required=True),
+                   help="PNG or PGM files; dark-on-light images are inverted")
     r.add_argument("--backend", choices=backends.BACKENDS, default=None,
                    help="array library (default: cupy when --device picks a GPU, else numpy)")
     r.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
                    help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    _add_json_flag(r)
 
     sub.add_parser("presets", help="list the named training recipes")
 
     i = sub.add_parser("imagine", help="draw what a trained network thinks each digit looks like")
-    i.add_argument("--model", required=True, metavar="PATH", help="checkpoint (.npz) written by xpnet train --save")
+    _add_model_flag(i)
     i.add_argument("digits", nargs="*", type=int, metavar="DIGIT", help="classes to imagine (default: all)")
     _add_out_flag(i, "imagined.png")
     i.add_argument("--steps", type=int, default=300, help="gradient-ascent steps")
@@ -186,11 +212,12 @@ def _add_data_commands(sub) -> None:
     sh.add_argument("--count", type=int, default=40, help="how many digits, from the first")
     sh.add_argument("--split", choices=("train", "test"), default="train", help="which images")
     _add_out_flag(sh, "digits.png")
-    sh.add_argument("--data-dir", default=None, metavar="DIR",
+    sh.add_argument("--data-dir", default=None, metavar="DIR", type=_path("--data-dir"),
                     help="folder with the four IDX files (default: the bundled MNIST)")
 
     pl = sub.add_parser("plot", help="redraw learning curves from a --log file")
-    pl.add_argument("--log", required=True, metavar="PATH", help="JSON-lines file written by xpnet train --log")
+    pl.add_argument("--log", required=True, metavar="PATH", type=_path("--log", required=True),
+                    help="JSON-lines file written by xpnet train --log")
     _add_out_flag(pl, "curves.png")
 
 
@@ -234,10 +261,28 @@ def cmd_evaluate(args, say) -> int:
     params, dtype = _params_on(be, host_params, meta, args.dtype)
     preds = be.to_host(evaluate.predictions(params, data.to_device(be, dataset.test), spec, dtype))
     labels = dataset.test.labels
-    for line in evaluate.per_class_table(labels, preds, spec.sizes[-1]):
+    rows = evaluate.per_class(labels, preds, spec.sizes[-1])
+    correct, total = int((preds == labels).sum()), len(labels)
+    if args.json:
+        return _print_json({"model": args.model, "data": dataset.source, "backend": be.name, "device": be.label,
+                            "dtype": dtype, "accuracy": correct / total, "correct": correct, "total": total,
+                            "per_class": rows})
+    for line in evaluate.per_class_table(rows):
         say(line)
-    say(evaluate.format_accuracy(int((preds == labels).sum()), len(labels)))
+    say(evaluate.format_accuracy(correct, total))
     return 0
+
+
+def _print_json(doc: dict) -> int:
+    """--json: ``doc`` as the one line of stdout (the command's ``say`` is silent then)."""
+    print(json.dumps(doc, allow_nan=False), flush=True)
+    return 0
+
+
+def _json_number(x) -> float | None:
+    """A float for JSON, which has no NaN or infinity: those (a model whose outputs overflow) as null."""
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def _image_shape(path, spec, meta) -> tuple[int, int]:
@@ -258,9 +303,14 @@ def cmd_predict(args, say) -> int:
     be = _pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta)
     x = be.asarray(inputs.reshape(len(args.images), -1, 1), dtype)
-    probs = be.to_host(model.forward(params, x, spec))[:, :, 0]
-    for path, p in zip(args.images, probs):
-        k = int(np.argmax(p))
+    with be.ops.errors_ignored():  # a model whose outputs overflow: NaN probabilities, no warnings
+        probs = be.to_host(model.forward(params, x, spec))[:, :, 0]
+    guesses = [(path, int(np.argmax(p)), p) for path, p in zip(args.images, probs)]
+    if args.json:
+        return _print_json({"model": args.model, "backend": be.name, "device": be.label, "predictions": [
+            {"image": path, "class": k, "probability": _json_number(p[k]), "probabilities": list(map(_json_number, p))}
+            for path, k, p in guesses]})
+    for path, k, p in guesses:
         say(f"{path}: {k} ({100.0 * p[k]:.1f}%)")
     return 0
 
@@ -358,7 +408,8 @@ def main(argv=None) -> int:
         if not args.command:  # a bare ``xpnet``: the commands, and exit status 2 (nothing was run)
             parser.print_help(sys.stderr)
             return 2
-        return COMMANDS[args.command](args, say)
+        quiet = getattr(args, "json", False)  # --json: the document is stdout's only text (see _print_json)
+        return COMMANDS[args.command](args, (lambda line: None) if quiet else say)
     except UserError as e:
         if debug:
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass
@@ -54,11 +55,22 @@ def check_ranges(values, ranges: dict[str, Range]) -> None:
         allowed.check(flag(name), values[name])
 
 
+def nonempty(name: str, value, required: bool = False):
+    """``value``, unless it is the empty string (a path or name left blank): then a UserError
+    naming ``name``, a flag such as ``--save`` or an argument such as ``IMAGE``."""
+    if value == "":
+        raise UserError(f"{name} '': must not be empty" + ("" if required else " (leave the flag out for its default)"))
+    return value
+
+
 def check_nonempty(values, names) -> None:
     """Refuse an empty string (a path or name left blank) for any of ``names`` in ``values``."""
     for name in names:
-        if values.get(name) == "":
-            raise UserError(f"{flag(name)} '': must not be empty (leave the flag out for its default)")
+        nonempty(flag(name), values.get(name))
+
+
+# the settings that name a file or folder: a checkpoint stores them absolute (TrainConfig.to_checkpoint)
+PATHS = ("data_dir", "save", "log", "plots")
 
 
 @dataclass
@@ -139,6 +151,11 @@ class TrainConfig:
         d["layers"] = list(self.layers) if self.layers else None
         d["hidden"] = list(self.hidden)
         return d
+
+    def to_checkpoint(self) -> dict:
+        """The settings as a checkpoint stores them: ``to_dict`` with the PATHS made absolute, so
+        that the run resumes from any folder (``resolve`` still reads older, relative ones)."""
+        return self.to_dict() | {name: os.path.abspath(path) for name in PATHS if (path := getattr(self, name))}
 
 
 def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model.Spec:
@@ -252,6 +269,8 @@ def resolve(args, parser):
         saved = resume[2].get("config", {})
         values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in SETTINGS})
         values["save"] = given["resume"]
+        stored = {k: saved[k] for k in PATHS if saved.get(k) and k not in given and k != "save"}  # save: the resumed file
+        _check_stored_paths(stored, given["resume"])
     values.update({k: v for k, v in given.items() if k in SETTINGS})
     for key in ("layers", "hidden"):
         if values.get(key) is not None:
@@ -261,6 +280,18 @@ def resolve(args, parser):
     cfg = TrainConfig(**values)
     cfg.check()
     return cfg, resume
+
+
+def _check_stored_paths(paths: dict, source: str) -> None:
+    """The paths a checkpoint's settings hold (no flag overriding them) lead to existing folders
+    (for --log: the file's); else a UserError saying where the path came from. Older
+    checkpoints hold paths relative to the folder their run was started in."""
+    for name, value in paths.items():
+        folder = Path(value).parent if name == "log" else Path(value)  # a log file is created if need be
+        if not folder.is_dir():
+            where = f"stored in {source}" + ("" if Path(value).is_absolute() else ", relative to the folder the run was started in")
+            what = "folder" if name != "log" else f"folder {folder}"
+            raise UserError(f"{flag(name)} {value} ({where}): {what} not found; give {flag(name)} to point at it")
 
 
 def to_toml(cfg: TrainConfig) -> list[str]:

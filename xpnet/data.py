@@ -36,6 +36,8 @@ SPLIT_FILES = {
 }
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_BYTES = 1 << 34  # refuse headers that declare more than 16 GiB
+MAX_CLASSES = 1 << 16  # labels are 0 .. MAX_CLASSES - 1: a larger label is a damaged file, not a class
+CHUNK_ROWS = 2048  # images per chunk when a device split is read back in order (evaluation)
 
 
 def _open(path: Path):
@@ -203,6 +205,10 @@ def _check_labels(labels: np.ndarray, path: Path, count: int, images_path: Path)
     labels = labels.astype(np.int64)
     if labels.min() < 0:
         raise UserError(f"{path}: negative label {int(labels.min())}")
+    if labels.max() >= MAX_CLASSES:
+        i = int(np.argmax(labels >= MAX_CLASSES))
+        raise UserError(f"{path}: label {int(labels[i])} at item {i} is above {MAX_CLASSES - 1} "
+                        f"(xpnet trains at most {MAX_CLASSES} classes)")
     return labels
 
 
@@ -302,7 +308,7 @@ class DeviceData:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def chunks(self, dtype, size: int = 2048):
+    def chunks(self, dtype, size: int = CHUNK_ROWS):
         """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk) over the split, in order."""
         n = len(self)
         for start in range(0, n, size):

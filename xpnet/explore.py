@@ -9,7 +9,7 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from . import model
+from . import budget, model
 from .backends import ops_for, to_host
 from .step import Net, Recipe, Steps
 
@@ -45,13 +45,14 @@ def imagine(params, spec: model.Spec, digits, image_shape, steps: int = 300, ste
     n, classes = len(digits), spec.sizes[-1]
     onehot = xp.asarray(np.eye(classes)[np.asarray(digits)][:, :, None], dtype=dtype, device=dev)
     x = xp.full((n, spec.sizes[0]), start, dtype=dtype, device=dev)
-    for _ in range(steps):
-        g = model.input_grad(params, xp.reshape(x, (n, spec.sizes[0], 1)), onehot, spec)
-        g = xp.reshape(g, x.shape) * n  # the loss is a batch mean: undo the 1/n
-        g = g + l2 * x + tv * _tv_grad(x, rows, cols)
-        scale = xp.max(xp.abs(g), axis=1, keepdims=True) + 1e-12
-        x = ops.clip(x - step_size * g / scale, 0.0, 1.0)
-    probs = model.forward(params, xp.reshape(x, (n, spec.sizes[0], 1)), spec)
+    with ops.errors_ignored():  # a model whose outputs overflow: its images, without warnings
+        for _ in range(steps):
+            g = model.input_grad(params, xp.reshape(x, (n, spec.sizes[0], 1)), onehot, spec)
+            g = xp.reshape(g, x.shape) * n  # the loss is a batch mean: undo the 1/n
+            g = g + l2 * x + tv * _tv_grad(x, rows, cols)
+            scale = xp.max(xp.abs(g), axis=1, keepdims=True) + 1e-12
+            x = ops.clip(x - step_size * g / scale, 0.0, 1.0)
+        probs = model.forward(params, xp.reshape(x, (n, spec.sizes[0], 1)), spec)
     return to_host(x).reshape(n, rows, cols).astype(np.float64), to_host(probs)[:, :, 0].astype(np.float64)
 
 
@@ -65,6 +66,7 @@ def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 
     image: host (rows, cols) uint8. Returns the list of guesses, one per printed iteration.
     """
     spec = model.Spec((image.size, hidden, num_classes), "sigmoid", "sigmoid", "normal")
+    budget.check(budget.estimate(spec.sizes, 8), backend, {"sizes": f"--hidden {hidden}"})  # float64, one image
     params = model.params_to_device(backend, model.init_params_host(spec, np.random.default_rng(seed)), "float64")
     target = np.zeros((1, num_classes))
     target[0, label] = 1.0
@@ -76,13 +78,14 @@ def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 
     say(f"walkthrough: one training image (label {label}) through a fresh {'-'.join(map(str, spec.sizes))} "
         f"sigmoid network, quadratic cost, lr {lr}")
     guesses = []
-    for it in range(1, iterations + 1):
-        steps.run(net, order, 0, 1, [recipe.scalars(spec, lr, it, it)])
-        if it % every == 0 or it == iterations:
-            out = backend.to_host(model.forward(model.params_of(net.layers), x, spec))[0, :, 0]
-            guess = int(np.argmax(out))
-            guesses.append(guess)
-            say(f"iteration {it:>4}: guess {guess}  " + ("(correct)" if guess == label else f"(the answer is {label})"))
-            say("  output: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(out)))
-            say("  error:  " + " ".join(f"{k}:{v:+.3f}" for k, v in enumerate(out - target[0])))
+    with backend.ops.errors_ignored():  # a huge --lr overflows: the outputs show it, without warnings
+        for it in range(1, iterations + 1):
+            steps.run(net, order, 0, 1, [recipe.scalars(spec, lr, it, it)])
+            if it % every == 0 or it == iterations:
+                out = backend.to_host(model.forward(model.params_of(net.layers), x, spec))[0, :, 0]
+                guess = int(np.argmax(out))
+                guesses.append(guess)
+                say(f"iteration {it:>4}: guess {guess}  " + ("(correct)" if guess == label else f"(the answer is {label})"))
+                say("  output: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(out)))
+                say("  error:  " + " ".join(f"{k}:{v:+.3f}" for k, v in enumerate(out - target[0])))
     return guesses

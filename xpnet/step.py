@@ -164,14 +164,14 @@ class Chunk:
 class Steps:
     """The training steps of one run: batches of ``batch_size`` rows of X (N, in) (uint8
     pixels or floats) with targets Y (N, classes), in an epoch's order ``perm``, a chunk of
-    steps per call (``per_call``: the op set's choice unless given). Holds the buffers (per
-    batch size) and, on JAX, the compiled chunk."""
+    steps per call (``per_call``: the op set's choice unless given); a batch larger than N
+    is all N rows. Holds the buffers (per batch size) and, on JAX, the compiled chunk."""
 
     def __init__(self, ops, spec: model.Spec, recipe: Recipe, X, Y, batch_size: int, per_call: int | None = None):
         self.ops, self.spec, self.recipe = ops, spec, recipe
-        self.X, self.Y, self.batch_size = X, Y, batch_size
+        self.X, self.Y, self.batch_size = X, Y, min(batch_size, X.shape[0])  # buffers are sized by it
         row_bytes = X.shape[1] * _itemsize(ops, X) + Y.shape[1] * _itemsize(ops, Y)
-        self.per_call = per_call or ops.steps_per_call(batch_size, row_bytes, spec.flops_per_sample() * batch_size)
+        self.per_call = per_call or ops.steps_per_call(self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size)
         self._buffers, self._chunk = {}, None
         self._run = ops.compile(self._steps, static_argnames=("k", "bs"), donate_argnames=("state",))
 
@@ -194,7 +194,8 @@ class Steps:
         if bs not in self._buffers:  # made here, outside any trace: concrete arrays
             self._buffers[bs] = Buffers(ops, self.spec, self.recipe, bs, net)
         if self._chunk is None:
-            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, self.per_call * self.batch_size)
+            rows = min(self.per_call * self.batch_size, self.X.shape[0])  # a chunk's steps never pass the epoch's end
+            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, rows)
         inputs = ops.step_inputs(scalars, self.Y.dtype)
         zero = ops.zeros((), self.Y)
         (net.layers, net.slots), loss = self._run((net.layers, net.slots), self.X, self.Y, perm, first, inputs,

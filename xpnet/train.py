@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, config, data, evaluate, model, optim
+from . import budget, checkpoint, config, data, evaluate, model, optim
 from .backends import threads, to_host
 from .config import TrainConfig
 from .errors import Diverged, Stopped, UserError
@@ -158,11 +158,13 @@ class Run:
         self.cfg, self.backend, self.dataset, self.say = cfg, backend, dataset, say
         self.spec = config.resolve_spec(cfg, dataset.num_features, dataset.num_classes)
         train_split, val_split = data.split_validation(dataset.train, cfg.validation)
+        self.recipe = config.recipe(cfg, len(train_split), dataset.image_shape)
+        n_other = len(dataset.train) - len(train_split) + len(dataset.test)  # validation and test images
+        budget.check_run(cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend)  # before allocating
         self.state = start_state(cfg, self.spec, backend, resume)
         self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
         self.val = data.to_device(backend, val_split) if val_split is not None else None
         self.n = len(self.train)
-        self.recipe = config.recipe(cfg, self.n, dataset.image_shape)
         self.steps = Steps(backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size)
         self.per_epoch = -(-self.n // cfg.batch_size)
         self.resumed = resume is not None
@@ -213,7 +215,7 @@ class Run:
         state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": st.best_val,
                  "optimizer": {"name": cfg.optimizer, "t": st.t}}
         slots = [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
-        config_ = cfg.to_dict() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
+        config_ = cfg.to_checkpoint() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
         try:
             checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
                             {"history": st.history, **(metrics or {})}, state, slots)

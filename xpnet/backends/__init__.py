@@ -81,6 +81,43 @@ class Backend:
         elif self.name == "jax" and x is not None:
             x.block_until_ready()
 
+    def free_memory(self) -> int | None:
+        """Bytes the run can still allocate where its arrays live: on a GPU its free memory plus
+        what the library's pool holds unused, else the host's (``host_available``); None when
+        the library cannot tell."""
+        if not self.is_cuda:
+            return host_available()
+        try:
+            if self.name == "cupy":
+                cupy = importlib.import_module("cupy")
+                with self.device:
+                    return int(cupy.cuda.runtime.memGetInfo()[0]) + int(cupy.get_default_memory_pool().free_bytes())
+            if self.name == "torch":
+                import torch
+
+                pooled = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+                return int(torch.cuda.mem_get_info(self.device)[0]) + int(pooled)
+            stats = self.device.memory_stats()  # jax
+            return int(stats["bytes_limit"]) - int(stats["bytes_in_use"])
+        except Exception:  # noqa: BLE001 (an old library, a driver that does not say: no check rather than a crash)
+            return None
+
+
+def host_available() -> int | None:
+    """Bytes of RAM available to new allocations: MemAvailable of /proc/meminfo, else the free
+    pages times the page size (``os.sysconf``), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
 
 def to_host(x) -> np.ndarray:
     """Any backend's array -> NumPy array."""

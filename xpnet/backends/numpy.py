@@ -41,9 +41,6 @@ class NumpyOps(Ops):
     def feature_major(self, size: int, n: int) -> bool:
         return size >= FEATURE_MAJOR_MIN
 
-    def errors_ignored(self):
-        return numpy.errstate(all="ignore")
-
     # ---- elementwise ----------------------------------------------------------------------
 
     add, subtract, multiply, divide, maximum, minimum = (library_function(name, 2) for name in BINARY)
