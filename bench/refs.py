@@ -32,7 +32,6 @@ def torch_eager(work: Workload, device: str = "cpu", compile_mode: str | None = 
     import torch
     from torch import nn
 
-    torch.set_num_threads(os.cpu_count())
     cfg, recipe = work.config, dict(work.config.recipe)
     X = torch.from_numpy(work.x).to(device)
     Y = torch.from_numpy(work.labels).to(device)
@@ -52,6 +51,7 @@ def torch_eager(work: Workload, device: str = "cpu", compile_mode: str | None = 
     n, bs = work.n, cfg.batch
 
     def run() -> float:
+        torch.set_num_threads(os.cpu_count())  # all cores, whatever an xpnet torch run in this process set
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n, bs):
             idx = perm[start:start + bs]

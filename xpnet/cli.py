@@ -52,9 +52,7 @@ def _int_list(flag):
             sizes = tuple(int(t) for t in text.split(","))
         except ValueError:
             raise UserError(f"{flag} {text!r}: expected comma-separated integers such as 784,100,10") from None
-        if any(s < 1 for s in sizes):
-            raise UserError(f"{flag} {text!r}: sizes must be >= 1")
-        return sizes
+        return sizes  # sizes >= 1: TrainConfig.check (flags, files and checkpoints alike)
 
     return parse
 
@@ -355,7 +353,6 @@ def cmd_walkthrough(args, say) -> int:
     values = vars(args)
     config.check_ranges(values, {"iterations": config.Range(1), "every": config.Range(1), "hidden": config.Range(1),
                                  "lr": config.RANGES["lr"], "seed": config.RANGES["seed"]})
-    config.check_nonempty(values, ("data_dir", "device"))
     dataset = data.load(args.data_dir)
     if not 0 <= args.index < len(dataset.train):
         raise UserError(f"--index {args.index}: must be between 0 and {len(dataset.train) - 1}")
