@@ -87,3 +87,36 @@ def test_divergence_is_caught_mid_epoch_after_check_seconds(mnist, monkeypatch):
         run.state.step = 0
         loss = run.run_epoch(perm, clock=lambda: 0.0)  # no time passes: the loss is read only at the end
     assert not np.isfinite(loss)
+
+
+class _Recorder:
+    """A user callback: records what it is told and asks to stop after ``stop_after`` epochs."""
+
+    def __init__(self, stop_after: int):
+        self.stop_after, self.calls = stop_after, []
+
+    def on_train_begin(self, run):
+        self.calls.append(("begin", run.state.epoch))
+
+    def on_epoch_end(self, epoch, logs):
+        self.calls.append(("epoch", epoch, logs["loss"], logs["val_accuracy"]))
+        return epoch >= self.stop_after
+
+    def on_train_end(self, result):
+        self.calls.append(("end", len(result.history)))
+
+
+def test_a_callback_sees_every_epoch_and_can_stop_the_run(mnist, tmp_path):
+    log, save = tmp_path / "log.jsonl", tmp_path / "m.npz"
+    cfg = train.TrainConfig(hidden=(16,), epochs=5, validation=55000, log=str(log), save=str(save), quiet=True)
+    rec, lines = _Recorder(stop_after=2), []
+    result = train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lines.append, callbacks=[rec])
+    assert [c[0] for c in rec.calls] == ["begin", "epoch", "epoch", "end"]
+    assert [c[1] for c in rec.calls[1:3]] == [1, 2] and len(result.history) == 2
+    assert all(np.isfinite(c[2]) and 0 < c[3] <= 1 for c in rec.calls[1:3])
+    # the standard callbacks ran before it, through the same mechanism: two printed lines, two log lines
+    assert sum(line.startswith("epoch ") for line in lines) == 2 and len(log.read_text().splitlines()) == 2
+    from xpnet import checkpoint
+
+    meta = checkpoint.load(str(save))[2]
+    assert meta["state"]["epoch"] == 3  # stopped after epoch 2: a resume goes on with epoch 3

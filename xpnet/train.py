@@ -7,7 +7,6 @@ the host's own count of the steps queued, a few times a second, without waiting 
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import budget, checkpoint, config, data, evaluate, model, optim
+from . import budget, callbacks as cb, checkpoint, config, data, evaluate, model, optim
 from .backends import threads, to_host
 from .config import TrainConfig
 from .errors import Diverged, Stopped, UserError
@@ -40,7 +39,8 @@ class TrainState:
     t: int = 0  # optimiser steps taken since the start of the run
     loss_partial: float = 0.0  # the summed loss of the epoch's steps already done
     history: list = field(default_factory=list)
-    best_val: float = -1.0
+    best_val: float = -1.0  # the best validation accuracy so far
+    improved: bool = False  # whether the last epoch reached it
 
 
 @dataclass
@@ -170,6 +170,12 @@ class Run:
         self.resumed = resume is not None
         self.threads = threads.Threads(backend.name, cfg.threads)
         self.threads.start()
+        self.best_params, self.best_epoch = None, None  # what the run finishes with, when kept (``keep``)
+
+    def keep(self, epoch: int) -> None:
+        """Finish with the parameters as they are now, after ``epoch`` (a host copy), rather
+        than the last epoch's (early stopping's best epoch)."""
+        self.best_params, self.best_epoch = params_to_host(self.params), epoch
 
     @property
     def params(self):
@@ -224,11 +230,13 @@ class Run:
                             "the weights or the loss are not finite (not saved)") from None
 
 
-def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None) -> Result:
+def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, callbacks=()) -> Result:
     """Train per ``cfg`` on ``dataset`` with ``backend``; prints one line per epoch and the test line.
 
     ``resume``: a loaded checkpoint (spec, host params, meta) whose training state to continue.
     With ``cfg.save`` a resumable checkpoint is written after every epoch and on SIGINT/SIGTERM.
+    ``callbacks`` (see ``xpnet.callbacks``) run after those ``cfg`` asks for (printing, --log,
+    --save, --early-stop); any of them may stop the run after an epoch.
     """
     run = Run(cfg, backend, dataset, say, resume)
     st = run.state
@@ -236,29 +244,26 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
         f"({dataset.source}), {backend.name} on {backend.label}, {cfg.dtype}, "
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
         + (f", resuming at epoch {st.epoch} step {st.step}" if run.resumed else ""))
-    best_epoch, best_params = st.epoch - 1, None
+    callbacks = cb.standard(cfg) + list(callbacks)
+    cb.call(callbacks, "on_train_begin", run)
     with _SignalFlag() as stop:
         while st.epoch <= cfg.epochs:
             entry = _epoch(run, stop)
-            improved = run.val is not None and entry["val_accuracy"] > st.best_val
-            if improved:
-                st.best_val, best_epoch = entry["val_accuracy"], st.epoch
-                best_params = params_to_host(run.params) if cfg.early_stop else None
+            st.improved = run.val is not None and entry["val_accuracy"] > st.best_val
+            st.best_val = max(st.best_val, entry.get("val_accuracy", -1.0))
             st.epoch, st.step, st.loss_partial = st.epoch + 1, 0, 0.0
-            if cfg.save and (improved or not cfg.early_stop):  # with --early-stop the file keeps the best epoch
-                run.save(st.epoch, 0, st.rng.bit_generator.state, 0.0)
-            if cfg.early_stop and st.epoch - 1 - best_epoch >= cfg.early_stop:
-                say(f"early stop: validation accuracy has not improved for {cfg.early_stop} epochs; "
-                    f"using epoch {best_epoch} ({100 * st.best_val:.2f}%)")
+            if any(cb.call(callbacks, "on_epoch_end", entry["epoch"], entry)):
                 break
             if stop():
                 _stopped(run, stop.signum, st.epoch, 0, st.rng.bit_generator.state, 0.0)
-    return _finish(run, best_params, best_epoch)
+    result = _finish(run)
+    cb.call(callbacks, "on_train_end", result)
+    return result
 
 
 def _epoch(run: Run, stop) -> dict:
     """One epoch (or the rest of a resumed one): steps, then the report line and log entry."""
-    cfg, st, say = run.cfg, run.state, run.say
+    cfg, st = run.cfg, run.state
     t0 = time.perf_counter()
     rng_state = st.rng.bit_generator.state  # before this epoch's permutation: enough to redo it
     perm = run.backend.asarray(st.rng.permutation(run.n))  # the epoch's one host->device copy
@@ -280,32 +285,27 @@ def _epoch(run: Run, stop) -> dict:
     entry = {"epoch": st.epoch, "step": st.epoch * run.per_epoch, "loss": loss, "lr": run.lr(st.epoch, 0),
              "seconds": seconds, "samples_per_s": (run.n - start * cfg.batch_size) / seconds,
              "backend": run.backend.name, "device": run.backend.label}
-    line = f"epoch {st.epoch:>3}/{cfg.epochs}  loss {loss:.4f}"
     if cfg.log or cfg.plots:
         c, t = evaluate.accuracy(run.params, run.train, run.spec, cfg.dtype)
         entry["train_accuracy"] = c / t
     if run.val is not None:
         c, t = evaluate.accuracy(run.params, run.val, run.spec, cfg.dtype)
         entry["val_accuracy"] = c / t
-        line += f"  val acc {100.0 * c / t:6.2f}%"
-    say(line + f"  {seconds:6.2f}s  {entry['samples_per_s']:9.0f} samples/s")
     st.history.append(entry)
-    if cfg.log:
-        _append_log(cfg.log, entry)
     return entry
 
 
-def _finish(run: Run, best_params, best_epoch: int) -> Result:
+def _finish(run: Run) -> Result:
     """The test set, read once: the final checkpoint, the pictures and the result line."""
     cfg, backend, dataset, say = run.cfg, run.backend, run.dataset, run.say
     params = run.params
-    if cfg.early_stop and best_params is not None:
-        params = model.params_to_device(backend, best_params, cfg.dtype)
+    if run.best_params is not None:
+        params = model.params_to_device(backend, run.best_params, cfg.dtype)
     test_dev = data.to_device(backend, dataset.test)
     preds = backend.to_host(evaluate.predictions(params, test_dev, run.spec, cfg.dtype))
     result = Result(run.spec, params, run.state.history, int((preds == dataset.test.labels).sum()), len(dataset.test))
     if cfg.save:
-        done = (best_epoch + 1) if cfg.early_stop and best_params is not None else cfg.epochs + 1
+        done = run.best_epoch + 1 if run.best_params is not None else run.state.epoch  # where a resume would go on
         run.save(done, 0, run.state.rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total},
                  params=params_to_host(params))
         say(f"saved {cfg.save}")
@@ -342,14 +342,6 @@ def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
                          Path(folder) / "mistakes.png", title=f"{len(np.flatnonzero(preds != labels))} test digits misclassified (first {len(wrong)}): predicted (true)"),
     ]
     say("plots: " + ", ".join(map(str, paths)))
-
-
-def _append_log(path: str, entry: dict) -> None:
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-    except OSError as e:
-        raise UserError(f"--log {path}: cannot append ({e.strerror or e})") from None
 
 
 def _stopped(run: Run, signum, epoch: int, step: int, rng_state, loss_partial: float):
