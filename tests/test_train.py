@@ -120,3 +120,16 @@ def test_a_callback_sees_every_epoch_and_can_stop_the_run(mnist, tmp_path):
 
     meta = checkpoint.load(str(save))[2]
     assert meta["state"]["epoch"] == 3  # stopped after epoch 2: a resume goes on with epoch 3
+
+
+def test_a_data_set_without_a_test_split_trains_and_never_reports_a_test_accuracy(mnist, tmp_path):
+    from dataclasses import replace
+
+    from xpnet import checkpoint
+
+    cfg = train.TrainConfig(hidden=(16,), epochs=1, validation=55000, save=str(tmp_path / "m.npz"), quiet=True)
+    lines = []
+    result = train.train(cfg, backends.resolve("numpy", "cpu"), replace(mnist, test=None), say=lines.append)
+    assert result.test_total == 0 and not any(line.startswith("test accuracy") for line in lines)
+    assert result.history[0]["val_accuracy"] > 0.5
+    assert "test_accuracy" not in checkpoint.load(cfg.save)[2]["metrics"]

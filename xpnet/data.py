@@ -165,10 +165,10 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A four-file IDX data set on the host."""
+    """A four-file IDX data set on the host (or training data given in memory: no test split)."""
 
     train: Split
-    test: Split
+    test: Split | None
     num_classes: int
     source: str
 

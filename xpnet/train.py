@@ -159,7 +159,7 @@ class Run:
         self.spec = config.resolve_spec(cfg, dataset.num_features, dataset.num_classes)
         train_split, val_split = data.split_validation(dataset.train, cfg.validation)
         self.recipe = config.recipe(cfg, len(train_split), dataset.image_shape)
-        n_other = len(dataset.train) - len(train_split) + len(dataset.test)  # validation and test images
+        n_other = len(dataset.train) - len(train_split) + len(dataset.test or ())  # validation and test images
         budget.check_run(cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend)  # before allocating
         self.state = start_state(cfg, self.spec, backend, resume)
         self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
@@ -296,19 +296,24 @@ def _epoch(run: Run, stop) -> dict:
 
 
 def _finish(run: Run) -> Result:
-    """The test set, read once: the final checkpoint, the pictures and the result line."""
+    """The test set, read once (unless the data set has none): the final checkpoint, the
+    pictures and the result line."""
     cfg, backend, dataset, say = run.cfg, run.backend, run.dataset, run.say
     params = run.params
     if run.best_params is not None:
         params = model.params_to_device(backend, run.best_params, cfg.dtype)
-    test_dev = data.to_device(backend, dataset.test)
-    preds = backend.to_host(evaluate.predictions(params, test_dev, run.spec, cfg.dtype))
-    result = Result(run.spec, params, run.state.history, int((preds == dataset.test.labels).sum()), len(dataset.test))
+    result, preds, metrics = Result(run.spec, params, run.state.history), None, {}
+    if dataset.test is not None:
+        test_dev = data.to_device(backend, dataset.test)
+        preds = backend.to_host(evaluate.predictions(params, test_dev, run.spec, cfg.dtype))
+        result.test_correct, result.test_total = int((preds == dataset.test.labels).sum()), len(dataset.test)
+        metrics = {"test_accuracy": result.test_correct / result.test_total}
     if cfg.save:
         done = run.best_epoch + 1 if run.best_params is not None else run.state.epoch  # where a resume would go on
-        run.save(done, 0, run.state.rng.bit_generator.state, 0.0, {"test_accuracy": result.test_correct / result.test_total},
-                 params=params_to_host(params))
+        run.save(done, 0, run.state.rng.bit_generator.state, 0.0, metrics, params=params_to_host(params))
         say(f"saved {cfg.save}")
+    if preds is None:
+        return result
     say(format_accuracy(result.test_correct, result.test_total))  # before the pictures: a failure to draw never hides it
     if cfg.plots:
         _draw(cfg.plots, run.state.history, dataset, preds, say)
