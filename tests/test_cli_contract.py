@@ -219,4 +219,8 @@ def test_overflowing_models_and_steps_warn_nothing(toy, huge, tmp_path, capsys, 
         rc, out, err = _main(capsys, *args, "--backend", backend)
         assert rc == 0 and err == "", (args, out, err)
         if "--json" in args:
-            json.loads(out)  # NaN probabilities are null: still JSON
+            doc = json.loads(out)  # NaN probabilities are null: still JSON
+            if args[0] == "predict":  # no class is made up for outputs that are not finite
+                assert [p["class"] for p in doc["predictions"]] == [None] and doc["predictions"][0]["probability"] is None
+        elif args[0] == "predict":
+            assert out.strip().endswith("no prediction (the model's outputs are not finite)"), out

@@ -152,3 +152,16 @@ def test_device_data_stays_in_dtype(target, mnist):
     assert [tuple(c[0].shape) for c in chunks] == [(50, 784), (14, 784)]
     assert chunks[0][0].dtype == any_backend.xp.float32
     np.testing.assert_allclose(any_backend.to_host(chunks[1][0]), mnist.test.images[50:64].reshape(14, -1) / 255.0, rtol=1e-6)
+
+
+def test_reading_gzipped_files_leaves_no_file_open():
+    import gc
+    import warnings
+
+    from xpnet import data
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        data.load_mnist()
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -303,13 +303,15 @@ def cmd_predict(args, say) -> int:
     x = be.asarray(inputs.reshape(len(args.images), -1, 1), dtype)
     with be.ops.errors_ignored():  # a model whose outputs overflow: NaN probabilities, no warnings
         probs = be.to_host(model.forward(params, x, spec))[:, :, 0]
-    guesses = [(path, int(np.argmax(p)), p) for path, p in zip(args.images, probs)]
+    # no class where the outputs are not finite (a model that overflows): argmax would say 0
+    guesses = [(path, int(np.argmax(p)) if np.isfinite(p).all() else None, p) for path, p in zip(args.images, probs)]
     if args.json:
         return _print_json({"model": args.model, "backend": be.name, "device": be.label, "predictions": [
-            {"image": path, "class": k, "probability": _json_number(p[k]), "probabilities": list(map(_json_number, p))}
-            for path, k, p in guesses]})
+            {"image": path, "class": k, "probability": None if k is None else _json_number(p[k]),
+             "probabilities": list(map(_json_number, p))} for path, k, p in guesses]})
     for path, k, p in guesses:
-        say(f"{path}: {k} ({100.0 * p[k]:.1f}%)")
+        say(f"{path}: {k} ({100.0 * p[k]:.1f}%)" if k is not None
+            else f"{path}: no prediction (the model's outputs are not finite)")
     return 0
 
 

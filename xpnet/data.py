@@ -40,6 +40,18 @@ MAX_CLASSES = 1 << 16  # labels are 0 .. MAX_CLASSES - 1: a larger label is a da
 CHUNK_ROWS = 2048  # images per chunk when a device split is read back in order (evaluation)
 
 
+class _GunzipOwning(gzip.GzipFile):
+    """A GzipFile that closes the file it reads when it is closed (GzipFile leaves it open)."""
+
+    def close(self):
+        raw = self.fileobj
+        try:
+            super().close()
+        finally:
+            if raw is not None:
+                raw.close()
+
+
 def _open(path: Path):
     """(binary stream of the file's payload, is gzip, payload size hint modulo 2**32 or None):
     gunzipped if it is gzip data (by its first bytes; a .gz name requires gzip data)."""
@@ -57,7 +69,7 @@ def _open(path: Path):
         f.seek(max(size - 4, 0))
         isize = int.from_bytes(f.read(4), "little") if size >= 18 else None
         f.seek(0)
-        return gzip.GzipFile(fileobj=f, mode="rb"), True, isize
+        return _GunzipOwning(fileobj=f, mode="rb"), True, isize
     if path.suffix == ".gz":
         f.close()
         raise UserError(f"{path}: not gzip data (the name ends in .gz)")
