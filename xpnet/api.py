@@ -183,6 +183,19 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     name that is none) naming it."""
     from . import cli
 
+    say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
+    try:
+        cfg, dataset, be, result = cli.train_from_args(_train_args(cli, settings), say, callbacks)
+    except UserError as e:
+        raise _value_error(e) from None
+    acc = result.test_correct / result.test_total if result.test_total else None
+    return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config_=cfg.to_checkpoint(),
+                 history=result.history, test_accuracy=acc)
+
+
+def _train_args(cli, settings: dict):
+    """``xpnet train``'s parsed flags with ``settings`` (keyword arguments) given, each checked
+    as a config file's value is (its type, its flag's choices)."""
     args = cli.build_parser().parse_args(["train"])
     choices = {a.dest: a.choices for a in args.parser._actions if a.choices}
     for key, value in settings.items():
@@ -197,14 +210,7 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
             raise TypeError(f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
                             f"{', '.join(sorted(config.SETTINGS))}, preset, config, resume")
         setattr(args, key, value)
-    say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
-    try:
-        cfg, dataset, be, result = cli.train_from_args(args, say, callbacks)
-    except UserError as e:
-        raise _value_error(e) from None
-    acc = result.test_correct / result.test_total if result.test_total else None
-    return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config_=cfg.to_checkpoint(),
-                 history=result.history, test_accuracy=acc)
+    return args
 
 
 # the constructor's parameters that are TrainConfig's settings under the same name
@@ -332,7 +338,6 @@ class MLPClassifier:
         codes = inputs.encode(inputs.labels(y, f.x.shape[0], type(self).__name__), classes, type(self).__name__)
         seed = self._seed() if first else self._seed_used
         cfg = self._config(seed, 0, f.backend)
-        cfg.early_stop = 0
         state, resume = self._continued(cfg, f, classes, first)
         if not first and cfg.lr_schedule == "cosine" and self.n_iter_ >= cfg.epochs:
             warnings.warn(f"partial_fit: epoch {self.n_iter_ + 1} is past epochs={cfg.epochs}: the cosine schedule's "
@@ -412,8 +417,10 @@ class MLPClassifier:
         self._config(0, 1 if v else 0, None)
 
     def _config(self, seed: int, n_val: int, be) -> TrainConfig:
-        """The TrainConfig of a run on ``n_val`` held-out rows and backend ``be``."""
+        """The TrainConfig of a run on ``n_val`` held-out rows (none: no early stopping either,
+        as in partial_fit) and backend ``be``."""
         values = {name: getattr(self, name) for name in SHARED}
+        values["early_stop"] = values["early_stop"] if n_val else 0
         hidden = values["hidden"]
         values["hidden"] = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
         cfg = TrainConfig(**values, seed=seed, validation=n_val, quiet=self.verbose < 2,

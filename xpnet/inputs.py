@@ -85,13 +85,13 @@ def _array(X, who: str):
         raise ValueError(f"{who}: X is None; expected an array of shape (n, features)")
     if hasattr(X, "toarray") or type(X).__module__.startswith(("scipy.sparse", "sparse")):
         raise TypeError(f"{who} does not take sparse input ({type(X).__name__}); convert it with X.toarray()")
-    if backends.library_of(X) is not None:
-        return backends.plain(X)
-    try:  # another array-API library: through DLPack, else as NumPy reads it
-        return np.from_dlpack(X)
-    except (AttributeError, TypeError, RuntimeError, BufferError, ValueError):
-        X = np.asarray(X)
-    if X.dtype.kind == "O":
+    if backends.library_of(X) is None:
+        try:  # another array-API library: through DLPack, else as NumPy reads it
+            X = np.from_dlpack(X)
+        except (AttributeError, TypeError, RuntimeError, BufferError, ValueError):
+            X = np.asarray(X)
+    X = backends.plain(X)
+    if isinstance(X, np.ndarray) and X.dtype.kind == "O":
         X = X.astype(np.float64)  # numbers stored as objects; anything else: numpy's TypeError or ValueError
     return X
 
