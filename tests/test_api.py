@@ -9,6 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
+from array_api_compat import device
+from conftest import targets
+
 import xpnet
 from xpnet import MLPClassifier, backends, data, evaluate, train
 
@@ -89,18 +92,21 @@ def test_torch_tensor_in_gives_torch_tensors_out(digits):
     assert isinstance(clf.predict(X[:5]), np.ndarray)
 
 
-@pytest.mark.parametrize("lib", ["jax", "array_api_strict"])
-def test_other_libraries_in_and_out(digits, lib):
+@pytest.mark.parametrize("target", targets(), indirect=True)
+def test_every_library_in_and_out(digits, target):
+    """Arrays of each library (and device) in: the same network as NumPy's, and the answers
+    in that library on that device (float32: within rounding; float64: to 1e-9)."""
     X, y = digits
-    be = backends.resolve(lib, "cpu")
+    be, settings = target.backend, dict(SMALL, dtype=target.dtype)
     Xd = be.asarray(X)
-    clf = MLPClassifier(**SMALL).fit(Xd[:1400, ...], be.asarray(y)[:1400])
+    clf = MLPClassifier(**settings).fit(Xd[:1400, ...], be.asarray(y)[:1400])
     pred, proba = clf.predict(Xd[1400:, ...]), clf.predict_proba(Xd[1400:, ...])
     for out in (pred, proba):
-        assert backends.library_of(out) == lib
-    assert pred.dtype == be.xp.int64 and proba.dtype == be.xp.float32
-    ref = MLPClassifier(**SMALL).fit(X[:1400], y[:1400])
-    np.testing.assert_allclose(ref.predict_proba(X[1400:]), backends.to_host(proba), atol=2e-3)
+        assert backends.library_of(out) == be.name and device(out) == device(Xd)
+    assert pred.dtype == be.xp.int64 and proba.dtype == getattr(be.xp, target.dtype)
+    ref = MLPClassifier(**settings).fit(X[:1400], y[:1400])
+    tol = 2e-3 if target.dtype == "float32" else 1e-9
+    np.testing.assert_allclose(ref.predict_proba(X[1400:]), backends.to_host(proba), atol=tol)
 
 
 def test_strict_arrays_on_another_device_stay_there(digits):

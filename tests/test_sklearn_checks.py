@@ -1,6 +1,7 @@
 """scikit-learn's own estimator checks on MLPClassifier, each expected failure with its reason."""
 
 import os
+import warnings
 
 os.environ.setdefault("SCIPY_ARRAY_API", "1")  # scikit-learn's array API checks need it (read when they run)
 
@@ -33,6 +34,13 @@ def expected_failed_checks(estimator):
     return EXPECTED_FAILURES
 
 
-@parametrize_with_checks(CHECKED, expected_failed_checks=expected_failed_checks)
+with warnings.catch_warnings():
+    # expected: xpnet keeps the estimator protocol itself (scikit-learn is optional), so the
+    # checks warn at collection that MLPClassifier does not inherit from BaseEstimator
+    warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base.BaseEstimator`")
+    _parametrized = parametrize_with_checks(CHECKED, expected_failed_checks=expected_failed_checks)
+
+
+@_parametrized
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

@@ -40,7 +40,9 @@ class Features:
         if backends.library_of(a) == self.backend.name and xp is self.backend.xp and dev == self.backend.device:
             return a
         host = backends.to_host(a)
-        return host if xp is None else xp.asarray(host, device=dev)
+        if xp is None:
+            return host
+        return xp.asarray(host if host.flags.writeable else host.copy(), device=dev)  # (torch refuses read-only views)
 
 
 def features(X, dtype: str, backend: str | None = None, device: str | None = None, tf32: bool = False,
