@@ -84,6 +84,9 @@ def test_torch_tensor_in_gives_torch_tensors_out(digits):
     assert isinstance(proba, torch.Tensor) and proba.dtype == torch.float32 and tuple(proba.shape) == (397, 10)
     assert torch.allclose(proba.sum(dim=1), torch.ones(397), atol=1e-5)
     assert clf.score(Xt[1400:], yt[1400:]) > 0.85
+    right = (pred == yt[1400:]).double()
+    w = torch.linspace(0.1, 2.0, 397, dtype=torch.float64)
+    assert clf.score(Xt[1400:], yt[1400:], sample_weight=w) == pytest.approx(float((right * w).sum() / w.sum()))
     # the same seed on NumPy follows the same trajectory (float32: within rounding)
     ref = MLPClassifier(**SMALL).fit(X[:1400], y[:1400])
     assert np.mean(ref.predict(X[1400:]) == pred.numpy()) > 0.99
@@ -155,7 +158,8 @@ def test_labels_of_any_type_and_save_load_round_trip(digits, tmp_path):
         assert np.mean(pred == labels[1000:]) > 0.8
         clf.save(tmp_path / "m.npz")
         back = xpnet.load(tmp_path / "m.npz")
-        assert np.array_equal(back.classes_, clf.classes_) and np.array_equal(back.predict(X[1000:]), pred)
+        assert np.array_equal(back.classes_, clf.classes_) and back.classes_.dtype.kind == clf.classes_.dtype.kind
+        assert np.array_equal(back.predict(X[1000:]), pred)
         np.testing.assert_array_equal(back.predict_proba(X[1000:]), clf.predict_proba(X[1000:]))
 
 

@@ -130,14 +130,14 @@ class Model:
         """Mean accuracy of ``predict(X)`` against the labels y (weighted by ``sample_weight``)."""
         pred = backends.to_host(self.predict(X))
         y = inputs.labels(y, pred.shape[0], self.name)
-        w = None if sample_weight is None else backends.to_host(sample_weight) if backends.library_of(sample_weight) else np.asarray(sample_weight)
+        w = None if sample_weight is None else inputs.on_host(sample_weight)
         return float(np.average(pred == y, weights=w))
 
     def save(self, path) -> None:
         """Write an xpnet checkpoint (the model; ``xpnet evaluate``, ``predict``, ``export`` and
         ``xpnet.load`` read it), atomically."""
         cfg = self.config | {"image_shape": list(self.image_shape), "num_classes": int(self.spec.sizes[-1])}
-        default = np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
+        default = self.classes_.dtype.kind in "iu" and np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
         metrics = {"history": self.history} | ({} if self.test_accuracy is None else {"test_accuracy": self.test_accuracy})
         try:
             checkpoint.save(path, self.spec, self.host_params(), cfg, metrics,
@@ -427,8 +427,10 @@ class MLPClassifier:
                           backend=be.name if be is not None else None, device=be.label if be is not None else "auto")
         try:
             cfg.check()
-        except (UserError, TypeError) as e:
-            raise _value_error(e) if isinstance(e, UserError) else ValueError(f"invalid parameter value: {e}") from None
+        except UserError as e:
+            raise _value_error(e) from None
+        except TypeError as e:  # a value of the wrong type: lr="fast"
+            raise ValueError(f"{type(self).__name__}: a parameter has a value of the wrong type ({e})") from None
         if cfg.augment != "none" and self.image_shape is not None and len(self.image_shape) != 2:
             raise ValueError(f"image_shape={self.image_shape!r}: expected (height, width)")
         return cfg

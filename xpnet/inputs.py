@@ -171,7 +171,7 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
     continuous labels (a column vector is accepted with a DataConversionWarning)."""
     if y is None:
         raise ValueError(f"{who} requires y to be passed, but the target y is None")
-    y = backends.to_host(backends.plain(y)) if backends.library_of(y) is not None else np.asarray(y)
+    y = on_host(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y "
                       "to (n_samples,), for example using ravel().", _conversion_warning(), stacklevel=3)
@@ -189,6 +189,11 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
     if y.dtype.kind == "c":
         raise ValueError("Unknown label type: complex")
     return y
+
+
+def on_host(a) -> np.ndarray:
+    """An array of any library, or a sequence, as a NumPy array."""
+    return backends.to_host(backends.plain(a)) if backends.library_of(a) is not None else np.asarray(a)
 
 
 def _conversion_warning():
