@@ -44,3 +44,12 @@ with warnings.catch_warnings():
 @_parametrized
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_tags_declare_a_classifier_with_array_api_support():
+    from sklearn.base import is_classifier
+    from sklearn.utils import get_tags
+
+    tags = get_tags(MLPClassifier())
+    assert tags.array_api_support is True and tags.estimator_type == "classifier" and is_classifier(MLPClassifier())
+    assert tags.input_tags.two_d_array and tags.input_tags.three_d_array and not tags.input_tags.sparse

@@ -180,7 +180,8 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     bundled MNIST unless ``data_dir``), lines printed (``verbose=0``: none) and the test
     accuracy at the end; ``callbacks`` as in ``MLPClassifier.fit``. Returns the trained Model
     (``test_accuracy``, ``history``). A bad setting raises ValueError (or TypeError for a
-    name that is none) naming it."""
+    name that is none) naming it; Ctrl-C stops as the command does (after the chunk of steps
+    in flight, writing the checkpoint with ``save``), then raises KeyboardInterrupt."""
     from . import cli
 
     say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
@@ -188,6 +189,8 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
         cfg, dataset, be, result = cli.train_from_args(_train_args(cli, settings), say, callbacks)
     except UserError as e:
         raise _value_error(e) from None
+    except Stopped as e:  # Ctrl-C or SIGTERM: the chunk in flight finished, a checkpoint written with save=
+        raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
     acc = result.test_correct / result.test_total if result.test_total else None
     return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config_=cfg.to_checkpoint(),
                  history=result.history, test_accuracy=acc)

@@ -75,6 +75,8 @@ def _probabilities(helper, numpy_helper, init: list, output: str) -> list:
 def _labels(numpy_helper, init: list, classes, k: int) -> int:
     """Adds the ``classes`` constant (K,) to ``init``; returns its ONNX element type."""
     labels = np.arange(k, dtype=np.int64) if classes is None else np.asarray(classes)
+    if labels.dtype.kind == "O" and not all(isinstance(v, str) for v in labels.tolist()):
+        labels = np.asarray(labels.tolist())  # numbers held as objects: their own dtype
     if labels.dtype.kind in "iu":
         labels = labels.astype(np.int64)
     elif labels.dtype.kind == "f":
