@@ -55,19 +55,20 @@ class Model:
     """
 
     def __init__(self, spec: model.Spec, params, classes=None, dtype: str = "float32", image_shape=None, on=None,
-                 backend: str | None = None, device: str | None = None, tf32: bool = False, config_: dict | None = None,
+                 backend: str | None = None, device: str | None = None, tf32: bool = False, config: dict | None = None,
                  history=(), test_accuracy: float | None = None, name: str = "Model"):
         self.spec, self.dtype, self.name = spec, dtype, name
         self.classes_ = np.arange(spec.sizes[-1]) if classes is None else np.asarray(classes)
         self.n_features_in_ = spec.sizes[0]
         self.image_shape = tuple(image_shape) if image_shape else (spec.sizes[0],)
         self.backend, self.device, self.tf32 = backend, device, tf32
-        self.config = dict(config_ or {})
+        self.config = dict(config or {})  # the settings it was trained with, as a checkpoint stores them
         self.history, self.test_accuracy = list(history), test_accuracy
         self._params = {_key(on) if on is not None else "host": params}  # where they are -> parameters
 
     def __repr__(self) -> str:
-        return f"<xpnet.Model {'-'.join(map(str, self.spec.sizes))} {self.spec.activation}/{self.spec.output} {self.dtype}>"
+        spec = self.spec
+        return f"<xpnet.Model {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} {self.dtype}>"
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -138,7 +139,9 @@ class Model:
         ``xpnet.load`` read it), atomically."""
         cfg = self.config | {"image_shape": list(self.image_shape), "num_classes": int(self.spec.sizes[-1])}
         default = self.classes_.dtype.kind in "iu" and np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
-        metrics = {"history": self.history} | ({} if self.test_accuracy is None else {"test_accuracy": self.test_accuracy})
+        metrics = {"history": self.history}
+        if self.test_accuracy is not None:
+            metrics["test_accuracy"] = self.test_accuracy
         try:
             checkpoint.save(path, self.spec, self.host_params(), cfg, metrics,
                             classes=None if default else self.classes_.tolist())
@@ -169,7 +172,7 @@ def load(path) -> Model:
         raise _value_error(e) from None
     cfg, metrics = meta.get("config", {}), meta.get("metrics", {})
     dtype = cfg.get("dtype") if cfg.get("dtype") in backends.DTYPES else str(params[0][0].dtype)
-    return Model(spec, params, meta.get("classes"), dtype, cfg.get("image_shape"), config_=cfg,
+    return Model(spec, params, meta.get("classes"), dtype, cfg.get("image_shape"), config=cfg,
                  history=metrics.get("history", ()), test_accuracy=metrics.get("test_accuracy"))
 
 
@@ -192,7 +195,7 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     except Stopped as e:  # Ctrl-C or SIGTERM: the chunk in flight finished, a checkpoint written with save=
         raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
     acc = result.test_correct / result.test_total if result.test_total else None
-    return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config_=cfg.to_checkpoint(),
+    return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config=cfg.to_checkpoint(),
                  history=result.history, test_accuracy=acc)
 
 
@@ -397,7 +400,7 @@ class MLPClassifier:
         self._state, self._state_on, self._resume = result.state, _key(f.backend), None
         self._model = Model(result.spec, result.params, classes, cfg.dtype, f.image_shape, on=f.backend,
                             backend=self.backend, device=self.device, tf32=self.tf32,
-                            config_=cfg.to_checkpoint(), history=history, name=type(self).__name__)
+                            config=cfg.to_checkpoint(), history=history, name=type(self).__name__)
 
     def _host_state(self):
         """The training state as a loaded checkpoint holds it: (spec, host params, meta)."""
