@@ -1,3 +1,25 @@
-"""xpnet: multilayer perceptrons for MNIST-style data, written once against the Python array API."""
+"""xpnet: multilayer perceptrons for MNIST-style data, written once against the Python array API.
+
+The Python API (``xpnet.api``), loaded on first use so that ``import xpnet`` stays light (no
+scikit-learn, no array library but NumPy's): ``MLPClassifier``, ``Model``, ``load(path)``
+and ``train(**settings)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+__all__ = ["MLPClassifier", "Model", "load", "train", "__version__"]
+
+if TYPE_CHECKING:
+    from .api import MLPClassifier, Model, load, train
+
+
+def __getattr__(name: str):
+    if name in ("MLPClassifier", "Model", "load"):
+        return getattr(importlib.import_module(".api", __name__), name)
+    if name == "train":  # the module xpnet/train.py, callable as xpnet.api.train
+        return importlib.import_module(".train", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

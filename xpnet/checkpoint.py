@@ -188,8 +188,14 @@ def _schema():
         "config": _table(train_config, then=functools.partial(_train_config_checks, config.TrainConfig)),
         "metrics": _table({"history": _list(_table(epoch_record)), "test_accuracy": fraction}),
         "state": _table(state),
+        "classes": _list(_rule(_is_label, "a class label: a string, an integer, a finite number or true/false"), 2),
         "sha256": _rule(lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), "64 hex digits"),
     }, ("format", "spec", "sha256"))
+
+
+def _is_label(v) -> bool:
+    """Whether ``v`` may be a class label (``MLPClassifier.classes_`` in JSON)."""
+    return isinstance(v, (str, bool, int)) or (isinstance(v, float) and math.isfinite(v))
 
 
 def _no_constant(name):
@@ -228,10 +234,11 @@ def _digest(arrays: dict[str, np.ndarray], meta: dict) -> str:
 
 
 def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, state: dict | None = None,
-         slots=None) -> None:
+         slots=None, classes: list | None = None) -> None:
     """Save host parameters [(W, b), ...] (NumPy arrays), the spec, config, metrics and the
     training state needed to resume (epoch, step, host rng state, optimiser settings), with the
-    optimiser's slot arrays ``slots`` ([[W slots, b slots], ...], as in optim.init_state).
+    optimiser's slot arrays ``slots`` ([[W slots, b slots], ...], as in optim.init_state), and
+    the labels of the outputs when they are not 0..K-1 (``classes``, JSON scalars).
     Raises NonFinite, writing nothing, when an array or a metadata number is NaN or infinite."""
     arrays = {}
     for i, (W, b) in enumerate(params):
@@ -251,6 +258,8 @@ def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, st
         "metrics": metrics or {},
         "state": state or {},
     }
+    if classes is not None:
+        meta["classes"] = list(classes)
     meta["sha256"] = _digest(arrays, meta)
     try:
         text = json.dumps(meta, allow_nan=False).encode()
@@ -387,6 +396,8 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
                 raise UserError(f"{path}: {e}") from None
             s = meta["spec"]
             spec = Spec(tuple(s["sizes"]), s["activation"], s["output"], s["init"])
+            if "classes" in meta and len(meta["classes"]) != spec.sizes[-1]:
+                raise UserError(f"{path}: {len(meta['classes'])} class labels for {spec.sizes[-1]} outputs")
             opt = meta.get("state", {}).get("optimizer", {}).get("name")
             n_slots = optim.SLOTS[opt] if opt and any(name.startswith("opt") for name in members) else 0
             expected = _expected_shapes(spec, n_slots)

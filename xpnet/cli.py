@@ -1,4 +1,4 @@
-"""Command line: ``xpnet train | evaluate | predict``.
+"""Command line: ``xpnet train | evaluate | predict | export | ...``.
 
 Parses flags, picks the backend once, and calls into train/data/checkpoint.
 User errors become one line on stderr and exit code 2 (``--debug`` shows the traceback).
@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -184,6 +185,12 @@ def _add_model_commands(sub) -> None:
 
     sub.add_parser("presets", help="list the named training recipes")
 
+    x = sub.add_parser("export", help="write a saved model as an ONNX graph (for onnxruntime and other runtimes)")
+    _add_model_flag(x)
+    x.add_argument("--onnx", required=True, metavar="PATH", type=_path("--onnx", required=True),
+                   help="the .onnx file to write: opset 17 (Gemm, Relu/Sigmoid/Tanh, Softmax); input the pixels "
+                        "as floats in [0, 1], outputs probabilities and label")
+
     i = sub.add_parser("imagine", help="draw what a trained network thinks each digit looks like")
     _add_model_flag(i)
     i.add_argument("digits", nargs="*", type=int, metavar="DIGIT", help="classes to imagine (default: all)")
@@ -228,18 +235,25 @@ def _pick_backend(args, say):
 
 
 def cmd_train(args, say) -> int:
+    train_from_args(args, say)
+    return 0
+
+
+def train_from_args(args, say, callbacks=()):
+    """``xpnet train`` with parsed flags (also ``xpnet.train(...)``'s): (config, data set,
+    backend, train.Result), or None after --print-config."""
     cfg, resume = config.resolve(args, args.parser)
     if getattr(args, "print_config", False):
         for line in config.to_toml(cfg):
             say(line)
-        return 0
+        return None
     if cfg.plots:  # a folder the pictures can be written to, before any training
         from . import plots
 
         plots.check_output("--plots", cfg.plots, folder=True)
     dataset = data.load(cfg.data_dir)  # fully validated before any training
-    train(cfg, _pick_backend(cfg, say), dataset, say=say, resume=resume)
-    return 0
+    be = _pick_backend(cfg, say)
+    return cfg, dataset, be, train(cfg, be, dataset, say=say, resume=resume, callbacks=callbacks)
 
 
 def _params_on(be, host_params, meta, dtype=None):
@@ -312,6 +326,21 @@ def cmd_predict(args, say) -> int:
     for path, k, p in guesses:
         say(f"{path}: {k} ({100.0 * p[k]:.1f}%)" if k is not None
             else f"{path}: no prediction (the model's outputs are not finite)")
+    return 0
+
+
+def cmd_export(args, say) -> int:
+    from . import onnx_export
+
+    target = Path(args.onnx)
+    if target.is_dir():
+        raise UserError(f"--onnx {args.onnx}: is a directory; give a file name such as model.onnx")
+    if not target.parent.is_dir():
+        raise UserError(f"--onnx {args.onnx}: folder {target.parent} does not exist")
+    spec, host_params, meta = checkpoint.load(args.model)
+    onnx_export.save(args.onnx, spec, host_params, meta.get("classes"), flag="--onnx")
+    say(f"wrote {args.onnx} ({'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output}, "
+        f"ONNX opset {onnx_export.OPSET})")
     return 0
 
 
@@ -390,8 +419,8 @@ def cmd_plot(args, say) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "presets": cmd_presets,
-            "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
+            "presets": cmd_presets, "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot}
 
 
 def main(argv=None) -> int:

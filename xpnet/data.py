@@ -166,7 +166,8 @@ def read_idx(path: str | os.PathLike, sha=None) -> np.ndarray:
 
 @dataclass
 class Split:
-    """Host-side images (n, rows, cols) uint8 and labels (n,) int64."""
+    """Images (n, rows, cols) uint8 and labels (n,) int64, on the host (a Python API caller's
+    images may be floats, and on a device: see ``to_device``)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -335,9 +336,14 @@ def unit_floats(pixels, dtype):
 
 def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None,
               smoothing: float = 0.0) -> DeviceData:
-    """Move a host split to the backend's device, once: uint8 pixels, labels, and with
-    ``num_classes`` (a training split) the ``dtype`` targets."""
-    x = backend.asarray(np.ascontiguousarray(split.images.reshape(len(split), -1)))
+    """Move a split to the backend's device, once: uint8 pixels (or floats), labels, and with
+    ``num_classes`` (a training split) the ``dtype`` targets. Images already on the device
+    (arrays of the backend's library there, as ``MLPClassifier`` gives them) are only seen as
+    (n, features), not copied; labels are on the host."""
+    if isinstance(split.images, np.ndarray):
+        x = backend.asarray(np.ascontiguousarray(split.images.reshape(len(split), -1)))
+    else:
+        x = backend.xp.reshape(split.images, (len(split), -1))
     y = backend.asarray(split.labels)
     if num_classes is None:
         return DeviceData(x, y)
@@ -350,4 +356,4 @@ def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
         return split, None
     if not 0 < n < len(split):
         raise UserError(f"--validation {n}: must be between 0 and {len(split) - 1} (the training set has {len(split)} images)")
-    return Split(split.images[:-n], split.labels[:-n]), Split(split.images[-n:], split.labels[-n:])
+    return Split(split.images[:-n, ...], split.labels[:-n]), Split(split.images[-n:, ...], split.labels[-n:])

@@ -3,6 +3,9 @@
 No step reads a value back to the host: the loss is summed on the device and read about every
 10 seconds (to catch divergence early) and at each epoch's end; the progress bar advances from
 the host's own count of the steps queued, a few times a second, without waiting for the device.
+
+Called, this module is the Python API's ``xpnet.train(...)`` (``xpnet.api.train``, the command
+``xpnet train`` for scripts): the name ``xpnet.train`` is both (``_CallableModule``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +54,7 @@ class Result:
     history: list = field(default_factory=list)
     test_correct: int = 0
     test_total: int = 0
+    state: TrainState | None = None  # where the run ended (``train(..., state=)`` goes on from it)
 
 
 class _StopAt(Exception):
@@ -153,7 +158,7 @@ class _SignalFlag:
 class Run:
     """One training run: the data on the device, the steps, the state, and the reporting."""
 
-    def __init__(self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None):
+    def __init__(self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, state=None):
         cfg.check()
         self.cfg, self.backend, self.dataset, self.say = cfg, backend, dataset, say
         self.spec = config.resolve_spec(cfg, dataset.num_features, dataset.num_classes)
@@ -161,7 +166,7 @@ class Run:
         self.recipe = config.recipe(cfg, len(train_split), dataset.image_shape)
         n_other = len(dataset.train) - len(train_split) + len(dataset.test or ())  # validation and test images
         budget.check_run(cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend)  # before allocating
-        self.state = start_state(cfg, self.spec, backend, resume)
+        self.state = state if state is not None else start_state(cfg, self.spec, backend, resume)
         self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
         self.val = data.to_device(backend, val_split) if val_split is not None else None
         self.n = len(self.train)
@@ -218,9 +223,7 @@ class Run:
     def save(self, epoch: int, step: int, rng_state, loss_partial: float, metrics=None, params=None) -> None:
         """Write the checkpoint (model, optimiser slots, and the state to resume at epoch/step)."""
         st, cfg = self.state, self.cfg
-        state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": st.best_val,
-                 "optimizer": {"name": cfg.optimizer, "t": st.t}}
-        slots = [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
+        state, slots = saved_state(cfg, st, epoch, step, rng_state, loss_partial)
         config_ = cfg.to_checkpoint() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
         try:
             checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
@@ -230,16 +233,29 @@ class Run:
                             "the weights or the loss are not finite (not saved)") from None
 
 
-def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, callbacks=()) -> Result:
+def saved_state(cfg: TrainConfig, st: TrainState, epoch: int, step: int, rng_state, loss_partial: float):
+    """What a checkpoint keeps to resume ``st`` at epoch/step: (the state's record, the
+    optimiser's slots on the host as [[W slots (1,out,in)], [b slots (1,out,1)]] per layer)."""
+    state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": st.best_val,
+             "optimizer": {"name": cfg.optimizer, "t": st.t}}
+    return state, [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
+
+
+def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, callbacks=(), state=None,
+          epochs: int | None = None) -> Result:
     """Train per ``cfg`` on ``dataset`` with ``backend``; prints one line per epoch and the test line.
 
     ``resume``: a loaded checkpoint (spec, host params, meta) whose training state to continue.
+    ``state``: a TrainState on ``backend`` to go on from instead (a previous ``Result.state``).
+    ``epochs``: how many epochs to run, even past ``cfg.epochs`` (``MLPClassifier.partial_fit``
+    runs one at a time); None: up to epoch ``cfg.epochs``.
     With ``cfg.save`` a resumable checkpoint is written after every epoch and on SIGINT/SIGTERM.
     ``callbacks`` (see ``xpnet.callbacks``) run after those ``cfg`` asks for (printing, --log,
     --save, --early-stop); any of them may stop the run after an epoch.
     """
-    run = Run(cfg, backend, dataset, say, resume)
+    run = Run(cfg, backend, dataset, say, resume, state)
     st = run.state
+    last = cfg.epochs if epochs is None else st.epoch + epochs - 1
     say(f"training {'-'.join(map(str, run.spec.sizes))} {run.spec.activation}/{run.spec.output} on {run.n} images "
         f"({dataset.source}), {backend.name} on {backend.label}, {cfg.dtype}, "
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
@@ -247,7 +263,7 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     callbacks = cb.standard(cfg) + list(callbacks)
     cb.call(callbacks, "on_train_begin", run)
     with _SignalFlag() as stop:
-        while st.epoch <= cfg.epochs:
+        while st.epoch <= last:
             entry = _epoch(run, stop)
             st.improved = run.val is not None and entry["val_accuracy"] > st.best_val
             st.best_val = max(st.best_val, entry.get("val_accuracy", -1.0))
@@ -302,7 +318,7 @@ def _finish(run: Run) -> Result:
     params = run.params
     if run.best_params is not None:
         params = model.params_to_device(backend, run.best_params, cfg.dtype)
-    result, preds, metrics = Result(run.spec, params, run.state.history), None, {}
+    result, preds, metrics = Result(run.spec, params, run.state.history, state=run.state), None, {}
     if dataset.test is not None:
         test_dev = data.to_device(backend, dataset.test)
         preds = backend.to_host(evaluate.predictions(params, test_dev, run.spec, cfg.dtype))
@@ -359,3 +375,16 @@ def _stopped(run: Run, signum, epoch: int, step: int, rng_state, loss_partial: f
     else:
         say(f"{name}: stopped at epoch {epoch}, step {step}; nothing saved (use --save PATH to make runs resumable)")
     raise Stopped(128 + signum)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, also callable as ``xpnet.api.train``: ``xpnet.train`` names the module
+    (``from xpnet.train import Run``) and, called, trains as ``xpnet train`` does."""
+
+    def __call__(self, *args, **kwargs):
+        from .api import train as api_train
+
+        return api_train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -125,7 +125,59 @@ def to_host(x) -> np.ndarray:
         return x.get()
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
-    return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except (RuntimeError, TypeError, ValueError):  # array-api-strict off its CPU device, other libraries: DLPack
+        return np.from_dlpack(x)
+
+
+def library_of(x) -> str | None:
+    """The name in BACKENDS of the library an array belongs to, or None (not an array of one)."""
+    for name, test in (("numpy", array_api_compat.is_numpy_array), ("torch", array_api_compat.is_torch_array),
+                       ("cupy", array_api_compat.is_cupy_array), ("jax", array_api_compat.is_jax_array)):
+        if test(x):
+            return name
+    try:
+        xp = array_api_compat.array_namespace(x)
+    except TypeError:
+        return None
+    return "array_api_strict" if array_api_compat.is_array_api_strict_namespace(xp) else None
+
+
+def device_of(x) -> str:
+    """An array's device as ``--device`` names it: cpu, cuda:N (or the library's own name for
+    others, e.g. mps, which ``resolve`` refuses)."""
+    name = library_of(x)
+    if name == "torch":
+        d = x.device
+        return "cpu" if d.type == "cpu" else f"cuda:{d.index or 0}" if d.type == "cuda" else d.type
+    if name == "cupy":
+        return f"cuda:{x.device.id}"
+    if name == "jax":
+        import jax
+
+        d = array_api_compat.device(x)
+        return "cpu" if d.platform == "cpu" else f"cuda:{jax.devices(d.platform).index(d)}"
+    return "cpu"
+
+
+def of_array(x, tf32: bool = False) -> Backend:
+    """The Backend of an existing array (one of BACKENDS): its library, on its device."""
+    name = library_of(x)
+    if name is None:
+        raise UserError(f"no xpnet backend for arrays of type {type(x).__name__}")
+    be = resolve(name, device_of(x), tf32)
+    if name == "array_api_strict":  # its several CPU devices
+        d = array_api_compat.device(x)
+        be = Backend(be.name, be.xp, d, be.label if d == be.device else str(d))
+    return be
+
+
+def plain(x):
+    """``x`` without autograd history (a torch tensor that requires grad is detached)."""
+    if array_api_compat.is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
 
 
 _OPS: dict = {}

@@ -1,0 +1,55 @@
+"""scikit-learn's own estimator checks on MLPClassifier, each expected failure with its reason."""
+
+import os
+import warnings
+
+os.environ.setdefault("SCIPY_ARRAY_API", "1")  # scikit-learn's array API checks need it (read when they run)
+
+import pytest
+
+pytest.importorskip("sklearn", reason="the sklearn checks need scikit-learn (the test extra installs it)")
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from xpnet import MLPClassifier  # noqa: E402
+
+# the defaults, and two recipes through other code paths: a held-out validation split with
+# early stopping, Adam and dropout; tanh with a sigmoid output in float64
+CHECKED = [
+    MLPClassifier(),
+    MLPClassifier(hidden=(32,), epochs=40, validation=0.2, early_stop=5, optimizer="adam", lr=0.01, dropout=0.1,
+                  threads=1),
+    MLPClassifier(hidden=(16, 16), activation="tanh", output="sigmoid", epochs=40, lr=1.0, batch_size=8,
+                  dtype="float64", threads=1),
+]
+
+EXPECTED_FAILURES = {
+    "check_array_api_same_namespace": (
+        "by design: xpnet predicts on an input of any library, on its device, returning results there "
+        "(the parameters are copied to that library once), rather than refusing one unlike the training data's"),
+}
+
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILURES
+
+
+with warnings.catch_warnings():
+    # expected: xpnet keeps the estimator protocol itself (scikit-learn is optional), so the
+    # checks warn at collection that MLPClassifier does not inherit from BaseEstimator
+    warnings.filterwarnings("ignore", message=".*does not inherit from `sklearn.base.BaseEstimator`")
+    _parametrized = parametrize_with_checks(CHECKED, expected_failed_checks=expected_failed_checks)
+
+
+@_parametrized
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_tags_declare_a_classifier_with_array_api_support():
+    from sklearn.base import is_classifier
+    from sklearn.utils import get_tags
+
+    tags = get_tags(MLPClassifier())
+    assert tags.array_api_support is True and tags.estimator_type == "classifier" and is_classifier(MLPClassifier())
+    assert tags.input_tags.two_d_array and tags.input_tags.three_d_array and not tags.input_tags.sparse

@@ -1,0 +1,513 @@
+"""The Python API: ``MLPClassifier`` (scikit-learn's estimator interface, on any array library),
+``Model`` (a trained network: ``predict``, ``predict_proba``, ``save``, ``to_onnx``), ``load``
+(any checkpoint as a Model) and ``train`` (``xpnet train`` for scripts).
+
+Training goes through ``xpnet.train.train``, the loop of ``xpnet train``, on a ``data.Dataset``
+made of the caller's arrays; arrays are checked and placed by ``xpnet.inputs``. scikit-learn is
+optional: nothing here imports it, except to raise its NotFittedError and DataConversionWarning
+and to answer its tags (``__sklearn_tags__``), which only scikit-learn asks for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import warnings
+
+import numpy as np
+
+from . import backends, checkpoint, config, data, inputs, model, onnx_export
+from . import train as training
+from .config import TrainConfig
+from .errors import Stopped, UserError
+
+VALIDATION_STREAM = 0x5A11  # the host generator stream that picks fit's validation rows
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted estimator called before ``fit`` (scikit-learn's own
+    NotFittedError is raised instead where scikit-learn is installed)."""
+
+
+def _not_fitted(name: str) -> Exception:
+    try:
+        from sklearn.exceptions import NotFittedError as error
+    except ImportError:
+        error = NotFittedError
+    return error(f"This {name} instance is not fitted yet. Call 'fit' with appropriate arguments before using "
+                 "this estimator.")
+
+
+def _value_error(e: UserError) -> ValueError:
+    """A UserError (worded for the command line: ``--batch-size 0: ...``) as a ValueError naming
+    the parameter (``batch_size 0: ...``)."""
+    return ValueError(re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m[1].replace("-", "_"), str(e)))
+
+
+class Model:
+    """A trained network: ``predict`` and ``predict_proba`` on arrays of any library (the
+    results in the input's library, on its device), ``save`` (an xpnet checkpoint) and
+    ``to_onnx``. Made by ``load``, ``train`` and ``MLPClassifier.fit``.
+
+    ``params``: [(W (1,out,in), b (1,out,1)), ...] on ``on`` (a Backend), or NumPy arrays on
+    the host when ``on`` is None. ``backend`` / ``device``: where to compute (None: where each
+    input is). ``classes``: the label of each output (default 0..K-1).
+    """
+
+    def __init__(self, spec: model.Spec, params, classes=None, dtype: str = "float32", image_shape=None, on=None,
+                 backend: str | None = None, device: str | None = None, tf32: bool = False, config: dict | None = None,
+                 history=(), test_accuracy: float | None = None, name: str = "Model"):
+        self.spec, self.dtype, self.name = spec, dtype, name
+        self.classes_ = np.arange(spec.sizes[-1]) if classes is None else np.asarray(classes)
+        self.n_features_in_ = spec.sizes[0]
+        self.image_shape = tuple(image_shape) if image_shape else (spec.sizes[0],)
+        self.backend, self.device, self.tf32 = backend, device, tf32
+        self.config = dict(config or {})  # the settings it was trained with, as a checkpoint stores them
+        self.history, self.test_accuracy = list(history), test_accuracy
+        self._params = {_key(on) if on is not None else "host": params}  # where they are -> parameters
+
+    def __repr__(self) -> str:
+        spec = self.spec
+        return f"<xpnet.Model {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} {self.dtype}>"
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_params"] = {"host": self.host_params()}
+        return state
+
+    def host_params(self):
+        """The parameters as NumPy arrays [(W (1,out,in), b (1,out,1)), ...] (copied from the
+        device once)."""
+        if "host" not in self._params:
+            self._params["host"] = training.params_to_host(next(iter(self._params.values())))
+        return self._params["host"]
+
+    def _params_on(self, be):
+        key = _key(be)
+        if key not in self._params:
+            self._params[key] = model.params_to_device(be, self.host_params(), self.dtype)
+        return self._params[key]
+
+    def _features(self, X) -> inputs.Features:
+        return inputs.features(X, self.dtype, self.backend, self.device, self.tf32, expect=self.n_features_in_,
+                               who=self.name)
+
+    def _logits(self, f: inputs.Features):
+        """The network's logits for checked features: (n, classes) on their backend, a chunk of
+        rows at a time."""
+        params, ops, xp = self._params_on(f.backend), f.backend.ops, f.backend.xp
+        layers, n, out = model.layers_of(params), f.x.shape[0], []
+        with ops.errors_ignored():
+            for start in range(0, n, data.CHUNK_ROWS):
+                xb = data.unit_floats(f.x[start:min(start + data.CHUNK_ROWS, n), ...], getattr(xp, self.dtype))
+                out.append(model.forward_pass(ops, layers, xb, self.spec)[2])
+        return xp.concat(out, axis=0) if len(out) > 1 else out[0]
+
+    def predict_proba(self, X):
+        """Class probabilities: X (n, features), (n, height, width) or (n, features, 1) ->
+        (n, classes), in X's library and on its device. A sigmoid output's values are divided
+        by their sum, so that each row sums to 1."""
+        f = self._features(X)
+        z, ops, xp = self._logits(f), f.backend.ops, f.backend.xp
+        with ops.errors_ignored():
+            if self.spec.output == "softmax":
+                p = ops.softmax(z, 1)
+            else:
+                s = ops.sigmoid(z)
+                p = s / xp.sum(s, axis=1, keepdims=True)
+        return f.back(p)
+
+    def predict(self, X):
+        """The most probable class of each row: (n,) labels from ``classes_``, in X's library
+        and on its device (labels that are strings come back as a NumPy array)."""
+        f = self._features(X)
+        idx = f.backend.xp.argmax(self._logits(f), axis=1)
+        if f.home[0] is None or self.classes_.dtype.kind not in "iufb":
+            return self.classes_[backends.to_host(idx)]
+        labels = f.backend.asarray(self.classes_)
+        return f.back(f.backend.xp.take(labels, idx, axis=0))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy of ``predict(X)`` against the labels y (weighted by ``sample_weight``)."""
+        pred = backends.to_host(self.predict(X))
+        y = inputs.labels(y, pred.shape[0], self.name)
+        w = None if sample_weight is None else inputs.on_host(sample_weight)
+        return float(np.average(pred == y, weights=w))
+
+    def save(self, path) -> None:
+        """Write an xpnet checkpoint (the model; ``xpnet evaluate``, ``predict``, ``export`` and
+        ``xpnet.load`` read it), atomically."""
+        cfg = self.config | {"image_shape": list(self.image_shape), "num_classes": int(self.spec.sizes[-1])}
+        default = self.classes_.dtype.kind in "iu" and np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
+        metrics = {"history": self.history}
+        if self.test_accuracy is not None:
+            metrics["test_accuracy"] = self.test_accuracy
+        try:
+            checkpoint.save(path, self.spec, self.host_params(), cfg, metrics,
+                            classes=None if default else self.classes_.tolist())
+        except UserError as e:
+            raise _value_error(e) from None
+
+    def to_onnx(self, path) -> None:
+        """Write the network as an ONNX graph (opset 17; see ``xpnet.onnx_export``): input the
+        features as floats (uint8 pixels divided by 255), outputs ``probabilities`` and ``label``."""
+        try:
+            onnx_export.save(path, self.spec, self.host_params(), self.classes_)
+        except UserError as e:
+            raise _value_error(e) from None
+
+
+def _key(be) -> tuple:
+    """Where a backend's arrays live: (library, device)."""
+    return be.name, str(be.device)
+
+
+def load(path) -> Model:
+    """The model in an xpnet checkpoint (from ``xpnet train --save``, ``Model.save`` or
+    ``MLPClassifier.save``): its parameters on the host until a ``predict`` puts them where the
+    input is. ValueError naming the file when it is missing or not a valid checkpoint."""
+    try:
+        spec, params, meta = checkpoint.load(path)
+    except UserError as e:
+        raise _value_error(e) from None
+    cfg, metrics = meta.get("config", {}), meta.get("metrics", {})
+    dtype = cfg.get("dtype") if cfg.get("dtype") in backends.DTYPES else str(params[0][0].dtype)
+    return Model(spec, params, meta.get("classes"), dtype, cfg.get("image_shape"), config=cfg,
+                 history=metrics.get("history", ()), test_accuracy=metrics.get("test_accuracy"))
+
+
+def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
+    """``xpnet train`` for scripts: the same settings as keyword arguments (``hidden=(128,)``,
+    ``epochs=5``, ``lr=0.1``, ``data_dir=...``, ``save=...``, ``log=...``, ``preset=...``,
+    ``config=...`` (a TOML file), ``resume=...``: each a flag's name), the same data (the
+    bundled MNIST unless ``data_dir``), lines printed (``verbose=0``: none) and the test
+    accuracy at the end; ``callbacks`` as in ``MLPClassifier.fit``. Returns the trained Model
+    (``test_accuracy``, ``history``). A bad setting raises ValueError (or TypeError for a
+    name that is none) naming it; Ctrl-C stops as the command does (after the chunk of steps
+    in flight, writing the checkpoint with ``save``), then raises KeyboardInterrupt."""
+    from . import cli
+
+    say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
+    try:
+        cfg, dataset, be, result = cli.train_from_args(_train_args(cli, settings), say, callbacks)
+    except UserError as e:
+        raise _value_error(e) from None
+    except Stopped as e:  # Ctrl-C or SIGTERM: the chunk in flight finished, a checkpoint written with save=
+        raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
+    acc = result.test_correct / result.test_total if result.test_total else None
+    return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config=cfg.to_checkpoint(),
+                 history=result.history, test_accuracy=acc)
+
+
+def _train_args(cli, settings: dict):
+    """``xpnet train``'s parsed flags with ``settings`` (keyword arguments) given, each checked
+    as a config file's value is (its type, its flag's choices)."""
+    args = cli.build_parser().parse_args(["train"])
+    choices = {a.dest: a.choices for a in args.parser._actions if a.choices}
+    for key, value in settings.items():
+        if key in ("preset", "config", "resume"):
+            value = config.nonempty(config.flag(key), value)
+        elif key in config.SETTINGS:
+            kind = config.SETTINGS[key]
+            value = [value] if kind is tuple and isinstance(value, int) else value
+            value = list(value) if kind is tuple and isinstance(value, tuple) else value
+            value = config._setting(f"{key}={value!r}", value, kind, choices.get(key))
+        else:
+            raise TypeError(f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
+                            f"{', '.join(sorted(config.SETTINGS))}, preset, config, resume")
+        setattr(args, key, value)
+    return args
+
+
+# the constructor's parameters that are TrainConfig's settings under the same name
+SHARED = ("hidden", "activation", "output", "init", "optimizer", "lr", "lr_schedule", "warmup", "momentum",
+          "weight_decay", "batch_size", "epochs", "l2", "dropout", "max_norm", "label_smoothing", "augment",
+          "early_stop", "dtype", "tf32", "threads")
+
+
+class MLPClassifier:
+    """A multilayer-perceptron classifier with scikit-learn's estimator interface, trained by
+    xpnet's one training step on the array library of its input (NumPy, CuPy, PyTorch, JAX,
+    array-api-strict), on the input's device.
+
+    Every setting of ``xpnet train`` that is not about files has a parameter of the same name
+    and meaning (see ``xpnet train --help``): ``hidden`` (hidden sizes), ``activation``,
+    ``output``, ``init``, ``optimizer``, ``lr``, ``lr_schedule``, ``warmup``, ``momentum``,
+    ``weight_decay``, ``batch_size``, ``epochs``, ``l2``, ``dropout``, ``max_norm``,
+    ``label_smoothing``, ``augment``, ``early_stop``, ``dtype``, ``backend``, ``device``,
+    ``tf32``, ``threads``. Besides:
+
+    - ``validation``: the fraction of the rows given to ``fit`` held out to report validation
+      accuracy and to pick the epoch with ``early_stop`` (rows drawn at random with
+      ``random_state``; 0: none);
+    - ``backend`` / ``device``: None (default) computes where the input is; otherwise as the
+      flags (``backend="torch", device="cuda"``), the input copied there once;
+    - ``image_shape``: (height, width) of flat input rows, for ``augment`` (input shaped
+      (n, height, width) says it by itself);
+    - ``random_state``: the seed (int, default 0 as ``xpnet train``; None: a fresh one per fit;
+      a NumPy RandomState or Generator: a seed drawn from it);
+    - ``verbose``: 0 silent, 1 the per-epoch lines of ``xpnet train``, 2 also a progress bar.
+
+    Inputs X: (n, features), (n, height, width) or (n, features, 1); floats, or uint8 pixels
+    (divided by 255 on the device). Labels: any (strings, integers that are not 0..K-1):
+    ``classes_`` holds them sorted. Results (``predict``, ``predict_proba``) come back in the
+    input's library and on its device. Fitted attributes: ``classes_``, ``n_features_in_``,
+    ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``.
+    """
+
+    def __init__(self, hidden=(512, 256), activation="relu", output="softmax", init="auto", optimizer="sgd", lr=0.2,
+                 lr_schedule="cosine", warmup=0.0, momentum=0.9, weight_decay=0.0, batch_size=32, epochs=20, l2=0.0,
+                 dropout=0.0, max_norm=0.0, label_smoothing=0.0, augment="none", early_stop=0, validation=0.0,
+                 dtype="float32", backend=None, device=None, tf32=False, threads=0, image_shape=None,
+                 random_state=0, verbose=0):
+        self.hidden, self.activation, self.output, self.init = hidden, activation, output, init
+        self.optimizer, self.lr, self.lr_schedule, self.warmup = optimizer, lr, lr_schedule, warmup
+        self.momentum, self.weight_decay, self.batch_size, self.epochs = momentum, weight_decay, batch_size, epochs
+        self.l2, self.dropout, self.max_norm, self.label_smoothing = l2, dropout, max_norm, label_smoothing
+        self.augment, self.early_stop, self.validation, self.dtype = augment, early_stop, validation, dtype
+        self.backend, self.device, self.tf32, self.threads = backend, device, tf32, threads
+        self.image_shape, self.random_state, self.verbose = image_shape, random_state, verbose
+
+    # ---- scikit-learn's estimator protocol, without scikit-learn ------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters and their values."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters by name; returns the estimator."""
+        names = self._get_param_names()
+        for key, value in params.items():
+            if key not in names:
+                raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
+                                 f"Valid parameters are: {names!r}.")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k].default)]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(), array_api_support=True, input_tags=InputTags(three_d_array=True))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_model")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if state.get("_state") is not None:  # device arrays and a live generator: as a checkpoint would hold them
+            state["_resume"], state["_state"] = self._host_state(), None
+        return state
+
+    # ---- training -----------------------------------------------------------------------------
+
+    def fit(self, X, y, callbacks=None):
+        """Train a fresh network on X with labels y for ``epochs`` epochs (fewer with
+        ``early_stop``); ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` (and
+        optionally ``on_train_begin(run)``, ``on_train_end(result)``; see ``xpnet.callbacks``),
+        any of which may return True to stop after that epoch. Returns the estimator."""
+        self._check_params()
+        f = self._features(X)
+        y = inputs.labels(y, f.x.shape[0], type(self).__name__)
+        classes = np.unique(y)
+        if classes.shape[0] < 2:
+            raise ValueError(f"{type(self).__name__}: y has only one class ({classes[0]!r}); a classifier needs at "
+                             "least 2 classes")
+        seed = self._seed()
+        x, codes, n_val = self._held_out(f, inputs.encode(y, classes), seed)
+        cfg = self._config(seed, n_val, f.backend)
+        for name in ("_model", "_state", "_resume", "classes_"):
+            self.__dict__.pop(name, None)
+        result = self._train(cfg, f, x, codes, classes, callbacks, state=None, resume=None, epochs=None)
+        self._fitted(cfg, f, classes, result, seed, list(result.history))
+        return self
+
+    def partial_fit(self, X, y, classes=None, callbacks=None):
+        """One epoch on X, y, going on from the previous call's network, optimiser state and
+        step count (a first call starts a fresh network). ``classes``: every label there will
+        be, required on the first call. Learning rates follow ``lr_schedule`` over ``epochs``
+        epochs, one per call: past ``epochs`` calls a cosine schedule stays at 0, so use
+        ``lr_schedule="constant"`` for open-ended training. No validation split is held out."""
+        self._check_params()
+        first = not hasattr(self, "_model")
+        classes = self._partial_classes(classes, first)
+        f = self._features(X, expect=None if first else self.n_features_in_)
+        codes = inputs.encode(inputs.labels(y, f.x.shape[0], type(self).__name__), classes, type(self).__name__)
+        seed = self._seed() if first else self._seed_used
+        cfg = self._config(seed, 0, f.backend)
+        state, resume = self._continued(cfg, f, classes, first)
+        if not first and cfg.lr_schedule == "cosine" and self.n_iter_ >= cfg.epochs:
+            warnings.warn(f"partial_fit: epoch {self.n_iter_ + 1} is past epochs={cfg.epochs}: the cosine schedule's "
+                          "learning rate is 0 there; use lr_schedule='constant' for open-ended training", stacklevel=2)
+        result = self._train(cfg, f, f.x, codes, classes, callbacks, state=state, resume=resume, epochs=1)
+        self._fitted(cfg, f, classes, result, seed, list(result.history))
+        return self
+
+    def _partial_classes(self, classes, first: bool) -> np.ndarray:
+        """The classes of a partial_fit call: given on the first, the same (or none) later."""
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            classes = np.unique(inputs.labels(classes, len(classes), type(self).__name__))
+            if classes.shape[0] < 2:
+                raise ValueError("partial_fit: classes must hold at least 2 classes")
+            return classes
+        if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"partial_fit: classes={np.unique(np.asarray(classes)).tolist()} is not classes_ of the "
+                             f"first call, {self.classes_.tolist()}")
+        return self.classes_
+
+    def _continued(self, cfg: TrainConfig, f: inputs.Features, classes, first: bool):
+        """(state, resume) to go on from: the previous call's TrainState where it is on this
+        backend, else its host copy (after pickling, or on another backend)."""
+        if first:
+            return None, None
+        spec = config.resolve_spec(cfg, f.x.shape[1], classes.shape[0])
+        if spec != self._model.spec:
+            raise ValueError(f"partial_fit: the network would be {'-'.join(map(str, spec.sizes))} {spec.activation}/"
+                             f"{spec.output}, the first call's is {'-'.join(map(str, self._model.spec.sizes))} "
+                             f"{self._model.spec.activation}/{self._model.spec.output}; call fit to start over")
+        if self.__dict__.get("_state") is not None and self._state_on == _key(f.backend):
+            return self._state, None
+        return None, self.__dict__.get("_resume") or self._host_state()
+
+    def _train(self, cfg, f: inputs.Features, x, codes, classes, callbacks, state, resume, epochs):
+        """training.train on the data set of x (n, features) and label codes (n,)."""
+        images = f.backend.xp.reshape(x, (x.shape[0], *f.image_shape))  # a view: what augmentation needs to know
+        dataset = data.Dataset(data.Split(images, codes), None, int(classes.shape[0]), "the arrays given to fit")
+        say = (lambda line: print(line, flush=True)) if self.verbose else (lambda line: None)
+        try:
+            return training.train(cfg, f.backend, dataset, say=say,
+                                  callbacks=list(callbacks or ()), state=state, resume=resume, epochs=epochs)
+        except UserError as e:
+            raise _value_error(e) from None
+        except Stopped as e:
+            raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
+
+    def _fitted(self, cfg, f: inputs.Features, classes, result, seed: int, history: list) -> None:
+        self.classes_, self.n_features_in_ = classes, int(f.x.shape[1])
+        self.history_, self.loss_curve_, self.n_iter_ = history, [e["loss"] for e in history], len(history)
+        self._seed_used, self._cfg = seed, cfg
+        self._state, self._state_on, self._resume = result.state, _key(f.backend), None
+        self._model = Model(result.spec, result.params, classes, cfg.dtype, f.image_shape, on=f.backend,
+                            backend=self.backend, device=self.device, tf32=self.tf32,
+                            config=cfg.to_checkpoint(), history=history, name=type(self).__name__)
+
+    def _host_state(self):
+        """The training state as a loaded checkpoint holds it: (spec, host params, meta)."""
+        st = self._state
+        state, slots = training.saved_state(self._cfg, st, st.epoch, 0, st.rng.bit_generator.state, 0.0)
+        params = training.params_to_host(model.params_of(st.net.layers))
+        return self._model.spec, params, {"state": state, "slots": slots, "metrics": {"history": list(st.history)}}
+
+    # ---- settings -----------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        """The parameters' values, checked as ``xpnet train`` checks its flags (ValueError)."""
+        v = self.validation
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < 1):
+            raise ValueError(f"validation={v!r}: expected a fraction of the data, 0 <= validation < 1")
+        if self.early_stop and not v:
+            raise ValueError("early_stop needs validation > 0 (the fraction of the data held out to watch)")
+        if self.verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose={self.verbose!r}: expected 0, 1 or 2")
+        self._config(0, 1 if v else 0, None)
+
+    def _config(self, seed: int, n_val: int, be) -> TrainConfig:
+        """The TrainConfig of a run on ``n_val`` held-out rows (none: no early stopping either,
+        as in partial_fit) and backend ``be``."""
+        values = {name: getattr(self, name) for name in SHARED}
+        values["early_stop"] = values["early_stop"] if n_val else 0
+        hidden = values["hidden"]
+        values["hidden"] = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        cfg = TrainConfig(**values, seed=seed, validation=n_val, quiet=self.verbose < 2,
+                          backend=be.name if be is not None else None, device=be.label if be is not None else "auto")
+        try:
+            cfg.check()
+        except UserError as e:
+            raise _value_error(e) from None
+        except TypeError as e:  # a value of the wrong type: lr="fast"
+            raise ValueError(f"{type(self).__name__}: a parameter has a value of the wrong type ({e})") from None
+        if cfg.augment != "none" and self.image_shape is not None and len(self.image_shape) != 2:
+            raise ValueError(f"image_shape={self.image_shape!r}: expected (height, width)")
+        return cfg
+
+    def _seed(self) -> int:
+        """The seed of a fit from ``random_state``."""
+        rs = self.random_state
+        if rs is None:
+            return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
+            if rs < 0:
+                raise ValueError(f"random_state={rs}: expected an integer >= 0, None, or a NumPy generator")
+            return int(rs)
+        if isinstance(rs, np.random.Generator):
+            return int(rs.integers(2**31))
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(2**31))
+        raise ValueError(f"random_state={rs!r}: expected an integer >= 0, None, or a NumPy generator")
+
+    def _features(self, X, expect=None) -> inputs.Features:
+        f = inputs.features(X, self.dtype, self.backend, self.device, self.tf32, self.image_shape, expect,
+                            type(self).__name__)
+        if self.augment != "none" and len(f.image_shape) != 2:
+            raise ValueError(f"augment={self.augment!r} needs image-shaped input: X of shape (n, height, width), "
+                             "or image_shape=(height, width)")
+        return f
+
+    def _held_out(self, f: inputs.Features, codes: np.ndarray, seed: int):
+        """(rows, codes, n_val): with ``validation``, the rows in a random order (from the seed)
+        whose last n_val are held out; else as given."""
+        n = codes.shape[0]
+        if not self.validation:
+            return f.x, codes, 0
+        n_val = int(round(self.validation * n))
+        if not 0 < n_val < n:
+            raise ValueError(f"validation={self.validation}: holds out {n_val} of the {n} samples; "
+                             f"needs at least 1 and fewer than {n}")
+        perm = np.random.default_rng([seed, VALIDATION_STREAM]).permutation(n)
+        return f.backend.xp.take(f.x, f.backend.asarray(perm), axis=0), codes[perm], n_val
+
+    # ---- the fitted model ---------------------------------------------------------------------
+
+    def _fitted_model(self) -> Model:
+        if not hasattr(self, "_model"):
+            raise _not_fitted(type(self).__name__)
+        return self._model
+
+    def predict(self, X):
+        """The predicted label of each row of X: (n,), in X's library and on its device."""
+        return self._fitted_model().predict(X)
+
+    def predict_proba(self, X):
+        """The probability of each class (``classes_`` order) for each row of X: (n, classes)."""
+        return self._fitted_model().predict_proba(X)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy on X with labels y."""
+        return self._fitted_model().score(X, y, sample_weight)
+
+    def save(self, path) -> None:
+        """Write the fitted network as an xpnet checkpoint (``xpnet.load`` reads it back)."""
+        self._fitted_model().save(path)
+
+    def to_onnx(self, path) -> None:
+        """Write the fitted network as an ONNX graph (see ``Model.to_onnx``)."""
+        self._fitted_model().to_onnx(path)
+
+
+def _same(a, b) -> bool:
+    """Whether a parameter's value is its default (for the repr)."""
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False
