@@ -1,4 +1,4 @@
-"""Command line: ``xpnet train | evaluate | predict``.
+"""Command line: ``xpnet train | evaluate | predict | ... | sweep``.
 
 Parses flags, picks the backend once, and calls into train/data/checkpoint.
 User errors become one line on stderr and exit code 2 (``--debug`` shows the traceback).
@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets
+from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets, sweep_cli
 from .errors import Diverged, Stopped, UserError
 from .train import train
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_model_commands(sub)
     _add_data_commands(sub)
+    sweep_cli.add_parser(sub, _path)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return p
@@ -389,7 +390,8 @@ def cmd_plot(args, say) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "presets": cmd_presets,
-            "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot}
+            "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot,
+            "sweep": sweep_cli.cmd_sweep}
 
 
 def main(argv=None) -> int:
