@@ -17,7 +17,7 @@ Optuna is imported only here, and only when a sweep command runs.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import os
 import signal
@@ -57,6 +57,14 @@ def _optuna():
     return optuna
 
 
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def shown(url: str) -> str:
     """The storage URL as printed: any password hidden."""
     try:
@@ -81,7 +89,7 @@ def storage(url: str | None, heartbeat: int | None = None):
             raise UserError(f"--storage {url}: " + (f"folder {Path(path).parent} does not exist" if path else "needs a file: sqlite:///FILE"))
         engine = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
     elif scheme in ("postgresql", "postgresql+psycopg") and sep:
-        if importlib.util.find_spec("psycopg") is None:
+        if not _installed("psycopg"):
             raise UserError(f"--storage {shown(url)}: PostgreSQL needs psycopg: pip install 'xpnet[postgres]'")
         url, engine = "postgresql+psycopg://" + rest, {"connect_args": {"connect_timeout": 10}}
     else:
@@ -327,6 +335,10 @@ def _requeue(study, trial) -> int | None:
     return trial.number
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' * (n != 1)}" if n else "threads following the free cores"
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -343,7 +355,7 @@ def work(args, say) -> int:
     target = args.trials if space.sampler != "grid" else min(args.trials or space.grid_size(), space.grid_size())
     deadline = time.monotonic() + args.timeout if args.timeout else None
     say(f"worker {objective.worker}: study {args.study}, {backend.name} on {backend.label}, "
-        f"{args.threads or 'free-core'} threads, {dataset.source}")
+        f"{_threads(args.threads)}, {dataset.source}")
     signal.signal(signal.SIGTERM, _raise_interrupt)  # training turns it into Stopped; elsewhere an interrupt
     try:
         _work(study, objective, target, deadline)
@@ -377,7 +389,7 @@ def _spawn(args, threads: int, say) -> int:
     for name in ("storage", "trials", "timeout", "device", "backend"):
         if getattr(args, name) is not None:
             cmd += [f"--{name}", str(getattr(args, name))]
-    say(f"starting {args.workers} workers, {threads} thread{'s' * (threads > 1)} each")
+    say(f"starting {args.workers} workers, {_threads(threads)} each")
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
     procs = [subprocess.Popen(cmd, start_new_session=True) for _ in range(args.workers)]
     try:
