@@ -244,12 +244,12 @@ class Objective:
         log = folder / "log.jsonl"
         log.unlink(missing_ok=True)
         cfg = TrainConfig(**(dataclasses.asdict(TrainConfig()) | settings | {
-            "seed": seed, "save": str(folder / "model.npz"), "log": str(log), "quiet": True, "threads": self.threads}))
-        for key, value in (("worker", self.worker), ("seed", seed), ("checkpoint", cfg.save), ("log", cfg.log)):
+            "seed": seed, "save": str(folder / "model.npz"), "quiet": True, "threads": self.threads}))
+        for key, value in (("worker", self.worker), ("seed", seed), ("checkpoint", cfg.save), ("log", str(log))):
             trial.set_user_attr(key, value)
         report = _Report(trial)
-        try:
-            train(cfg, self.backend, self.dataset, say=lambda line: None, callbacks=[report])
+        try:  # the log through its callback, not cfg.log: that would add a pass over the training set per epoch
+            train(cfg, self.backend, self.dataset, say=lambda line: None, callbacks=[report, cb.JsonLog(str(log))])
         except (Diverged, UserError) as e:
             trial.set_user_attr("error", str(e))
             raise
