@@ -9,7 +9,7 @@ batch 32/64, 3 epochs; grid sampler, no pruner: every run trains the same 12 tri
 times the whole command, process start-up and data loading included. Within a round each run
 (a set of ``sweep run`` flags) runs once, the order reversed every other round against drift;
 the ratio is each run's time over the first's in the same round, and the summary gives the
-medians. Before each round, two processes spinning a Python loop at once against one alone
+medians; "cores busy" is the CPU time of the command's processes over its wall time. Before each round, two processes spinning a Python loop at once against one alone
 say how much of a second core the machine gives now (a shared virtual machine's neighbours
 take some), hence the best ratio two workers could reach.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,16 +49,19 @@ def xpnet(*args, cwd) -> subprocess.CompletedProcess:
     return p
 
 
-def timed_sweep(folder: Path, name: str, trials: int, flags: list[str]) -> float:
-    """Seconds of ``xpnet sweep run --trials N FLAGS`` on a fresh study."""
+def timed_sweep(folder: Path, name: str, trials: int, flags: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all its processes) of ``xpnet sweep run --trials N FLAGS`` on a fresh study."""
     xpnet("sweep", "create", "--study", name, "--space", "space.toml", cwd=folder)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = xpnet("sweep", "run", "--study", name, "--trials", trials, *flags, cwd=folder)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     done = sum(line.startswith("trial ") and " complete " in line for line in p.stdout.splitlines())
     if done < trials:
         sys.exit(f"{name}: {done} of {trials} trials complete:\n{p.stdout}")
-    return seconds
+    return seconds, cpu
 
 
 SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(20_000_000): x += i\nprint(time.perf_counter() - t)"
@@ -94,9 +98,11 @@ def main() -> None:
             x = cpu_scaling(2)
             print(f"round {r + 1}: 2 processes spinning at once each take {x:.2f}x one alone (best 2-worker ratio about {x / 2:.2f}x)")
             order = runs if r % 2 == 0 else runs[::-1]
-            times = {run: timed_sweep(folder, f"r{r}-{i}", args.trials, run.split()) for i, run in enumerate(order)}
+            measured = {run: timed_sweep(folder, f"r{r}-{i}", args.trials, run.split()) for i, run in enumerate(order)}
+            times = {run: wall for run, (wall, _) in measured.items()}
             rounds.append(times)
-            print(f"round {r + 1}: " + ", ".join(f"{run}: {times[run]:.1f} s ({times[run] / times[runs[0]]:.2f}x)" for run in runs), flush=True)
+            print(f"round {r + 1}: " + ", ".join(f"{run}: {times[run]:.1f} s ({times[run] / times[runs[0]]:.2f}x; "
+                                                 f"{measured[run][1] / times[run]:.2f} cores busy)" for run in runs), flush=True)
     print("median: " + ", ".join(f"{run}: {statistics.median(t[run] for t in rounds):.1f} s "
                                  f"(ratio {statistics.median(t[run] / t[runs[0]] for t in rounds):.2f}x)" for run in runs))
 

@@ -347,8 +347,7 @@ def work(args, say) -> int:
     """One worker (``xpnet sweep run --workers 1``): the data loaded once, trials until the
     target, the timeout, or SIGINT/SIGTERM (the running trial is then queued again)."""
     study, space = open_study(args.study, args.storage, heartbeat=args.heartbeat, sampled=True)
-    full = data.load(space.train.get("data_dir"))
-    dataset = data.Dataset(full.train, None, full.num_classes, full.source)  # trials never see the test set
+    dataset = data.load(space.train.get("data_dir"), test=False)  # trials never read the test set
     fixed = TrainConfig(**(dataclasses.asdict(TrainConfig()) | space.train))
     backend = backends.resolve(args.backend or fixed.backend, args.device or fixed.device, fixed.tf32)
     objective = Objective(args.study, space, dataset, backend, args.out, args.threads, say)
