@@ -96,6 +96,7 @@ BAD_SPACES = [
     ('[sweep.params]\nhidden = ["16,x"]', "sweep.params.hidden[0] = '16,x': expected comma-separated integers"),
     ('[sweep.params]\nhidden = ["16,0"]', "sweep.params.hidden[0]: sizes must be >= 1"),
     ('[sweep.params]\nbatch_size = []', "sweep.params.batch_size: expected a range"),
+    ('[sweep.params]\nepochs = {low = 0, high = 3}', "sweep.params.epochs: every trial needs epochs >= 1"),
     ('[sweep.params]\nbatch_size = [32, 32]', "sweep.params.batch_size: a choice is listed twice"),
     ('[sweep]\nsampler = "cma"\n[sweep.params]\nlr = [0.1]', "sweep.sampler = \"cma\": expected one of tpe, random, grid"),
     ('[sweep]\npruner = "hyperband"\n[sweep.params]\nlr = [0.1]', "sweep.pruner = \"hyperband\": expected one of median, none"),

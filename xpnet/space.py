@@ -174,13 +174,17 @@ def _param(origin: str, key: str, value, choices) -> Param:
     if name in NOT_SWEPT:
         raise UserError(f"{where}: not swept ({NOT_SWEPT[name]})")
     if isinstance(value, dict):
-        return _range(where, name, value)
-    if isinstance(value, list) and value:
+        param = _range(where, name, value)
+    elif isinstance(value, list) and value:
         values = [_one_choice(f"{where}[{i}]", name, v, choices) for i, v in enumerate(value)]
         if len(set(values)) < len(values):
             raise UserError(f"{where}: a choice is listed twice")
-        return Param(name, "choice", choices=tuple(values))
-    raise UserError(f"{where}: expected a range {{low = ..., high = ...[, log = true][, step = ...]}} or a non-empty list of choices")
+        param = Param(name, "choice", choices=tuple(values))
+    else:
+        raise UserError(f"{where}: expected a range {{low = ..., high = ...[, log = true][, step = ...]}} or a non-empty list of choices")
+    if name == "epochs" and min(param.choices or (param.low,)) < 1:
+        raise UserError(f"{where}: every trial needs epochs >= 1 (it is scored by its validation accuracy)")
+    return param
 
 
 def _range(where: str, name: str, table: dict) -> Param:

@@ -350,6 +350,10 @@ def work(args, say) -> int:
     dataset = data.load(space.train.get("data_dir"), test=False)  # trials never read the test set
     fixed = TrainConfig(**(dataclasses.asdict(TrainConfig()) | space.train))
     backend = backends.resolve(args.backend or fixed.backend, args.device or fixed.device, fixed.tf32)
+    try:
+        Path(args.out, args.study).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {args.out}: cannot make the trials' folder ({e.strerror or e})") from None
     objective = Objective(args.study, space, dataset, backend, args.out, args.threads, say)
     target = args.trials if space.sampler != "grid" else min(args.trials or space.grid_size(), space.grid_size())
     deadline = time.monotonic() + args.timeout if args.timeout else None
