@@ -233,20 +233,21 @@ def test_a_killed_worker_s_trial_is_retried(tmp_path, data_dir, kind):
     assert counted(ts.values()) == 2 and len(ts) == 3
 
 
-def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_dir):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_dir, workers):
     storage = f"sqlite:///{tmp_path}/sweeps.db"
     make_study(tmp_path, data_dir, storage, epochs=400)
-    parent = popen("sweep", "run", "--study", "s", "--storage", storage, "--workers", 2, cwd=tmp_path)
+    parent = popen("sweep", "run", "--study", "s", "--storage", storage, "--workers", workers, cwd=tmp_path)
     end = time.monotonic() + 60
-    while sum(t.state.name == "RUNNING" for t in trials(storage)) < 2 and time.monotonic() < end:
+    while sum(t.state.name == "RUNNING" for t in trials(storage)) < workers and time.monotonic() < end:
         time.sleep(0.2)
     parent.send_signal(signal.SIGINT)
     out, err = parent.communicate(timeout=60)
     assert parent.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "interrupted: 2 workers stopped" in err
+    assert "interrupted: " + ("2 workers stopped" if workers == 2 else "worker stopped; trial 0 is queued to run again") in err
     ts = trials(storage)
     stopped = [t for t in ts if t.state.name == "FAIL"]
-    assert len(stopped) == 2 and not any(t.state.name == "RUNNING" for t in ts)
+    assert len(stopped) == workers and not any(t.state.name == "RUNNING" for t in ts)
     waiting = sorted(t.system_attrs["failed_trial"] for t in ts if t.state.name == "WAITING")
     assert waiting == sorted(t.number for t in stopped)  # the next sweep run runs them first
 

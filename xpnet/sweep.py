@@ -34,7 +34,7 @@ from . import space as space_mod
 from .config import Range, TrainConfig, flag
 from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
-from .train import train
+from .train import _SignalFlag, train
 
 DEFAULT_STORAGE = "sqlite:///xpnet-sweeps.db"
 ATTR = "xpnet"  # the study's user attribute holding its search space (space.Space.to_dict)
@@ -205,15 +205,18 @@ def create(name: str, space_path: str, url: str | None, parser, say) -> None:
 
 class _Report(cb.Callback):
     """A trial's training callback: reports each epoch's validation accuracy to the Optuna trial
-    and stops training when the pruner says so."""
+    and stops training when the pruner says so; ``check()`` raises Stopped after a signal that
+    came outside training's own handler."""
 
-    def __init__(self, trial):
-        self.trial, self.pruned_at, self.run = trial, None, None
+    def __init__(self, trial, check):
+        self.trial, self.check, self.pruned_at, self.run = trial, check, None, None
 
     def on_train_begin(self, run) -> None:
         self.run = run
+        self.check()
 
     def on_epoch_end(self, epoch: int, logs: dict) -> bool:
+        self.check()
         self.trial.report(logs["val_accuracy"], epoch)
         if self.trial.should_prune():
             self.pruned_at = epoch
@@ -234,6 +237,12 @@ class Objective:
         self.out, self.threads, self.say = out, threads, say
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.trial = None  # the trial in progress, or the last one
+        self.signals = None  # a train._SignalFlag while the worker runs: SIGINT/SIGTERM outside training
+
+    def check(self) -> None:
+        """Stopped, after SIGINT or SIGTERM came outside training (which stops on its own)."""
+        if self.signals is not None and self.signals():
+            raise Stopped(128 + self.signals.signum)
 
     def __call__(self, trial) -> float:
         self.trial = trial
@@ -247,7 +256,7 @@ class Objective:
             "seed": seed, "save": str(folder / "model.npz"), "quiet": True, "threads": self.threads}))
         for key, value in (("worker", self.worker), ("seed", seed), ("checkpoint", cfg.save), ("log", str(log))):
             trial.set_user_attr(key, value)
-        report = _Report(trial)
+        report = _Report(trial, self.check)
         try:  # the log through its callback, not cfg.log: that would add a pass over the training set per epoch
             train(cfg, self.backend, self.dataset, say=lambda line: None, callbacks=[report, cb.JsonLog(str(log))])
         except (Diverged, UserError) as e:
@@ -312,6 +321,7 @@ def _work(study, objective: Objective, target: int | None, deadline: float | Non
         step = _next_step(study, target)
         if step == "stop":
             return
+        objective.check()
         if step == "wait":
             time.sleep(POLL_SECONDS)
             optuna.storages.fail_stale_trials(study)
@@ -339,10 +349,6 @@ def _threads(n: int) -> str:
     return f"{n} thread{'s' * (n != 1)}" if n else "threads following the free cores"
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def work(args, say) -> int:
     """One worker (``xpnet sweep run --workers 1``): the data loaded once, trials until the
     target, the timeout, or SIGINT/SIGTERM (the running trial is then queued again)."""
@@ -359,13 +365,16 @@ def work(args, say) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     say(f"worker {objective.worker}: study {args.study}, {backend.name} on {backend.label}, "
         f"{_threads(args.threads)}, {dataset.source}")
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # training turns it into Stopped; elsewhere an interrupt
     try:
-        _work(study, objective, target, deadline)
+        with _SignalFlag() as objective.signals:  # a signal stops the worker at the next check, or training after its chunk
+            _work(study, objective, target, deadline)
+        finished = sum(map(_counted, study.get_trials(deepcopy=False)))
+        say(f"worker {objective.worker}: done: the study holds {finished} finished trials"
+            + (f" (--trials {target})" if target is not None else ""))
     except (Stopped, KeyboardInterrupt) as e:
         again = _requeue(study, objective.trial)
         if not args.spawned:
-            print(f"xpnet: interrupted: worker stopped" + (f"; trial {again} is queued to run again" if again is not None else ""),
+            print("xpnet: interrupted: worker stopped" + (f"; trial {again} is queued to run again" if again is not None else ""),
                   file=sys.stderr, flush=True)
         raise Stopped(getattr(e, "exit_code", 130)) from None
     return 0
@@ -393,7 +402,7 @@ def _spawn(args, threads: int, say) -> int:
         if getattr(args, name) is not None:
             cmd += [f"--{name}", str(getattr(args, name))]
     say(f"starting {args.workers} workers, {_threads(threads)} each")
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    old = signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))  # both: KeyboardInterrupt here
     procs = [subprocess.Popen(cmd, start_new_session=True) for _ in range(args.workers)]
     try:
         codes = [p.wait() for p in procs]
