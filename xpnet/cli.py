@@ -1,4 +1,4 @@
-"""Command line: ``xpnet train | evaluate | predict | ... | sweep``.
+"""Command line: ``xpnet train | evaluate | predict``.
 
 Parses flags, picks the backend once, and calls into train/data/checkpoint.
 User errors become one line on stderr and exit code 2 (``--debug`` shows the traceback).
@@ -13,7 +13,8 @@ import sys
 
 import numpy as np
 
-from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets, sweep_cli
+from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets
+from . import sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
 from .errors import Diverged, Stopped, UserError
 from .train import train
 
@@ -390,8 +391,8 @@ def cmd_plot(args, say) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "presets": cmd_presets,
-            "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot,
-            "sweep": sweep_cli.cmd_sweep}
+            "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot}
+COMMANDS["sweep"] = sweep_cli.cmd_sweep
 
 
 def main(argv=None) -> int:
