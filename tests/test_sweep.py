@@ -167,6 +167,22 @@ def test_missing_optuna_or_psycopg_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "xpnet: error: xpnet sweep needs Optuna: pip install 'xpnet[sweep]'"
 
 
+def test_every_sweep_flag_has_a_help_text_and_its_default():
+    import argparse
+
+    top = cli.build_parser()
+    sweep = top._subparsers._group_actions[0].choices["sweep"]
+    for parser in sweep._subparsers._group_actions[0].choices.values():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (parser.prog, action.dest)
+            if action.default not in (None, argparse.SUPPRESS) and not isinstance(action.default, bool):
+                assert "default" in formatter._get_help_string(action), (parser.prog, action.dest)
+        assert "--debug" in parser._option_string_actions and "None" not in parser.format_help()
+
+
 def test_other_commands_never_import_optuna():
     code = ("import sys; from xpnet import cli; cli.build_parser(); cli.main(['presets']); "
             "assert not {'optuna', 'sqlalchemy', 'xpnet.sweep'} & set(sys.modules), sorted(sys.modules)")
