@@ -294,14 +294,14 @@ def postgres():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    run = lambda *cmd: subprocess.run(as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run = lambda *cmd: subprocess.run(as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120, cwd=folder)  # noqa: E731
     run(bin_dir / "initdb", "-D", folder / "data", "-U", "xpnet", "--auth=trust", "-E", "UTF8")
     run(bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
         f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}", "start")
     try:
         yield f"postgresql+psycopg://xpnet@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True, cwd=folder)
         shutil.rmtree(folder, ignore_errors=True)
 
 

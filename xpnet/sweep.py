@@ -282,6 +282,7 @@ def row(t) -> dict:
 
 
 def trial_line(r: dict) -> str:
+    """One line of ``sweep show`` and of a worker's output: number, state, accuracy, time, worker, parameters."""
     acc = f"val acc {100 * r['val_accuracy']:6.2f}%" if r["val_accuracy"] is not None else "val acc      -"
     secs = f"{r['duration_s']:7.1f}s" if r["duration_s"] is not None else "       -"
     params = " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())

@@ -58,6 +58,7 @@ def add_parser(sub, _path) -> None:
 
 
 def cmd_sweep(args, say) -> int:
+    """``xpnet sweep COMMAND``: the work, in ``xpnet.sweep``."""
     from . import sweep
 
     if args.sweep_command == "create":
