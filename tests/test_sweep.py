@@ -219,25 +219,28 @@ def test_two_workers_on_sqlite_complete_n_trials_and_best_reads_the_test_set(tmp
     assert e.stdout.strip().splitlines()[-1] == b.stdout.strip().splitlines()[-1]
 
 
-def _wait_for_running_trial(storage: str, pid: int, timeout: float = 60.0):
-    """The number of the trial the worker ``pid`` is running, once it runs one."""
+def _wait_for_running_trial(storage: str, pid: int, folder: Path, timeout: float = 60.0):
+    """The number of the trial the worker ``pid`` is running, once it has finished an epoch
+    (so that the trial is mid-training: dozens of epochs to go)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        for t in trials(storage):
-            if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}"):
-                return t.number
-        time.sleep(0.2)
+        running = [t.number for t in trials(storage) if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")]
+        if running:
+            log = folder / "xpnet-sweeps" / "s" / f"trial-{running[0]}" / "log.jsonl"
+            while time.monotonic() < end and not (log.is_file() and log.read_text()):
+                time.sleep(0.01)
+            return running[0]
+        time.sleep(0.1)
     raise AssertionError("the worker started no trial")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_worker_s_trial_is_retried(tmp_path, data_dir, kind):
     storage = f"sqlite:///{tmp_path}/sweeps.db" if kind == "sqlite" else f"journal:{tmp_path}/sweeps.log"
-    make_study(tmp_path, data_dir, storage, epochs=60)
+    make_study(tmp_path, data_dir, storage, epochs=80)
     flags = ("--study", "s", "--storage", storage, "--trials", 2, "--heartbeat", 1)
     victim = popen("sweep", "run", *flags, cwd=tmp_path)
-    killed = _wait_for_running_trial(storage, victim.pid)
-    time.sleep(0.5)
+    killed = _wait_for_running_trial(storage, victim.pid, tmp_path)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     xpnet("sweep", "run", *flags, cwd=tmp_path)  # another worker: one new trial, and the killed one again
