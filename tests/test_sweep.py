@@ -139,6 +139,25 @@ def test_space_suggests_settings_of_their_types(tmp_path):
     assert s.suggest(optuna.trial.FixedTrial({"lr": 0.1, "batch_size": 8, "hidden": "", "activation": "relu"}))["hidden"] == ()
 
 
+def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
+    from xpnet import backends, data, sweep
+
+    class PruneAtEpoch2(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.last_step >= 2
+
+    (tmp_path / "space.toml").write_text(SPACE.format(data=data_dir, epochs=6))
+    s = space.load(str(tmp_path / "space.toml"), _train_parser())
+    objective = sweep.Objective("s", s, data.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print)
+    for pruner, state, epochs in ((optuna.pruners.NopPruner(), "COMPLETE", 6), (PruneAtEpoch2(), "PRUNED", 2)):
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        study.optimize(objective, n_trials=1)
+        t = study.trials[0]
+        log = [json.loads(line) for line in (tmp_path / "s" / "trial-0" / "log.jsonl").read_text().splitlines()]
+        assert t.state.name == state and sorted(t.intermediate_values) == list(range(1, epochs + 1)) and len(log) == epochs
+        assert t.value == log[-1]["val_accuracy"] and t.user_attrs["seed"] == 0
+
+
 # --- storages and errors -----------------------------------------------------------------------
 
 def test_storage_and_study_errors_are_one_line(tmp_path, data_dir):
