@@ -74,7 +74,7 @@ class Param:
         if self.kind == "int":
             return list(range(self.low, self.high + 1, self.step or 1))
         count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-        return [self.low + i * self.step for i in range(count)]
+        return [round(self.low + i * self.step, 12) for i in range(count)]
 
     def value(self, suggested):
         """A suggested value as its setting's value: sizes "512,256" -> (512, 256)."""
