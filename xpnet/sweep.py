@@ -126,7 +126,10 @@ def _heartbeat_journal(backend, interval: int):
     machine's clock: machines sharing a journal keep their clocks in step) is older than
     GRACE_BEATS intervals is stale, failed and retried, as on RDBStorage."""
     optuna = _optuna()
-    from optuna.storages._heartbeat import BaseHeartbeat  # Optuna's heartbeat interface (not exported)
+    try:
+        from optuna.storages._heartbeat import BaseHeartbeat  # Optuna's heartbeat interface (not exported)
+    except ImportError:  # another Optuna layout: the journal without heartbeats (a dead worker's trial stays running)
+        return optuna.storages.journal.JournalStorage(backend)
 
     RUNNING = optuna.trial.TrialState.RUNNING
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
