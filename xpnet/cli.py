@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets
+from . import sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
 from .errors import Diverged, Stopped, UserError
 from .train import train
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_model_commands(sub)
     _add_data_commands(sub)
+    sweep_cli.add_parser(sub, _path)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return p
@@ -420,7 +422,8 @@ def cmd_plot(args, say) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
-            "presets": cmd_presets, "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot}
+            "presets": cmd_presets, "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot,
+            "sweep": sweep_cli.cmd_sweep}
 
 
 def main(argv=None) -> int:

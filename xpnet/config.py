@@ -191,41 +191,52 @@ SETTINGS: dict[str, type] = {name: _toml_type(hint) for name, hint in typing.get
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list of integers"}
 
 
+def load_toml(path: str, flag_name: str = "--config") -> dict:
+    """The TOML document of ``path``; a UserError naming ``flag_name`` and the file if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{flag_name} {path}: file not found") from None
+    except OSError as e:
+        raise UserError(f"{flag_name} {path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{flag_name} {path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{flag_name} {path}: not valid TOML ({e})") from None
+
+
 def from_toml(path: str, parser) -> dict:
     """Settings from a TOML file: its ``[train]`` table, or its top level when it has none.
 
     Every key must be a setting (``batch-size`` or ``batch_size``) with a value of its type and,
     where its flag in ``parser`` has choices, one of them; anything else is a UserError naming the file.
     """
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"--config {path}: file not found") from None
-    except OSError as e:
-        raise UserError(f"--config {path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"--config {path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"--config {path}: not valid TOML ({e})") from None
-    table, where = doc, "at the top level"
+    return settings_from(load_toml(path), f"--config {path}", parser)
+
+
+def settings_from(doc: dict, origin: str, parser, beside: tuple[str, ...] = ()) -> dict:
+    """The settings of a TOML document (see ``from_toml``); errors start with ``origin``, such
+    as ``--config FILE``. The top-level tables named in ``beside`` (a sweep's ``[sweep]``) are
+    left to the caller."""
+    table, where = {k: v for k, v in doc.items() if k not in beside}, "at the top level"
     if "train" in doc:
         table, where = doc["train"], "in [train]"
         if not isinstance(table, dict):
-            raise UserError(f"--config {path}: train = {table!r:.60}: expected a [train] table of settings")
-        stray = next((key for key in doc if key != "train"), None)
+            raise UserError(f"{origin}: train = {table!r:.60}: expected a [train] table of settings")
+        stray = next((key for key in doc if key != "train" and key not in beside), None)
         if stray is not None:
-            raise UserError(f"--config {path}: {stray!r} beside [train]: only the [train] table is read; move it in")
+            raise UserError(f"{origin}: {stray!r} beside [train]: only the [train] table is read; move it in")
     choices = {a.dest: a.choices for a in parser._actions if a.choices}
     out = {}
     for key, value in table.items():
         name = key.replace("-", "_")
         if name not in SETTINGS:
-            raise UserError(f"--config {path}: unknown {'table' if isinstance(value, dict) else 'key'} {key!r} {where}; "
+            raise UserError(f"{origin}: unknown {'table' if isinstance(value, dict) else 'key'} {key!r} {where}; "
                             f"settings are {', '.join(flag(n)[2:] for n in SETTINGS)}")
         if name in out:
-            raise UserError(f"--config {path}: {key!r} {where} sets {flag(name)[2:]} a second time")
-        out[name] = _setting(f"--config {path}: {key} = {_toml_value(value):.60}", value, SETTINGS[name], choices.get(name))
+            raise UserError(f"{origin}: {key!r} {where} sets {flag(name)[2:]} a second time")
+        out[name] = setting(f"{origin}: {key} = {_toml_value(value):.60}", value, SETTINGS[name], choices.get(name))
     return out
 
 
@@ -238,7 +249,7 @@ def _is_a(value, kind: type) -> bool:
     return isinstance(value, (int, float) if kind is float else kind)
 
 
-def _setting(where: str, value, kind: type, choices):
+def setting(where: str, value, kind: type, choices):
     """A TOML value as its setting's type, or a UserError starting with ``where``."""
     if not _is_a(value, kind):
         raise UserError(f"{where}: expected {KINDS[kind]}")

@@ -232,20 +232,22 @@ def _check_range(labels: np.ndarray, path: Path, num_classes: int) -> None:
         raise UserError(f"{path}: label {int(labels[i])} at item {i} is outside the class range 0..{num_classes - 1}")
 
 
-def load_dir(folder: str | os.PathLike, num_classes: int | None = None) -> Dataset:
-    """Read and fully validate the four IDX files of ``folder``.
+def load_dir(folder: str | os.PathLike, num_classes: int | None = None, test: bool = True) -> Dataset:
+    """Read and fully validate the four IDX files of ``folder`` (without ``test``: the two
+    training files only, and the Dataset has no test split).
 
     num_classes None: inferred from the training labels (max + 1).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--data-dir {folder}: not a directory")
-    paths = {split: tuple(_find(folder, base) for base in bases) for split, bases in SPLIT_FILES.items()}
+    paths = {split: tuple(_find(folder, base) for base in bases) for split, bases in SPLIT_FILES.items() if test or split == "train"}
     return _load(paths, num_classes, str(folder))
 
 
 def _load(paths, num_classes, source, sums=None) -> Dataset:
-    """Read the four files; with ``sums`` ({name: sha256}), verify each payload."""
+    """Read the files of ``paths`` ({split: (images, labels)}, the test split optional); with
+    ``sums`` ({name: sha256}), verify each payload."""
     splits = {}
     for split, (img_path, lbl_path) in paths.items():
         arrays = []
@@ -259,15 +261,16 @@ def _load(paths, num_classes, source, sums=None) -> Dataset:
         labels = _check_labels(labels, lbl_path, images.shape[0], img_path)
         splits[split] = (Split(images, labels), lbl_path)
     train, train_lbl = splits["train"]
-    test, test_lbl = splits["test"]
-    if test.images.shape[1:] != train.images.shape[1:]:
+    test, test_lbl = splits.get("test", (None, None))
+    if test is not None and test.images.shape[1:] != train.images.shape[1:]:
         raise UserError(f"{paths['test'][0]}: image size {test.images.shape[1:]} differs from the training images' {train.images.shape[1:]}")
     if num_classes is None:
         num_classes = int(train.labels.max()) + 1
         if num_classes < 2:
             raise UserError(f"{train_lbl}: all labels are 0; need at least 2 classes")
     _check_range(train.labels, train_lbl, num_classes)
-    _check_range(test.labels, test_lbl, num_classes)
+    if test is not None:
+        _check_range(test.labels, test_lbl, num_classes)
     return Dataset(train, test, num_classes, source)
 
 
@@ -285,16 +288,16 @@ def _bundled_sums(folder: Path) -> dict[str, str]:
     return sums
 
 
-def load_mnist() -> Dataset:
+def load_mnist(test: bool = True) -> Dataset:
     """The bundled MNIST, each file's decompressed bytes checked against SHA256SUMS."""
     folder = bundled_dir()
-    paths = {split: tuple(folder / (base + ".gz") for base in bases) for split, bases in SPLIT_FILES.items()}
+    paths = {split: tuple(folder / (base + ".gz") for base in bases) for split, bases in SPLIT_FILES.items() if test or split == "train"}
     return _load(paths, 10, "bundled MNIST", _bundled_sums(folder))
 
 
-def load(data_dir: str | None = None, num_classes: int | None = None) -> Dataset:
-    """``--data-dir`` if given, else the bundled MNIST."""
-    return load_dir(data_dir, num_classes) if data_dir else load_mnist()
+def load(data_dir: str | None = None, num_classes: int | None = None, test: bool = True) -> Dataset:
+    """``--data-dir`` if given, else the bundled MNIST; without ``test``, its test files are not read."""
+    return load_dir(data_dir, num_classes, test) if data_dir else load_mnist(test)
 
 
 def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smoothing: float = 0.0) -> np.ndarray:

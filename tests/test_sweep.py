@@ -1,0 +1,355 @@
+"""``xpnet sweep`` on Optuna: the search-space file, the storages (SQLite, journal, a real
+PostgreSQL server), several workers sharing a study, a killed worker's trial retried, Ctrl-C."""
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from idxutil import write_dataset
+
+import optuna  # the test extra installs the sweep and postgres extras: required, not skipped
+from xpnet import cli, space
+from xpnet.errors import UserError
+
+SPACE = """
+[train]
+data-dir = "{data}"
+epochs = {epochs}
+validation = 200
+hidden = [16]
+batch-size = 4
+
+[sweep]
+pruner = "none"
+
+[sweep.params]
+lr = {{low = 0.01, high = 0.5, log = true}}
+hidden = ["16", "16,8"]
+"""
+
+
+def xpnet(*args, cwd, check=True, timeout=300):
+    p = subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if check:
+        assert p.returncode == 0, (p.stdout, p.stderr)
+    return p
+
+
+def popen(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "xpnet", *map(str, args)], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def one_line_error(p, *needles, code=2):
+    err = p.stderr.strip()
+    assert p.returncode == code and "Traceback" not in err and len(err.splitlines()) == 1, (p.returncode, p.stderr)
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("sweepdata"), np.random.default_rng(0), n_train=2000, n_test=300)
+
+
+def make_study(folder: Path, data: Path, storage: str, epochs: int = 8, name: str = "s") -> str:
+    (folder / "space.toml").write_text(SPACE.format(data=data, epochs=epochs))
+    xpnet("sweep", "create", "--study", name, "--space", "space.toml", "--storage", storage, cwd=folder)
+    return name
+
+
+def trials(storage: str, name: str = "s"):
+    from xpnet import sweep
+
+    return sweep.open_study(name, storage)[0].get_trials(deepcopy=False)
+
+
+def counted(ts) -> int:
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in ts)
+
+
+# --- the search-space file ---------------------------------------------------------------------
+
+BAD_SPACES = [
+    ('[sweep.params]\nlearning_rate = [0.1]', "sweep.params.learning_rate: not a setting"),
+    ('[sweep.params]\nseed = [1, 2]', "sweep.params.seed: not swept"),
+    ('[sweep.params]\nlr = {low = 0.5, high = 0.1}', "sweep.params.lr: low 0.5 is above high 0.1"),
+    ('[sweep.params]\nl2 = {low = 0.0, high = 1.0, log = true}', "sweep.params.l2: log = true needs low > 0"),
+    ('[sweep.params]\nlr = {low = -1.0, high = 1.0}', "sweep.params.lr.low -1.0: must be a number > 0"),
+    ('[sweep.params]\nlr = {low = 0.1}', "sweep.params.lr: expected keys low, high"),
+    ('[sweep.params]\nlr = {low = 0.1, high = 1.0, step = 0.1, log = true}', "sweep.params.lr.step 0.1"),
+    ('[sweep.params]\nbatch_size = {low = 1.5, high = 8}', "sweep.params.batch_size.low = 1.5: expected an integer"),
+    ('[sweep.params]\nactivation = {low = 1, high = 2}', "sweep.params.activation: --activation is not a number"),
+    ('[sweep.params]\nactivation = ["relu", "swish"]', "sweep.params.activation[1] = \"swish\": expected one of"),
+    ('[sweep.params]\nhidden = ["16,x"]', "sweep.params.hidden[0] = '16,x': expected comma-separated integers"),
+    ('[sweep.params]\nhidden = ["16,0"]', "sweep.params.hidden[0]: sizes must be >= 1"),
+    ('[sweep.params]\nbatch_size = []', "sweep.params.batch_size: expected a range"),
+    ('[sweep.params]\nepochs = {low = 0, high = 3}', "sweep.params.epochs: every trial needs epochs >= 1"),
+    ('[sweep.params]\nbatch_size = [32, 32]', "sweep.params.batch_size: a choice is listed twice"),
+    ('[sweep]\nsampler = "cma"\n[sweep.params]\nlr = [0.1]', "sweep.sampler = \"cma\": expected one of tpe, random, grid"),
+    ('[sweep]\npruner = "hyperband"\n[sweep.params]\nlr = [0.1]', "sweep.pruner = \"hyperband\": expected one of median, none"),
+    ('[sweep]\nsampler = "grid"\n[sweep.params]\nlr = {low = 0.1, high = 1.0}', "sweep.params.lr: the grid sampler needs choices"),
+    ('[sweep]\nseeds = 3\n[sweep.params]\nlr = [0.1]', "unknown key 'seeds' in [sweep]"),
+    ('[train]\nepochs = 2', "no [sweep.params] table"),
+    ('[train]\nsave = "m.npz"\n[sweep.params]\nlr = [0.1]', "[train] save: set by the sweep"),
+    ('[train]\nlr = "fast"\n[sweep.params]\nepochs = [1]', "lr = \"fast\": expected a number"),
+    ('[train]\nvalidation = 0\n[sweep.params]\nlr = [0.1]', "validation and epochs must be > 0"),
+    ('[train]\ndropout = 2.0\n[sweep.params]\nlr = [0.1]', "[train]: --dropout 2.0"),
+    ('[sweep.params]\nlr = [0.1]\n[other]\nx = 1', "unknown table 'other' at the top level"),
+    ('[train]\nepochs = 1\n[sweep.params]\nlr = [0.1]\n[other]\nx = 1', "'other' beside [train]"),
+    ('[sweep.params\n', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,needle", BAD_SPACES, ids=[n[:30] for _, n in BAD_SPACES])
+def test_space_file_errors_name_the_file_and_key(tmp_path, text, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as e:
+        space.load(str(path), _train_parser())
+    assert str(e.value).startswith(f"--space {path}: ") and needle in str(e.value), str(e.value)
+
+
+def _train_parser():
+    return cli.build_parser()._subparsers._group_actions[0].choices["train"]
+
+
+def test_space_suggests_settings_of_their_types(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text('[train]\nepochs = 2\nlayers = [64, 10, 3]\n[sweep]\nsampler = "grid"\n[sweep.params]\n'
+                    'lr = {low = 0.1, high = 0.3, step = 0.1}\nbatch-size = {low = 8, high = 16, step = 8}\n'
+                    'hidden = ["16,8", [4], ""]\nactivation = ["relu", "tanh"]\n')
+    s = space.load(str(path), _train_parser())
+    assert s.grid_size() == 3 * 2 * 3 * 2
+    s = space.Space.from_dict(json.loads(json.dumps(s.to_dict())))  # as the study stores it
+    got = s.suggest(optuna.trial.FixedTrial({"lr": 0.2, "batch_size": 16, "hidden": "16,8", "activation": "tanh"}))
+    assert got == {"epochs": 2, "layers": None, "lr": 0.2, "batch_size": 16, "hidden": (16, 8), "activation": "tanh"}
+    assert s.suggest(optuna.trial.FixedTrial({"lr": 0.1, "batch_size": 8, "hidden": "", "activation": "relu"}))["hidden"] == ()
+
+
+def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
+    from xpnet import backends, data, sweep
+
+    class PruneAtEpoch2(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.last_step >= 2
+
+    (tmp_path / "space.toml").write_text(SPACE.format(data=data_dir, epochs=6))
+    s = space.load(str(tmp_path / "space.toml"), _train_parser())
+    objective = sweep.Objective("s", s, data.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print)
+    for pruner, state, epochs in ((optuna.pruners.NopPruner(), "COMPLETE", 6), (PruneAtEpoch2(), "PRUNED", 2)):
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        study.optimize(objective, n_trials=1)
+        t = study.trials[0]
+        log = [json.loads(line) for line in (tmp_path / "s" / "trial-0" / "log.jsonl").read_text().splitlines()]
+        assert t.state.name == state and sorted(t.intermediate_values) == list(range(1, epochs + 1)) and len(log) == epochs
+        assert t.value == log[-1]["val_accuracy"] and t.user_attrs["seed"] == 0
+
+
+# --- storages and errors -----------------------------------------------------------------------
+
+def test_storage_and_study_errors_are_one_line(tmp_path, data_dir):
+    make_study(tmp_path, data_dir, "sqlite:///x.db")
+    one_line_error(xpnet("sweep", "create", "--study", "s", "--space", "space.toml", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False),
+                   "--study s: already exists")
+    one_line_error(xpnet("sweep", "show", "--study", "nope", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False),
+                   "--study nope: no such study")
+    for url, needle in (("mysql://u@h/db", "expected sqlite:///FILE"), ("sqlite:///no/such/dir/x.db", "folder no/such/dir does not exist"),
+                        ("journal:", "needs a file"), ("postgresql+psycopg://u:secret@127.0.0.1:1/db", "cannot open the database")):
+        p = xpnet("sweep", "show", "--study", "s", "--storage", url, cwd=tmp_path, check=False)
+        one_line_error(p, "--storage", needle)
+        assert "secret" not in p.stderr
+    one_line_error(xpnet("sweep", "create", "--study", "a/b", "--space", "space.toml", cwd=tmp_path, check=False), "--study 'a/b'")
+    one_line_error(xpnet("sweep", "run", "--study", "s", "--storage", "sqlite:///x.db", "--workers", "0", cwd=tmp_path, check=False),
+                   "--workers 0: must be")
+    one_line_error(xpnet("sweep", "best", "--study", "s", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False), "no complete trial")
+
+
+def test_missing_optuna_or_psycopg_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # importing it raises ImportError
+    assert cli.main(["sweep", "show", "--study", "s", "--storage", "postgresql://u@h/db"]) == 2
+    assert "PostgreSQL needs psycopg: pip install 'xpnet[postgres]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    assert cli.main(["sweep", "show", "--study", "s"]) == 2
+    assert capsys.readouterr().err.strip() == "xpnet: error: xpnet sweep needs Optuna: pip install 'xpnet[sweep]'"
+
+
+def test_every_sweep_flag_has_a_help_text_and_its_default():
+    import argparse
+
+    top = cli.build_parser()
+    sweep = top._subparsers._group_actions[0].choices["sweep"]
+    for parser in sweep._subparsers._group_actions[0].choices.values():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (parser.prog, action.dest)
+            if action.default not in (None, argparse.SUPPRESS) and not isinstance(action.default, bool):
+                assert "default" in formatter._get_help_string(action), (parser.prog, action.dest)
+        assert "--debug" in parser._option_string_actions and "None" not in parser.format_help()
+
+
+def test_other_commands_never_import_optuna():
+    code = ("import sys; from xpnet import cli; cli.build_parser(); cli.main(['presets']); "
+            "assert not {'optuna', 'sqlalchemy', 'xpnet.sweep'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+def test_two_workers_on_sqlite_complete_n_trials_and_best_reads_the_test_set(tmp_path, data_dir):
+    data = shutil.copytree(data_dir, tmp_path / "data")
+    make_study(tmp_path, data, "sqlite:///sweeps.db", epochs=20)  # relative to the folder the commands run in
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    for f in data.glob("t10k-*"):  # the workers never read the test set: they run without its files
+        f.rename(hidden / f.name)
+    p = xpnet("sweep", "run", "--study", "s", "--storage", "sqlite:///sweeps.db", "--trials", 6, "--workers", 2, cwd=tmp_path)
+    for f in hidden.iterdir():
+        f.rename(data / f.name)
+    assert "starting 2 workers, 1 thread each" in p.stdout
+    ts = trials(f"sqlite:///{tmp_path}/sweeps.db")
+    assert 6 <= counted(ts) <= 7 and all(t.state.name == "COMPLETE" for t in ts), [t.state for t in ts]
+    assert len({t.user_attrs["worker"] for t in ts}) == 2  # both workers ran trials
+    for t in ts:
+        assert t.user_attrs["seed"] == t.number and t.user_attrs["epochs"] == 20
+        folder = tmp_path / "xpnet-sweeps" / "s" / f"trial-{t.number}"
+        assert t.user_attrs["checkpoint"] == str(folder / "model.npz") and (folder / "model.npz").is_file()
+        epochs = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+        assert [e["epoch"] for e in epochs] == list(range(1, 21)) and t.intermediate_values[20] == epochs[-1]["val_accuracy"]
+    shown = json.loads(xpnet("sweep", "show", "--study", "s", "--storage", "sqlite:///sweeps.db", "--json", cwd=tmp_path).stdout)
+    assert len(shown["trials"]) == len(ts) and shown["best"]["val_accuracy"] == max(t.value for t in ts)
+    b = xpnet("sweep", "best", "--study", "s", "--storage", "sqlite:///sweeps.db", "--save", "best.npz", cwd=tmp_path)
+    assert f"best: trial {shown['best']['number']}," in b.stdout and b.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    e = xpnet("evaluate", "--model", "best.npz", "--data-dir", data, cwd=tmp_path)
+    assert e.stdout.strip().splitlines()[-1] == b.stdout.strip().splitlines()[-1]
+
+
+def _wait_for_running_trial(storage: str, pid: int, folder: Path, timeout: float = 60.0):
+    """The number of the trial the worker ``pid`` is running, once it has finished an epoch
+    (so that the trial is mid-training: dozens of epochs to go)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        running = [t.number for t in trials(storage) if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")]
+        if running:
+            log = folder / "xpnet-sweeps" / "s" / f"trial-{running[0]}" / "log.jsonl"
+            while time.monotonic() < end and not (log.is_file() and log.read_text()):
+                time.sleep(0.01)
+            return running[0]
+        time.sleep(0.1)
+    raise AssertionError("the worker started no trial")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_killed_worker_s_trial_is_retried(tmp_path, data_dir, kind):
+    storage = f"sqlite:///{tmp_path}/sweeps.db" if kind == "sqlite" else f"journal:{tmp_path}/sweeps.log"
+    make_study(tmp_path, data_dir, storage, epochs=80)
+    flags = ("--study", "s", "--storage", storage, "--trials", 2, "--heartbeat", 1)
+    victim = popen("sweep", "run", *flags, cwd=tmp_path)
+    killed = _wait_for_running_trial(storage, victim.pid, tmp_path)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    xpnet("sweep", "run", *flags, cwd=tmp_path)  # another worker: one new trial, and the killed one again
+    ts = {t.number: t for t in trials(storage)}
+    assert ts[killed].state.name == "FAIL" and "error" not in ts[killed].user_attrs
+    retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert retries[0].params == ts[killed].params and retries[0].user_attrs["seed"] == killed
+    assert counted(ts.values()) == 2 and len(ts) == 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_dir, workers):
+    storage = f"sqlite:///{tmp_path}/sweeps.db"
+    make_study(tmp_path, data_dir, storage, epochs=400)
+    parent = popen("sweep", "run", "--study", "s", "--storage", storage, "--workers", workers, cwd=tmp_path)
+    end = time.monotonic() + 60
+    while sum(t.state.name == "RUNNING" for t in trials(storage)) < workers and time.monotonic() < end:
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGINT)
+    out, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "interrupted: " + ("2 workers stopped" if workers == 2 else "worker stopped; trial 0 is queued to run again") in err
+    ts = trials(storage)
+    stopped = [t for t in ts if t.state.name == "FAIL"]
+    assert len(stopped) == workers and not any(t.state.name == "RUNNING" for t in ts)
+    waiting = sorted(t.system_attrs["failed_trial"] for t in ts if t.state.name == "WAITING")
+    assert waiting == sorted(t.number for t in stopped)  # the next sweep run runs them first
+
+
+# --- a real PostgreSQL server ------------------------------------------------------------------
+
+def _postgres_bin():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[-3]), reverse=True)
+    path = found[0] if found else shutil.which("pg_ctl")
+    return Path(path).parent if path else None
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 in a temporary folder, as an unprivileged user when
+    run as root (postgres refuses root); its URL. Missing binaries fail in CI (.ci/run installs them)."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    folder = Path(tempfile.mkdtemp(prefix="xpnet-pg-"))
+    as_user = []
+    if os.geteuid() == 0:
+        user = next((u for u in ("postgres", "nobody") if _has_user(u)))
+        entry = pwd.getpwnam(user)
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        as_user = ["runuser", "-u", user, "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run(as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120, cwd=folder)  # noqa: E731
+    run(bin_dir / "initdb", "-D", folder / "data", "-U", "xpnet", "--auth=trust", "-E", "UTF8")
+    run(bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}", "start")
+    try:
+        yield f"postgresql+psycopg://xpnet@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True, cwd=folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def test_postgres_three_workers_share_one_study_each_trial_run_once(tmp_path, data_dir, postgres):
+    make_study(tmp_path, data_dir, postgres, epochs=15)
+    workers = [popen("sweep", "run", "--study", "s", "--storage", postgres, "--trials", 9, cwd=tmp_path) for _ in range(3)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    ts = trials(postgres)
+    assert 9 <= counted(ts) <= 11 and all(t.state.name == "COMPLETE" for t in ts)
+    ran_by = {}  # trial number -> the workers whose output reports it
+    for w, (out, _) in zip(workers, outputs):
+        for line in out.splitlines():
+            if line.startswith("trial "):
+                ran_by.setdefault(int(line.split()[1]), []).append(w.pid)
+    assert sorted(ran_by) == sorted(t.number for t in ts)
+    for t in ts:
+        assert len(ran_by[t.number]) == 1 and t.user_attrs["worker"].endswith(f":{ran_by[t.number][0]}")
+        log = tmp_path / "xpnet-sweeps" / "s" / f"trial-{t.number}" / "log.jsonl"
+        assert len(log.read_text().splitlines()) == 15  # trained once: one line per epoch
+    assert len({pid for pids in ran_by.values() for pid in pids}) == 3
