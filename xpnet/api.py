@@ -211,7 +211,7 @@ def _train_args(cli, settings: dict):
             kind = config.SETTINGS[key]
             value = [value] if kind is tuple and isinstance(value, int) else value
             value = list(value) if kind is tuple and isinstance(value, tuple) else value
-            value = config._setting(f"{key}={value!r}", value, kind, choices.get(key))
+            value = config.setting(f"{key}={value!r}", value, kind, choices.get(key))
         else:
             raise TypeError(f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
                             f"{', '.join(sorted(config.SETTINGS))}, preset, config, resume")

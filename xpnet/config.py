@@ -236,7 +236,7 @@ def settings_from(doc: dict, origin: str, parser, beside: tuple[str, ...] = ()) 
                             f"settings are {', '.join(flag(n)[2:] for n in SETTINGS)}")
         if name in out:
             raise UserError(f"{origin}: {key!r} {where} sets {flag(name)[2:]} a second time")
-        out[name] = setting(f"{origin}: {key} = {_toml_value(value):.60}", value, SETTINGS[name], choices.get(name))
+        out[name] = setting(f"{origin}: {key} = {toml_value(value):.60}", value, SETTINGS[name], choices.get(name))
     return out
 
 
@@ -310,15 +310,15 @@ def to_toml(cfg: TrainConfig) -> list[str]:
     lines = ["[train]"]
     for key, value in cfg.to_dict().items():
         if value is not None:
-            lines.append(f"{key.replace('_', '-')} = {_toml_value(value)}")
+            lines.append(f"{key.replace('_', '-')} = {toml_value(value)}")
     return lines
 
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(map(_toml_value, v)) + "]"
+        return "[" + ", ".join(map(toml_value, v)) + "]"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(v)

@@ -147,7 +147,7 @@ def load(path: str, parser) -> Space:
 def _choice(origin: str, table: dict, key: str, allowed) -> str:
     value = table.get(key, allowed[0])
     if value not in allowed:
-        raise UserError(f"{origin}: sweep.{key} = {config._toml_value(value):.60}: expected one of {', '.join(allowed)}")
+        raise UserError(f"{origin}: sweep.{key} = {config.toml_value(value):.60}: expected one of {', '.join(allowed)}")
     return value
 
 
@@ -194,7 +194,7 @@ def _range(where: str, name: str, table: dict) -> Param:
     unknown = next((k for k in table if k not in ("low", "high", "log", "step")), None)
     if unknown is not None or "low" not in table or "high" not in table:
         raise UserError(f"{where}: expected keys low, high and optionally log or step" + (f", not {unknown!r}" if unknown else ""))
-    low, high = (config.setting(f"{where}.{k} = {config._toml_value(table[k]):.40}", table[k], kind, None) for k in ("low", "high"))
+    low, high = (config.setting(f"{where}.{k} = {config.toml_value(table[k]):.40}", table[k], kind, None) for k in ("low", "high"))
     if name in RANGES:
         for k, v in (("low", low), ("high", high)):
             RANGES[name].check(f"{where}.{k}", v)
@@ -202,7 +202,7 @@ def _range(where: str, name: str, table: dict) -> Param:
     if not isinstance(log, bool):
         raise UserError(f"{where}.log: expected true or false")
     if step is not None:
-        step = config.setting(f"{where}.step = {config._toml_value(step):.40}", step, kind, None)
+        step = config.setting(f"{where}.step = {config.toml_value(step):.40}", step, kind, None)
         if not step > 0 or log:
             raise UserError(f"{where}.step {step}: must be > 0, and not given with log = true")
     if low > high:
@@ -218,11 +218,11 @@ def _one_choice(where: str, name: str, value, choices):
     if kind is tuple:
         if isinstance(value, str):
             value = list(_sizes(value, where))
-        value = config.setting(f"{where} = {config._toml_value(value):.40}", value, tuple, None)
+        value = config.setting(f"{where} = {config.toml_value(value):.40}", value, tuple, None)
         if any(s < 1 for s in value):
             raise UserError(f"{where}: sizes must be >= 1")
         return ",".join(map(str, value))
-    value = config.setting(f"{where} = {config._toml_value(value):.40}", value, kind, choices)
+    value = config.setting(f"{where} = {config.toml_value(value):.40}", value, kind, choices)
     if name in RANGES:
         RANGES[name].check(where, value)
     return value
