@@ -13,7 +13,7 @@ from array_api_compat import device
 from conftest import targets
 
 import xpnet
-from xpnet import MLPClassifier, backends, data, evaluate, train
+from xpnet import MLPClassifier, backends, data, errors, evaluate, train
 
 SMALL = dict(hidden=(32,), epochs=3, batch_size=16, threads=1)
 
@@ -273,6 +273,8 @@ def test_bad_input_and_settings_raise_clear_errors(digits):
     clf.fit(X, y)
     with pytest.raises(ValueError, match="X has 63 features, but MLPClassifier is expecting 64 features"):
         clf.predict(X[:, 1:])
+    with pytest.raises(errors.Diverged, match=r"try a smaller lr \(now 1e\+30\)"):
+        MLPClassifier(**{**SMALL, "lr": 1e30}).fit(X * 1e3, y)
     with pytest.raises(ValueError, match="device 'tpu'"):
         MLPClassifier(**SMALL, device="tpu").fit(X, y)
     with pytest.raises(ValueError, match="Invalid parameter 'hiden'"):

@@ -19,7 +19,7 @@ import numpy as np
 from . import backends, checkpoint, config, data, inputs, model, onnx_export
 from . import train as training
 from .config import TrainConfig
-from .errors import Stopped, UserError
+from .errors import Diverged, Stopped, UserError
 
 VALIDATION_STREAM = 0x5A11  # the host generator stream that picks fit's validation rows
 
@@ -38,10 +38,15 @@ def _not_fitted(name: str) -> Exception:
                  "this estimator.")
 
 
+def _as_parameters(text: str) -> str:
+    """A message worded for the command line (``--batch-size 0: ...``) naming parameters instead
+    (``batch_size 0: ...``)."""
+    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m[1].replace("-", "_"), text)
+
+
 def _value_error(e: UserError) -> ValueError:
-    """A UserError (worded for the command line: ``--batch-size 0: ...``) as a ValueError naming
-    the parameter (``batch_size 0: ...``)."""
-    return ValueError(re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m[1].replace("-", "_"), str(e)))
+    """A UserError as a ValueError naming the parameter."""
+    return ValueError(_as_parameters(str(e)))
 
 
 class Model:
@@ -390,6 +395,8 @@ class MLPClassifier:
                                   callbacks=list(callbacks or ()), state=state, resume=resume, epochs=epochs)
         except UserError as e:
             raise _value_error(e) from None
+        except Diverged as e:  # "try a smaller lr", not "--lr"
+            raise Diverged(_as_parameters(str(e))) from None
         except Stopped as e:
             raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
 
