@@ -4,7 +4,7 @@
                                                       # + augmentation run and an Adam run
     python bench/profile_step.py --images 3200
 
-For each recipe and backend, one epoch of ``train.Run.run_epoch`` on the first ``--images``
+For each recipe and backend, one epoch of ``training.Run.run_epoch`` on the first ``--images``
 MNIST images runs under cProfile. A function of xpnet outside ``xpnet/backends/`` called at
 least once per step is a per-step function; the table shows its calls per step on numpy,
 torch and array_api_strict (the same code, so the same numbers), and its calls in the JAX
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import xpnet
-from xpnet import backends, data, train
+from xpnet import backends, data, training
 from xpnet.config import TrainConfig
 
 PACKAGE = Path(xpnet.__file__).resolve().parent
@@ -39,7 +39,7 @@ def profile_epoch(backend: str, images: int = 1600, **settings) -> tuple[int, di
     mnist = data.load_mnist()
     split = data.Split(mnist.train.images[:images], mnist.train.labels[:images])
     cfg = TrainConfig(**{"hidden": (64, 32), "batch_size": 32, "validation": 0, "quiet": True, **settings})
-    run = train.Run(cfg, backends.resolve(backend, "cpu"), data.Dataset(split, split, 10, "profile"), say=lambda s: None)
+    run = training.Run(cfg, backends.resolve(backend, "cpu"), data.Dataset(split, split, 10, "profile"), say=lambda s: None)
     perm = run.backend.asarray(run.state.rng.permutation(run.n))
     profile = cProfile.Profile()
     profile.enable()

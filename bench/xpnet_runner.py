@@ -1,11 +1,11 @@
-"""xpnet under test, through the code path of ``xpnet train`` (``train.Run``), and the time of
+"""xpnet under test, through the code path of ``xpnet train`` (``training.Run``), and the time of
 its matrix multiplies alone."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from xpnet import backends, data, train
+from xpnet import backends, data, training
 from xpnet.config import TrainConfig
 
 from workload import Impl, Workload, layer_shapes
@@ -14,7 +14,7 @@ CPU_BACKENDS = ("numpy", "torch", "jax")
 
 
 def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu") -> Impl:
-    """xpnet on ``backend_name`` and ``device``: one pass of ``train.Run.run_epoch`` over the
+    """xpnet on ``backend_name`` and ``device``: one pass of ``training.Run.run_epoch`` over the
     workload's n images, in the workload's order, per run. The run's initial parameters are
     xpnet's own for seed 0: the workload's."""
     be = backends.resolve(backend_name, device)
@@ -22,7 +22,7 @@ def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu") -> Impl:
     cfg = TrainConfig(layers=c.sizes, activation=c.activation, batch_size=c.batch, lr=c.lr, lr_schedule="constant",
                       validation=0, epochs=1, seed=0, quiet=True, **dict(c.recipe))
     split = data.Split(work.images, work.labels)
-    run = train.Run(cfg, be, data.Dataset(split, split, 10, "bench"), say=lambda line: None)
+    run = training.Run(cfg, be, data.Dataset(split, split, 10, "bench"), say=lambda line: None)
     perm = be.asarray(work.perm)
 
     def one() -> float:

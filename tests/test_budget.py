@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from idxutil import write_dataset, write_idx
 
-from xpnet import backends, budget, data, train
+from xpnet import backends, budget, data, training
 from xpnet.errors import UserError
 
 HUGE = 10**30
@@ -58,8 +58,8 @@ def test_estimate_is_the_bytes_of_a_runs_arrays(small, settings):
     (parameters, slots, gradients) and the data exactly, a step's buffers within 2% (the
     augmentation's pixel grid, two small constants, is left out)."""
     ds = data.load_dir(small)
-    cfg = train.TrainConfig(**{"batch_size": 32, "validation": 88, "epochs": 1, "quiet": True, **settings})
-    run = train.Run(cfg, backends.resolve("numpy", "cpu"), ds, say=lambda s: None)
+    cfg = training.TrainConfig(**{"batch_size": 32, "validation": 88, "epochs": 1, "quiet": True, **settings})
+    run = training.Run(cfg, backends.resolve("numpy", "cpu"), ds, say=lambda s: None)
     run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))
     assert list(run.steps._buffers) == [min(cfg.batch_size, 512)]  # 512 = 16 full batches of 32: one set of buffers
     need = budget.estimate(run.spec.sizes, np.dtype(cfg.dtype).itemsize, cfg.optimizer, cfg.batch_size, run.n, 88,

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from xpnet import backends, checkpoint, cli, config, data, model, train
+from xpnet import backends, checkpoint, cli, config, data, model, training
 from xpnet.errors import Diverged, UserError
 
 
@@ -50,7 +50,7 @@ def test_params_written_on_one_backend_load_on_another(target, saved, reference)
     np.testing.assert_allclose(out, ref, rtol=1e-10 if target.dtype == "float64" else 1e-5)
     # and back: device params -> host -> checkpoint -> identical numbers (in the device dtype)
     path2 = path.with_name("again.npz")
-    checkpoint.save(path2, spec, train.params_to_host(dev), {}, {})
+    checkpoint.save(path2, spec, training.params_to_host(dev), {}, {})
     for (W, b), (W2, b2) in zip(host, checkpoint.load(path2)[1]):
         assert np.array_equal(W.astype(target.dtype), W2) and np.array_equal(b.astype(target.dtype), b2)
 
@@ -394,7 +394,7 @@ def test_metadata_mutations_with_a_recomputed_checksum(tmp_path, full_checkpoint
     args = cli.build_parser().parse_args(["train", "--resume", str(path)])
     try:
         cfg, resume = config.resolve(args, args.parser)
-        train.start_state(cfg, spec, NUMPY, resume)
+        training.start_state(cfg, spec, NUMPY, resume)
         event("loaded and resumed")
     except UserError as e:
         assert "\n" not in str(e)
@@ -426,8 +426,8 @@ def test_non_finite_arrays_or_numbers_are_never_saved(saved, where):
 def test_training_never_replaces_the_last_good_checkpoint_with_non_finite_weights(mnist, tmp_path, monkeypatch):
     split = data.Split(mnist.train.images[:640], mnist.train.labels[:640])
     path = tmp_path / "m.npz"
-    cfg = train.TrainConfig(hidden=(8,), epochs=3, batch_size=64, validation=0, quiet=True, save=str(path))
-    real, calls = train.params_to_host, []
+    cfg = training.TrainConfig(hidden=(8,), epochs=3, batch_size=64, validation=0, quiet=True, save=str(path))
+    real, calls = training.params_to_host, []
 
     def poisoned(params):  # the weights sent to the second save (after epoch 2) hold a NaN
         host = [(W.copy(), b.copy()) for W, b in real(params)]
@@ -436,9 +436,9 @@ def test_training_never_replaces_the_last_good_checkpoint_with_non_finite_weight
             host[0][0][0, 0, 0] = np.nan
         return host
 
-    monkeypatch.setattr(train, "params_to_host", poisoned)
+    monkeypatch.setattr(training, "params_to_host", poisoned)
     with pytest.raises(Diverged, match=r"epoch 3, step 0: the weights or the loss are not finite.* holds the last good epoch"):
-        train.train(cfg, NUMPY, data.Dataset(split, split, 10, "small"), say=lambda s: None)
+        training.train(cfg, NUMPY, data.Dataset(split, split, 10, "small"), say=lambda s: None)
     meta = checkpoint.load(path)[2]
     assert meta["state"]["epoch"] == 2 and len(meta["metrics"]["history"]) == 1
     assert [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -12,7 +12,7 @@ import pytest
 import xpnet
 from test_cli import assert_clean_error
 from test_cli import xpnet as run_xpnet
-from xpnet import MLPClassifier, backends, onnx_export, train
+from xpnet import MLPClassifier, backends, onnx_export, training
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime (the test extra installs it)")
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx (the test extra installs it)")
@@ -67,8 +67,8 @@ def test_onnx_labels_are_the_classes(mnist, tmp_path):
 
 def test_export_command_from_a_checkpoint_needs_only_numpy(mnist, tmp_path):
     ckpt, out = tmp_path / "m.npz", tmp_path / "m.onnx"
-    cfg = train.TrainConfig(hidden=(32,), epochs=1, validation=55000, quiet=True, save=str(ckpt))
-    train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
+    cfg = training.TrainConfig(hidden=(32,), epochs=1, validation=55000, quiet=True, save=str(ckpt))
+    training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
     code = f"""
         import sys
         for name in ("torch", "jax", "jaxlib", "cupy", "array_api_strict", "sklearn"):
@@ -88,8 +88,8 @@ def test_export_command_from_a_checkpoint_needs_only_numpy(mnist, tmp_path):
 
 def test_export_errors_are_one_line(mnist, tmp_path):
     ckpt = tmp_path / "m.npz"
-    cfg = train.TrainConfig(hidden=(8,), epochs=1, validation=59000, quiet=True, save=str(ckpt))
-    train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
+    cfg = training.TrainConfig(hidden=(8,), epochs=1, validation=59000, quiet=True, save=str(ckpt))
+    training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
     assert_clean_error(run_xpnet("export", "--model", tmp_path / "none.npz", "--onnx", tmp_path / "x.onnx", check=False),
                        "none.npz")
     assert_clean_error(run_xpnet("export", "--model", ckpt, "--onnx", tmp_path / "no" / "x.onnx", check=False),

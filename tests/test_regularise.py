@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import targets
-from xpnet import augment, backends, checkpoint, data, model, rand, train
+from xpnet import augment, backends, checkpoint, data, model, rand, training
 
 
 def test_label_smoothing_targets():
@@ -106,7 +106,7 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
     opts = dict(hidden=(16,), epochs=2, validation=57000, batch_size=50, optimizer="adam", lr=0.002, dropout=0.2,
                 augment="elastic", max_norm=3.0, label_smoothing=0.1, warmup=0.5, quiet=True)
     full, part = tmp_path / "full.npz", tmp_path / "part.npz"
-    train.train(train.TrainConfig(save=str(full), **opts), be, mnist, say=lambda s: None)
+    training.train(training.TrainConfig(save=str(full), **opts), be, mnist, say=lambda s: None)
     calls = {"n": 0}
 
     def fake_stop(self):  # asked once per chunk of steps: stop after the third chunk
@@ -115,15 +115,15 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
             self.signum = 15
         return self.signum is not None
 
-    monkeypatch.setattr(train._SignalFlag, "__call__", fake_stop)
-    with pytest.raises(train.Stopped):
-        train.train(train.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None)
+    monkeypatch.setattr(training._SignalFlag, "__call__", fake_stop)
+    with pytest.raises(training.Stopped):
+        training.train(training.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None)
     monkeypatch.undo()
     meta = checkpoint.load(part)[2]
     state = meta["state"]
     assert state["epoch"] == 1 and 0 < state["step"] < 60  # 3000 images in batches of 50: 60 steps an epoch
     assert state["optimizer"] == {"name": "adam", "t": state["step"]} and len(meta["slots"][0][0]) == 2
-    train.train(train.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None, resume=checkpoint.load(part))
+    training.train(training.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None, resume=checkpoint.load(part))
     for (Wa, ba), (Wb, bb) in zip(checkpoint.load(part)[1], checkpoint.load(full)[1]):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
 
@@ -131,9 +131,9 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
 def test_early_stop_keeps_the_best_epoch(tmp_path, mnist):
     be = backends.resolve("numpy", "cpu")
     lines = []
-    cfg = train.TrainConfig(hidden=(8,), epochs=30, validation=55000, lr=3.0, lr_schedule="constant", early_stop=2,
+    cfg = training.TrainConfig(hidden=(8,), epochs=30, validation=55000, lr=3.0, lr_schedule="constant", early_stop=2,
                             save=str(tmp_path / "m.npz"), quiet=True)
-    result = train.train(cfg, be, mnist, say=lines.append)
+    result = training.train(cfg, be, mnist, say=lines.append)
     assert any(l.startswith("early stop") for l in lines)
     vals = [h["val_accuracy"] for h in result.history]
     best = int(np.argmax(vals)) + 1  # the first epoch with the best validation accuracy

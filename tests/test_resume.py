@@ -10,7 +10,7 @@ import pytest
 
 from test_cli import assert_clean_error, xpnet
 from xpnet import backends
-from xpnet import checkpoint, train
+from xpnet import checkpoint, training
 
 
 def _params(path):
@@ -33,7 +33,7 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
     assert chunks >= 3
     stop_after = {"inside epoch 1": 1, "inside epoch 2": chunks + 2, "at the epoch 1/2 boundary": chunks}[where]
     full = tmp_path / "full.npz"
-    train.train(train.TrainConfig(save=str(full), **SMALL), be, mnist, say=lambda s: None)
+    training.train(training.TrainConfig(save=str(full), **SMALL), be, mnist, say=lambda s: None)
 
     calls = {"n": 0}
 
@@ -44,10 +44,10 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
         return self.signum is not None
 
     part = tmp_path / "part.npz"
-    monkeypatch.setattr(train._SignalFlag, "__call__", fake_stop)
+    monkeypatch.setattr(training._SignalFlag, "__call__", fake_stop)
     lines = []
-    with pytest.raises(train.Stopped) as e:
-        train.train(train.TrainConfig(save=str(part), **SMALL), be, mnist, say=lines.append)
+    with pytest.raises(training.Stopped) as e:
+        training.train(training.TrainConfig(save=str(part), **SMALL), be, mnist, say=lines.append)
     assert e.value.exit_code == 130
     assert "Resume with: xpnet train --resume" in lines[-1]
     monkeypatch.undo()
@@ -55,7 +55,7 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
     state = checkpoint.load(part)[2]["state"]
     epoch, mid = {"inside epoch 1": (1, True), "inside epoch 2": (2, True), "at the epoch 1/2 boundary": (2, False)}[where]
     assert state["epoch"] == epoch and (0 < state["step"] < per_epoch if mid else state["step"] == 0)
-    train.train(train.TrainConfig(save=str(part), **SMALL), be, mnist, say=lambda s: None, resume=checkpoint.load(part))
+    training.train(training.TrainConfig(save=str(part), **SMALL), be, mnist, say=lambda s: None, resume=checkpoint.load(part))
     assert _same(_params(part), _params(full))
 
 

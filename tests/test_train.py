@@ -4,30 +4,30 @@ import numpy as np
 import pytest
 
 from xpnet import backends
-from xpnet import train
+from xpnet import training
 
 
 def test_one_epoch_reaches_90_percent_validation(mnist):
-    cfg = train.TrainConfig(hidden=(64,), epochs=1, quiet=True)
+    cfg = training.TrainConfig(hidden=(64,), epochs=1, quiet=True)
     lines = []
-    result = train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lines.append)
+    result = training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lines.append)
     assert result.history[0]["val_accuracy"] >= 0.90
     assert lines[-1].startswith("test accuracy: ") and result.test_correct / result.test_total >= 0.90
 
 
 def test_same_seed_bit_identical_on_numpy(mnist):
     be = backends.resolve("numpy", "cpu")
-    cfg = train.TrainConfig(hidden=(16,), epochs=1, validation=55000, quiet=True)
-    a = train.params_to_host(train.train(cfg, be, mnist, say=lambda s: None).params)
-    b = train.params_to_host(train.train(cfg, be, mnist, say=lambda s: None).params)
+    cfg = training.TrainConfig(hidden=(16,), epochs=1, validation=55000, quiet=True)
+    a = training.params_to_host(training.train(cfg, be, mnist, say=lambda s: None).params)
+    b = training.params_to_host(training.train(cfg, be, mnist, say=lambda s: None).params)
     for (Wa, ba), (Wb, bb) in zip(a, b):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
 
 
 def test_divergence_is_reported(mnist):
-    cfg = train.TrainConfig(hidden=(16,), epochs=1, lr=1e30, validation=55000, activation="relu", quiet=True)
-    with pytest.raises(train.Diverged, match="epoch 1.*--lr"):
-        train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
+    cfg = training.TrainConfig(hidden=(16,), epochs=1, lr=1e30, validation=55000, activation="relu", quiet=True)
+    with pytest.raises(training.Diverged, match="epoch 1.*--lr"):
+        training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
 
 
 class _Bar:
@@ -48,8 +48,8 @@ def _small_run(mnist, **settings):
     from xpnet import data
 
     split = data.Split(mnist.train.images[:3200], mnist.train.labels[:3200])
-    cfg = train.TrainConfig(**{"hidden": (16,), "batch_size": 32, "validation": 0, "quiet": True, **settings})
-    run = train.Run(cfg, backends.resolve("numpy", "cpu"), data.Dataset(split, split, 10, "small"), say=lambda s: None)
+    cfg = training.TrainConfig(**{"hidden": (16,), "batch_size": 32, "validation": 0, "quiet": True, **settings})
+    run = training.Run(cfg, backends.resolve("numpy", "cpu"), data.Dataset(split, split, 10, "small"), say=lambda s: None)
     return run, run.backend.asarray(run.state.rng.permutation(run.n))
 
 
@@ -69,11 +69,11 @@ def test_progress_bar_advances_within_an_epoch_without_reading_the_loss(mnist, m
     run, perm = _small_run(mnist)
     monkeypatch.setattr(run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last)))  # a step per chunk
     bar = _Bar()
-    run.run_epoch(perm, bar=bar, clock=_ticking(train.BAR_SECONDS))
+    run.run_epoch(perm, bar=bar, clock=_ticking(training.BAR_SECONDS))
     assert len(bar.updates) == run.per_epoch and bar.updates[0] == 32 and bar.n == run.n
-    assert len(bar.postfixes) == int(run.per_epoch * train.BAR_SECONDS // train.CHECK_SECONDS)  # 100 x 0.25 s: 2 reads
+    assert len(bar.postfixes) == int(run.per_epoch * training.BAR_SECONDS // training.CHECK_SECONDS)  # 100 x 0.25 s: 2 reads
     slow = _Bar()
-    run.run_epoch(perm, bar=slow, clock=_ticking(train.CHECK_SECONDS / 4))
+    run.run_epoch(perm, bar=slow, clock=_ticking(training.CHECK_SECONDS / 4))
     assert len(slow.postfixes) == run.per_epoch // 4  # read every 4th step: every CHECK_SECONDS
 
 
@@ -81,8 +81,8 @@ def test_divergence_is_caught_mid_epoch_after_check_seconds(mnist, monkeypatch):
     run, perm = _small_run(mnist, lr=1e30, activation="relu")
     monkeypatch.setattr(run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last)))
     with run.backend.ops.errors_ignored():
-        with pytest.raises(train._NonFinite) as e:
-            run.run_epoch(perm, clock=_ticking(train.CHECK_SECONDS))
+        with pytest.raises(training._NonFinite) as e:
+            run.run_epoch(perm, clock=_ticking(training.CHECK_SECONDS))
         assert e.value.step < run.per_epoch
         run.state.step = 0
         loss = run.run_epoch(perm, clock=lambda: 0.0)  # no time passes: the loss is read only at the end
@@ -108,9 +108,9 @@ class _Recorder:
 
 def test_a_callback_sees_every_epoch_and_can_stop_the_run(mnist, tmp_path):
     log, save = tmp_path / "log.jsonl", tmp_path / "m.npz"
-    cfg = train.TrainConfig(hidden=(16,), epochs=5, validation=55000, log=str(log), save=str(save), quiet=True)
+    cfg = training.TrainConfig(hidden=(16,), epochs=5, validation=55000, log=str(log), save=str(save), quiet=True)
     rec, lines = _Recorder(stop_after=2), []
-    result = train.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lines.append, callbacks=[rec])
+    result = training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lines.append, callbacks=[rec])
     assert [c[0] for c in rec.calls] == ["begin", "epoch", "epoch", "end"]
     assert [c[1] for c in rec.calls[1:3]] == [1, 2] and len(result.history) == 2
     assert all(np.isfinite(c[2]) and 0 < c[3] <= 1 for c in rec.calls[1:3])
@@ -127,9 +127,9 @@ def test_a_data_set_without_a_test_split_trains_and_never_reports_a_test_accurac
 
     from xpnet import checkpoint
 
-    cfg = train.TrainConfig(hidden=(16,), epochs=1, validation=55000, save=str(tmp_path / "m.npz"), quiet=True)
+    cfg = training.TrainConfig(hidden=(16,), epochs=1, validation=55000, save=str(tmp_path / "m.npz"), quiet=True)
     lines = []
-    result = train.train(cfg, backends.resolve("numpy", "cpu"), replace(mnist, test=None), say=lines.append)
+    result = training.train(cfg, backends.resolve("numpy", "cpu"), replace(mnist, test=None), say=lines.append)
     assert result.test_total == 0 and not any(line.startswith("test accuracy") for line in lines)
     assert result.history[0]["val_accuracy"] > 0.5
     assert "test_accuracy" not in checkpoint.load(cfg.save)[2]["metrics"]

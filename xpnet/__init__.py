@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    if name in ("MLPClassifier", "Model", "load"):
+    if name in ("MLPClassifier", "Model", "load", "train"):
         return getattr(importlib.import_module(".api", __name__), name)
-    if name == "train":  # the module xpnet/train.py, callable as xpnet.api.train
-        return importlib.import_module(".train", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

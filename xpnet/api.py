@@ -2,7 +2,7 @@
 ``Model`` (a trained network: ``predict``, ``predict_proba``, ``save``, ``to_onnx``), ``load``
 (any checkpoint as a Model) and ``train`` (``xpnet train`` for scripts).
 
-Training goes through ``xpnet.train.train``, the loop of ``xpnet train``, on a ``data.Dataset``
+Training goes through ``xpnet.training.train``, the loop of ``xpnet train``, on a ``data.Dataset``
 made of the caller's arrays; arrays are checked and placed by ``xpnet.inputs``. scikit-learn is
 optional: nothing here imports it, except to raise its NotFittedError and DataConversionWarning
 and to answer its tags (``__sklearn_tags__``), which only scikit-learn asks for.
@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from . import backends, checkpoint, config, data, inputs, model, onnx_export
-from . import train as training
+from . import training
 from .config import TrainConfig
 from .errors import Diverged, Stopped, UserError
 

@@ -17,7 +17,7 @@ import numpy as np
 from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets
 from . import sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
 from .errors import Diverged, Stopped, UserError
-from .train import train
+from .training import train
 
 DEFAULTS = config.TrainConfig()
 

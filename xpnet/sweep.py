@@ -34,7 +34,7 @@ from . import space as space_mod
 from .config import Range, TrainConfig, flag
 from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
-from .train import _SignalFlag, train
+from .training import _SignalFlag, train
 
 DEFAULT_STORAGE = "sqlite:///xpnet-sweeps.db"
 ATTR = "xpnet"  # the study's user attribute holding its search space (space.Space.to_dict)

@@ -5,7 +5,7 @@ namespace from its arrays (``array_api_compat.array_namespace``) and its op set 
 ``ops_for(array)``, and uses only the standard's functions and the op set's methods.
 Host-side NumPy outside this package is limited to files, initialisation and checkpoints:
 reading IDX files and images (data.py, images.py), initial weights and batch order from the
-host generator (model.py, train.py), checkpoints (checkpoint.py), constants made once
+host generator (model.py, training.py), checkpoints (checkpoint.py), constants made once
 (augment.py, rand.py) and pictures (plots.py).
 
 Modules: ``base`` (the op set in plain array-API code, the reference), ``numpy`` (in place

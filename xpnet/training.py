@@ -3,9 +3,6 @@
 No step reads a value back to the host: the loss is summed on the device and read about every
 10 seconds (to catch divergence early) and at each epoch's end; the progress bar advances from
 the host's own count of the steps queued, a few times a second, without waiting for the device.
-
-Called, this module is the Python API's ``xpnet.train(...)`` (``xpnet.api.train``, the command
-``xpnet train`` for scripts): the name ``xpnet.train`` is both (``_CallableModule``).
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -376,15 +372,3 @@ def _stopped(run: Run, signum, epoch: int, step: int, rng_state, loss_partial: f
         say(f"{name}: stopped at epoch {epoch}, step {step}; nothing saved (use --save PATH to make runs resumable)")
     raise Stopped(128 + signum)
 
-
-class _CallableModule(types.ModuleType):
-    """This module, also callable as ``xpnet.api.train``: ``xpnet.train`` names the module
-    (``from xpnet.train import Run``) and, called, trains as ``xpnet train`` does."""
-
-    def __call__(self, *args, **kwargs):
-        from .api import train as api_train
-
-        return api_train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
