@@ -47,7 +47,7 @@ def header(everything: dict) -> list[str]:
         "cross-entropy: plain SGD in A to D; in R the best-cpu recipe (Nesterov momentum, dropout on the hidden "
         "layers, affine augmentation), PyTorch doing the same with torch.optim.SGD(nesterov=True), nn.Dropout "
         "and F.affine_grid + F.grid_sample, drawing its own random numbers (so R's losses agree only roughly). "
-        "xpnet runs through `train.Run`, the code path of `xpnet train`. "
+        "xpnet runs through `training.Run`, the code path of `xpnet train`. "
         "One warm-up run per implementation, then timed runs alternating between "
         f"implementations (A B C A B C ...), with a {everything['gap_s']}s pause before each; each run is a "
         "fixed number of steps, the loss read back once at its end. samples/s = images per run / seconds: "

@@ -4,11 +4,11 @@ a sweep's pruning), all through one mechanism.
 
 A callback is any object with some of these methods (each optional):
 
-- ``on_train_begin(run)``: ``run`` is the ``train.Run`` (its ``cfg``, ``state``, ``params``, ``say``);
+- ``on_train_begin(run)``: ``run`` is the ``training.Run`` (its ``cfg``, ``state``, ``params``, ``say``);
 - ``on_epoch_end(epoch, logs) -> bool | None``: ``logs`` is the epoch's entry (``loss``,
   ``val_accuracy`` when there is a validation split, ``seconds``, ``samples_per_s``, ``lr``, ...);
   a true result asks training to stop after this epoch; every callback is still called;
-- ``on_train_end(result)``: the ``train.Result`` (test accuracy, history, parameters).
+- ``on_train_end(result)``: the ``training.Result`` (test accuracy, history, parameters).
 
 By the time ``on_epoch_end`` runs, ``run.state`` has moved to the next epoch (``run.state.epoch``
 is ``epoch + 1``) and ``run.state.improved`` says whether validation accuracy reached a new best.
