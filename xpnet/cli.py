@@ -243,7 +243,7 @@ def cmd_train(args, say) -> int:
 
 def train_from_args(args, say, callbacks=()):
     """``xpnet train`` with parsed flags (also ``xpnet.train(...)``'s): (config, data set,
-    backend, train.Result), or None after --print-config."""
+    backend, training.Result), or None after --print-config."""
     cfg, resume = config.resolve(args, args.parser)
     if getattr(args, "print_config", False):
         for line in config.to_toml(cfg):
