@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from . import backends, checkpoint, config, data, inputs, model, onnx_export
+from . import backends, checkpoint, config, data, evaluate, inputs, model, onnx_export
 from . import training
 from .config import TrainConfig
 from .errors import Diverged, Stopped, UserError
@@ -101,11 +101,10 @@ class Model:
         """The network's logits for checked features: (n, classes) on their backend, a chunk of
         rows at a time."""
         params, ops, xp = self._params_on(f.backend), f.backend.ops, f.backend.xp
-        layers, n, out = model.layers_of(params), f.x.shape[0], []
+        layers = model.layers_of(params)
         with ops.errors_ignored():
-            for start in range(0, n, data.CHUNK_ROWS):
-                xb = data.unit_floats(f.x[start:min(start + data.CHUNK_ROWS, n), ...], getattr(xp, self.dtype))
-                out.append(model.forward_pass(ops, layers, xb, self.spec)[2])
+            out = [model.forward_pass(ops, layers, xb, self.spec)[2]
+                   for xb, _ in data.DeviceData(f.x, None).chunks(getattr(xp, self.dtype))]
         return xp.concat(out, axis=0) if len(out) > 1 else out[0]
 
     def predict_proba(self, X):
@@ -115,18 +114,16 @@ class Model:
         f = self._features(X)
         z, ops, xp = self._logits(f), f.backend.ops, f.backend.xp
         with ops.errors_ignored():
-            if self.spec.output == "softmax":
-                p = ops.softmax(z, 1)
-            else:
-                s = ops.sigmoid(z)
-                p = s / xp.sum(s, axis=1, keepdims=True)
+            p = model.outputs(ops, z, self.spec)
+            if self.spec.output != "softmax":
+                p = p / xp.sum(p, axis=1, keepdims=True)
         return f.back(p)
 
     def predict(self, X):
         """The most probable class of each row: (n,) labels from ``classes_``, in X's library
         and on its device (labels that are strings come back as a NumPy array)."""
         f = self._features(X)
-        idx = f.backend.xp.argmax(self._logits(f), axis=1)
+        idx = evaluate.predictions(self._params_on(f.backend), data.DeviceData(f.x, None), self.spec, self.dtype)
         if f.home[0] is None or self.classes_.dtype.kind not in "iufb":
             return self.classes_[backends.to_host(idx)]
         labels = f.backend.asarray(self.classes_)

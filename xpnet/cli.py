@@ -273,7 +273,7 @@ def cmd_evaluate(args, say) -> int:
         raise UserError(f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has {dataset.num_features} pixels per image")
     be = _pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta, args.dtype)
-    preds = be.to_host(evaluate.predictions(params, data.to_device(be, dataset.test), spec, dtype))
+    preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
     labels = dataset.test.labels
     rows = evaluate.per_class(labels, preds, spec.sizes[-1])
     correct, total = int((preds == labels).sum()), len(labels)

@@ -325,11 +325,12 @@ class DeviceData:
         return int(self.x.shape[0])
 
     def chunks(self, dtype, size: int = CHUNK_ROWS):
-        """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk) over the split, in order."""
+        """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk or None without labels) over the
+        split, in order."""
         n = len(self)
         for start in range(0, n, size):
             stop = min(start + size, n)
-            yield unit_floats(self.x[start:stop, ...], dtype), self.y[start:stop]
+            yield unit_floats(self.x[start:stop, ...], dtype), None if self.y is None else self.y[start:stop]
 
 
 def unit_floats(pixels, dtype):

@@ -18,6 +18,11 @@ def predictions(params, split: data.DeviceData, spec: model.Spec, dtype: str):
     return xp.concat(preds) if len(preds) > 1 else preds[0]
 
 
+def host_predictions(backend, params, split: data.Split, spec: model.Spec, dtype: str) -> np.ndarray:
+    """Predicted classes of a host split (n,), on the host: the images copied to the device once."""
+    return backend.to_host(predictions(params, data.to_device(backend, split), spec, dtype))
+
+
 def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tuple[int, int]:
     """(correct, total) of the network on a device split; one host read."""
     xp = array_namespace(split.x)

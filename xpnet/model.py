@@ -186,11 +186,15 @@ def _logits(params, x, spec: Spec):
     return ops, forward_pass(ops, layers_of(params), _rows(x), spec)
 
 
+def outputs(ops, z, spec: Spec):
+    """The output layer's activation of logits z (n, out): softmax or sigmoid."""
+    return ops.softmax(z, 1) if spec.output == "softmax" else ops.sigmoid(z)
+
+
 def forward(params, x, spec: Spec):
     """Network output (probabilities): x (batch, in, 1) -> (batch, out, 1)."""
     ops, (_, _, z) = _logits(params, x, spec)
-    p = ops.softmax(z, 1) if spec.output == "softmax" else ops.sigmoid(z)
-    return ops.xp.expand_dims(p, axis=2)
+    return ops.xp.expand_dims(outputs(ops, z, spec), axis=2)
 
 
 def logits(params, x, spec: Spec):

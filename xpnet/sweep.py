@@ -467,7 +467,7 @@ def best(args, say) -> int:
     be = backends.resolve(args.backend, args.device)
     dtype = meta.get("config", {}).get("dtype", "float32")
     params = model.params_to_device(be, host_params, dtype)
-    preds = be.to_host(evaluate.predictions(params, data.to_device(be, dataset.test), spec, dtype))
+    preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
     correct, total = int((preds == dataset.test.labels).sum()), len(dataset.test)
     say(f"best: trial {t.number}, val acc {100 * t.value:.2f}%, " + " ".join(f"{k}={_short(v)}" for k, v in t.params.items()))
     if args.save:

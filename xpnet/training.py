@@ -316,8 +316,7 @@ def _finish(run: Run) -> Result:
         params = model.params_to_device(backend, run.best_params, cfg.dtype)
     result, preds, metrics = Result(run.spec, params, run.state.history, state=run.state), None, {}
     if dataset.test is not None:
-        test_dev = data.to_device(backend, dataset.test)
-        preds = backend.to_host(evaluate.predictions(params, test_dev, run.spec, cfg.dtype))
+        preds = evaluate.host_predictions(backend, params, dataset.test, run.spec, cfg.dtype)
         result.test_correct, result.test_total = int((preds == dataset.test.labels).sum()), len(dataset.test)
         metrics = {"test_accuracy": result.test_correct / result.test_total}
     if cfg.save:
