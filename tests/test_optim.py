@@ -50,8 +50,9 @@ def test_sgd_coefficients_are_the_seeds_decay(l2):
     """SGD's fused update p <- beta p + alpha (lr g): beta = 1 - lr l2 / N for weights only."""
     hp = optim.Hyper("sgd", l2=l2, n_train=100)
     assert hp.fused and hp.slots == 0
-    assert hp.sgd_coefficients(0.5, True) == (-1.0, 1 - 0.5 * l2 / 100)
-    assert hp.sgd_coefficients(0.5, False) == (-1.0, 1.0)
+    s = hp.step_scalars(0.5, 1)
+    assert hp.sgd_coefficients(s, True) == (-1.0, 1 - 0.5 * l2 / 100)
+    assert hp.sgd_coefficients(s, False) == (-1.0, 1.0)
 
 
 def test_max_norm_caps_each_units_incoming_weights():

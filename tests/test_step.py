@@ -48,8 +48,9 @@ def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_C
         perm, total = backend.asarray(rng.permutation(N)), 0.0
         for first, k in steps.chunks(0, per_epoch):
             scalars = [recipe.scalars(spec, optim.lr_at(cfg.lr, "cosine", epoch - 1 + j / per_epoch, epochs),
-                                      t + 1 + j - first, (epoch - 1) * per_epoch + j) for j in range(first, first + k)]
-            total += float(steps.run(net, perm, first, k, scalars))
+                                      t + 1 + j - first, (epoch - 1) * per_epoch + j, steps.batch(j))
+                       for j in range(first, first + k)]
+            total += float(steps.run(net, perm, first, k, scalars, steps.new_total()))
             t += k
         losses.append(total / N)
     return np.array(losses), [(backends.to_host(W), backends.to_host(b)) for W, b in net.layers]
@@ -108,7 +109,7 @@ def test_numpy_step_allocates_no_arrays(recipe, mnist):
     logits = ops.buffer((n, 10), x, transposed=True)
 
     def one(i):
-        step.train_step(ops, spec, rec, net, bufs, x, y, rec.scalars(spec, 0.01, i, i), logits)
+        step.train_step(ops, spec, rec, net, bufs, x, y, rec.scalars(spec, 0.01, i, i, n), logits)
 
     one(1)
     tracemalloc.start()

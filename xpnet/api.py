@@ -224,7 +224,7 @@ def _train_args(cli, settings: dict):
 # the constructor's parameters that are TrainConfig's settings under the same name
 SHARED = ("hidden", "activation", "output", "init", "optimizer", "lr", "lr_schedule", "warmup", "momentum",
           "weight_decay", "batch_size", "epochs", "l2", "dropout", "max_norm", "label_smoothing", "augment",
-          "early_stop", "dtype", "tf32", "threads")
+          "early_stop", "dtype", "tf32", "cuda_graph", "threads")
 
 
 class MLPClassifier:
@@ -237,7 +237,7 @@ class MLPClassifier:
     ``output``, ``init``, ``optimizer``, ``lr``, ``lr_schedule``, ``warmup``, ``momentum``,
     ``weight_decay``, ``batch_size``, ``epochs``, ``l2``, ``dropout``, ``max_norm``,
     ``label_smoothing``, ``augment``, ``early_stop``, ``dtype``, ``backend``, ``device``,
-    ``tf32``, ``threads``. Besides:
+    ``tf32``, ``cuda_graph``, ``threads``. Besides:
 
     - ``validation``: the fraction of the rows given to ``fit`` held out to report validation
       accuracy and to pick the epoch with ``early_stop`` (rows drawn at random with
@@ -260,7 +260,7 @@ class MLPClassifier:
     def __init__(self, hidden=(512, 256), activation="relu", output="softmax", init="auto", optimizer="sgd", lr=0.2,
                  lr_schedule="cosine", warmup=0.0, momentum=0.9, weight_decay=0.0, batch_size=32, epochs=20, l2=0.0,
                  dropout=0.0, max_norm=0.0, label_smoothing=0.0, augment="none", early_stop=0, validation=0.0,
-                 dtype="float32", backend=None, device=None, tf32=False, threads=0, image_shape=None,
+                 dtype="float32", backend=None, device=None, tf32=False, cuda_graph=True, threads=0, image_shape=None,
                  random_state=0, verbose=0):
         self.hidden, self.activation, self.output, self.init = hidden, activation, output, init
         self.optimizer, self.lr, self.lr_schedule, self.warmup = optimizer, lr, lr_schedule, warmup
@@ -268,6 +268,7 @@ class MLPClassifier:
         self.l2, self.dropout, self.max_norm, self.label_smoothing = l2, dropout, max_norm, label_smoothing
         self.augment, self.early_stop, self.validation, self.dtype = augment, early_stop, validation, dtype
         self.backend, self.device, self.tf32, self.threads = backend, device, tf32, threads
+        self.cuda_graph = cuda_graph
         self.image_shape, self.random_state, self.verbose = image_shape, random_state, verbose
 
     # ---- scikit-learn's estimator protocol, without scikit-learn ------------------------------

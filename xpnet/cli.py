@@ -115,6 +115,9 @@ def _add_train(sub) -> None:
                    help="CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)")
     t.add_argument("--tf32", action="store_true",
                    help="allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant digits (default: off, full float32)")
+    t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="on CuPy, run every step eagerly instead of replaying each chunk of full-batch steps as one "
+                        "captured CUDA graph (default: graphs on)")
     t.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
     t.add_argument("--preset", choices=sorted(presets.PRESETS), help="start from a named recipe (see: xpnet presets)")
     t.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")

@@ -102,6 +102,7 @@ class TrainConfig:
     backend: str | None = None
     device: str = "auto"
     tf32: bool = False  # TensorFloat-32 matrix multiplies on CUDA GPUs (CuPy, torch, JAX)
+    cuda_graph: bool = True  # on CuPy, replay a chunk's full-batch steps as one captured CUDA graph
     threads: int = 0  # CPU threads for the BLAS/torch pools; 0: follow the free cores
     data_dir: str | None = None
     save: str | None = None

@@ -80,7 +80,7 @@ def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 
     guesses = []
     with backend.ops.errors_ignored():  # a huge --lr overflows: the outputs show it, without warnings
         for it in range(1, iterations + 1):
-            steps.run(net, order, 0, 1, [recipe.scalars(spec, lr, it, it)])
+            steps.run(net, order, 0, 1, [recipe.scalars(spec, lr, it, it, 1)], steps.new_total())
             if it % every == 0 or it == iterations:
                 out = backend.to_host(model.forward(model.params_of(net.layers), x, spec))[0, :, 0]
                 guess = int(np.argmax(out))

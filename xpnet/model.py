@@ -115,49 +115,60 @@ def params_of(layers):
 # ---- the passes, on 2-D batches, on the op set ---------------------------------------------
 
 
-def forward_pass(ops, layers, x, spec: Spec, h=None, a=None, masks=None, scale=1.0, logits=None):
+def forward_pass(ops, layers, x, spec: Spec, h=None, a=None, masks=None, scale=1.0, logits=None, output_bias=True):
     """Forward pass of the batch x (n, in).
 
     ``scale``: what the first layer still multiplies x by (pixels stored as bytes).
     ``masks``: dropout masks (n, size) per hidden layer, already scaled by 1/keep, or None.
     ``h``, ``a``, ``logits``: buffers to write each hidden layer's output, its masked output
     and the logits into (lists indexed by layer; None: new arrays).
+    ``output_bias``: False leaves the output layer's bias out of the logits (the training step
+    adds it with the output error, ``Ops.logits_and_error``).
     Returns (each layer's input [x, A1, ...], hidden outputs before their masks [h1, ...],
     logits (n, classes)).
     """
     act, acts, hs = x, [x], []
     for l, (Wt, b) in enumerate(layers[:-1]):
-        z = ops.affine(act, Wt, b, out=h[l + 1] if h is not None else None, alpha=scale if l == 0 else 1.0)
-        z = ops.activate(spec.activation, z, out=z)
+        z = ops.dense(spec.activation, act, Wt, b, out=h[l + 1] if h is not None else None,
+                      alpha=scale if l == 0 else 1.0)
         hs.append(z)
         act = z if masks is None else ops.multiply(z, masks[l], out=a[l + 1] if a is not None else None)
         acts.append(act)
     Wt, b = layers[-1]
-    z = ops.affine(act, Wt, b, out=logits, alpha=scale if len(layers) == 1 else 1.0)
+    alpha = scale if len(layers) == 1 else 1.0
+    z = ops.affine(act, Wt, b, out=logits, alpha=alpha) if output_bias else ops.matmul(act, Wt, out=logits, alpha=alpha)
     return acts, hs, z
 
 
-def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, masks=None, input_grad=False):
+def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, masks=None, input_grad=False,
+                  bias_target=None):
     """Backward pass from the output error d = dLoss/dZ (n, classes), top layer first.
 
     For each layer: dA = d @ W (with the layer's W before ``consume`` may change it), then
-    ``consume(layer, d, A)`` receives the layer's error and input, whose gradients are
-    dW^T = A^T @ d and db = the sum of d over the batch; then the error of the layer below,
+    ``consume(layer, d, A, bias_sum)`` receives the layer's error and input, whose gradients
+    are dW^T = A^T @ d and db = the sum of d over the batch; then the error of the layer below,
     dA (times its dropout mask) times the activation's derivative.
+    ``bias_target(layer)``: (array, alpha, beta) into which that layer's bias gradient is summed
+    with the derivative (``Ops.activation_grad_sum``: array <- beta * array + alpha * db), then
+    given to ``consume`` as ``bias_sum``; None: ``bias_sum`` is None (the top layer's always is).
     ``errors``: buffers (n, size) per layer for those errors (None: new arrays).
     Returns dLoss/dx (n, in) when ``input_grad``, else None.
     """
+    bias_sum = None
     for l in range(len(layers) - 1, -1, -1):
         Wt, _ = layers[l]
         dA = None
         if l > 0 or input_grad:
             dA = ops.matmul(d, Wt.T, out=errors[l] if errors is not None and l > 0 else None)
-        consume(l, d, acts[l])
+        consume(l, d, acts[l], bias_sum)
         if l == 0:
             return dA
         if masks is not None:
             dA = ops.multiply(dA, masks[l - 1], out=dA)
-        d = ops.activation_grad(spec.activation, dA, hs[l - 1], out=dA)
+        if bias_target is None:
+            d = ops.activation_grad(spec.activation, dA, hs[l - 1], out=dA)
+        else:
+            d, bias_sum = ops.activation_grad_sum(spec.activation, dA, hs[l - 1], dA, *bias_target(l - 1))
     return None
 
 
@@ -166,7 +177,7 @@ def gradients(ops, layers, acts, hs, d, spec: Spec, masks=None, input_grad=False
     (and dLoss/dx (n, in) when ``input_grad``)."""
     grads = [None] * len(layers)
 
-    def keep(l, e, A):
+    def keep(l, e, A, bias_sum):
         grads[l] = (ops.matmul(A.T, e), ops.sum(e, 0))
 
     dx = backward_pass(ops, layers, acts, hs, d, spec, keep, masks=masks, input_grad=input_grad)

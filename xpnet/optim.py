@@ -47,50 +47,51 @@ class Hyper:
     def slots(self) -> int:
         return SLOTS[self.name]
 
+    @property
+    def rule(self) -> str:
+        """The update rule of ``Ops.optimizer_update`` (adamw is adam with a decay)."""
+        return "adam" if self.name == "adamw" else self.name
+
     def step_scalars(self, lr: float, t: int) -> dict:
-        """The host scalars of step number ``t`` (1-based): the rate, and for Adam the bias
-        corrections 1 / (1 - beta^t)."""
+        """The host scalars of step number ``t`` (1-based), every product of the rate computed
+        here, once, so that the step only reads them (on a GPU: from device memory): the rate;
+        plain SGD's weight decay 1 - lr * l2 / N (with L2); -lr (and -lr * momentum for
+        nesterov); Adam's step -lr / (1 - beta1^t), c2 = 1 / (1 - beta2^t) and adamw's decay
+        1 - lr * weight_decay."""
         s = {"lr": lr}
-        if self.name in ("adam", "adamw"):
-            s["c1"] = 1.0 / (1.0 - self.beta1 ** t)
+        if self.name == "sgd" and self.l2:
+            s["decay"] = 1.0 - lr * self.l2 / self.n_train
+        elif self.name in ("momentum", "nesterov"):
+            s["neg_lr"] = -lr
+            if self.name == "nesterov":
+                s["neg_lr_mu"] = -lr * self.momentum
+        elif self.name in ("adam", "adamw"):
+            s["step"] = -lr * (1.0 / (1.0 - self.beta1 ** t))
             s["c2"] = 1.0 / (1.0 - self.beta2 ** t)
+            if self.name == "adamw" and self.weight_decay:
+                s["decay"] = 1.0 - lr * self.weight_decay
         return s
 
-    def sgd_coefficients(self, lr, is_weight: bool):
+    def sgd_coefficients(self, s, is_weight: bool):
         """(alpha, beta) of SGD's p <- beta * p + alpha * lr * g, with the lr already folded
         into the gradient: the seeds' L2 as the decay 1 - lr * l2 / N of the weights."""
-        return -1.0, (1.0 - lr * self.l2 / self.n_train) if is_weight and self.l2 else 1.0
+        return -1.0, s["decay"] if is_weight and self.l2 else 1.0
+
+    def coefficients(self, s, is_weight: bool) -> dict:
+        """The coefficients of ``Ops.optimizer_update`` for a weight or a bias, from the step's
+        scalars ``s`` (``step_scalars``) and the settings."""
+        c = {"l2c": self.l2 / self.n_train if is_weight and self.l2 else 0.0, "mu": self.momentum,
+             "b1": self.beta1, "b2": self.beta2, "eps": self.eps}
+        for name in ("neg_lr", "neg_lr_mu", "step", "c2"):
+            if name in s:
+                c[name] = s[name]
+        c["decay"] = s["decay"] if is_weight and "decay" in s else 1.0
+        return c
 
     def update(self, ops, p, g, slots: list, s, is_weight: bool):
         """One step of parameter p with gradient g (g may be overwritten); returns
         (new p, new slots). Not used for SGD (see ``fused``)."""
-        lr = s["lr"]
-        if is_weight and self.l2:
-            g = ops.axpy(self.l2 / self.n_train, p, g)
-        if self.name in ("momentum", "nesterov"):
-            v = ops.axpby(1.0, g, self.momentum, slots[0])  # v <- mu v + g
-            if self.name == "nesterov":  # p <- p - lr (g + mu v)
-                p = ops.axpy(-lr, g, p)
-                p = ops.axpy(-lr * self.momentum, v, p)
-            else:  # p <- p - lr v
-                p = ops.axpy(-lr, v, p)
-            return p, [v]
-        return self._adam(ops, p, g, slots, s, is_weight)
-
-    def _adam(self, ops, p, g, slots, s, is_weight: bool):
-        """m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
-        p <- p - lr c1 m / (sqrt(c2 v) + eps) (adamw first decays p by lr * weight_decay)."""
-        m = ops.axpby(1.0 - self.beta1, g, self.beta1, slots[0])
-        g2 = ops.multiply(g, g, out=g)
-        v = ops.axpby(1.0 - self.beta2, g2, self.beta2, slots[1])
-        d = ops.multiply(v, s["c2"], out=g2)
-        d = ops.sqrt(d, out=d)
-        d = ops.add(d, self.eps, out=d)
-        d = ops.divide(m, d, out=d)
-        if self.name == "adamw" and is_weight and self.weight_decay:
-            p = ops.multiply(p, 1.0 - s["lr"] * self.weight_decay, out=p)
-        p = ops.axpy(-s["lr"] * s["c1"], d, p)
-        return p, [m, v]
+        return ops.optimizer_update(self.rule, p, g, slots, self.coefficients(s, is_weight))
 
 
 def init_slots(hp: Hyper, ops, layers) -> list:

@@ -41,9 +41,10 @@ NOT_SWEPT = {"seed": "each trial's seed is its trial number",
              "plots": "a sweep draws no pictures", "quiet": "a sweep prints one line per trial",
              "threads": "threads are set per worker (xpnet sweep run --threads)",
              "device": "the device is chosen per worker (xpnet sweep run --device)", "tf32": "the device is chosen per worker",
+             "cuda_graph": "the device is chosen per worker",
              "backend": "the backend is chosen per worker (xpnet sweep run --backend)",
              "data_dir": "every trial trains on the same data", "validation": "every trial is scored on the same validation split"}
-FIXED_ONLY = ("device", "tf32", "backend", "data_dir", "validation")  # may be set under [train], not swept
+FIXED_ONLY = ("device", "tf32", "cuda_graph", "backend", "data_dir", "validation")  # may be set under [train], not swept
 
 
 @dataclass(frozen=True)

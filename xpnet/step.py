@@ -34,11 +34,14 @@ class Recipe:
     image_shape: tuple = ()
     seed: int = 0
 
-    def scalars(self, spec: model.Spec, lr: float, t: int, counter: int) -> dict:
-        """The host scalars of one step: the optimiser's (``lr``; ``t`` counts optimiser
-        steps from 1) and the rand keys of its masks and augmentation (``counter``: the step's
-        global index, so a resumed run draws the same numbers)."""
+    def scalars(self, spec: model.Spec, lr: float, t: int, counter: int, n: int) -> dict:
+        """The host scalars of one step on a batch of ``n``: the optimiser's (``lr``; ``t``
+        counts optimiser steps from 1), the output error's scale (the mean's 1/n, times the rate
+        for plain SGD, whose update is the gradient's own GEMM) and the rand keys of its masks
+        and augmentation (``counter``: the step's global index, so a resumed run draws the same
+        numbers). Every product is taken here, on the host: the step only reads them."""
         s = self.hyper.step_scalars(lr, t)
+        s["err_scale"] = (lr if self.hyper.fused else 1.0) / n
         if self.augment != "none":
             s["aug"] = rand.key(self.seed, augment.PARAMS_STREAM, counter)
         if self.augment == "elastic":
@@ -94,7 +97,6 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     inputs) with targets y (n, classes); ``s``: the step's scalars (``Recipe.scalars``).
     Updates ``net`` (in place where the op set writes in place). Returns the logits
     (n, classes), written into ``logits`` where given."""
-    n = x.shape[0]
     if bufs.plan is not None:
         x = augment.apply(ops, bufs.plan, x, s["aug"], s.get("field", 0))
     masks = None
@@ -102,34 +104,46 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
         keep = 1.0 - recipe.dropout
         masks = [bufs.streams[l].keep_mask(ops, s[f"drop{l}"], keep, x.dtype, out=bufs.masks[l])
                  for l in range(1, len(spec.sizes) - 1)]
-    acts, hs, z = model.forward_pass(ops, net.layers, x, spec, bufs.h, bufs.a, masks, scale, logits)
+    acts, hs, z = model.forward_pass(ops, net.layers, x, spec, bufs.h, bufs.a, masks, scale, logits, output_bias=False)
     # the gradient of the mean loss is 1/n times the error's; plain SGD multiplies it by the rate
-    # too, so that each update is the gradient's own GEMM: the factor goes into the (small) output
-    # error, or into the update GEMMs' alpha where that is free (ops.scale_in_gemm)
-    factor = (s["lr"] if recipe.hyper.fused else 1.0) / n
-    d = ops.output_error(spec.output, z, y, 1.0 if ops.scale_in_gemm else factor, 1, out=bufs.errors[-1])
+    # too, so that each update is the gradient's own GEMM: the factor (``err_scale``) goes into
+    # the (small) output error, or into the update GEMMs' alpha where that is free (ops.scale_in_gemm)
+    factor = s["err_scale"]
+    z, d = ops.logits_and_error(spec.output, z, net.layers[-1][1], y, 1.0 if ops.scale_in_gemm else factor,
+                                out=bufs.errors[-1])
     grad_scale = factor if ops.scale_in_gemm else 1.0
+    hp = recipe.hyper
 
-    def update(l, e, A):
-        _update(ops, recipe, net, bufs, s, l, e, A, grad_scale * (scale if l == 0 else 1.0), grad_scale)
+    def bias_target(l):
+        """Where layer l's bias gradient is summed, as it is computed: (array, alpha, beta)."""
+        if hp.fused:  # plain SGD: into b itself, b <- b - (lr/n) sum(d)
+            alpha, beta = hp.sgd_coefficients(s, False)
+            return net.layers[l][1], alpha * grad_scale, beta
+        return bufs.gb[l], grad_scale, None
 
-    model.backward_pass(ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks)
+    def update(l, e, A, bias_sum):
+        _update(ops, recipe, net, bufs, s, l, e, A, grad_scale * (scale if l == 0 else 1.0), grad_scale, bias_sum)
+
+    model.backward_pass(ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks, bias_target=bias_target)
     return z
 
 
-def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A, w_scale, b_scale) -> None:
+def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A, w_scale, b_scale, bias_sum) -> None:
     """Layer l's optimiser step from its error d (n, out) and input A (n, in): the gradients
-    are dW^T = w_scale * A^T @ d and db = b_scale * (the sum of d over the batch)."""
+    are dW^T = w_scale * A^T @ d and db = b_scale * (the sum of d over the batch); ``bias_sum``:
+    the bias's sum already taken where the backward pass fused it (``bias_target``), else None."""
     Wt, b = net.layers[l]
     hp = recipe.hyper
     if hp.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in the scales or in d
-        alpha, beta = hp.sgd_coefficients(s["lr"], True)
+        alpha, beta = hp.sgd_coefficients(s, True)
         Wt = ops.matmul(A.T, d, out=Wt, alpha=alpha * w_scale, beta=beta)
-        alpha, beta = hp.sgd_coefficients(s["lr"], False)
-        b = ops.sum(d, 0, out=b, alpha=alpha * b_scale, beta=beta)
+        if bias_sum is None:
+            alpha, beta = hp.sgd_coefficients(s, False)
+            bias_sum = ops.sum(d, 0, out=b, alpha=alpha * b_scale, beta=beta)
+        b = bias_sum
     else:
         gW = ops.matmul(A.T, d, out=bufs.gW[l], alpha=w_scale)
-        gb = ops.sum(d, 0, out=bufs.gb[l], alpha=b_scale)
+        gb = bias_sum if bias_sum is not None else ops.sum(d, 0, out=bufs.gb[l], alpha=b_scale)
         sW, sb = net.slots[l]
         Wt, sW = hp.update(ops, Wt, gW, sW, s, True)
         b, sb = hp.update(ops, b, gb, sb, s, False)
@@ -140,39 +154,44 @@ def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A,
 
 
 class Chunk:
-    """The rows of a chunk of batches, gathered at once: stored pixels (raw), as floats (x),
-    targets (y as gathered, yc class-major like the logits) and the logits the steps leave
-    (z); None entries where the op set makes new arrays."""
+    """The rows of a chunk of batches, gathered at once: stored pixels (raw), as floats (x) and
+    targets (y); and, step by step, the targets and the logits the steps leave, each step's
+    (classes, batch) block contiguous (``blocks``), so that every product writes its output
+    directly. None entries where the op set makes new arrays."""
 
     def __init__(self, ops, like, X, Y, rows: int):
         self.raw = ops.buffer((rows, X.shape[1]), like, X.dtype)
         self.x = ops.buffer((rows, X.shape[1]), like)
         self.y = ops.buffer((rows, Y.shape[1]), like)
-        self.yc = ops.buffer((rows, Y.shape[1]), like, transposed=True)
-        self.z = ops.buffer((rows, Y.shape[1]), like, transposed=True)
+        self.yc = ops.buffer((rows * Y.shape[1],), like)
+        self.z = ops.buffer((rows * Y.shape[1],), like)
 
     def rows(self, ops, rows: int) -> dict:
-        """The first ``rows`` rows of each buffer (None where there are no buffers)."""
+        """The first ``rows`` rows of raw, x and y (None where there are no buffers)."""
         return {name: None if buf is None else ops.slice(buf, 0, rows)
-                for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y), ("yc", self.yc), ("z", self.z))}
+                for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y))}
 
-    def logits(self, ops, start, count: int):
-        """Rows start .. start+count-1 of the logits buffer (None where there is none)."""
-        return None if self.z is None else ops.slice(self.z, start, count)
+    @staticmethod
+    def blocks(ops, flat, k: int, bs: int, classes: int):
+        """k blocks (k, classes, bs) at the start of the flat buffer ``flat``."""
+        return ops.xp.reshape(ops.slice(flat, 0, k * classes * bs), (k, classes, bs))
 
 
 class Steps:
     """The training steps of one run: batches of ``batch_size`` rows of X (N, in) (uint8
     pixels or floats) with targets Y (N, classes), in an epoch's order ``perm``, a chunk of
     steps per call (``per_call``: the op set's choice unless given); a batch larger than N
-    is all N rows. Holds the buffers (per batch size) and, on JAX, the compiled chunk."""
+    is all N rows. Holds the buffers (per batch size), on JAX the compiled chunk, and with
+    ``graphs`` on an op set that has them (CuPy) each chunk shape's captured CUDA graph."""
 
-    def __init__(self, ops, spec: model.Spec, recipe: Recipe, X, Y, batch_size: int, per_call: int | None = None):
+    def __init__(self, ops, spec: model.Spec, recipe: Recipe, X, Y, batch_size: int, per_call: int | None = None,
+                 graphs: bool = False):
         self.ops, self.spec, self.recipe = ops, spec, recipe
         self.X, self.Y, self.batch_size = X, Y, min(batch_size, X.shape[0])  # buffers are sized by it
         row_bytes = X.shape[1] * _itemsize(ops, X) + Y.shape[1] * _itemsize(ops, Y)
         self.per_call = per_call or ops.steps_per_call(self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size)
-        self._buffers, self._chunk = {}, None
+        self.graphs = graphs and ops.graphs
+        self._buffers, self._chunk, self._inputs, self._graphs = {}, None, {}, {}
         self._run = ops.compile(self._steps, static_argnames=("k", "bs"), donate_argnames=("state",))
 
     def chunks(self, first: int, last: int):
@@ -186,44 +205,72 @@ class Steps:
             yield s, k
             s += k
 
-    def run(self, net: Net, perm, first: int, k: int, scalars: list) -> object:
+    def batch(self, step: int) -> int:
+        """The number of rows of step ``step`` of an epoch (the last may be partial)."""
+        return min(self.batch_size, self.X.shape[0] - step * self.batch_size)
+
+    def new_total(self):
+        """A zero float64 0-d device array for an epoch's summed loss (``run`` adds to it)."""
+        return self.ops.zeros((), self.Y, "float64")
+
+    def run(self, net: Net, perm, first: int, k: int, scalars: list, total):
         """Steps first .. first+k-1 (one chunk, from ``chunks``) with their host scalars;
-        updates ``net``; returns the chunk's summed loss (0-d device array, not read)."""
+        updates ``net``; returns ``total`` (from ``new_total``) plus the chunk's summed loss, in
+        place where the op set writes in place (a device array, not read)."""
         ops = self.ops
-        bs = min(self.batch_size, self.X.shape[0] - first * self.batch_size)
+        bs = self.batch(first)
         if bs not in self._buffers:  # made here, outside any trace: concrete arrays
             self._buffers[bs] = Buffers(ops, self.spec, self.recipe, bs, net)
         if self._chunk is None:
             rows = min(self.per_call * self.batch_size, self.X.shape[0])  # a chunk's steps never pass the epoch's end
             self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, rows)
-        inputs = ops.step_inputs(scalars, self.Y.dtype)
-        zero = ops.zeros((), self.Y)
-        (net.layers, net.slots), loss = self._run((net.layers, net.slots), self.X, self.Y, perm, first, inputs,
-                                                  zero, k=k, bs=bs)
-        return loss
+        inputs = ops.step_inputs(scalars, self.Y.dtype, self._inputs)
+        (net.layers, net.slots), total = self._run((net.layers, net.slots), self.X, self.Y, perm, first, inputs,
+                                                   total, k=k, bs=bs)
+        return total
 
-    def _steps(self, state, X, Y, perm, first, inputs, loss, k: int, bs: int):
+    def _steps(self, state, X, Y, perm, first, inputs, total, k: int, bs: int):
         """The chunk: gather k * bs rows of perm from ``first * bs``, then k steps."""
-        ops, spec, rows = self.ops, self.spec, k * bs
+        ops, spec, rows, classes = self.ops, self.spec, k * bs, Y.shape[1]
         bufs, c = self._buffers[bs], self._chunk
         idx, part = ops.slice(perm, first * bs, rows), c.rows(ops, rows)
         x, scale = ops.unit_floats(ops.take(X, idx, out=part["raw"]), Y.dtype, out=part["x"])
-        y = ops.copy(ops.take(Y, idx, out=part["y"]), out=part["yc"])
+        y = ops.take(Y, idx, out=part["y"])
+        if ops.in_place:  # each step's targets and logits class-major, in blocks
+            yb, zb = (c.blocks(ops, flat, k, bs, classes) for flat in (c.yc, c.z))
+            yb = ops.copy(ops.xp.permute_dims(ops.xp.reshape(y, (k, bs, classes)), (0, 2, 1)), out=yb)
 
         def body(i, s, carry):
             layers, slots, loss = carry
             net = Net(list(layers), [list(p) for p in slots])
-            y_i = ops.slice(y, i * bs, bs)
-            z = train_step(ops, spec, self.recipe, net, bufs, ops.slice(x, i * bs, bs), y_i, s,
-                           c.logits(ops, i * bs, bs), scale)
-            if not ops.in_place:
-                loss = loss + ops.loss_sum(spec.output, z, y_i, 1)
+            x_i = ops.slice(x, i * bs, bs)
+            if ops.in_place:
+                train_step(ops, spec, self.recipe, net, bufs, x_i, yb[i].T, s, zb[i].T, scale)
+            else:
+                y_i = ops.slice(y, i * bs, bs)
+                z = train_step(ops, spec, self.recipe, net, bufs, x_i, y_i, s, None, scale)
+                loss = loss + ops.astype(ops.loss_sum(spec.output, z, y_i, 1), "float64")
             return net.layers, net.slots, loss
 
-        layers, slots, loss = ops.loop(body, k, (state[0], state[1], loss), inputs)
-        if ops.in_place:  # the logits of the whole chunk, once
-            loss = ops.loss_sum(spec.output, part["z"], y, 1)
-        return (layers, slots), loss
+        layers, slots, total = self._loop(body, k, bs, (state[0], state[1], total), inputs)
+        if ops.in_place:  # the loss of the whole chunk, once, from the logits its steps left
+            total = ops.loss_sum(spec.output, zb, yb, 1, total=total)
+        return (layers, slots), total
+
+    def _loop(self, body, k: int, bs: int, carry, inputs):
+        """``ops.loop`` over the chunk's steps; with graphs, a chunk of full batches of each
+        length is run eagerly the first time (every buffer and constant made), captured the
+        second, and replayed from then on (its per-step scalars read from ``inputs``' buffers)."""
+        ops = self.ops
+        if not self.graphs or bs != self.batch_size:
+            return ops.loop(body, k, carry, inputs)
+        if k not in self._graphs:
+            self._graphs[k] = None
+            return ops.loop(body, k, carry, inputs)
+        if self._graphs[k] is None:
+            self._graphs[k] = ops.capture(lambda: ops.loop(body, k, carry, inputs))
+        ops.replay(self._graphs[k])
+        return carry
 
 
 def _itemsize(ops, a) -> int:

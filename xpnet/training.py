@@ -166,7 +166,8 @@ class Run:
         self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
         self.val = data.to_device(backend, val_split) if val_split is not None else None
         self.n = len(self.train)
-        self.steps = Steps(backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size)
+        self.steps = Steps(backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size,
+                           graphs=cfg.cuda_graph)
         self.per_epoch = -(-self.n // cfg.batch_size)
         self.resumed = resume is not None
         self.threads = threads.Threads(backend.name, cfg.threads)
@@ -192,13 +193,14 @@ class Run:
         the epoch's summed loss (one host read). Raises _StopAt when ``stop()`` turns true
         before the epoch's end, _NonFinite when the running loss, read every CHECK_SECONDS,
         is not finite. ``bar`` (tqdm-like) advances every BAR_SECONDS from the steps queued."""
-        st, ops, bs = self.state, self.backend.ops, self.cfg.batch_size
-        total = ops.zeros((), self.train.onehot, "float64")
+        st, bs, steps = self.state, self.cfg.batch_size, self.steps
+        total = steps.new_total()
         last_check = last_bar = clock()
-        for first, k in self.steps.chunks(st.step, self.per_epoch):
+        for first, k in steps.chunks(st.step, self.per_epoch):
             scalars = [self.recipe.scalars(self.spec, self.lr(st.epoch, j), st.t + 1 + j - first,
-                                           (st.epoch - 1) * self.per_epoch + j) for j in range(first, first + k)]
-            total = total + ops.astype(self.steps.run(st.net, perm, first, k, scalars), "float64")
+                                           (st.epoch - 1) * self.per_epoch + j, steps.batch(j))
+                       for j in range(first, first + k)]
+            total = steps.run(st.net, perm, first, k, scalars, total)
             st.t += k
             done, now = first + k, clock()
             self.threads.tick()

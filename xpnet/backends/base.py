@@ -53,7 +53,13 @@ def library_function(name: str, arity: int = 1):
 def is_one(x) -> bool:
     """True for the Python number 1 (a multiplication by it can be skipped); False for
     anything else, including traced or device scalars."""
-    return isinstance(x, (int, float)) and x == 1
+    return is_number(x, 1)
+
+
+def is_number(x, value) -> bool:
+    """True for a Python number equal to ``value``; False for anything else, including traced
+    or device scalars (comparing those would read them back)."""
+    return isinstance(x, (int, float)) and x == value
 
 
 class Ops:
@@ -101,7 +107,7 @@ class Ops:
             return None
         cache = self.__dict__.setdefault("_work", {})
         same = shape == like.shape
-        key = (shape, like.dtype, getattr(like, "device", None), slot, same and self.is_transposed(like))
+        key = (shape, like.dtype, self.device_key(like), slot, same and self.is_transposed(like))
         buf = cache.get(key)
         if buf is None:
             buf = cache[key] = self.buffer(tuple(shape), like, transposed=key[-1])
@@ -110,6 +116,10 @@ class Ops:
     def is_transposed(self, a) -> bool:
         """A 2-D array whose columns, not rows, are contiguous (stored as its transpose)."""
         return False
+
+    def device_key(self, x):
+        """A hashable name of x's device, for caches (a library's device object may not be hashable)."""
+        return getattr(x, "device", None)
 
     def feature_major(self, size: int, n: int) -> bool:
         """Store a hidden layer's (n, size) activations as their (size, n) transpose (True) or
@@ -245,9 +255,20 @@ class Ops:
         """Steps per chunk: as many batches as fit in ``chunk_bytes`` of stored rows (>= 1)."""
         return max(1, self.chunk_bytes // max(1, batch * row_bytes))
 
-    def step_inputs(self, per_step: list, dtype):
-        """A chunk's host scalars ([{name: float or int key}] per step) as its loop reads them."""
+    def step_inputs(self, per_step: list, dtype, keep: dict):
+        """A chunk's host scalars ([{name: float or int key}] per step) as its loop reads them
+        (``keep``: the caller's dict for buffers made once)."""
         return per_step
+
+    graphs = False  # whether ``capture`` records a chunk of steps for replay (CUDA graphs)
+
+    def capture(self, fn):
+        """``fn()``'s device work recorded, not run, for ``replay``; None where the library has no graphs."""
+        return None
+
+    def replay(self, graph) -> None:
+        """Run the work ``capture`` recorded."""
+        raise NotImplementedError
 
     def loop(self, body, count: int, carry, inputs):
         """carry = body(i, inputs of step i, carry) for i < count: a Python loop."""
@@ -325,14 +346,68 @@ class Ops:
             out = self.multiply(out, t, out=out)
         return out if is_one(scale) else self.multiply(out, scale, out=out)
 
-    def loss_sum(self, kind: str, z, y, axis: int):
+    def loss_sum(self, kind: str, z, y, axis: int, total=None):
         """The loss summed over a batch (0-d): cross-entropy -sum(y log softmax(z)), or the
-        quadratic cost 0.5 * sum((sigmoid(z) - y)^2). Allocates; called once per chunk."""
+        quadratic cost 0.5 * sum((sigmoid(z) - y)^2); with ``total`` (a 0-d float64 array),
+        total plus it (in place where the op set writes in place). Allocates here; called once
+        per chunk."""
         xp = self.xp
         if kind == "softmax":
-            return -xp.sum(y * self.log_softmax(z, axis))
-        diff = self.sigmoid(z) - y
-        return 0.5 * xp.sum(diff * diff)
+            r = -xp.sum(y * self.log_softmax(z, axis))
+        else:
+            diff = self.sigmoid(z) - y
+            r = 0.5 * xp.sum(diff * diff)
+        return r if total is None else self.add(total, self.astype(r, "float64"), out=total)
+
+    # ---- fused formulas: written here from the primitives; a backend may run each as one kernel
+
+    def dense(self, name: str, x, w, b, out=None, alpha=1.0):
+        """activation(alpha * x @ w + b): a hidden layer's output (n, out) from its input x (n, in)."""
+        z = self.affine(x, w, b, out=out, alpha=alpha)
+        return self.activate(name, z, out=z)
+
+    def logits_and_error(self, kind: str, z, b, y, scale, out=None):
+        """(z + b, scale * dLoss/dz of it): the output layer's logits from its product z
+        (n, classes), in place where the op set writes in place, and their error (``output_error``)."""
+        z = self.add(z, b, out=z)
+        return z, self.output_error(kind, z, y, scale, 1, out=out)
+
+    def activation_grad_sum(self, name: str, d, a, out, total, alpha=1.0, beta=None):
+        """(e = d * f'(a) (``activation_grad``, into out), total = beta * total + alpha * e summed
+        over the batch (1, size)): a hidden layer's error and its bias gradient (or, with
+        alpha = -lr and beta = 1, plain SGD's bias update)."""
+        e = self.activation_grad(name, d, a, out=out)
+        return e, self.sum(e, 0, out=total, alpha=alpha, beta=beta)
+
+    def optimizer_update(self, rule: str, p, g, slots: list, c: dict):
+        """One optimiser step of parameter p with gradient g (g may be overwritten) and its
+        slots; returns (new p, new slots). ``c``: the coefficients (``optim.Hyper.coefficients``):
+        g <- g + l2c * p (the seeds' L2; weights only), then
+        momentum: v <- mu v + g, p <- p + neg_lr v; nesterov: also, p <- p + neg_lr g + neg_lr_mu v;
+        adam: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+        p <- decay p + step m / (sqrt(c2 v) + eps) (step = -lr / (1 - b1^t), c2 = 1 / (1 - b2^t),
+        decay = adamw's 1 - lr * weight_decay, else 1)."""
+        if c["l2c"]:
+            g = self.axpy(c["l2c"], p, g)
+        if rule in ("momentum", "nesterov"):
+            v = self.axpby(1.0, g, c["mu"], slots[0])
+            if rule == "nesterov":
+                p = self.axpy(c["neg_lr"], g, p)
+                p = self.axpy(c["neg_lr_mu"], v, p)
+            else:
+                p = self.axpy(c["neg_lr"], v, p)
+            return p, [v]
+        m = self.axpby(1.0 - c["b1"], g, c["b1"], slots[0])
+        g2 = self.multiply(g, g, out=g)
+        v = self.axpby(1.0 - c["b2"], g2, c["b2"], slots[1])
+        d = self.multiply(v, c["c2"], out=g2)
+        d = self.sqrt(d, out=d)
+        d = self.add(d, c["eps"], out=d)
+        d = self.divide(m, d, out=d)
+        if not is_one(c["decay"]):
+            p = self.multiply(p, c["decay"], out=p)
+        p = self.axpy(c["step"], d, p)
+        return p, [m, v]
 
     def unit_floats(self, pixels, dtype, out=None):
         """Stored pixels (uint8) -> (floats, the factor still to apply): here x / 255 and 1.

@@ -27,7 +27,7 @@ class JaxOps(Ops):
     def steps_per_call(self, batch: int, row_bytes: int, flops_per_step: float) -> int:
         return int(min(MAX_STEPS_PER_CALL, max(1, FLOPS_PER_CALL // max(flops_per_step, 1.0))))
 
-    def step_inputs(self, per_step: list, dtype):
+    def step_inputs(self, per_step: list, dtype, keep: dict):
         """Each scalar stacked over the chunk: floats in the model's dtype, keys as uint32."""
         out = {}
         for name in per_step[0]:

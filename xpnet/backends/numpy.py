@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy
 
-from .base import BINARY, UNARY, Ops, library_function
+from .base import BINARY, UNARY, Ops, is_number, is_one, library_function
 
 # Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 CHUNK_BYTES = 512 << 10  # training rows (as stored) gathered at once: larger chunks were slower
@@ -74,16 +74,16 @@ class NumpyOps(Ops):
 
     def axpy(self, alpha, x, y):
         """y += alpha * x, in place (a scratch array when alpha is not +-1)."""
-        if alpha == 1.0:
+        if is_one(alpha):
             return self.lib.add(y, x, out=y)
-        if alpha == -1.0:
+        if is_number(alpha, -1):
             return self.lib.subtract(y, x, out=y)
         t = self.lib.multiply(x, alpha, out=self.work(x.shape, x, "axpy"))
         return self.lib.add(y, t, out=y)
 
     def axpby(self, alpha, x, beta, y):
         """y = alpha * x + beta * y, in place."""
-        if beta != 1.0:
+        if not is_one(beta):
             self.lib.multiply(y, beta, out=y)
         return self.axpy(alpha, x, y)
 
@@ -109,7 +109,7 @@ class NumpyOps(Ops):
     def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
         if beta is None:
             out = self._sum_reduce(x, axis=axis, keepdims=True, out=out)
-            return out if alpha == 1.0 else self.lib.multiply(out, alpha, out=out)
+            return out if is_one(alpha) else self.lib.multiply(out, alpha, out=out)
         t = self._sum_reduce(x, axis=axis, keepdims=True, out=self.work(out.shape, out, "sum"))
         return self._accumulate(out, t, alpha, beta)
 
@@ -125,11 +125,11 @@ class NumpyOps(Ops):
             t = self._gemm(a, b, self.work(out.shape, out, "gemm"))
             return self._accumulate(out, t, alpha, beta)
         out = self._gemm(a, b, out)
-        return out if alpha == 1.0 else self.lib.multiply(out, alpha, out=out)
+        return out if is_one(alpha) else self.lib.multiply(out, alpha, out=out)
 
     def affine(self, x, w, b, out=None, alpha=1.0):
         out = self._gemm(x, w, out)
-        if alpha != 1.0:
+        if not is_one(alpha):
             self.lib.multiply(out, alpha, out=out)
         return self.lib.add(out, b, out=out)
 
@@ -143,11 +143,11 @@ class NumpyOps(Ops):
 
     def _accumulate(self, out, t, alpha, beta):
         """out = beta * out + alpha * t (t is scratch, changed)."""
-        if beta != 1.0:
+        if not is_one(beta):
             self.lib.multiply(out, beta, out=out)
-        if alpha == 1.0:
+        if is_one(alpha):
             return self.lib.add(out, t, out=out)
-        if alpha == -1.0:
+        if is_number(alpha, -1):
             return self.lib.subtract(out, t, out=out)
         self.lib.multiply(t, alpha, out=t)
         return self.lib.add(out, t, out=out)

@@ -1,0 +1,235 @@
+"""The CuPy backend's fused kernels: each CUDA source beside its NumPy reference.
+
+CuPy compiles ``module_source(dtype)`` once per dtype with NVRTC (``cupy.RawModule``); the
+test suite compiles the same source for sm_80 and sm_90 without a GPU, and its emulated
+CuPy runs each kernel's NumPy reference (``REFERENCES``) in its place. A reference takes
+the kernel's own arguments, each array as the flat memory its pointer points to and each
+scalar as the NumPy scalar passed, and reads them as the CUDA code does; the arithmetic is
+the base op set's (``base.Ops`` on NumPy), so each formula stays written once, there.
+
+Layouts (all arrays contiguous): a layer's (n, size) batch is stored feature-major, as its
+(size, n) transpose (``Ops.feature_major``), so element (i, f) is at ``f * n + i``; logits,
+targets and the output error are stored class-major the same way, a chunk's logits as
+``steps`` such blocks one after the other. Per-step scalars (learning rate, decay, the error's
+scale) are read through pointers, so a replayed CUDA graph reads each step's own values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Ops
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # the ``act`` argument: an index into this
+OUTPUTS = ("softmax", "sigmoid")  # the ``kind`` argument
+RULES = ("momentum", "nesterov", "adam")  # the ``rule`` argument of opt_update
+BLOCK = 256  # threads per block of every kernel
+
+_HELPERS = r"""
+__device__ __forceinline__ real sigmoid_of(real z) {
+    // exp(min(z, 0)) / (1 + exp(-|z|)): no overflow, full relative precision for large negative z
+    return exp(fmin(z, (real)0)) / ((real)1 + exp(-fabs(z)));
+}
+__device__ __forceinline__ real activate(real z, int act) {
+    if (act == 0) return fmax(z, (real)0);
+    if (act == 1) return tanh(z);
+    if (act == 2) return sigmoid_of(z);
+    return z;
+}
+__device__ __forceinline__ real derivative(real a, int act) {  // f'(z) written with a = f(z)
+    if (act == 0) return a > (real)0 ? (real)1 : (real)0;
+    if (act == 1) return (real)1 - a * a;
+    if (act == 2) return ((real)1 - a) * a;
+    return (real)1;
+}
+template <typename T>
+__device__ T block_sum(T v, T* shared) {  // the sum of v over the block, in a fixed order
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) shared[threadIdx.x] += shared[threadIdx.x + half];
+        __syncthreads();
+    }
+    return shared[0];
+}
+"""
+
+_SOURCES = {
+    # z (size, n) <- activation(z + b) with b (size,): a layer's bias and activation after its GEMM
+    "bias_act": r"""
+extern "C" __global__ void bias_act(real* z, const real* b, int n, int size, int act) {
+    long long count = (long long)n * size;
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x)
+        z[k] = activate(z[k] + b[k / n], act);
+}
+""",
+    # d (count) <- d * f'(a): the error through the activation, any layout shared by d and a
+    "act_grad": r"""
+extern "C" __global__ void act_grad(real* d, const real* a, int count, int act) {
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < count; k += gridDim.x * blockDim.x)
+        d[k] = d[k] * derivative(a[k], act);
+}
+""",
+    # one block per feature f of d (size, n): d[f] <- d[f] * f'(a[f]) (act 3: unchanged), and
+    # total[f] <- beta * total[f] + alpha * sum_i d[f, i] (beta left out unless accumulate):
+    # the bias gradient, and with alpha = -1, beta = 1 plain SGD's bias update
+    "grad_sum": r"""
+extern "C" __global__ void grad_sum(real* d, const real* a, real* total, const real* alpha, const real* beta,
+                                    int n, int act, int accumulate) {
+    __shared__ real shared[256];
+    long long row = (long long)blockIdx.x * n;
+    real partial = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        real v = d[row + i];
+        if (act != 3) { v = v * derivative(a[row + i], act); d[row + i] = v; }
+        partial += v;
+    }
+    real s = block_sum(partial, shared);
+    if (threadIdx.x == 0)
+        total[blockIdx.x] = (accumulate ? beta[0] * total[blockIdx.x] : (real)0) + alpha[0] * s;
+}
+""",
+    # one thread per sample i of z, y, d (classes, n): z <- z + b (the logits), and the output
+    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), or (a - y) a (1 - a), a = sigmoid(z)
+    "output_error": r"""
+extern "C" __global__ void output_error(real* z, const real* b, const real* y, real* d, const real* scale,
+                                        int n, int classes, int kind) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    real m = -INFINITY;
+    for (int c = 0; c < classes; ++c) {
+        real v = z[(long long)c * n + i] + b[c];
+        z[(long long)c * n + i] = v;
+        m = fmax(m, v);
+    }
+    if (kind == 0) {
+        real s = 0;
+        for (int c = 0; c < classes; ++c) s += exp(z[(long long)c * n + i] - m);
+        for (int c = 0; c < classes; ++c) {
+            long long k = (long long)c * n + i;
+            d[k] = (exp(z[k] - m) / s - y[k]) * scale[0];
+        }
+    } else {
+        for (int c = 0; c < classes; ++c) {
+            long long k = (long long)c * n + i;
+            real a = sigmoid_of(z[k]);
+            d[k] = (a - y[k]) * (((real)1 - a) * a) * scale[0];
+        }
+    }
+}
+""",
+    # one block: total += the loss summed over ``steps`` blocks of logits z and targets y, each
+    # (classes, n): cross-entropy of softmax(z) (kind 0), or 0.5 * (sigmoid(z) - y)^2 (kind 1)
+    "loss_sum": r"""
+extern "C" __global__ void loss_sum(const real* z, const real* y, double* total, int steps, int classes, int n, int kind) {
+    __shared__ double shared[256];
+    double partial = 0;
+    for (long long j = threadIdx.x; j < (long long)steps * n; j += blockDim.x) {
+        long long base = (j / n) * classes * (long long)n + j % n;
+        if (kind == 0) {
+            real m = -INFINITY, s = 0, dot = 0, ysum = 0;
+            for (int c = 0; c < classes; ++c) m = fmax(m, z[base + (long long)c * n]);
+            for (int c = 0; c < classes; ++c) {
+                real v = z[base + (long long)c * n] - m;
+                s += exp(v);
+                dot += y[base + (long long)c * n] * v;
+                ysum += y[base + (long long)c * n];
+            }
+            partial += (double)(ysum * log(s) - dot);  // -sum_c y (z - m - log s)
+        } else {
+            for (int c = 0; c < classes; ++c) {
+                real e = sigmoid_of(z[base + (long long)c * n]) - y[base + (long long)c * n];
+                partial += 0.5 * (double)(e * e);
+            }
+        }
+    }
+    double s = block_sum(partial, shared);
+    if (threadIdx.x == 0) total[0] += s;
+}
+""",
+    # one optimiser step of count parameters p with gradient g and slots s0 (s1): momentum and
+    # nesterov (k0 = -lr, k1 = -lr * momentum), adam (k0 = c2, k1 = -lr * c1, k2 = adamw's
+    # decay 1 - lr * weight_decay, or 1); l2c couples the seeds' L2 into g (weights only)
+    "opt_update": r"""
+extern "C" __global__ void opt_update(real* p, const real* g, real* s0, real* s1, int count, int rule,
+                                      real l2c, real mu, real b1, real b2, real eps,
+                                      const real* k0, const real* k1, const real* k2) {
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < count; k += gridDim.x * blockDim.x) {
+        real gk = g[k] + l2c * p[k];
+        if (rule < 2) {
+            real v = mu * s0[k] + gk;
+            s0[k] = v;
+            p[k] = rule == 0 ? p[k] + k0[0] * v : (p[k] + k0[0] * gk) + k1[0] * v;
+        } else {
+            real m = b1 * s0[k] + ((real)1 - b1) * gk;
+            real v = b2 * s1[k] + ((real)1 - b2) * (gk * gk);
+            s0[k] = m;
+            s1[k] = v;
+            p[k] = p[k] * k2[0] + k1[0] * (m / (sqrt(v * k0[0]) + eps));
+        }
+    }
+}
+""",
+}
+
+NAMES = tuple(_SOURCES)
+
+
+def module_source(dtype) -> str:
+    """The CUDA source of every kernel for float32 or float64 (``real``)."""
+    real = {"float32": "float", "float64": "double"}[np.dtype(dtype).name]
+    return f"typedef {real} real;\n" + _HELPERS + "".join(_SOURCES.values())
+
+
+def grid(count: int, cap: int = 4096) -> tuple[int]:
+    """Blocks of BLOCK threads covering ``count`` elements (grid-stride loops beyond ``cap``)."""
+    return (max(1, min(cap, -(-count // BLOCK))),)
+
+
+# ---- the NumPy references ----------------------------------------------------------------
+
+_REF = Ops(__import__("array_api_compat").array_namespace(np.zeros(1)))
+
+
+def _ref_bias_act(z, b, n, size, act):
+    Z = z[:size * n].reshape(size, n).T  # (n, size)
+    Z[...] = _REF.activate(ACTIVATIONS[act], _REF.add(Z, b[:size].reshape(1, size)))
+
+
+def _ref_act_grad(d, a, count, act):
+    d[:count] = _REF.activation_grad(ACTIVATIONS[act], d[:count], a[:count])
+
+
+def _ref_grad_sum(d, a, total, alpha, beta, n, act, accumulate):
+    rows = total.shape[0]  # one block per element of total
+    D = d[:rows * n].reshape(rows, n)
+    if act != 3:
+        D[...] = _REF.activation_grad(ACTIVATIONS[act], D, a[:rows * n].reshape(rows, n))
+    t = total.reshape(rows, 1)
+    t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if accumulate else None)
+
+
+def _ref_output_error(z, b, y, d, scale, n, classes, kind):
+    Z = z[:classes * n].reshape(classes, n)
+    Z += b[:classes].reshape(classes, 1)
+    D = d[:classes * n].reshape(classes, n)
+    D[...] = _REF.output_error(OUTPUTS[kind], Z, y[:classes * n].reshape(classes, n), scale[0], 0)
+
+
+def _ref_loss_sum(z, y, total, steps, classes, n, kind):
+    shape = (steps, classes, n)
+    count = steps * classes * n
+    total[0] += float(_REF.loss_sum(OUTPUTS[kind], z[:count].reshape(shape), y[:count].reshape(shape), 1))
+
+
+def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b2, eps, k0, k1, k2):
+    c = {"l2c": l2c, "mu": mu, "b1": b1, "b2": b2, "eps": eps}
+    c |= {"neg_lr": k0[0], "neg_lr_mu": k1[0]} if rule < 2 else {"c2": k0[0], "step": k1[0], "decay": k2[0]}
+    slots = [s0[:count]] if rule < 2 else [s0[:count], s1[:count]]
+    new_p, new_slots = _REF.optimizer_update(RULES[rule], p[:count], g[:count].copy(), slots, c)
+    p[:count] = new_p
+    for old, new in zip(slots, new_slots):
+        old[...] = new
+
+
+REFERENCES = {name: globals()[f"_ref_{name}"] for name in NAMES}
