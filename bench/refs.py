@@ -1,5 +1,6 @@
-"""Reference trainers, written for this benchmark: PyTorch eager, JAX jit, and the seeds' naive
-order-3 NumPy formulation.
+"""Reference trainers, written for this benchmark: PyTorch eager (also under torch.compile), the
+whole PyTorch step captured as one CUDA graph, JAX jit, and the seeds' naive order-3 NumPy
+formulation.
 
 Each trains the workload's network (same sizes, initial parameters, batch order, learning rate)
 with plain SGD in float32 and softmax + cross-entropy, and returns an ``Impl`` whose ``run``
@@ -66,6 +67,63 @@ def torch_eager(work: Workload, device: str = "cpu", compile_mode: str | None = 
         return float(loss_sum) / n
 
     return Impl(COMPILE_NAMES[compile_mode], "ref", work.steps, run)
+
+
+def torch_cuda_graph(work: Workload, device: str = "cuda") -> Impl:
+    """The whole training step (forward, backward, torch.optim.SGD's step) captured once as a
+    ``torch.cuda.CUDAGraph`` and replayed per step, as the PyTorch CUDA-graphs documentation
+    does for a whole network: each batch is gathered into static input and target tensors
+    (``index_select(..., out=)``) before the replay; a few warm-up steps on a side stream
+    before the capture, after which the initial parameters are put back. Plain SGD (stateless,
+    so the optimiser step replays as it is); the loss summed on the device, read once per run."""
+    import torch
+    from torch import nn
+
+    cfg = work.config
+    if not cfg.plain_sgd:
+        raise ValueError("written for plain SGD only")
+    X = torch.from_numpy(work.x).to(device)
+    Y = torch.from_numpy(work.labels).to(device)
+    perm = torch.from_numpy(work.perm).to(device)
+    net = _torch_net(work, nn, torch).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    ce = nn.CrossEntropyLoss()
+    n, bs = work.n, cfg.batch
+    static_x, static_y = X[perm[:bs]].clone(), Y[perm[:bs]].clone()
+    initial = [p.detach().clone() for p in net.parameters()]
+
+    def step():
+        loss = ce(net(static_x), static_y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    with torch.no_grad():
+        for p, p0 in zip(net.parameters(), initial):
+            p.copy_(p0)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = step().detach()
+
+    def run() -> float:
+        loss_sum = torch.zeros((), device=device)
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            torch.index_select(X, 0, idx, out=static_x)
+            torch.index_select(Y, 0, idx, out=static_y)
+            graph.replay()
+            loss_sum += static_loss * bs
+        return float(loss_sum) / n
+
+    return Impl("PyTorch CUDA graph", "ref", work.steps, run)
 
 
 def _torch_affine(torch, side: int = 28):

@@ -61,11 +61,14 @@ CONFIGS = {
                 recipe=(("optimizer", "nesterov"), ("momentum", 0.9), ("dropout", 0.2), ("augment", "affine"))),
 }
 
-# GPU only (bench/gpu.py): a large network at a large batch, GEMM-bound on a GPU
+# GPU only (bench/gpu.py): E, a large network at a large batch, GEMM-bound on a GPU; and
+# "default", the network of `xpnet train`'s default recipe at its batch (launch-bound on a GPU)
 GPU_CONFIGS = {
     **{k: CONFIGS[k] for k in "ABCD"},
     "E": Config("E", (784, 2500, 2000, 1500, 1000, 500, 10), "relu", batch=1024, lr=0.1,
                 steps_full=58, steps_quick=4, naive_full=0, naive_quick=0),
+    "default": Config("default", (784, 512, 256, 10), "relu", batch=32, lr=0.2,
+                      steps_full=1875, steps_quick=400, naive_full=0, naive_quick=0),
 }
 
 

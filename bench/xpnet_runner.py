@@ -13,14 +13,16 @@ from workload import Impl, Workload, layer_shapes
 CPU_BACKENDS = ("numpy", "torch", "jax")
 
 
-def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu") -> Impl:
+def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu", cuda_graph: bool = True,
+               name: str | None = None) -> Impl:
     """xpnet on ``backend_name`` and ``device``: one pass of ``training.Run.run_epoch`` over the
     workload's n images, in the workload's order, per run. The run's initial parameters are
-    xpnet's own for seed 0: the workload's."""
+    xpnet's own for seed 0: the workload's. ``cuda_graph``: TrainConfig.cuda_graph (on CuPy,
+    a chunk's full-batch steps replayed as one captured CUDA graph; False: launched eagerly)."""
     be = backends.resolve(backend_name, device)
     c = work.config
     cfg = TrainConfig(layers=c.sizes, activation=c.activation, batch_size=c.batch, lr=c.lr, lr_schedule="constant",
-                      validation=0, epochs=1, seed=0, quiet=True, **dict(c.recipe))
+                      validation=0, epochs=1, seed=0, quiet=True, cuda_graph=cuda_graph, **dict(c.recipe))
     split = data.Split(work.images, work.labels)
     run = training.Run(cfg, be, data.Dataset(split, split, 10, "bench"), say=lambda line: None)
     perm = be.asarray(work.perm)
@@ -28,7 +30,7 @@ def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu") -> Impl:
     def one() -> float:
         return run.run_epoch(perm) / work.n  # reads the loss back: waits for the device
 
-    return Impl(f"xpnet {backend_name}", "xpnet", work.steps, one, backend=be)
+    return Impl(name or f"xpnet {backend_name}", "xpnet", work.steps, one, backend=be)
 
 
 def gemm_steps(be, sizes, batch: int):

@@ -6,18 +6,41 @@ CPU backends (numpy, array_api_strict, torch, jax) must be installed for the tes
 missing one fails instead of skipping, so CI cannot silently lose coverage. GPU
 combinations carry the ``gpu`` mark and skip where no GPU is usable. NumPy float64 on the
 reference op set (``reference`` fixture) is the reference: never the backend under test.
+
+Where no real CuPy is installed, ``import cupy`` is the emulated CuPy of ``tests/emulated``
+(NumPy underneath, CuPy 14.2's rules enforced, kernels and host reads counted), and the CuPy
+combination runs on it, on the CPU, as ``cupy-emulated`` (no ``gpu`` mark); with a real CuPy
+it is ``cupy-cuda``, on the GPU.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xpnet import backends
-from xpnet.errors import UserError
+EMULATED_CUPY = Path(__file__).resolve().parent / "emulated"
+if importlib.util.find_spec("cupy") is None:
+    sys.path.insert(0, str(EMULATED_CUPY))
+CUPY_IS_EMULATED = Path(importlib.util.find_spec("cupy").origin).is_relative_to(EMULATED_CUPY)
+
+
+
+def emulated_env(env: dict) -> dict:
+    """``env`` for a subprocess that imports CuPy as this test run does (the emulated one, when
+    it stands in: the emulator's folder first on PYTHONPATH)."""
+    if not CUPY_IS_EMULATED:
+        return env
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(EMULATED_CUPY), env.get("PYTHONPATH")]))}
+
+
+from xpnet import backends  # noqa: E402
+from xpnet.errors import UserError  # noqa: E402
 
 # (backend, device, needs a GPU)
 COMBOS = [
@@ -25,7 +48,7 @@ COMBOS = [
     ("array_api_strict", "cpu", False),
     ("torch", "cpu", False),
     ("jax", "cpu", False),
-    ("cupy", "cuda", True),
+    ("cupy", "cuda", not CUPY_IS_EMULATED),
     ("torch", "cuda", True),
 ]
 DTYPES = ("float32", "float64")
@@ -71,7 +94,8 @@ def targets(dtype: str | None = None, names=None, gpu: bool = True):
             continue
         for dt in DTYPES if dtype is None else (dtype,):
             marks = [pytest.mark.gpu] if needs_gpu else []
-            out.append(pytest.param((name, device, dt, needs_gpu), id=f"{name}-{device}-{dt}", marks=marks))
+            where = "emulated" if name == "cupy" and CUPY_IS_EMULATED else device
+            out.append(pytest.param((name, device, dt, needs_gpu), id=f"{name}-{where}-{dt}", marks=marks))
     return out
 
 

@@ -9,14 +9,17 @@ import sys
 
 import pytest
 
-from conftest import COMBOS
+from conftest import COMBOS, CUPY_IS_EMULATED, emulated_env
 from idxutil import write_dataset
 
 ACC = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+)/(\d+)\)$")
 
 
-def xpnet(*args, cwd=None, check=True):
+def xpnet(*args, cwd=None, check=True, gpu=False):
+    """``python -m xpnet ARGS``; ``gpu``: with the CuPy of this test run (the emulated one, where it stands in)."""
     env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning")
+    if gpu:
+        env = emulated_env(env)
     p = subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     if check:
         assert p.returncode == 0, p.stderr
@@ -38,7 +41,8 @@ def assert_clean_error(p, *needles, code=2):
 
 
 def _gpu_usable():
-    if importlib.util.find_spec("cupy") is None:
+    """A real GPU through a real CuPy (not the emulated one, which subprocesses do not see)."""
+    if importlib.util.find_spec("cupy") is None or CUPY_IS_EMULATED:
         return False
     from xpnet.backends import _cupy_status
 
@@ -56,7 +60,7 @@ def test_train_save_evaluate_across_backends_and_predict(tmp_path, mnist):
     evals = []
     cpu_backends = [name for name, _, gpu in COMBOS if not gpu]  # conftest's one list of backends
     for backend in cpu_backends:
-        e = xpnet("evaluate", "--model", model, "--backend", backend)
+        e = xpnet("evaluate", "--model", model, "--backend", backend, gpu=backend == "cupy")
         evals.append(last_accuracy(e.stdout))
         assert re.search(r"^\s+7\s+1028\s+\d+\s+\d+\.\d\d%$", e.stdout, re.M), e.stdout  # per-class table
     assert evals == [trained] * len(cpu_backends)
@@ -104,6 +108,18 @@ def test_device_cuda_trains_on_the_gpu(tmp_path):
     p = xpnet("train", "--device", "cuda", "--epochs", "1", "--quiet")
     assert "backend cupy" in p.stdout
     assert float(ACC.match(last_accuracy(p.stdout)).group(1)) > 90.0
+
+
+@pytest.mark.skipif(not CUPY_IS_EMULATED, reason="a real CuPy is installed (test_device_cuda_trains_on_the_gpu)")
+def test_device_cuda_trains_on_the_emulated_gpu(tmp_path):
+    """The headline command, end to end on the emulated CuPy: CUDA graphs, the fused kernels,
+    a checkpoint that the CPU evaluates to the same accuracy."""
+    model = tmp_path / "gpu.npz"
+    p = xpnet("train", "--device", "cuda", "--epochs", "1", "--hidden", "64", "--quiet", "--save", model, gpu=True)
+    assert "backend cupy" in p.stdout.splitlines()[0] and "cuda:0" in p.stdout
+    trained = last_accuracy(p.stdout)
+    assert float(ACC.match(trained).group(1)) > 90.0
+    assert last_accuracy(xpnet("evaluate", "--model", model, "--device", "cpu").stdout) == trained
 
 
 @pytest.mark.parametrize("args,needles", [

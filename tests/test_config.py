@@ -17,7 +17,7 @@ PARSER = cli.build_parser()
 TRAIN = PARSER.parse_args(["train"]).parser
 
 # the TOML type of each setting, written out independently of TrainConfig's annotations
-TYPES = {bool: "tf32 quiet", int: "early_stop batch_size epochs seed validation threads",
+TYPES = {bool: "tf32 cuda_graph quiet", int: "early_stop batch_size epochs seed validation threads",
          float: "lr warmup momentum weight_decay dropout max_norm label_smoothing l2",
          str: "activation output init lr_schedule optimizer augment dtype backend device data_dir save log plots",
          tuple: "layers hidden"}

@@ -244,3 +244,81 @@ def test_sigmoid_keeps_relative_precision_like_torch(target):
     rel = np.abs(got - want) / want
     assert rel.max() < (1e-14 if t.dtype == "float64" else 1e-6), (z_h[np.argmax(rel)], rel.max())
     assert np.all(got[z_h < -30] > 0)  # no underflow to 0 where the tanh form had it
+
+
+# ---- the fused formulas: each op set's (CuPy: one kernel each) against the base op set's ----
+
+
+def _feature_major(t, host):
+    """host (n, size) on the device stored as its (size, n) transpose (as the step stores layers)."""
+    return t.asarray(host.T.copy()).T
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
+def test_dense_and_activation_grad_sum(target, rng, name):
+    t, ops = target, target.ops
+    x_h, w_h, b_h = rng.standard_normal((6, 4)), rng.standard_normal((4, 5)), rng.standard_normal((1, 5))
+    d_h, prior = rng.standard_normal((6, 5)), rng.standard_normal((1, 5))
+    x, w, b = t.asarray(x_h), t.asarray(w_h.T.copy()).T, t.asarray(b_h)
+    want = REF.dense(name, x_h, w_h, b_h, alpha=0.5)
+    outs = [None] + ([ops.buffer((6, 5), x, transposed=True), ops.buffer((6, 5), x)] if ops.in_place else [])
+    for out in outs:
+        _check(t, ops.dense(name, x, w, b, out=out, alpha=0.5), want)
+    want_d, want_sum = REF.activation_grad_sum(name, d_h, want, None, prior, alpha=-0.3, beta=0.9)
+    _, want_grad = REF.activation_grad_sum(name, d_h, want, None, prior, alpha=0.7)
+    for layout in (_feature_major, lambda t, h: t.asarray(h)):
+        d, a = layout(t, d_h), layout(t, want)
+        total = t.asarray(prior)
+        got_d, got_sum = ops.activation_grad_sum(name, d, a, d, total, alpha=-0.3, beta=0.9)
+        _check(t, got_d, want_d)
+        _check(t, got_sum, want_sum)
+        _, got_grad = ops.activation_grad_sum(name, layout(t, d_h), a, None if not ops.in_place else layout(t, d_h),
+                                              t.asarray(prior), alpha=0.7)
+        _check(t, got_grad, want_grad)
+        if ops.in_place:
+            assert got_sum is total
+
+
+@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
+def test_logits_and_error_and_chunk_loss(target, rng, kind):
+    """The output layer's bias and error from its product, class-major as the step keeps them,
+    and a chunk's loss over its steps' blocks (k, classes, n) added to a running total."""
+    t, ops = target, target.ops
+    z_h, b_h = rng.standard_normal((5, 4)) * 3, rng.standard_normal((1, 4))
+    y_h = np.eye(4)[rng.integers(0, 4, 5)]
+    want_z, want_d, _ = REF.logits_and_error(kind, z_h, b_h, y_h, 0.25)
+    for total, alpha, beta in ((None, 1.0, None), (b_h, -0.5, 1.0), (np.ones((1, 4)), 2.0, None)):
+        z, y, b = _feature_major(t, z_h), _feature_major(t, y_h), t.asarray(b_h)
+        out = ops.buffer((5, 4), z, transposed=True) if ops.in_place else None
+        into = None if total is None else b if total is b_h else t.asarray(total)  # b itself: SGD's bias update
+        got_z, got_d, got_sum = ops.logits_and_error(kind, z, b, y, 0.25, out, into, alpha, beta)
+        _check(t, got_z, want_z)
+        _check(t, got_d, want_d)
+        if total is None:
+            assert got_sum is None
+        else:
+            _check(t, got_sum, (0 if beta is None else beta * total) + alpha * want_d.sum(axis=0, keepdims=True))
+    blocks_h = rng.standard_normal((3, 4, 5)) * 2
+    targets_h = np.stack([np.eye(4)[rng.integers(0, 4, 5)].T for _ in range(3)])
+    total = t.asarray(np.array(1.5), "float64")
+    got = ops.loss_sum(kind, t.asarray(blocks_h), t.asarray(targets_h), 1, total=total)
+    _check(t, got, 1.5 + REF.loss_sum(kind, blocks_h, targets_h, 1))
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam", "adamw"])
+def test_optimizer_update(target, rng, optimizer):
+    from xpnet import optim
+
+    t, ops = target, target.ops
+    hp = optim.Hyper(optimizer, weight_decay=0.1, l2=2.0, n_train=50)
+    p_h, g_h = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    slots_h = [rng.uniform(0.0, 1.0, (3, 4)) for _ in range(hp.slots)]
+    s = hp.step_scalars(0.05, 3)
+    for is_weight in (True, False):
+        want_p, want_slots = hp.update(REF, p_h, g_h.copy(), [a.copy() for a in slots_h], s, is_weight)
+        for layout in (_feature_major, lambda t, h: t.asarray(h)):
+            p, slots = layout(t, p_h), [layout(t, a) for a in slots_h]
+            got_p, got_slots = hp.update(ops, p, layout(t, g_h), slots, s, is_weight)
+            _check(t, got_p, want_p)
+            for got, want in zip(got_slots, want_slots):
+                _check(t, got, want)

@@ -30,8 +30,19 @@ EXPECTED_FAILURES = {
 }
 
 
+# float32 products through OpenBLAS are not bit-identical for a row at another position in the
+# batch (on AVX-512 machines its kernels sum a block's last rows in another order: a 20-row
+# 20x512 @ 512x256 float32 product differs by 3e-5 between row orders), and the check asks for
+# 1e-7; float64 passes it
+FLOAT32_FAILURES = {
+    "check_methods_sample_order_invariance": (
+        "float32 BLAS products depend on a row's position in the batch by a few float32 roundings; "
+        "the check allows 1e-7"),
+}
+
+
 def expected_failed_checks(estimator):
-    return EXPECTED_FAILURES
+    return EXPECTED_FAILURES | (FLOAT32_FAILURES if estimator.dtype == "float32" else {})
 
 
 with warnings.catch_warnings():

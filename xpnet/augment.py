@@ -51,7 +51,9 @@ class Plan:
         self.offset = ops.constant(np.arange(n).reshape(n, 1) * frame + (cols + 3) + 1, like, "int64")
         self.params = rand.Stream(ops, like, (n, 6))
         self.u = ops.buffer((n, 6), like)
-        self.p = ops.buffer((n, 8), like)  # per-sample coefficients, one per column
+        # per-sample coefficients, each its own (n, 1) array: an op writing one while reading
+        # another never sees its output overlap an input (CuPy would copy such an input first)
+        self.coefs = [ops.buffer((n, 1), like) for _ in range(8)]
         self.sy, self.sx, self.y0, self.x0 = (ops.buffer((n, P), like) for _ in range(4))
         self.iy, self.ix = (ops.buffer((n, P), like, "int64") for _ in range(2))
         self.v = [ops.buffer((n, P), like) for _ in range(4)]
@@ -64,7 +66,7 @@ class Plan:
             self.gcT = ops.constant(_gauss_matrix(cols, SIGMA).T, like)  # (cols, cols)
 
     def _col(self, k: int):
-        return None if self.p is None else self.p[:, k:k + 1]
+        return self.coefs[k]
 
 
 def apply(ops, plan: Plan, x, params_key: int, field_key: int = 0):

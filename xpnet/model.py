@@ -141,7 +141,7 @@ def forward_pass(ops, layers, x, spec: Spec, h=None, a=None, masks=None, scale=1
 
 
 def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, masks=None, input_grad=False,
-                  bias_target=None):
+                  bias_target=None, bias_sum=None):
     """Backward pass from the output error d = dLoss/dZ (n, classes), top layer first.
 
     For each layer: dA = d @ W (with the layer's W before ``consume`` may change it), then
@@ -150,11 +150,11 @@ def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, ma
     dA (times its dropout mask) times the activation's derivative.
     ``bias_target(layer)``: (array, alpha, beta) into which that layer's bias gradient is summed
     with the derivative (``Ops.activation_grad_sum``: array <- beta * array + alpha * db), then
-    given to ``consume`` as ``bias_sum``; None: ``bias_sum`` is None (the top layer's always is).
+    given to ``consume`` as ``bias_sum``; None: ``bias_sum`` is None. The top layer's
+    ``bias_sum`` is the argument (summed with the output error, ``Ops.logits_and_error``).
     ``errors``: buffers (n, size) per layer for those errors (None: new arrays).
     Returns dLoss/dx (n, in) when ``input_grad``, else None.
     """
-    bias_sum = None
     for l in range(len(layers) - 1, -1, -1):
         Wt, _ = layers[l]
         dA = None

@@ -81,7 +81,7 @@ class Hyper:
         """The coefficients of ``Ops.optimizer_update`` for a weight or a bias, from the step's
         scalars ``s`` (``step_scalars``) and the settings."""
         c = {"l2c": self.l2 / self.n_train if is_weight and self.l2 else 0.0, "mu": self.momentum,
-             "b1": self.beta1, "b2": self.beta2, "eps": self.eps}
+             "b1": self.beta1, "b1c": 1.0 - self.beta1, "b2": self.beta2, "b2c": 1.0 - self.beta2, "eps": self.eps}
         for name in ("neg_lr", "neg_lr_mu", "step", "c2"):
             if name in s:
                 c[name] = s[name]

@@ -109,8 +109,6 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     # too, so that each update is the gradient's own GEMM: the factor (``err_scale``) goes into
     # the (small) output error, or into the update GEMMs' alpha where that is free (ops.scale_in_gemm)
     factor = s["err_scale"]
-    z, d = ops.logits_and_error(spec.output, z, net.layers[-1][1], y, 1.0 if ops.scale_in_gemm else factor,
-                                out=bufs.errors[-1])
     grad_scale = factor if ops.scale_in_gemm else 1.0
     hp = recipe.hyper
 
@@ -124,7 +122,11 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     def update(l, e, A, bias_sum):
         _update(ops, recipe, net, bufs, s, l, e, A, grad_scale * (scale if l == 0 else 1.0), grad_scale, bias_sum)
 
-    model.backward_pass(ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks, bias_target=bias_target)
+    top = len(net.layers) - 1
+    z, d, bias_sum = ops.logits_and_error(spec.output, z, net.layers[top][1], y, 1.0 if ops.scale_in_gemm else factor,
+                                          bufs.errors[-1], *bias_target(top))
+    model.backward_pass(ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks, bias_target=bias_target,
+                        bias_sum=bias_sum)
     return z
 
 

@@ -54,8 +54,8 @@ class Backend:
 
     @property
     def ops(self) -> Ops:
-        """The op set of this backend's arrays."""
-        return ops_for(self.asarray(np.zeros(1, np.float32)))
+        """The op set of this backend's arrays (made once per library, without making an array)."""
+        return _ops(self.name if self.name in _LIBRARY_OPS else self.xp.__name__, self.xp)
 
     def asarray(self, host: np.ndarray, dtype: str | None = None):
         """Copy a host NumPy array to this backend's device (one transfer)."""
@@ -181,6 +181,7 @@ def plain(x):
 
 
 _OPS: dict = {}
+_LIBRARY_OPS = ("numpy", "torch", "cupy", "jax")  # the libraries with op sets of their own
 
 
 def ops_for(x) -> Ops:
@@ -196,9 +197,15 @@ def ops_for(x) -> Ops:
         key = "jax"
     else:
         key = array_api_compat.array_namespace(x).__name__
+    return _ops(key, array_api_compat.array_namespace(x) if key not in _OPS else None)
+
+
+def _ops(key: str, xp) -> Ops:
+    """The op set of ``key`` (a library's name, numpy-readonly, torch-autograd, or another
+    namespace's name), made on first use from its namespace ``xp``."""
     ops = _OPS.get(key)
     if ops is None:
-        ops = _OPS[key] = _make_ops(key, array_api_compat.array_namespace(x))
+        ops = _OPS[key] = _make_ops(key, xp)
     return ops
 
 

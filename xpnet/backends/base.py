@@ -366,11 +366,14 @@ class Ops:
         z = self.affine(x, w, b, out=out, alpha=alpha)
         return self.activate(name, z, out=z)
 
-    def logits_and_error(self, kind: str, z, b, y, scale, out=None):
-        """(z + b, scale * dLoss/dz of it): the output layer's logits from its product z
-        (n, classes), in place where the op set writes in place, and their error (``output_error``)."""
+    def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None):
+        """(z + b, e = scale * dLoss/dz of it, total): the output layer's logits from its product z
+        (n, classes), in place where the op set writes in place, their error (``output_error``)
+        and, where ``total`` is given (1, classes), total = beta * total + alpha * e summed over
+        the batch (the bias gradient, or plain SGD's bias update; else None)."""
         z = self.add(z, b, out=z)
-        return z, self.output_error(kind, z, y, scale, 1, out=out)
+        e = self.output_error(kind, z, y, scale, 1, out=out)
+        return z, e, None if total is None else self.sum(e, 0, out=total, alpha=alpha, beta=beta)
 
     def activation_grad_sum(self, name: str, d, a, out, total, alpha=1.0, beta=None):
         """(e = d * f'(a) (``activation_grad``, into out), total = beta * total + alpha * e summed
@@ -384,7 +387,7 @@ class Ops:
         slots; returns (new p, new slots). ``c``: the coefficients (``optim.Hyper.coefficients``):
         g <- g + l2c * p (the seeds' L2; weights only), then
         momentum: v <- mu v + g, p <- p + neg_lr v; nesterov: also, p <- p + neg_lr g + neg_lr_mu v;
-        adam: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+        adam: m <- b1 m + b1c g, v <- b2 v + b2c g^2 (b1c = 1 - b1, b2c = 1 - b2, taken on the host),
         p <- decay p + step m / (sqrt(c2 v) + eps) (step = -lr / (1 - b1^t), c2 = 1 / (1 - b2^t),
         decay = adamw's 1 - lr * weight_decay, else 1)."""
         if c["l2c"]:
@@ -397,9 +400,9 @@ class Ops:
             else:
                 p = self.axpy(c["neg_lr"], v, p)
             return p, [v]
-        m = self.axpby(1.0 - c["b1"], g, c["b1"], slots[0])
+        m = self.axpby(c["b1c"], g, c["b1"], slots[0])
         g2 = self.multiply(g, g, out=g)
-        v = self.axpby(1.0 - c["b2"], g2, c["b2"], slots[1])
+        v = self.axpby(c["b2c"], g2, c["b2"], slots[1])
         d = self.multiply(v, c["c2"], out=g2)
         d = self.sqrt(d, out=d)
         d = self.add(d, c["eps"], out=d)

@@ -26,6 +26,7 @@ RULES = ("momentum", "nesterov", "adam")  # the ``rule`` argument of opt_update
 BLOCK = 256  # threads per block of every kernel
 
 _HELPERS = r"""
+__device__ __forceinline__ real minus_infinity() { return (real)-__longlong_as_double(0x7ff0000000000000LL); }
 __device__ __forceinline__ real sigmoid_of(real z) {
     // exp(min(z, 0)) / (1 + exp(-|z|)): no overflow, full relative precision for large negative z
     return exp(fmin(z, (real)0)) / ((real)1 + exp(-fabs(z)));
@@ -44,6 +45,7 @@ __device__ __forceinline__ real derivative(real a, int act) {  // f'(z) written 
 }
 template <typename T>
 __device__ T block_sum(T v, T* shared) {  // the sum of v over the block, in a fixed order
+    __syncthreads();  // a previous call's readers are done with shared
     shared[threadIdx.x] = v;
     __syncthreads();
     for (int half = blockDim.x / 2; half > 0; half /= 2) {
@@ -89,32 +91,43 @@ extern "C" __global__ void grad_sum(real* d, const real* a, real* total, const r
         total[blockIdx.x] = (accumulate ? beta[0] * total[blockIdx.x] : (real)0) + alpha[0] * s;
 }
 """,
-    # one thread per sample i of z, y, d (classes, n): z <- z + b (the logits), and the output
-    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), or (a - y) a (1 - a), a = sigmoid(z)
+    # one block over the samples i of z, y, d (classes, n): z <- z + b (the logits), the output
+    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), or (a - y) a (1 - a), a = sigmoid(z);
+    # then, unless sum_mode is 0, total[c] <- beta * total[c] (sum_mode 2) + alpha * sum_i d[c, i]
+    # (the bias gradient, or with total = b plain SGD's update of b, read above before it changes)
     "output_error": r"""
 extern "C" __global__ void output_error(real* z, const real* b, const real* y, real* d, const real* scale,
-                                        int n, int classes, int kind) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    real m = -INFINITY;
-    for (int c = 0; c < classes; ++c) {
-        real v = z[(long long)c * n + i] + b[c];
-        z[(long long)c * n + i] = v;
-        m = fmax(m, v);
+                                        real* total, const real* alpha, const real* beta,
+                                        int n, int classes, int kind, int sum_mode) {
+    __shared__ real shared[256];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        real m = minus_infinity();
+        for (int c = 0; c < classes; ++c) {
+            real v = z[(long long)c * n + i] + b[c];
+            z[(long long)c * n + i] = v;
+            m = fmax(m, v);
+        }
+        if (kind == 0) {
+            real s = 0;
+            for (int c = 0; c < classes; ++c) s += exp(z[(long long)c * n + i] - m);
+            for (int c = 0; c < classes; ++c) {
+                long long k = (long long)c * n + i;
+                d[k] = (exp(z[k] - m) / s - y[k]) * scale[0];
+            }
+        } else {
+            for (int c = 0; c < classes; ++c) {
+                long long k = (long long)c * n + i;
+                real a = sigmoid_of(z[k]);
+                d[k] = (a - y[k]) * (((real)1 - a) * a) * scale[0];
+            }
+        }
     }
-    if (kind == 0) {
-        real s = 0;
-        for (int c = 0; c < classes; ++c) s += exp(z[(long long)c * n + i] - m);
-        for (int c = 0; c < classes; ++c) {
-            long long k = (long long)c * n + i;
-            d[k] = (exp(z[k] - m) / s - y[k]) * scale[0];
-        }
-    } else {
-        for (int c = 0; c < classes; ++c) {
-            long long k = (long long)c * n + i;
-            real a = sigmoid_of(z[k]);
-            d[k] = (a - y[k]) * (((real)1 - a) * a) * scale[0];
-        }
+    if (sum_mode == 0) return;
+    for (int c = 0; c < classes; ++c) {
+        real partial = 0;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) partial += d[(long long)c * n + i];
+        real s = block_sum(partial, shared);
+        if (threadIdx.x == 0) total[c] = (sum_mode == 2 ? beta[0] * total[c] : (real)0) + alpha[0] * s;
     }
 }
 """,
@@ -127,7 +140,7 @@ extern "C" __global__ void loss_sum(const real* z, const real* y, double* total,
     for (long long j = threadIdx.x; j < (long long)steps * n; j += blockDim.x) {
         long long base = (j / n) * classes * (long long)n + j % n;
         if (kind == 0) {
-            real m = -INFINITY, s = 0, dot = 0, ysum = 0;
+            real m = minus_infinity(), s = 0, dot = 0, ysum = 0;
             for (int c = 0; c < classes; ++c) m = fmax(m, z[base + (long long)c * n]);
             for (int c = 0; c < classes; ++c) {
                 real v = z[base + (long long)c * n] - m;
@@ -149,10 +162,11 @@ extern "C" __global__ void loss_sum(const real* z, const real* y, double* total,
 """,
     # one optimiser step of count parameters p with gradient g and slots s0 (s1): momentum and
     # nesterov (k0 = -lr, k1 = -lr * momentum), adam (k0 = c2, k1 = -lr * c1, k2 = adamw's
-    # decay 1 - lr * weight_decay, or 1); l2c couples the seeds' L2 into g (weights only)
+    # decay 1 - lr * weight_decay, or 1; b1c = 1 - b1, b2c = 1 - b2 rounded from the host's
+    # doubles); l2c couples the seeds' L2 into g (weights only)
     "opt_update": r"""
 extern "C" __global__ void opt_update(real* p, const real* g, real* s0, real* s1, int count, int rule,
-                                      real l2c, real mu, real b1, real b2, real eps,
+                                      real l2c, real mu, real b1, real b1c, real b2, real b2c, real eps,
                                       const real* k0, const real* k1, const real* k2) {
     for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < count; k += gridDim.x * blockDim.x) {
         real gk = g[k] + l2c * p[k];
@@ -161,8 +175,8 @@ extern "C" __global__ void opt_update(real* p, const real* g, real* s0, real* s1
             s0[k] = v;
             p[k] = rule == 0 ? p[k] + k0[0] * v : (p[k] + k0[0] * gk) + k1[0] * v;
         } else {
-            real m = b1 * s0[k] + ((real)1 - b1) * gk;
-            real v = b2 * s1[k] + ((real)1 - b2) * (gk * gk);
+            real m = b1 * s0[k] + b1c * gk;
+            real v = b2 * s1[k] + b2c * (gk * gk);
             s0[k] = m;
             s1[k] = v;
             p[k] = p[k] * k2[0] + k1[0] * (m / (sqrt(v * k0[0]) + eps));
@@ -209,11 +223,14 @@ def _ref_grad_sum(d, a, total, alpha, beta, n, act, accumulate):
     t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if accumulate else None)
 
 
-def _ref_output_error(z, b, y, d, scale, n, classes, kind):
+def _ref_output_error(z, b, y, d, scale, total, alpha, beta, n, classes, kind, sum_mode):
     Z = z[:classes * n].reshape(classes, n)
-    Z += b[:classes].reshape(classes, 1)
+    Z[...] = _REF.add(Z, b[:classes].reshape(classes, 1))
     D = d[:classes * n].reshape(classes, n)
     D[...] = _REF.output_error(OUTPUTS[kind], Z, y[:classes * n].reshape(classes, n), scale[0], 0)
+    if sum_mode:
+        t = total[:classes].reshape(classes, 1)
+        t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)
 
 
 def _ref_loss_sum(z, y, total, steps, classes, n, kind):
@@ -222,8 +239,8 @@ def _ref_loss_sum(z, y, total, steps, classes, n, kind):
     total[0] += float(_REF.loss_sum(OUTPUTS[kind], z[:count].reshape(shape), y[:count].reshape(shape), 1))
 
 
-def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b2, eps, k0, k1, k2):
-    c = {"l2c": l2c, "mu": mu, "b1": b1, "b2": b2, "eps": eps}
+def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b1c, b2, b2c, eps, k0, k1, k2):
+    c = {"l2c": l2c, "mu": mu, "b1": b1, "b1c": b1c, "b2": b2, "b2c": b2c, "eps": eps}
     c |= {"neg_lr": k0[0], "neg_lr_mu": k1[0]} if rule < 2 else {"c2": k0[0], "step": k1[0], "decay": k2[0]}
     slots = [s0[:count]] if rule < 2 else [s0[:count], s1[:count]]
     new_p, new_slots = _REF.optimizer_update(RULES[rule], p[:count], g[:count].copy(), slots, c)

@@ -1,0 +1,219 @@
+"""xpnet's CuPy path on the emulated CuPy (tests/emulated; see conftest): what a training step
+costs in kernel launches, host reads and allocations, CUDA graphs (captured once, replayed bit
+for bit as the eager steps), and every CUDA source compiled by NVRTC for sm_80 and sm_90 (a
+compiler library: no GPU or driver needed).
+
+The cross-backend tests (test_ops, test_step, test_regularise, test_checkpoint, test_api, ...)
+run on the emulated CuPy as their ``cupy-emulated`` target; this file holds what only CuPy has.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import CUPY_IS_EMULATED
+from xpnet import backends, data, model, training
+from xpnet.backends import cuda_kernels
+from xpnet.config import TrainConfig
+
+pytestmark = pytest.mark.skipif(not CUPY_IS_EMULATED, reason="a real CuPy is installed: these are the emulator's counts")
+
+# the plain-SGD networks with a launch budget (kernels per step, after a chunk's first step)
+BUDGETS = {
+    "A": ({"hidden": (30,), "activation": "sigmoid", "batch_size": 50, "lr": 3.0}, 12),
+    "B": ({"hidden": (100,), "activation": "relu", "batch_size": 128, "lr": 0.1}, 10),
+    "default": ({}, 14),
+}
+RECIPES = {
+    "sgd-l2": {"l2": 5.0},
+    "momentum": {"optimizer": "momentum"},
+    "nesterov-dropout-affine": {"optimizer": "nesterov", "dropout": 0.2, "augment": "affine"},
+    "adamw-max-norm": {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.05, "max_norm": 2.0},
+    "elastic-label-smoothing": {"augment": "elastic", "label_smoothing": 0.1},
+    "sigmoid-output": {"activation": "tanh", "output": "sigmoid", "dropout": 0.3},
+}
+
+
+@pytest.fixture(scope="module")
+def emulation():
+    import cupy
+
+    return cupy._emulation
+
+
+def _run(mnist, images: int, **settings) -> training.Run:
+    cfg = TrainConfig(**{"validation": 0, "quiet": True, "lr_schedule": "cosine", "epochs": 3, **settings})
+    split = data.Split(mnist.train.images[:images], mnist.train.labels[:images])
+    return training.Run(cfg, backends.resolve("cupy", "cuda"), data.Dataset(split, split, 10, "emulated"),
+                        say=lambda line: None)
+
+
+def _counted_epoch(run: training.Run, emulation) -> dict:
+    """One epoch, counting what its steps cost (``Steps.run``: gathers, steps, the chunk's loss;
+    not the epoch's one read of its loss), per step."""
+    counts, real = {}, run.steps.run
+
+    def counted(*args):
+        before = emulation.snapshot()
+        out = real(*args)
+        for key, value in emulation.snapshot().items():
+            counts[key] = counts.get(key, 0) + value - before[key]
+        return out
+
+    run.steps.run = counted
+    try:
+        run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))
+    finally:
+        run.steps.run = real
+    run.state.epoch += 1
+    return {key: value / run.per_epoch for key, value in counts.items()}
+
+
+def _per_step(run: training.Run, emulation, epochs: int = 3) -> list[dict]:
+    return [_counted_epoch(run, emulation) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_plain_sgd_meets_its_launch_budget_with_no_host_reads_or_allocations(mnist, emulation, name):
+    """Epoch 1 runs each chunk shape eagerly, epoch 2 captures it, epoch 3 replays it: from
+    then on a step costs at most the budget's kernels, no host read and no allocation, and the
+    eager step (--no-cuda-graph) launches the same kernels."""
+    settings, budget = BUDGETS[name]
+    batch = settings.get("batch_size", 32)
+    for graph in (True, False):
+        run = _run(mnist, 24 * batch, cuda_graph=graph, **settings)
+        epochs = _per_step(run, emulation)
+        last = epochs[-1]
+        assert last["launches"] <= budget, (name, graph, epochs)
+        assert last["host_syncs"] == 0 and last["allocations"] == 0, (name, graph, epochs)
+        assert last["graph_launches"] == (1 / run.per_epoch if graph else 0)
+        if graph:
+            eager_launches = last["launches"]
+        else:
+            assert last["launches"] == eager_launches
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_steps_without_host_reads_or_allocations(mnist, emulation, recipe):
+    """After a chunk's first step no recipe reads the device or allocates, eager or replayed,
+    and the epoch's partial last batch (eager) neither."""
+    run = _run(mnist, 24 * 32 + 7, **RECIPES[recipe])
+    last = _per_step(run, emulation)[-1]
+    assert last["host_syncs"] == 0 and last["allocations"] == 0, last
+    assert last["graph_launches"] > 0
+
+
+@pytest.mark.parametrize("recipe", ["sgd-l2", "nesterov-dropout-affine", "adamw-max-norm", "elastic-label-smoothing"])
+def test_replayed_steps_equal_eager_steps_bit_for_bit(mnist, recipe):
+    """The same run with CUDA graphs and without: bit-identical parameters and losses after
+    three epochs of a cosine schedule (a per-step rate, Adam's corrections and the random keys
+    baked into a graph instead of read from the device would make them differ)."""
+    results = []
+    for graph in (True, False):
+        run = _run(mnist, 12 * 32 + 5, cuda_graph=graph, **RECIPES[recipe])
+        losses = []
+        for _ in range(3):
+            losses.append(run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n))))
+            run.state.epoch += 1
+        results.append((losses, training.params_to_host(run.params)))
+    (losses, params), (eager_losses, eager_params) = results
+    assert losses == eager_losses
+    for (W, b), (We, be) in zip(params, eager_params):
+        assert np.array_equal(W, We) and np.array_equal(b, be)
+
+
+def test_a_host_read_inside_a_captured_step_is_refused(mnist, monkeypatch):
+    """What would break a replay fails the capture: a step that reads a device value back."""
+    import cupy
+
+    from xpnet import step
+
+    real = step.train_step
+
+    def reading(*args, **kwargs):
+        z = real(*args, **kwargs)
+        float(z[0, 0])  # a host read: on a GPU, cudaErrorStreamCaptureUnsupported
+        return z
+
+    run = _run(mnist, 6 * 32, cuda_graph=True)
+    monkeypatch.setattr(step, "train_step", reading)
+    run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))  # eager: allowed (if slow)
+    with pytest.raises(cupy.cuda.runtime.CUDARuntimeError, match="capture"):
+        run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))
+
+
+def test_the_kernels_run_where_the_step_needs_them(mnist, emulation, monkeypatch):
+    """The fused formulas run as kernels (no fallback to the primitives): every kernel of
+    cuda_kernels is launched by an Adam run, an SGD run of the default net and an input
+    gradient (``imagine``'s)."""
+    launched = set()
+    real = emulation.reference_lookup
+
+    def spy(name):
+        fn = real(name)
+
+        def run(*args):
+            launched.add(name)
+            return fn(*args)
+
+        return run
+
+    monkeypatch.setattr(emulation, "reference_lookup", spy)
+    backends._OPS.pop("cupy", None)  # a fresh op set: its kernels are looked up again
+    for settings in ({"optimizer": "adam", "lr": 0.01}, {}):
+        run = _run(mnist, 8 * 32, **settings)
+        _counted_epoch(run, emulation)
+    x = run.backend.asarray(mnist.test.images[:4].reshape(4, -1, 1) / 255.0, "float32")
+    model.input_grad(run.params, x, run.backend.asarray(np.eye(10)[:4, :, None], "float32"), run.spec)
+    backends._OPS.pop("cupy", None)
+    assert launched == set(cuda_kernels.NAMES)
+
+
+NVRTC_COMPILE = """
+import json, sys
+from cuda.bindings import nvrtc
+from xpnet.backends import cuda_kernels
+dtype, arch = sys.argv[1:]
+err, program = nvrtc.nvrtcCreateProgram(cuda_kernels.module_source(dtype).encode(), b"xpnet_kernels.cu", 0, [], [])
+(result,) = nvrtc.nvrtcCompileProgram(program, 2, [("--gpu-architecture=" + arch).encode(), b"-std=c++14"])
+_, size = nvrtc.nvrtcGetProgramLogSize(program)
+log = b" " * size
+nvrtc.nvrtcGetProgramLog(program, log)
+_, cubin = nvrtc.nvrtcGetCUBINSize(program)
+print(json.dumps({"created": err == nvrtc.nvrtcResult.NVRTC_SUCCESS, "compiled": result == nvrtc.nvrtcResult.NVRTC_SUCCESS,
+                  "log": log.decode(errors="replace").replace(chr(0), "").strip(), "cubin_bytes": cubin}))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_every_cuda_source_compiles_with_nvrtc(dtype, arch):
+    """NVRTC (cuda-bindings with the nvidia-cuda-nvrtc wheel; a compiler library, no GPU)
+    compiles the kernels' module as CuPy's RawModule would, for A100 and H100/H200: in a
+    process of its own (cuda-bindings is not imported into the test run)."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", NVRTC_COMPILE, dtype, arch], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["created"] and result["compiled"], result["log"]
+    assert result["cubin_bytes"] > 0
+
+
+def test_every_kernel_has_its_reference_and_source():
+    source = cuda_kernels.module_source("float32")
+    assert set(cuda_kernels.REFERENCES) == set(cuda_kernels.NAMES)
+    for name in cuda_kernels.NAMES:
+        assert f'extern "C" __global__ void {name}(' in source
+
+
+def test_the_op_set_is_made_once_without_touching_the_device(emulation):
+    """``Backend.ops`` once made an array and copied it from the host at every access."""
+    be = backends.resolve("cupy", "cuda")
+    ops = be.ops
+    emulation.reset_counters()
+    assert all(be.ops is ops for _ in range(3))
+    assert not any(emulation.snapshot().values())
