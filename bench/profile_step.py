@@ -22,7 +22,7 @@ from pathlib import Path
 
 import xpnet
 from xpnet import backends, data, training
-from xpnet.config import TrainConfig
+from xpnet.settings import TrainConfig
 
 PACKAGE = Path(xpnet.__file__).resolve().parent
 EAGER = ("numpy", "torch", "array_api_strict")

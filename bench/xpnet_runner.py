@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from xpnet import backends, data, training
-from xpnet.config import TrainConfig
+from xpnet.settings import TrainConfig
 
 from workload import Impl, Workload, layer_shapes
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import CUPY_IS_EMULATED
 from xpnet import backends, data, model, training
 from xpnet.backends import cuda_kernels
-from xpnet.config import TrainConfig
+from xpnet.settings import TrainConfig
 
 pytestmark = pytest.mark.skipif(not CUPY_IS_EMULATED, reason="a real CuPy is installed: these are the emulator's counts")
 

@@ -115,7 +115,7 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
             self.signum = 15
         return self.signum is not None
 
-    monkeypatch.setattr(training._SignalFlag, "__call__", fake_stop)
+    monkeypatch.setattr(training.SignalFlag, "__call__", fake_stop)
     with pytest.raises(training.Stopped):
         training.train(training.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None)
     monkeypatch.undo()

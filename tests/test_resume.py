@@ -44,7 +44,7 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
         return self.signum is not None
 
     part = tmp_path / "part.npz"
-    monkeypatch.setattr(training._SignalFlag, "__call__", fake_stop)
+    monkeypatch.setattr(training.SignalFlag, "__call__", fake_stop)
     lines = []
     with pytest.raises(training.Stopped) as e:
         training.train(training.TrainConfig(save=str(part), **SMALL), be, mnist, say=lines.append)

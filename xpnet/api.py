@@ -18,7 +18,7 @@ import numpy as np
 
 from . import backends, checkpoint, config, data, evaluate, inputs, model, onnx_export
 from . import training
-from .config import TrainConfig
+from .settings import TrainConfig
 from .errors import Diverged, Stopped, UserError
 
 VALIDATION_STREAM = 0x5A11  # the host generator stream that picks fit's validation rows
@@ -73,7 +73,7 @@ class Model:
 
     def __repr__(self) -> str:
         spec = self.spec
-        return f"<xpnet.Model {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output} {self.dtype}>"
+        return f"<xpnet.Model {spec.describe()} {self.dtype}>"
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -376,9 +376,8 @@ class MLPClassifier:
             return None, None
         spec = config.resolve_spec(cfg, f.x.shape[1], classes.shape[0])
         if spec != self._model.spec:
-            raise ValueError(f"partial_fit: the network would be {'-'.join(map(str, spec.sizes))} {spec.activation}/"
-                             f"{spec.output}, the first call's is {'-'.join(map(str, self._model.spec.sizes))} "
-                             f"{self._model.spec.activation}/{self._model.spec.output}; call fit to start over")
+            raise ValueError(f"partial_fit: the network would be {spec.describe()}, the first call's is "
+                             f"{self._model.spec.describe()}; call fit to start over")
         if self.__dict__.get("_state") is not None and self._state_on == _key(f.backend):
             return self._state, None
         return None, self.__dict__.get("_resume") or self._host_state()

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import optim
+from . import optim, settings
 from .backends import BACKENDS, DTYPES
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, OUTPUTS, Spec
@@ -163,13 +163,11 @@ def _train_config_checks(train_config: type, table: dict, where: str) -> None:
 def _schema():
     """The one description of a checkpoint's metadata: every key, its type, range or names.
     Config keys and types come from TrainConfig's fields; the names from xpnet's own lists."""
-    from . import config  # config imports this module
-
     size, fraction, nonneg = _number(int, 1, 2**31 - 1), _number(float, 0, 1), _number(float, 0)
     epoch, count, u128 = _number(int, 1, 2**63 - 1), _number(int, 0, 2**63 - 1), _number(int, 0, 2**128 - 1)
     spec = {"sizes": _list(size, 2), "activation": _names(ACTIVATIONS), "output": _names(OUTPUTS),
             "init": _names(("auto",) + INITS)}
-    train_config = {name: _rule_for(hint) for name, hint in typing.get_type_hints(config.TrainConfig).items()}
+    train_config = {name: _rule_for(hint) for name, hint in typing.get_type_hints(settings.TrainConfig).items()}
     train_config |= {k: spec[k] for k in ("activation", "output", "init")} | {
         "hidden": _list(size), "layers": _optional(_list(size, 2)), "backend": _optional(_names(BACKENDS)),
         "image_shape": _list(size, 1), "num_classes": size}
@@ -185,7 +183,7 @@ def _schema():
     return _table({
         "format": _names((FORMAT,)),
         "spec": _table(spec, tuple(spec)),
-        "config": _table(train_config, then=functools.partial(_train_config_checks, config.TrainConfig)),
+        "config": _table(train_config, then=functools.partial(_train_config_checks, settings.TrainConfig)),
         "metrics": _table({"history": _list(_table(epoch_record)), "test_accuracy": fraction}),
         "state": _table(state),
         "classes": _list(_rule(_is_label, "a class label: a string, an integer, a finite number or true/false"), 2),

@@ -344,7 +344,7 @@ def cmd_export(args, say) -> int:
         raise UserError(f"--onnx {args.onnx}: folder {target.parent} does not exist")
     spec, host_params, meta = checkpoint.load(args.model)
     onnx_export.save(args.onnx, spec, host_params, meta.get("classes"), flag="--onnx")
-    say(f"wrote {args.onnx} ({'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output}, "
+    say(f"wrote {args.onnx} ({spec.describe()}, "
         f"ONNX opset {onnx_export.OPSET})")
     return 0
 

@@ -43,6 +43,10 @@ class Spec:
         if self.init not in INITS + ("auto",):
             raise ValueError(f"unknown init {self.init!r}")
 
+    def describe(self) -> str:
+        """The network in one phrase, as every message names it: ``784-512-256-10 relu/softmax``."""
+        return f"{'-'.join(map(str, self.sizes))} {self.activation}/{self.output}"
+
     @property
     def resolved_init(self) -> str:
         if self.init != "auto":

@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import config
-from .config import RANGES, SETTINGS, TrainConfig, flag
+from .settings import RANGES, SETTINGS, TrainConfig, flag
 from .errors import UserError
 
 SAMPLERS = ("tpe", "random", "grid")

@@ -31,10 +31,10 @@ from pathlib import Path
 from . import backends, checkpoint, data, evaluate, model
 from . import callbacks as cb
 from . import space as space_mod
-from .config import Range, TrainConfig, flag
+from .settings import Range, TrainConfig, flag
 from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
-from .training import _SignalFlag, train
+from .training import SignalFlag, train
 
 DEFAULT_STORAGE = "sqlite:///xpnet-sweeps.db"
 ATTR = "xpnet"  # the study's user attribute holding its search space (space.Space.to_dict)
@@ -240,7 +240,7 @@ class Objective:
         self.out, self.threads, self.say = out, threads, say
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.trial = None  # the trial in progress, or the last one
-        self.signals = None  # a train._SignalFlag while the worker runs: SIGINT/SIGTERM outside training
+        self.signals = None  # a training.SignalFlag while the worker runs: SIGINT/SIGTERM outside training
 
     def check(self) -> None:
         """Stopped, after SIGINT or SIGTERM came outside training (which stops on its own)."""
@@ -370,7 +370,7 @@ def work(args, say) -> int:
     say(f"worker {objective.worker}: study {args.study}, {backend.name} on {backend.label}, "
         f"{_threads(args.threads)}, {dataset.source}")
     try:
-        with _SignalFlag() as objective.signals:  # a signal stops the worker at the next check, or training after its chunk
+        with SignalFlag() as objective.signals:  # a signal stops the worker at the next check, or training after its chunk
             _work(study, objective, target, deadline)
         finished = sum(map(_counted, study.get_trials(deepcopy=False)))
         say(f"worker {objective.worker}: done: the study holds {finished} finished trials"

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import budget, callbacks as cb, checkpoint, config, data, evaluate, model, optim
 from .backends import threads, to_host
-from .config import TrainConfig
+from .settings import TrainConfig
 from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
 from .step import Net, Steps
@@ -82,8 +82,7 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume) -> TrainSta
         return TrainState(Net(layers, optim.init_slots(hyper, backend.ops, layers)), rng)
     r_spec, host_params, meta = resume
     if r_spec != spec:
-        raise UserError(f"--resume: the checkpoint's network {'-'.join(map(str, r_spec.sizes))} "
-                        f"{r_spec.activation}/{r_spec.output} is not this run's {'-'.join(map(str, spec.sizes))} {spec.activation}/{spec.output}")
+        raise UserError(f"--resume: the checkpoint's network {r_spec.describe()} is not this run's {spec.describe()}")
     s = meta.get("state") or {}
     try:
         rng = np.random.default_rng()
@@ -123,7 +122,7 @@ def _public_slots(slots):
     return out
 
 
-class _SignalFlag:
+class SignalFlag:
     """While active, SIGINT and SIGTERM set a flag (the chunk in flight finishes) instead of
     killing the process; a second SIGINT interrupts at once."""
 
@@ -254,13 +253,13 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     run = Run(cfg, backend, dataset, say, resume, state)
     st = run.state
     last = cfg.epochs if epochs is None else st.epoch + epochs - 1
-    say(f"training {'-'.join(map(str, run.spec.sizes))} {run.spec.activation}/{run.spec.output} on {run.n} images "
+    say(f"training {run.spec.describe()} on {run.n} images "
         f"({dataset.source}), {backend.name} on {backend.label}, {cfg.dtype}, "
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
         + (f", resuming at epoch {st.epoch} step {st.step}" if run.resumed else ""))
     callbacks = cb.standard(cfg) + list(callbacks)
     cb.call(callbacks, "on_train_begin", run)
-    with _SignalFlag() as stop:
+    with SignalFlag() as stop:
         while st.epoch <= last:
             entry = _epoch(run, stop)
             st.improved = run.val is not None and entry["val_accuracy"] > st.best_val
