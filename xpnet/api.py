@@ -406,12 +406,13 @@ class MLPClassifier:
                             backend=self.backend, device=self.device, tf32=self.tf32,
                             config=cfg.to_checkpoint(), history=history, name=type(self).__name__)
 
-    def _host_state(self):
-        """The training state as a loaded checkpoint holds it: (spec, host params, meta)."""
+    def _host_state(self) -> checkpoint.Saved:
+        """The training state as a loaded checkpoint holds it."""
         st = self._state
         state, slots = training.saved_state(self._cfg, st, st.epoch, 0, st.rng.bit_generator.state, 0.0)
         params = training.params_to_host(model.params_of(st.net.layers))
-        return self._model.spec, params, {"state": state, "slots": slots, "metrics": {"history": list(st.history)}}
+        return checkpoint.Saved(self._model.spec, params,
+                                {"state": state, "slots": slots, "metrics": {"history": list(st.history)}})
 
     # ---- settings -----------------------------------------------------------------------------
 

@@ -377,9 +377,18 @@ def _running(pid: int) -> bool:
 # ---- loading ---------------------------------------------------------------------------------
 
 
-def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
-    """Load and verify a checkpoint: (spec, host params, meta). Never executes code; reads no
-    more bytes than the architecture in its (schema-checked) metadata implies."""
+class Saved(typing.NamedTuple):
+    """A checkpoint as loaded, or a run's state as one would hold it (``training.start_state``
+    goes on from either): the architecture, the parameters on the host and the metadata."""
+
+    spec: Spec
+    params: list  # [(W (1, out, in), b (1, out, 1)), ...] NumPy arrays, first layer first
+    meta: dict  # the schema-checked metadata; "slots": the optimiser's arrays, or None
+
+
+def load(path) -> Saved:
+    """Load and verify a checkpoint. Never executes code; reads no more bytes than the
+    architecture in its (schema-checked) metadata implies."""
     path = Path(path)
     _check_magic(path)
     try:
@@ -414,7 +423,7 @@ def load(path) -> tuple[Spec, list[tuple[np.ndarray, np.ndarray]], dict]:
     params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in layers]
     meta["slots"] = [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] \
         if n_slots else None
-    return spec, params, meta
+    return Saved(spec, params, meta)
 
 
 def _check_magic(path: Path) -> None:

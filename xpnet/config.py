@@ -128,7 +128,7 @@ def resolve(args, parser):
     resume = None
     if "resume" in given:
         resume = checkpoint.load(given["resume"])
-        saved = resume[2].get("config", {})
+        saved = resume.meta.get("config", {})
         values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in SETTINGS})
         values["save"] = given["resume"]
         stored = {k: saved[k] for k in PATHS if saved.get(k) and k not in given and k != "save"}  # save: the resumed file

@@ -73,16 +73,16 @@ def params_to_host(params):
     return [(np.ascontiguousarray(to_host(W)), to_host(b)) for W, b in params]
 
 
-def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume) -> TrainState:
+def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.Saved | None) -> TrainState:
     """A fresh run's state (initial weights from the seed's generator), or a checkpoint's."""
     hyper = optim.Hyper(cfg.optimizer)
     if resume is None:
         rng = np.random.default_rng(cfg.seed)
         layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype))
         return TrainState(Net(layers, optim.init_slots(hyper, backend.ops, layers)), rng)
-    r_spec, host_params, meta = resume
-    if r_spec != spec:
-        raise UserError(f"--resume: the checkpoint's network {r_spec.describe()} is not this run's {spec.describe()}")
+    host_params, meta = resume.params, resume.meta
+    if resume.spec != spec:
+        raise UserError(f"--resume: the checkpoint's network {resume.spec.describe()} is not this run's {spec.describe()}")
     s = meta.get("state") or {}
     try:
         rng = np.random.default_rng()
@@ -242,7 +242,7 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
           epochs: int | None = None) -> Result:
     """Train per ``cfg`` on ``dataset`` with ``backend``; prints one line per epoch and the test line.
 
-    ``resume``: a loaded checkpoint (spec, host params, meta) whose training state to continue.
+    ``resume``: a loaded checkpoint (``checkpoint.Saved``) whose training state to continue.
     ``state``: a TrainState on ``backend`` to go on from instead (a previous ``Result.state``).
     ``epochs``: how many epochs to run, even past ``cfg.epochs`` (``MLPClassifier.partial_fit``
     runs one at a time); None: up to epoch ``cfg.epochs``.
