@@ -222,3 +222,14 @@ def test_debug_is_taken_before_and_after_the_command():
         assert p.returncode == 1 and "Traceback" in p.stderr and "--lr" in p.stderr, p.stderr
     assert all("--debug" in parser._option_string_actions for parser in _parsers())
     assert "nielsen" in xpnet("presets", "--debug").stdout
+
+
+def test_version_flag_errors_name_the_program_once_and_train_help_is_grouped():
+    assert xpnet("-V").stdout.strip() == xpnet("--version").stdout.strip()
+    assert xpnet("-V").stdout.startswith("xpnet ")
+    p = xpnet("train", "--lr", "abc", check=False)
+    assert p.returncode == 2 and p.stderr.strip() == "xpnet: error: train: argument --lr: invalid float value: 'abc'"
+    assert xpnet("--bogus", check=False).stderr.strip() == "xpnet: error: unrecognized arguments: --bogus"
+    help_text = xpnet("train", "--help").stdout
+    titles = [line[:-1] for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert titles[-7:] == ["recipe", "network", "optimiser", "regularisation", "data", "outputs", "device"], titles

@@ -41,8 +41,9 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):  # one line, no usage dump
-        raise UserError(f"{self.prog}: {message}")
+    def error(self, message):  # one line, no usage dump, the program named once ("xpnet: error: train: ...")
+        command = self.prog.partition(" ")[2]
+        raise UserError(f"{command}: {message}" if command else message)
 
 
 def _int_list(flag):
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xpnet", description="Train multilayer perceptrons on MNIST-style IDX data, on any array-API backend.",
                 epilog="Run 'xpnet COMMAND --help' for a command's flags. Without a COMMAND, xpnet prints this "
                        "help on stderr and exits with status 2.")
-    p.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"xpnet {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors (also accepted after the command)")
     sub = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=_Parser,
                        help="what to do; each has its own --help")
@@ -107,55 +108,62 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a network and report its test accuracy",
                        argument_default=argparse.SUPPRESS)  # only given flags appear: they win over presets/files
-    t.add_argument("--backend", choices=backends.BACKENDS,
-                   help="array library (default: cupy when --device picks a GPU, else numpy)")
-    t.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
-                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
-    t.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)")
-    t.add_argument("--tf32", action="store_true",
-                   help="allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant digits (default: off, full float32)")
-    t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                   help="on CuPy, run every step eagerly instead of replaying each chunk of full-batch steps as one "
-                        "captured CUDA graph (default: graphs on)")
-    t.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
-    t.add_argument("--preset", choices=sorted(presets.PRESETS), help="start from a named recipe (see: xpnet presets)")
-    t.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")
-    t.add_argument("--resume", metavar="PATH", help="continue the training saved in this checkpoint")
-    t.add_argument("--print-config", action="store_true", help="print the resolved configuration as TOML and exit")
-    t.add_argument("--layers", type=_int_list("--layers"), metavar="SIZES",
-                   help="all layer sizes, input first, e.g. 784,100,10 (checked against the data)")
-    t.add_argument("--hidden", type=_int_list("--hidden"), metavar="SIZES",
-                   help="hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data")
-    t.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), help="activation of the hidden layers")
-    t.add_argument("--output", choices=("softmax", "sigmoid"),
-                   help="softmax + cross-entropy, or sigmoid + quadratic cost")
-    t.add_argument("--init", choices=("auto",) + model.INITS,
-                   help="weight initialisation (default auto: he for relu, xavier otherwise)")
-    t.add_argument("--lr", type=float, help="learning rate, > 0")
-    t.add_argument("--lr-schedule", choices=optim.SCHEDULES,
-                   help="learning-rate schedule, evaluated every step")
-    t.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up")
-    t.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="update rule")
-    t.add_argument("--momentum", type=float, help="momentum coefficient of momentum and nesterov, 0 to 0.999")
-    t.add_argument("--weight-decay", type=float, help="adamw's decoupled weight decay")
-    t.add_argument("--dropout", type=float, help="dropout rate on hidden layers, 0 to 0.95")
-    t.add_argument("--max-norm", type=float, help="cap on each unit's incoming weight norm; 0: off")
-    t.add_argument("--label-smoothing", type=float, help="mass moved from the label to all classes evenly, 0 to 0.5")
-    t.add_argument("--augment", choices=augment.KINDS, help="on-device augmentation of training batches")
-    t.add_argument("--early-stop", type=int, metavar="N",
-                   help="stop when validation accuracy has not improved for N epochs; keep the best; 0: off")
-    t.add_argument("--batch-size", type=int, help="training images per step")
-    t.add_argument("--epochs", type=int, help="passes over the training images")
-    t.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n")
-    t.add_argument("--seed", type=int, help="seed of the one host random generator, >= 0")
-    t.add_argument("--validation", type=int,
-                   help="hold out the last N training images for validation; 0: none")
-    t.add_argument("--dtype", choices=backends.DTYPES, help="floating-point type of the parameters and the arithmetic")
-    t.add_argument("--save", metavar="PATH", help="write the model (and resumable training state) to this .npz file")
-    t.add_argument("--log", metavar="PATH", help="append one JSON object per epoch to this file")
-    t.add_argument("--plots", metavar="DIR", help="after training, draw curves.png, confusion.png and mistakes.png here")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec = t.add_argument_group("recipe", "where the settings come from (flags given here win over all of them)")
+    rec.add_argument("--preset", choices=sorted(presets.PRESETS), help="start from a named recipe (see: xpnet presets)")
+    rec.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")
+    rec.add_argument("--resume", metavar="PATH", help="continue the training saved in this checkpoint")
+    rec.add_argument("--print-config", action="store_true", help="print the resolved configuration as TOML and exit")
+    net = t.add_argument_group("network")
+    net.add_argument("--layers", type=_int_list("--layers"), metavar="SIZES",
+                     help="all layer sizes, input first, e.g. 784,100,10 (checked against the data)")
+    net.add_argument("--hidden", type=_int_list("--hidden"), metavar="SIZES",
+                     help="hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data")
+    net.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), help="activation of the hidden layers")
+    net.add_argument("--output", choices=("softmax", "sigmoid"),
+                     help="softmax + cross-entropy, or sigmoid + quadratic cost")
+    net.add_argument("--init", choices=("auto",) + model.INITS,
+                     help="weight initialisation (default auto: he for relu, xavier otherwise)")
+    opt = t.add_argument_group("optimiser")
+    opt.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="update rule")
+    opt.add_argument("--lr", type=float, help="learning rate, > 0")
+    opt.add_argument("--lr-schedule", choices=optim.SCHEDULES,
+                     help="learning-rate schedule, evaluated every step")
+    opt.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up")
+    opt.add_argument("--momentum", type=float, help="momentum coefficient of momentum and nesterov, 0 to 0.999")
+    opt.add_argument("--weight-decay", type=float, help="adamw's decoupled weight decay")
+    opt.add_argument("--batch-size", type=int, help="training images per step")
+    opt.add_argument("--epochs", type=int, help="passes over the training images")
+    opt.add_argument("--seed", type=int, help="seed of the one host random generator, >= 0")
+    reg = t.add_argument_group("regularisation")
+    reg.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n")
+    reg.add_argument("--dropout", type=float, help="dropout rate on hidden layers, 0 to 0.95")
+    reg.add_argument("--max-norm", type=float, help="cap on each unit's incoming weight norm; 0: off")
+    reg.add_argument("--label-smoothing", type=float, help="mass moved from the label to all classes evenly, 0 to 0.5")
+    reg.add_argument("--augment", choices=augment.KINDS, help="on-device augmentation of training batches")
+    reg.add_argument("--early-stop", type=int, metavar="N",
+                     help="stop when validation accuracy has not improved for N epochs; keep the best; 0: off")
+    dat = t.add_argument_group("data")
+    dat.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
+    dat.add_argument("--validation", type=int,
+                     help="hold out the last N training images for validation; 0: none")
+    dat.add_argument("--dtype", choices=backends.DTYPES, help="floating-point type of the parameters and the arithmetic")
+    out = t.add_argument_group("outputs")
+    out.add_argument("--save", metavar="PATH", help="write the model (and resumable training state) to this .npz file")
+    out.add_argument("--log", metavar="PATH", help="append one JSON object per epoch to this file")
+    out.add_argument("--plots", metavar="DIR", help="after training, draw curves.png, confusion.png and mistakes.png here")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    dev = t.add_argument_group("device")
+    dev.add_argument("--backend", choices=backends.BACKENDS,
+                     help="array library (default: cupy when --device picks a GPU, else numpy)")
+    dev.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
+                     help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    dev.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)")
+    dev.add_argument("--tf32", action="store_true",
+                     help="allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant digits (default: off, full float32)")
+    dev.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                     help="on CuPy, run every step eagerly instead of replaying each chunk of full-batch steps as one "
+                            "captured CUDA graph (default: graphs on)")
     t.set_defaults(parser=t)
 
 
