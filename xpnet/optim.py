@@ -54,11 +54,11 @@ class Hyper:
 
     def step_scalars(self, lr: float, t: int) -> dict:
         """The host scalars of step number ``t`` (1-based), every product of the rate computed
-        here, once, so that the step only reads them (on a GPU: from device memory): the rate;
-        plain SGD's weight decay 1 - lr * l2 / N (with L2); -lr (and -lr * momentum for
+        here, once, so that the step only reads them (on a GPU: from device memory): plain
+        SGD's weight decay 1 - lr * l2 / N (with L2); -lr (and -lr * momentum for
         nesterov); Adam's step -lr / (1 - beta1^t), c2 = 1 / (1 - beta2^t) and adamw's decay
         1 - lr * weight_decay."""
-        s = {"lr": lr}
+        s = {}
         if self.name == "sgd" and self.l2:
             s["decay"] = 1.0 - lr * self.l2 / self.n_train
         elif self.name in ("momentum", "nesterov"):

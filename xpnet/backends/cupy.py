@@ -25,7 +25,6 @@ import cupy
 import numpy
 
 from . import cuda_kernels as kernels
-from .base import is_number
 from .numpy import NumpyOps
 
 CHUNK_BYTES = 4 << 20  # training rows gathered at once (not yet measured on a GPU)
@@ -34,6 +33,16 @@ CHUNK_BYTES = 4 << 20  # training rows gathered at once (not yet measured on a G
 def _feature_major(a) -> bool:
     """A 2-D (n, size) array stored contiguously as its (size, n) transpose."""
     return a.ndim == 2 and a.flags.f_contiguous
+
+
+def _on_host(x) -> bool:
+    """A Python number (cuBLAS and kernels read it by value), not a device scalar."""
+    return isinstance(x, (int, float))
+
+
+def _gemm_output(out) -> bool:
+    """An output cuBLAS writes directly: 2-D, C- or F-contiguous."""
+    return out is not None and out.ndim == 2 and (out.flags.c_contiguous or out.flags.f_contiguous)
 
 
 def _same_layout(*arrays) -> bool:
@@ -81,7 +90,7 @@ class CupyOps(NumpyOps):
     def _scalar(self, value, like):
         """``value`` as a 0-d device array of like's dtype: a device scalar as it is, a number
         as a constant made once (so that kernels and cuBLAS read every scalar from memory)."""
-        if not is_number(value, value):
+        if not _on_host(value):
             return value
         cache = self.__dict__.setdefault("_constants", {})
         key = (float(value), like.dtype.name, self.device_key(like))
@@ -100,15 +109,15 @@ class CupyOps(NumpyOps):
     # ---- products ----------------------------------------------------------------------------
 
     def matmul(self, a, b, out=None, alpha=1.0, beta=None):
-        if out is None or a.ndim != 2 or b.ndim != 2 or not (out.flags.c_contiguous or out.flags.f_contiguous):
+        if not (_gemm_output(out) and a.ndim == b.ndim == 2):
             return super().matmul(a, b, out, alpha, beta)
         beta = 0.0 if beta is None else beta
-        if not (is_number(alpha, alpha) and is_number(beta, beta)):  # cuBLAS reads both from the device
+        if not (_on_host(alpha) and _on_host(beta)):  # cuBLAS reads both from the device
             alpha, beta = self._scalar(alpha, out), self._scalar(beta, out)
         return cupy.cublas.gemm("N", "N", a, b, out=out, alpha=alpha, beta=beta)
 
     def _gemm(self, a, b, out):
-        if out is not None and a.ndim == b.ndim == 2 and (out.flags.c_contiguous or out.flags.f_contiguous):
+        if _gemm_output(out) and a.ndim == b.ndim == 2:
             return cupy.cublas.gemm("N", "N", a, b, out=out)
         return super()._gemm(a, b, out)
 
