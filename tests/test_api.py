@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from array_api_compat import device
-from conftest import targets
+from helpers import targets
 
 import xpnet
 from xpnet import MLPClassifier, backends, data, errors, evaluate, training
@@ -279,6 +279,51 @@ def test_bad_input_and_settings_raise_clear_errors(digits):
         MLPClassifier(**SMALL, device="tpu").fit(X, y)
     with pytest.raises(ValueError, match="Invalid parameter 'hiden'"):
         clf.set_params(hiden=(3,))
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"lr": "fast"}, "lr='fast': expected a number"),
+    ({"hidden": "16"}, "hidden='16': expected a list of integers"),
+    ({"hidden": (16.5,)}, r"hidden=\[16.5\]: expected a list of integers"),
+    ({"batch_size": 2.5}, "batch_size=2.5: expected an integer"),
+    ({"activation": "swish"}, "activation swish: expected one of sigmoid, tanh, relu"),
+    ({"dtype": "float16"}, "dtype float16: expected one of float32, float64"),
+])
+def test_each_parameter_is_checked_by_its_settings_rule_before_any_work(digits, params, message, monkeypatch):
+    """A wrong type or value names the parameter in Python's words (no flag), before the data is
+    touched: the table's type, choices and range, as for xpnet train's flags."""
+    X, y = digits
+    monkeypatch.setattr(xpnet.api.inputs, "features", lambda *a, **k: pytest.fail("the data was read first"))
+    with pytest.raises(ValueError, match=message) as e:
+        MLPClassifier(**params).fit(X, y)
+    assert "--" not in str(e.value)
+
+
+def test_parameters_are_the_tables_api_settings():
+    """MLPClassifier's parameters: the settings marked for the API, with the table's defaults, and
+    its own few; numpy scalars (as grid searches give) are accepted."""
+    from xpnet.settings import SETTINGS
+
+    params = MLPClassifier().get_params()
+    shared = {name: s.default for name, s in SETTINGS.items() if s.api}
+    assert {k: params[k] for k in shared} == shared
+    assert set(params) - set(shared) == set(xpnet.api.ESTIMATOR_PARAMETERS)
+    assert MLPClassifier((64,), lr=np.float64(0.1)).get_params()["hidden"] == (64,)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'hiden'"):
+        MLPClassifier(hiden=(3,))
+    clf = MLPClassifier(batch_size=np.int64(16), hidden=np.int64(8))
+    assert clf._config(0, 0, None).batch_size == 16 and clf._config(0, 0, None).hidden == (8,)
+
+
+def test_xpnet_train_refuses_what_is_ambiguous_or_unknown_in_its_words():
+    with pytest.raises(ValueError, match="preset 'bogus': no such preset; presets are"):
+        xpnet.train(preset="bogus", verbose=0)
+    with pytest.raises(ValueError, match="hidden and layers both given"):
+        xpnet.train(hidden=(16,), layers=(784, 16, 10), verbose=0)
+    with pytest.raises(ValueError, match="config=3: expected a path"):
+        xpnet.train(config=3, verbose=0)
+    with pytest.raises(TypeError, match="callbacks=3: expected a list"):
+        xpnet.train(callbacks=3, verbose=0, epochs=0)
 
 
 def _trained_checkpoint(mnist, path, **settings):

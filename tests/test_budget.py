@@ -7,7 +7,7 @@ import types
 
 import numpy as np
 import pytest
-from idxutil import write_dataset, write_idx
+from helpers import write_dataset, write_idx
 
 from xpnet import backends, budget, data, training
 from xpnet.errors import UserError

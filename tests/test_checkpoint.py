@@ -304,8 +304,8 @@ def _set(doc, keys, value):
     (("config", "num_classes"), 0, "config.num_classes"),
     (("config", "dropout"), 3.0, "--dropout"),
     (("config", "lr"), 10**400, "config.lr"),
-    (("config", "optimizer"), "lbfgs", "--optimizer"),
-    (("config", "lr_schedule"), "cosine\nsteps", "--lr-schedule cosine steps"),
+    (("config", "optimizer"), "lbfgs", "config.optimizer"),
+    (("config", "lr_schedule"), "cosine\nsteps", "config.lr_schedule"),
     (("config", "activation"), "swish", "config.activation"),
     (("config", "backend"), "tensorflow", "config.backend"),
     (("config", "colour"), "red", "unknown key \"colour\""),
@@ -393,7 +393,7 @@ def test_metadata_mutations_with_a_recomputed_checksum(tmp_path, full_checkpoint
         return
     args = cli.build_parser().parse_args(["train", "--resume", str(path)])
     try:
-        cfg, resume = config.resolve(args, args.parser)
+        cfg, resume = config.resolve(vars(args))
         training.start_state(cfg, spec, NUMPY, resume)
         event("loaded and resumed")
     except UserError as e:

@@ -2,43 +2,12 @@
 
 import argparse
 import importlib.util
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import COMBOS, CUPY_IS_EMULATED, emulated_env
-from idxutil import write_dataset
-
-ACC = re.compile(r"^test accuracy: (\d+\.\d\d)% \((\d+)/(\d+)\)$")
-
-
-def xpnet(*args, cwd=None, check=True, gpu=False):
-    """``python -m xpnet ARGS``; ``gpu``: with the CuPy of this test run (the emulated one, where it stands in)."""
-    env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning")
-    if gpu:
-        env = emulated_env(env)
-    p = subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-    if check:
-        assert p.returncode == 0, p.stderr
-    return p
-
-
-def last_accuracy(stdout: str):
-    m = ACC.match(stdout.strip().splitlines()[-1])
-    assert m, stdout
-    return m.group(0)
-
-
-def assert_clean_error(p, *needles, code=2):
-    assert p.returncode == code, (p.stdout, p.stderr)
-    err = p.stderr.strip()
-    assert "Traceback" not in p.stderr and len(err.splitlines()) == 1, p.stderr
-    for needle in needles:
-        assert needle in err, err
-
+from helpers import ACC, COMBOS, CUPY_IS_EMULATED, assert_clean_error, last_accuracy, parsers, xpnet
+from helpers import write_dataset
 
 def _gpu_usable():
     """A real GPU through a real CuPy (not the emulated one, which subprocesses do not see)."""
@@ -181,19 +150,12 @@ def test_help_lists_the_commands():
     assert "--device" in xpnet("train", "--help").stdout
 
 
-def _parsers():
-    """xpnet's parser and each command's."""
-    from xpnet import cli
-
-    top = cli.build_parser()
-    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
-    return [top, *commands.choices.values()]
 
 
 def test_every_flag_has_a_help_text_and_its_default():
     from xpnet import config
 
-    for parser in _parsers():
+    for parser in parsers():
         formatter = parser._get_formatter()
         for action in parser._actions:
             name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
@@ -204,7 +166,7 @@ def test_every_flag_has_a_help_text_and_its_default():
                 assert "default" in formatter._get_help_string(action), name
         text = parser.format_help()
         assert "None" not in text and "SUPPRESS" not in text, text
-    train = _parsers()[1].format_help()
+    train = parsers()[1].format_help()
     assert "(default: 0.2)" in train and "(default: 512,256)" in train
 
 
@@ -220,7 +182,7 @@ def test_debug_is_taken_before_and_after_the_command():
     for args in (["--debug", "train", "--lr", "x"], ["train", "--lr", "x", "--debug"]):
         p = xpnet(*args, check=False)
         assert p.returncode == 1 and "Traceback" in p.stderr and "--lr" in p.stderr, p.stderr
-    assert all("--debug" in parser._option_string_actions for parser in _parsers())
+    assert all("--debug" in parser._option_string_actions for parser in parsers())
     assert "nielsen" in xpnet("presets", "--debug").stdout
 
 

@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
-from idxutil import write_dataset
-from test_cli import _parsers, assert_clean_error, last_accuracy, xpnet
+from helpers import write_dataset
+from helpers import parsers, assert_clean_error, last_accuracy, xpnet
 
 from xpnet import checkpoint, cli, optim
 
@@ -103,7 +103,7 @@ PATH_METAVARS = {"PATH", "DIR", "FILE.png", "FILE.toml", "IMAGE"}
 def _path_arguments():
     """(command, flag or argument name) of every argument of every command that names a path."""
     out = []
-    for parser in _parsers()[1:]:
+    for parser in parsers()[1:]:
         for action in parser._actions:
             if action.metavar in PATH_METAVARS:
                 out.append((parser.prog.split()[-1], (action.option_strings or [action.metavar])[0]))
@@ -122,7 +122,7 @@ def test_the_path_arguments_are_found():
 
 @pytest.mark.parametrize("command,name", PATH_ARGUMENTS, ids=[" ".join(c) for c in PATH_ARGUMENTS])
 def test_an_empty_path_is_refused_naming_its_flag(capsys, command, name):
-    parser = next(p for p in _parsers()[1:] if p.prog.split()[-1] == command)
+    parser = next(p for p in parsers()[1:] if p.prog.split()[-1] == command)
     args = [command]
     for action in parser._actions:  # the other required arguments, given
         if action.required and (action.option_strings or [action.metavar])[0] != name:

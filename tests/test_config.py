@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xpnet import cli, config
-from xpnet.errors import UserError
+from xpnet.errors import UserError, flag
+from xpnet.settings import SETTINGS
 
 PARSER = cli.build_parser()
-TRAIN = PARSER.parse_args(["train"]).parser
 
 # the TOML type of each setting, written out independently of TrainConfig's annotations
 TYPES = {bool: "tf32 cuda_graph quiet", int: "early_stop batch_size epochs seed validation threads",
@@ -46,11 +46,11 @@ def fits(value, kind) -> bool:
 
 def resolve(path):
     args = PARSER.parse_args(["train", "--config", str(path)])
-    return config.resolve(args, args.parser)[0]
+    return config.resolve(vars(args))[0]
 
 
 def test_setting_types_come_from_train_config():
-    assert config.SETTINGS == EXPECTED, "a setting was added or changed: write its TOML type in TYPES"
+    assert {name: s.kind for name, s in SETTINGS.items()} == EXPECTED, "a setting was added or changed: write its TOML type in TYPES"
 
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8)
@@ -67,7 +67,7 @@ def test_any_toml_value_is_taken_or_refused_in_one_line(tmp_path_factory, name, 
     path = tmp_path_factory.mktemp("toml") / "run.toml"
     path.write_text(("[train]\n" if table else "") + f"{key} = {toml(value)}\n", encoding="utf-8")
     try:
-        got = config.from_toml(str(path), TRAIN)
+        got = config.from_toml(str(path))
     except UserError as e:
         msg = str(e)
         assert str(path) in msg and key in msg and "\n" not in msg
@@ -79,7 +79,7 @@ def test_any_toml_value_is_taken_or_refused_in_one_line(tmp_path_factory, name, 
     try:
         resolve(path)  # the whole check: ranges, empty strings, paths
     except UserError as e:
-        assert "\n" not in str(e) and config.flag(name) in str(e)
+        assert "\n" not in str(e) and flag(name) in str(e)
 
 
 @pytest.mark.parametrize("text,needles", [
@@ -110,7 +110,7 @@ def test_config_file_mistakes_name_the_file_and_key(tmp_path, text, needles):
     path = tmp_path / "run.toml"
     path.write_text(text)
     with pytest.raises(UserError) as e:
-        config.from_toml(str(path), TRAIN)
+        config.from_toml(str(path))
     for needle in (str(path), *needles):
         assert needle in str(e.value)
 
@@ -119,7 +119,7 @@ def test_config_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.toml"
     path.write_bytes('activation = "tanh" # café\n'.encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8"):
-        config.from_toml(str(path), TRAIN)
+        config.from_toml(str(path))
 
 
 @pytest.mark.parametrize("name", TYPES[str].split())
@@ -128,18 +128,18 @@ def test_empty_strings_are_refused_in_files_and_flags(tmp_path, name):
     path.write_text(f'{name} = ""\n')
     with pytest.raises(UserError) as e:  # as an empty string, or as no choice of the flag's
         resolve(path)
-    assert f"{config.flag(name)} ''" in str(e.value) or f'{name} = ""' in str(e.value)
+    assert f"{flag(name)} ''" in str(e.value) or f'{name} = ""' in str(e.value)
     with pytest.raises(UserError) as e:
-        args = PARSER.parse_args(["train", config.flag(name), ""])
-        config.resolve(args, args.parser)
-    assert config.flag(name) in str(e.value)
+        args = PARSER.parse_args(["train", flag(name), ""])
+        config.resolve(vars(args))
+    assert flag(name) in str(e.value)
 
 
 @pytest.mark.parametrize("name", ["config", "resume"])
 def test_empty_config_and_resume_paths_are_refused(name):
-    args = PARSER.parse_args(["train", config.flag(name), ""])
-    with pytest.raises(UserError, match=f"{config.flag(name)} ''"):
-        config.resolve(args, args.parser)
+    args = PARSER.parse_args(["train", flag(name), ""])
+    with pytest.raises(UserError, match=f"{flag(name)} ''"):
+        config.resolve(vars(args))
 
 
 @pytest.mark.parametrize("text,needle", [("hidden = [0]", "--hidden 0"), ("layers = []", "--layers ''"),
@@ -177,3 +177,27 @@ def test_train_and_walkthrough_take_the_same_learning_rates(lr, command):
 def test_train_and_walkthrough_take_the_same_seeds(seed, command):
     err = run_main(command, f"--seed={seed}", NO_DATA)
     assert ("--seed" in err) == (seed < 0), err
+
+
+def test_the_train_flags_are_the_table_and_the_choices_its_modules():
+    """Every setting is a flag of xpnet train with the table's choices, which are the
+    implementing modules' own lists."""
+    from xpnet import augment, backends, model, optim
+
+    train = next(a for a in PARSER._subparsers._group_actions if a.dest == "command").choices["train"]
+    flags = {a.dest: a for a in train._actions}
+    assert set(SETTINGS) <= set(flags)
+    for name, s in SETTINGS.items():
+        assert s.flag() in flags[name].option_strings and (flags[name].choices or ()) == (s.choices or ())
+    assert SETTINGS["optimizer"].choices == optim.OPTIMIZERS and SETTINGS["augment"].choices == augment.KINDS
+    assert SETTINGS["activation"].choices == model.ACTIVATIONS and SETTINGS["backend"].choices == backends.BACKENDS
+    assert SETTINGS["cuda_graph"].flag() == "--no-cuda-graph"
+
+
+def test_layers_and_hidden_together_are_refused(tmp_path):
+    with pytest.raises(UserError, match="--hidden and --layers both given"):
+        config.resolve(vars(PARSER.parse_args(["train", "--hidden", "16", "--layers", "784,16,10"])))
+    path = tmp_path / "both.toml"
+    path.write_text("layers = [784, 16, 10]\nhidden = [16]\n")
+    with pytest.raises(UserError, match="layers and hidden at the top level both given"):
+        config.from_toml(str(path))

@@ -1,4 +1,4 @@
-"""xpnet's CuPy path on the emulated CuPy (tests/emulated; see conftest): what a training step
+"""xpnet's CuPy path on the emulated CuPy (tests/emulated; see helpers): what a training step
 costs in kernel launches, host reads and allocations, CUDA graphs (captured once, replayed bit
 for bit as the eager steps), and every CUDA source compiled by NVRTC for sm_80 and sm_90 (a
 compiler library: no GPU or driver needed).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import CUPY_IS_EMULATED
+from helpers import CUPY_IS_EMULATED
 from xpnet import backends, data, model, training
 from xpnet.backends import cuda_kernels
 from xpnet.settings import TrainConfig

@@ -6,8 +6,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import targets
-from idxutil import idx_bytes, write_dataset, write_idx
+from helpers import targets
+from helpers import idx_bytes, write_dataset, write_idx
 from xpnet import backends
 from xpnet import data
 from xpnet.errors import UserError

@@ -215,9 +215,7 @@ def test_tf32_flag_reaches_the_config_and_defaults_off():
 
     parser = cli.build_parser()
     for argv, expected in ((["train"], False), (["train", "--tf32"], True)):
-        args = parser.parse_args(argv)
-        args.parser = parser
-        cfg, _ = config.resolve(args, parser)
+        cfg, _ = config.resolve(vars(parser.parse_args(argv)))
         assert cfg.tf32 is expected
     assert parser.parse_args(["evaluate", "--model", "m.npz", "--tf32"]).tf32 is True
 

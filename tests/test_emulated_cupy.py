@@ -8,9 +8,9 @@ import types
 import numpy
 import pytest
 
-from conftest import CUPY_IS_EMULATED
+from helpers import CUPY_IS_EMULATED
 
-if not CUPY_IS_EMULATED:  # conftest puts the emulator first on sys.path where no real CuPy is installed
+if not CUPY_IS_EMULATED:  # helpers (via conftest) puts the emulator first on sys.path where no real CuPy is installed
     pytest.skip("a real CuPy is installed: these tests are about the emulator", allow_module_level=True)
 
 import cupy  # noqa: E402

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import targets
-from test_cli import assert_clean_error, xpnet
+from helpers import targets
+from helpers import assert_clean_error, xpnet
 from xpnet import backends
 from xpnet import checkpoint, explore, model
 

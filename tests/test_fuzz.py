@@ -9,31 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idxutil import idx_bytes
+from helpers import MUTATIONS, idx_bytes, mutate
 from xpnet import checkpoint, data, images, model
 from xpnet.errors import UserError
 
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _mutate(raw: bytes, draw_ops) -> bytes:
-    b = bytearray(raw)
-    for kind, pos, val in draw_ops:
-        if not b:
-            break
-        pos %= len(b)
-        if kind == 0:
-            b[pos] = val
-        elif kind == 1:
-            del b[pos:pos + 1 + val % 8]
-        elif kind == 2:
-            b[pos:pos] = bytes([val]) * (1 + val % 5)
-        else:
-            b = b[:pos]
-    return bytes(b)
-
-
-MUTATIONS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1 << 30), st.integers(0, 255)), min_size=1, max_size=4)
 VALID_IDX = idx_bytes((np.arange(2 * 3 * 4) % 256).astype(np.uint8).reshape(2, 3, 4))
 
 
@@ -53,7 +35,7 @@ def test_idx_random_bytes(raw):
 @FUZZ
 @given(MUTATIONS, st.booleans())
 def test_idx_mutated_files(tmp_path, ops, gz):
-    raw = _mutate(gzip.compress(VALID_IDX) if gz else VALID_IDX, ops)
+    raw = mutate(gzip.compress(VALID_IDX) if gz else VALID_IDX, ops)
     path = tmp_path / ("f.gz" if gz else "f")
     path.write_bytes(raw)
     try:
@@ -80,7 +62,7 @@ SEEDS = [b"P5\n4 4\n255\n" + bytes(range(16)), b"P2\n2 2\n15\n0 5 10 15\n"]
 def test_image_loader(tmp_path, case):
     if isinstance(case, tuple):
         which, ops = case
-        raw = _mutate(SEEDS[which] if which < 2 else _png_bytes(), ops)
+        raw = mutate(SEEDS[which] if which < 2 else _png_bytes(), ops)
     else:
         raw = case
     path = tmp_path / "img.png"
@@ -106,7 +88,7 @@ def good_checkpoint(tmp_path_factory):
 @given(MUTATIONS)
 def test_checkpoint_loader(tmp_path, good_checkpoint, ops):
     path = tmp_path / "m.npz"
-    path.write_bytes(_mutate(good_checkpoint, ops))
+    path.write_bytes(mutate(good_checkpoint, ops))
     try:
         spec, params, meta = checkpoint.load(path)
     except UserError as e:

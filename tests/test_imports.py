@@ -9,9 +9,22 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xpnet"
 # edges that still close a cycle, each with the reason and the plan to remove it
-ALLOWED = {
-    ("xpnet.api", "xpnet.cli"): "xpnet.train parses the command's flags (until one table of settings, issue 23)",
+ALLOWED: dict[tuple[str, str], str] = {}
+
+# the layers, top first: a module imports from its own layer or those below, never from above
+# (the contract an import-linter "layers" contract would state)
+LAYERS = {
+    "command line": "__main__ cli sweep_cli flags",
+    "Python API and sweeps": "xpnet api sweep space",
+    "runs": "training explore config",
+    "settings, files and checks": "settings checkpoint onnx_export budget inputs evaluate plots images callbacks presets",
+    "numerical engine": "step model augment rand optim data",
+    "array libraries": "backends backends.base backends.numpy backends.cupy backends.cuda_kernels backends.torch "
+                       "backends.jax backends.threads",
+    "errors": "errors",
 }
+LAYER_OF = {("xpnet" if m == "xpnet" else f"xpnet.{m}"): depth for depth, names in enumerate(LAYERS.values())
+            for m in names.split()}
 
 
 def _modules() -> dict[str, Path]:
@@ -89,3 +102,22 @@ def test_the_allowed_edges_still_exist():
     modules = _modules()
     for src, dst in ALLOWED:
         assert dst in {m for m, _ in _imports(src, modules[src], modules)}, (src, dst)
+
+
+def test_every_module_has_a_layer_and_imports_only_downwards():
+    graph, _ = _graph()
+    assert set(graph) == set(LAYER_OF), "a module was added or removed: give it a layer in LAYERS"
+    upward = [(name, m) for name, deps in graph.items() for m in deps if LAYER_OF[m] < LAYER_OF[name]]
+    assert upward == [], "imports from a higher layer"
+
+
+def test_no_test_module_imports_another_or_conftest():
+    """Shared test code lives in tests/helpers.py: test modules import it, never each other."""
+    tests = Path(__file__).resolve().parent
+    found = []
+    for path in tests.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [(path.name, n) for n in names if n == "conftest" or n.startswith("test_")]
+    assert found == []

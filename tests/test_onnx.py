@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from test_cli import assert_clean_error
-from test_cli import xpnet as run_xpnet
+from helpers import assert_clean_error
+from helpers import xpnet as run_xpnet
 from xpnet import MLPClassifier, backends, onnx_export, training
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime (the test extra installs it)")

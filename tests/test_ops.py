@@ -7,7 +7,7 @@ transposed views where that matters (GEMMs)."""
 import numpy as np
 import pytest
 
-from conftest import RTOL, targets
+from helpers import RTOL, targets
 from xpnet.backends import reference_ops
 
 REF = reference_ops()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import targets
+from helpers import targets
 from xpnet import backends, optim
 from xpnet.backends import reference_ops
 

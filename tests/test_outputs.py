@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_cli import assert_clean_error, xpnet
-from test_fuzz import MUTATIONS, _mutate
+from helpers import assert_clean_error, xpnet
+from helpers import MUTATIONS, mutate
 
 from xpnet import cli, data, images, plots
 from xpnet.errors import UserError
@@ -170,7 +170,7 @@ SEEDS = [_seed(CASES[k][0], fmt) for k, fmt in (("16-bit PNG", "PNG"), ("float T
 @FUZZ
 @given(st.one_of(st.binary(max_size=200), st.tuples(st.sampled_from(range(len(SEEDS))), MUTATIONS)))
 def test_damaged_images_give_grey_or_one_clean_error(tmp_path, case):
-    raw = case if isinstance(case, bytes) else _mutate(SEEDS[case[0]], case[1])
+    raw = case if isinstance(case, bytes) else mutate(SEEDS[case[0]], case[1])
     path = tmp_path / "img"
     path.write_bytes(raw)
     try:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import targets
+from helpers import targets
 from xpnet import augment, backends, checkpoint, data, model, rand, training
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_cli import assert_clean_error, xpnet
+from helpers import assert_clean_error, xpnet
 from xpnet import backends
 from xpnet import checkpoint, training
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idxutil import write_dataset
+from helpers import write_dataset
 
 try:
     import optuna
@@ -122,12 +122,8 @@ def test_space_file_errors_name_the_file_and_key(tmp_path, text, needle):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(UserError) as e:
-        space.load(str(path), _train_parser())
+        space.load(str(path))
     assert str(e.value).startswith(f"--space {path}: ") and needle in str(e.value), str(e.value)
-
-
-def _train_parser():
-    return cli.build_parser()._subparsers._group_actions[0].choices["train"]
 
 
 def test_space_suggests_settings_of_their_types(tmp_path):
@@ -135,7 +131,7 @@ def test_space_suggests_settings_of_their_types(tmp_path):
     path.write_text('[train]\nepochs = 2\nlayers = [64, 10, 3]\n[sweep]\nsampler = "grid"\n[sweep.params]\n'
                     'lr = {low = 0.1, high = 0.3, step = 0.1}\nbatch-size = {low = 8, high = 16, step = 8}\n'
                     'hidden = ["16,8", [4], ""]\nactivation = ["relu", "tanh"]\n')
-    s = space.load(str(path), _train_parser())
+    s = space.load(str(path))
     assert s.grid_size() == 3 * 2 * 3 * 2
     s = space.Space.from_dict(json.loads(json.dumps(s.to_dict())))  # as the study stores it
     got = s.suggest(optuna.trial.FixedTrial({"lr": 0.2, "batch_size": 16, "hidden": "16,8", "activation": "tanh"}))
@@ -151,7 +147,7 @@ def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
             return trial.last_step >= 2
 
     (tmp_path / "space.toml").write_text(SPACE.format(data=data_dir, epochs=6))
-    s = space.load(str(tmp_path / "space.toml"), _train_parser())
+    s = space.load(str(tmp_path / "space.toml"))
     objective = sweep.Objective("s", s, data.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print)
     for pruner, state, epochs in ((optuna.pruners.NopPruner(), "COMPLETE", 6), (PruneAtEpoch2(), "PRUNED", 2)):
         study = optuna.create_study(direction="maximize", pruner=pruner)

@@ -10,16 +10,17 @@ and to answer its tags (``__sklearn_tags__``), which only scikit-learn asks for.
 
 from __future__ import annotations
 
+import functools
 import inspect
-import re
+import os
 import warnings
 
 import numpy as np
 
 from . import backends, checkpoint, config, data, evaluate, inputs, model, onnx_export
 from . import training
-from .settings import TrainConfig
-from .errors import Diverged, Stopped, UserError
+from .errors import Stopped, UserError, parameter_words
+from .settings import SETTINGS, TrainConfig, nonempty
 
 VALIDATION_STREAM = 0x5A11  # the host generator stream that picks fit's validation rows
 
@@ -38,15 +39,20 @@ def _not_fitted(name: str) -> Exception:
                  "this estimator.")
 
 
-def _as_parameters(text: str) -> str:
-    """A message worded for the command line (``--batch-size 0: ...``) naming parameters instead
-    (``batch_size 0: ...``)."""
-    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m[1].replace("-", "_"), text)
+def in_parameter_words(function):
+    """A function of the Python API: its messages name settings as parameters (``lr``, not
+    ``--lr``), a bad value or file raises ValueError, and a signal's stop KeyboardInterrupt."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with parameter_words():
+            try:
+                return function(*args, **kwargs)
+            except UserError as e:
+                raise ValueError(str(e)) from None
+            except Stopped as e:  # Ctrl-C or SIGTERM: the chunk in flight finished, a checkpoint written with save=
+                raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
 
-
-def _value_error(e: UserError) -> ValueError:
-    """A UserError as a ValueError naming the parameter."""
-    return ValueError(_as_parameters(str(e)))
+    return call
 
 
 class Model:
@@ -107,6 +113,7 @@ class Model:
                    for xb, _ in data.DeviceData(f.x, None).chunks(getattr(xp, self.dtype))]
         return xp.concat(out, axis=0) if len(out) > 1 else out[0]
 
+    @in_parameter_words
     def predict_proba(self, X):
         """Class probabilities: X (n, features), (n, height, width) or (n, features, 1) ->
         (n, classes), in X's library and on its device. A sigmoid output's values are divided
@@ -119,6 +126,7 @@ class Model:
                 p = p / xp.sum(p, axis=1, keepdims=True)
         return f.back(p)
 
+    @in_parameter_words
     def predict(self, X):
         """The most probable class of each row: (n,) labels from ``classes_``, in X's library
         and on its device (labels that are strings come back as a NumPy array)."""
@@ -129,6 +137,7 @@ class Model:
         labels = f.backend.asarray(self.classes_)
         return f.back(f.backend.xp.take(labels, idx, axis=0))
 
+    @in_parameter_words
     def score(self, X, y, sample_weight=None) -> float:
         """Mean accuracy of ``predict(X)`` against the labels y (weighted by ``sample_weight``)."""
         pred = backends.to_host(self.predict(X))
@@ -136,6 +145,7 @@ class Model:
         w = None if sample_weight is None else inputs.on_host(sample_weight)
         return float(np.average(pred == y, weights=w))
 
+    @in_parameter_words
     def save(self, path) -> None:
         """Write an xpnet checkpoint (the model; ``xpnet evaluate``, ``predict``, ``export`` and
         ``xpnet.load`` read it), atomically."""
@@ -144,19 +154,14 @@ class Model:
         metrics = {"history": self.history}
         if self.test_accuracy is not None:
             metrics["test_accuracy"] = self.test_accuracy
-        try:
-            checkpoint.save(path, self.spec, self.host_params(), cfg, metrics,
-                            classes=None if default else self.classes_.tolist())
-        except UserError as e:
-            raise _value_error(e) from None
+        checkpoint.save(path, self.spec, self.host_params(), cfg, metrics,
+                        classes=None if default else self.classes_.tolist())
 
+    @in_parameter_words
     def to_onnx(self, path) -> None:
         """Write the network as an ONNX graph (opset 17; see ``xpnet.onnx_export``): input the
         features as floats (uint8 pixels divided by 255), outputs ``probabilities`` and ``label``."""
-        try:
-            onnx_export.save(path, self.spec, self.host_params(), self.classes_)
-        except UserError as e:
-            raise _value_error(e) from None
+        onnx_export.save(path, self.spec, self.host_params(), self.classes_)
 
 
 def _key(be) -> tuple:
@@ -164,20 +169,19 @@ def _key(be) -> tuple:
     return be.name, str(be.device)
 
 
+@in_parameter_words
 def load(path) -> Model:
     """The model in an xpnet checkpoint (from ``xpnet train --save``, ``Model.save`` or
     ``MLPClassifier.save``): its parameters on the host until a ``predict`` puts them where the
     input is. ValueError naming the file when it is missing or not a valid checkpoint."""
-    try:
-        spec, params, meta = checkpoint.load(path)
-    except UserError as e:
-        raise _value_error(e) from None
+    spec, params, meta = checkpoint.load(path)
     cfg, metrics = meta.get("config", {}), meta.get("metrics", {})
     dtype = cfg.get("dtype") if cfg.get("dtype") in backends.DTYPES else str(params[0][0].dtype)
     return Model(spec, params, meta.get("classes"), dtype, cfg.get("image_shape"), config=cfg,
                  history=metrics.get("history", ()), test_accuracy=metrics.get("test_accuracy"))
 
 
+@in_parameter_words
 def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     """``xpnet train`` for scripts: the same settings as keyword arguments (``hidden=(128,)``,
     ``epochs=5``, ``lr=0.1``, ``data_dir=...``, ``save=...``, ``log=...``, ``preset=...``,
@@ -187,44 +191,65 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     (``test_accuracy``, ``history``). A bad setting raises ValueError (or TypeError for a
     name that is none) naming it; Ctrl-C stops as the command does (after the chunk of steps
     in flight, writing the checkpoint with ``save``), then raises KeyboardInterrupt."""
-    from . import cli
-
     say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
-    try:
-        cfg, dataset, be, result = cli.train_from_args(_train_args(cli, settings), say, callbacks)
-    except UserError as e:
-        raise _value_error(e) from None
-    except Stopped as e:  # Ctrl-C or SIGTERM: the chunk in flight finished, a checkpoint written with save=
-        raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
+    cfg, dataset, be, result = training.train_from(_given(settings), say, _callback_list(callbacks))
     acc = result.test_correct / result.test_total if result.test_total else None
     return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config=cfg.to_checkpoint(),
                  history=result.history, test_accuracy=acc)
 
 
-def _train_args(cli, settings: dict):
-    """``xpnet train``'s parsed flags with ``settings`` (keyword arguments) given, each checked
-    as a config file's value is (its type, its flag's choices)."""
-    args = cli.build_parser().parse_args(["train"])
-    choices = {a.dest: a.choices for a in args.parser._actions if a.choices}
-    for key, value in settings.items():
-        if key in ("preset", "config", "resume"):
-            value = config.nonempty(config.flag(key), value)
-        elif key in config.SETTINGS:
-            kind = config.SETTINGS[key]
-            value = [value] if kind is tuple and isinstance(value, int) else value
-            value = list(value) if kind is tuple and isinstance(value, tuple) else value
-            value = config.setting(f"{key}={value!r}", value, kind, choices.get(key))
+RECIPE_KEYWORDS = ("preset", "config", "resume")  # where xpnet.train's settings come from, besides the settings
+
+
+def _given(keywords: dict) -> dict:
+    """``xpnet.train``'s keywords as the settings given, each checked as a config file's value
+    is (``config.value_of``); TypeError for a keyword that is no setting."""
+    given = {}
+    for key, value in keywords.items():
+        if key in RECIPE_KEYWORDS:
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"{key}={value!r}: expected a " + ("name" if key == "preset" else "path"))
+            given[key] = nonempty(key, os.fspath(value))
+        elif key in SETTINGS:
+            given[key] = config.value_of(key, value)
         else:
             raise TypeError(f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
-                            f"{', '.join(sorted(config.SETTINGS))}, preset, config, resume")
-        setattr(args, key, value)
-    return args
+                            f"{', '.join(sorted(SETTINGS))}, {', '.join(RECIPE_KEYWORDS)}")
+    return given
 
 
-# the constructor's parameters that are TrainConfig's settings under the same name
-SHARED = ("hidden", "activation", "output", "init", "optimizer", "lr", "lr_schedule", "warmup", "momentum",
-          "weight_decay", "batch_size", "epochs", "l2", "dropout", "max_norm", "label_smoothing", "augment",
-          "early_stop", "dtype", "tf32", "cuda_graph", "threads")
+def _callback_list(callbacks) -> list:
+    """``callbacks`` (None, or an iterable of objects with ``on_epoch_end``) as a list."""
+    if callbacks is None:
+        return []
+    try:
+        return list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks={callbacks!r}: expected a list of objects with on_epoch_end(epoch, logs)") from None
+
+
+# MLPClassifier's parameters that are not training settings (or mean something else there), and their defaults
+ESTIMATOR_PARAMETERS = {"validation": 0.0, "backend": None, "device": None, "image_shape": None, "random_state": 0,
+                        "verbose": 0}
+# the training settings that are MLPClassifier's parameters of the same name, default and meaning
+SHARED = tuple(name for name, setting in SETTINGS.items() if setting.api)
+
+
+def _estimator_init(parameters: dict):
+    """An ``__init__`` that stores each of ``parameters`` (name -> default) as an attribute of the
+    same name, with their signature (what scikit-learn's ``get_params`` and ``clone`` read)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = inspect.Signature([inspect.Parameter("self", kind)] +
+                                  [inspect.Parameter(name, kind, default=d) for name, d in parameters.items()])
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name in parameters:
+            setattr(self, name, bound.arguments[name])
+
+    __init__.__signature__ = signature
+    return __init__
 
 
 class MLPClassifier:
@@ -257,19 +282,7 @@ class MLPClassifier:
     ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``.
     """
 
-    def __init__(self, hidden=(512, 256), activation="relu", output="softmax", init="auto", optimizer="sgd", lr=0.2,
-                 lr_schedule="cosine", warmup=0.0, momentum=0.9, weight_decay=0.0, batch_size=32, epochs=20, l2=0.0,
-                 dropout=0.0, max_norm=0.0, label_smoothing=0.0, augment="none", early_stop=0, validation=0.0,
-                 dtype="float32", backend=None, device=None, tf32=False, cuda_graph=True, threads=0, image_shape=None,
-                 random_state=0, verbose=0):
-        self.hidden, self.activation, self.output, self.init = hidden, activation, output, init
-        self.optimizer, self.lr, self.lr_schedule, self.warmup = optimizer, lr, lr_schedule, warmup
-        self.momentum, self.weight_decay, self.batch_size, self.epochs = momentum, weight_decay, batch_size, epochs
-        self.l2, self.dropout, self.max_norm, self.label_smoothing = l2, dropout, max_norm, label_smoothing
-        self.augment, self.early_stop, self.validation, self.dtype = augment, early_stop, validation, dtype
-        self.backend, self.device, self.tf32, self.threads = backend, device, tf32, threads
-        self.cuda_graph = cuda_graph
-        self.image_shape, self.random_state, self.verbose = image_shape, random_state, verbose
+    __init__ = _estimator_init({name: SETTINGS[name].default for name in SHARED} | ESTIMATOR_PARAMETERS)
 
     # ---- scikit-learn's estimator protocol, without scikit-learn ------------------------------
 
@@ -313,6 +326,7 @@ class MLPClassifier:
 
     # ---- training -----------------------------------------------------------------------------
 
+    @in_parameter_words
     def fit(self, X, y, callbacks=None):
         """Train a fresh network on X with labels y for ``epochs`` epochs (fewer with
         ``early_stop``); ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` (and
@@ -334,6 +348,7 @@ class MLPClassifier:
         self._fitted(cfg, f, classes, result, seed, list(result.history))
         return self
 
+    @in_parameter_words
     def partial_fit(self, X, y, classes=None, callbacks=None):
         """One epoch on X, y, going on from the previous call's network, optimiser state and
         step count (a first call starts a fresh network). ``classes``: every label there will
@@ -387,15 +402,8 @@ class MLPClassifier:
         images = f.backend.xp.reshape(x, (x.shape[0], *f.image_shape))  # a view: what augmentation needs to know
         dataset = data.Dataset(data.Split(images, codes), None, int(classes.shape[0]), "the arrays given to fit")
         say = (lambda line: print(line, flush=True)) if self.verbose else (lambda line: None)
-        try:
-            return training.train(cfg, f.backend, dataset, say=say,
-                                  callbacks=list(callbacks or ()), state=state, resume=resume, epochs=epochs)
-        except UserError as e:
-            raise _value_error(e) from None
-        except Diverged as e:  # "try a smaller lr", not "--lr"
-            raise Diverged(_as_parameters(str(e))) from None
-        except Stopped as e:
-            raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
+        return training.train(cfg, f.backend, dataset, say=say, callbacks=_callback_list(callbacks), state=state,
+                              resume=resume, epochs=epochs)
 
     def _fitted(self, cfg, f: inputs.Features, classes, result, seed: int, history: list) -> None:
         self.classes_, self.n_features_in_ = classes, int(f.x.shape[1])
@@ -430,18 +438,11 @@ class MLPClassifier:
     def _config(self, seed: int, n_val: int, be) -> TrainConfig:
         """The TrainConfig of a run on ``n_val`` held-out rows (none: no early stopping either,
         as in partial_fit) and backend ``be``."""
-        values = {name: getattr(self, name) for name in SHARED}
+        values = {name: config.value_of(name, getattr(self, name)) for name in SHARED}
         values["early_stop"] = values["early_stop"] if n_val else 0
-        hidden = values["hidden"]
-        values["hidden"] = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
         cfg = TrainConfig(**values, seed=seed, validation=n_val, quiet=self.verbose < 2,
                           backend=be.name if be is not None else None, device=be.label if be is not None else "auto")
-        try:
-            cfg.check()
-        except UserError as e:
-            raise _value_error(e) from None
-        except TypeError as e:  # a value of the wrong type: lr="fast"
-            raise ValueError(f"{type(self).__name__}: a parameter has a value of the wrong type ({e})") from None
+        cfg.check()
         if cfg.augment != "none" and self.image_shape is not None and len(self.image_shape) != 2:
             raise ValueError(f"image_shape={self.image_shape!r}: expected (height, width)")
         return cfg

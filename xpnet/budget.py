@@ -25,7 +25,8 @@ import numpy as np
 from . import optim
 from .backends.base import Ops
 from .data import CHUNK_ROWS
-from .errors import UserError
+from .errors import UserError, named
+from .settings import sizes_text
 
 # the flag group each part grows with
 GROUPS = {"parameters": "sizes", "optimiser slots": "sizes", "gradients": "sizes", "evaluation": "sizes",
@@ -109,9 +110,10 @@ def check_run(cfg, sizes, n_train: int, n_other: int, image_shape, backend) -> N
     need = estimate(sizes, np.dtype(cfg.dtype).itemsize, cfg.optimizer, cfg.batch_size, n_train, n_other,
                     cfg.dropout > 0, cfg.augment, image_shape, np.dtype(backend.ops.hash_dtype).itemsize,
                     backend.ops.chunk_bytes)
-    layers = f"--layers {','.join(map(str, cfg.layers))}" if cfg.layers else f"--hidden {','.join(map(str, cfg.hidden)) or repr('')}"
-    data = f"--data-dir {cfg.data_dir}" if cfg.data_dir else "the bundled MNIST"
-    check(need, backend, {"sizes": layers, "batch": f"--batch-size {cfg.batch_size}", "data": data})
+    layers = (f"{named('layers')} {sizes_text(cfg.layers)}" if cfg.layers
+              else f"{named('hidden')} {sizes_text(cfg.hidden) or repr('')}")
+    data = f"{named('data_dir')} {cfg.data_dir}" if cfg.data_dir else "the bundled MNIST"
+    check(need, backend, {"sizes": layers, "batch": f"{named('batch_size')} {cfg.batch_size}", "data": data})
 
 
 def _size(b: int) -> str:

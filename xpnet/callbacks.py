@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import UserError
+from .errors import UserError, named
 
 
 class Callback:
@@ -63,7 +63,7 @@ class JsonLog(Callback):
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(logs) + "\n")
         except OSError as e:
-            raise UserError(f"--log {self.path}: cannot append ({e.strerror or e})") from None
+            raise UserError(f"{named('log')} {self.path}: cannot append ({e.strerror or e})") from None
 
 
 class Checkpoint(Callback):

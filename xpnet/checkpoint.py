@@ -137,15 +137,12 @@ def _table(fields: dict, required=(), then=None):
     return check
 
 
-def _rule_for(hint):
-    """The rule of a TrainConfig annotation: int, float, str, bool, tuple[int, ...] or X | None."""
-    args = typing.get_args(hint)
-    if type(None) in args:
-        (inner,) = [a for a in args if a is not type(None)]
-        return _optional(_rule_for(inner))
-    if typing.get_origin(hint) in (tuple, list):
-        return _list(_rule_for(args[0]))
-    return {int: _number(int), float: _number(float), str: _STR, bool: _BOOL}[hint]
+def _rule_for(setting: settings.Setting):
+    """The rule of a setting's stored value: its choices, or its type (int, float, str, bool, a
+    list of ints); or null where its default is None. Its range: TrainConfig.check (``_train_config_checks``)."""
+    rule = _names(setting.choices) if setting.choices else {
+        int: _number(int), float: _number(float), str: _STR, bool: _BOOL, tuple: _list(_number(int))}[setting.kind]
+    return _optional(rule) if setting.default is None else rule
 
 
 def _train_config_checks(train_config: type, table: dict, where: str) -> None:
@@ -162,15 +159,13 @@ def _train_config_checks(train_config: type, table: dict, where: str) -> None:
 @functools.cache
 def _schema():
     """The one description of a checkpoint's metadata: every key, its type, range or names.
-    Config keys and types come from TrainConfig's fields; the names from xpnet's own lists."""
+    Config keys, types and choices come from the settings' table; the names from xpnet's own lists."""
     size, fraction, nonneg = _number(int, 1, 2**31 - 1), _number(float, 0, 1), _number(float, 0)
     epoch, count, u128 = _number(int, 1, 2**63 - 1), _number(int, 0, 2**63 - 1), _number(int, 0, 2**128 - 1)
     spec = {"sizes": _list(size, 2), "activation": _names(ACTIVATIONS), "output": _names(OUTPUTS),
             "init": _names(("auto",) + INITS)}
-    train_config = {name: _rule_for(hint) for name, hint in typing.get_type_hints(settings.TrainConfig).items()}
-    train_config |= {k: spec[k] for k in ("activation", "output", "init")} | {
-        "hidden": _list(size), "layers": _optional(_list(size, 2)), "backend": _optional(_names(BACKENDS)),
-        "image_shape": _list(size, 1), "num_classes": size}
+    train_config = {name: _rule_for(setting) for name, setting in settings.SETTINGS.items()} | {
+        "hidden": _list(size), "layers": _optional(_list(size, 2)), "image_shape": _list(size, 1), "num_classes": size}
     epoch_record = {"epoch": epoch, "step": count, "loss": nonneg, "lr": nonneg, "seconds": nonneg,
                     "samples_per_s": _number(float), "backend": _names(BACKENDS), "device": _STR,
                     "train_accuracy": fraction, "val_accuracy": fraction}

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, augment, backends, checkpoint, config, data, evaluate, images, model, optim, presets
+from . import __version__, backends, checkpoint, data, evaluate, images, model, presets, settings
 from . import sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
 from .errors import Diverged, Stopped, UserError
-from .training import train
+from .settings import SETTINGS, Range, TrainConfig
+from .flags import device_flags, path_type, setting_flags
+from .training import pick_backend, train_from
 
-DEFAULTS = config.TrainConfig()
+DEFAULTS = TrainConfig()
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -46,45 +48,14 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{command}: {message}" if command else message)
 
 
-def _int_list(flag):
-    def parse(text: str) -> tuple[int, ...]:
-        text = text.strip()
-        if not text:
-            return ()
-        try:
-            sizes = tuple(int(t) for t in text.split(","))
-        except ValueError:
-            raise UserError(f"{flag} {text!r}: expected comma-separated integers such as 784,100,10") from None
-        return sizes  # sizes >= 1: TrainConfig.check (flags, files and checkpoints alike)
-
-    return parse
-
-
-def _path(name: str, required: bool = False):
-    """The argparse type of the path flag or argument ``name``: the text, refused when empty
-    (an empty path would quietly mean the current folder or the default). train's paths are
-    refused with its other settings (TrainConfig.check), from flags, files or checkpoints."""
-    def parse(text: str) -> str:
-        return config.nonempty(name, text, required)
-
-    return parse
-
-
 def _add_json_flag(p) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON document on stdout instead of text, without the device line "
                         "(errors stay one line on stderr)")
 
 
-def _add_device_flags(p):
-    p.add_argument("--backend", choices=backends.BACKENDS, default=None,
-                   help="array library (default: cupy when --device picks a GPU, else numpy)")
-    p.add_argument("--tf32", action="store_true",
-                   help="allow TensorFloat-32 matrix multiplies on a CUDA GPU (default: off, full float32)")
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
-                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
-    p.add_argument("--data-dir", default=None, metavar="DIR", type=_path("--data-dir"),
-                   help="folder with the four IDX files (default: the bundled MNIST)")
+def _add_data_dir(p) -> None:
+    setting_flags(p, [SETTINGS["data_dir"]], data_dir=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_model_commands(sub)
     _add_data_commands(sub)
-    sweep_cli.add_parser(sub, _path)
+    sweep_cli.add_parser(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return p
@@ -113,68 +84,18 @@ def _add_train(sub) -> None:
     rec.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")
     rec.add_argument("--resume", metavar="PATH", help="continue the training saved in this checkpoint")
     rec.add_argument("--print-config", action="store_true", help="print the resolved configuration as TOML and exit")
-    net = t.add_argument_group("network")
-    net.add_argument("--layers", type=_int_list("--layers"), metavar="SIZES",
-                     help="all layer sizes, input first, e.g. 784,100,10 (checked against the data)")
-    net.add_argument("--hidden", type=_int_list("--hidden"), metavar="SIZES",
-                     help="hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data")
-    net.add_argument("--activation", choices=("sigmoid", "tanh", "relu"), help="activation of the hidden layers")
-    net.add_argument("--output", choices=("softmax", "sigmoid"),
-                     help="softmax + cross-entropy, or sigmoid + quadratic cost")
-    net.add_argument("--init", choices=("auto",) + model.INITS,
-                     help="weight initialisation (default auto: he for relu, xavier otherwise)")
-    opt = t.add_argument_group("optimiser")
-    opt.add_argument("--optimizer", choices=optim.OPTIMIZERS, help="update rule")
-    opt.add_argument("--lr", type=float, help="learning rate, > 0")
-    opt.add_argument("--lr-schedule", choices=optim.SCHEDULES,
-                     help="learning-rate schedule, evaluated every step")
-    opt.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up")
-    opt.add_argument("--momentum", type=float, help="momentum coefficient of momentum and nesterov, 0 to 0.999")
-    opt.add_argument("--weight-decay", type=float, help="adamw's decoupled weight decay")
-    opt.add_argument("--batch-size", type=int, help="training images per step")
-    opt.add_argument("--epochs", type=int, help="passes over the training images")
-    opt.add_argument("--seed", type=int, help="seed of the one host random generator, >= 0")
-    reg = t.add_argument_group("regularisation")
-    reg.add_argument("--l2", type=float, help="L2 weight decay lambda: each step scales W by 1 - lr*lambda/n")
-    reg.add_argument("--dropout", type=float, help="dropout rate on hidden layers, 0 to 0.95")
-    reg.add_argument("--max-norm", type=float, help="cap on each unit's incoming weight norm; 0: off")
-    reg.add_argument("--label-smoothing", type=float, help="mass moved from the label to all classes evenly, 0 to 0.5")
-    reg.add_argument("--augment", choices=augment.KINDS, help="on-device augmentation of training batches")
-    reg.add_argument("--early-stop", type=int, metavar="N",
-                     help="stop when validation accuracy has not improved for N epochs; keep the best; 0: off")
-    dat = t.add_argument_group("data")
-    dat.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files (default: the bundled MNIST)")
-    dat.add_argument("--validation", type=int,
-                     help="hold out the last N training images for validation; 0: none")
-    dat.add_argument("--dtype", choices=backends.DTYPES, help="floating-point type of the parameters and the arithmetic")
-    out = t.add_argument_group("outputs")
-    out.add_argument("--save", metavar="PATH", help="write the model (and resumable training state) to this .npz file")
-    out.add_argument("--log", metavar="PATH", help="append one JSON object per epoch to this file")
-    out.add_argument("--plots", metavar="DIR", help="after training, draw curves.png, confusion.png and mistakes.png here")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
-    dev = t.add_argument_group("device")
-    dev.add_argument("--backend", choices=backends.BACKENDS,
-                     help="array library (default: cupy when --device picks a GPU, else numpy)")
-    dev.add_argument("--device", metavar="auto|cpu|cuda|cuda:N",
-                     help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
-    dev.add_argument("--threads", type=int, metavar="N",
-                     help="CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)")
-    dev.add_argument("--tf32", action="store_true",
-                     help="allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant digits (default: off, full float32)")
-    dev.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                     help="on CuPy, run every step eagerly instead of replaying each chunk of full-batch steps as one "
-                            "captured CUDA graph (default: graphs on)")
-    t.set_defaults(parser=t)
+    for group in settings.GROUPS:
+        setting_flags(t.add_argument_group(group), [s for s in SETTINGS.values() if s.group == group])
 
 
 def _add_out_flag(p, default: str) -> None:
     """--out FILE for a command that draws one picture (checked by plots.check_output)."""
-    p.add_argument("--out", default=default, metavar="FILE.png", type=_path("--out"),
+    p.add_argument("--out", default=default, metavar="FILE.png", type=path_type("--out"),
                    help="picture file; its extension picks the format: .png, .pdf, .svg, ...")
 
 
 def _add_model_flag(p) -> None:
-    p.add_argument("--model", required=True, metavar="PATH", type=_path("--model", required=True),
+    p.add_argument("--model", required=True, metavar="PATH", type=path_type("--model", required=True),
                    help="checkpoint (.npz) written by xpnet train --save")
 
 
@@ -182,25 +103,23 @@ def _add_model_commands(sub) -> None:
     """evaluate, predict, presets, imagine: commands on a saved model."""
     e = sub.add_parser("evaluate", help="report a saved model's accuracy on the test set")
     _add_model_flag(e)
-    _add_device_flags(e)
+    device_flags(e)
+    _add_data_dir(e)
     e.add_argument("--dtype", choices=backends.DTYPES, default=None, help="(default: the model's training dtype)")
     _add_json_flag(e)
 
     r = sub.add_parser("predict", help="classify PNG/PGM images with a saved model")
     _add_model_flag(r)
-    r.add_argument("images", nargs="+", metavar="IMAGE", type=_path("IMAGE", required=True),
+    r.add_argument("images", nargs="+", metavar="IMAGE", type=path_type("IMAGE", required=True),
                    help="PNG or PGM files; dark-on-light images are inverted")
-    r.add_argument("--backend", choices=backends.BACKENDS, default=None,
-                   help="array library (default: cupy when --device picks a GPU, else numpy)")
-    r.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
-                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    device_flags(r, tf32=False)
     _add_json_flag(r)
 
     sub.add_parser("presets", help="list the named training recipes")
 
     x = sub.add_parser("export", help="write a saved model as an ONNX graph (for onnxruntime and other runtimes)")
     _add_model_flag(x)
-    x.add_argument("--onnx", required=True, metavar="PATH", type=_path("--onnx", required=True),
+    x.add_argument("--onnx", required=True, metavar="PATH", type=path_type("--onnx", required=True),
                    help="the .onnx file to write: opset 17 (Gemm, Relu/Sigmoid/Tanh, Softmax); input the pixels "
                         "as floats in [0, 1], outputs probabilities and label")
 
@@ -209,10 +128,7 @@ def _add_model_commands(sub) -> None:
     i.add_argument("digits", nargs="*", type=int, metavar="DIGIT", help="classes to imagine (default: all)")
     _add_out_flag(i, "imagined.png")
     i.add_argument("--steps", type=int, default=300, help="gradient-ascent steps")
-    i.add_argument("--backend", choices=backends.BACKENDS, default=None,
-                   help="array library (default: cupy when --device picks a GPU, else numpy)")
-    i.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
-                   help="where to compute (default auto: a CUDA GPU when usable, else the CPU)")
+    device_flags(i, tf32=False)
 
 
 def _add_data_commands(sub) -> None:
@@ -222,51 +138,25 @@ def _add_data_commands(sub) -> None:
     w.add_argument("--iterations", type=int, default=250, help="training steps on the one image")
     w.add_argument("--every", type=int, default=10, help="print every K iterations")
     w.add_argument("--hidden", type=int, default=28, help="size of the one hidden layer")
-    w.add_argument("--lr", type=float, default=0.25, help="learning rate, > 0")
-    w.add_argument("--seed", type=int, default=0, help="seed of the initial weights, >= 0")
-    _add_device_flags(w)
+    setting_flags(w, [SETTINGS["lr"], SETTINGS["seed"]], lr=0.25, seed=0)
+    device_flags(w)
+    _add_data_dir(w)
 
     sh = sub.add_parser("show", help="draw a grid of digits with their labels")
     sh.add_argument("--count", type=int, default=40, help="how many digits, from the first")
     sh.add_argument("--split", choices=("train", "test"), default="train", help="which images")
     _add_out_flag(sh, "digits.png")
-    sh.add_argument("--data-dir", default=None, metavar="DIR", type=_path("--data-dir"),
-                    help="folder with the four IDX files (default: the bundled MNIST)")
+    _add_data_dir(sh)
 
     pl = sub.add_parser("plot", help="redraw learning curves from a --log file")
-    pl.add_argument("--log", required=True, metavar="PATH", type=_path("--log", required=True),
+    pl.add_argument("--log", required=True, metavar="PATH", type=path_type("--log", required=True),
                     help="JSON-lines file written by xpnet train --log")
     _add_out_flag(pl, "curves.png")
 
 
-def _pick_backend(args, say):
-    """The Backend for ``args.backend`` / ``args.device`` (flags or a TrainConfig), announced."""
-    be = backends.resolve(args.backend, args.device, tf32=getattr(args, "tf32", False))
-    extra = f" ({be.note})" if be.note else ""
-    say(f"device: {be.label}, backend {be.name}{extra}")
-    return be
-
-
 def cmd_train(args, say) -> int:
-    train_from_args(args, say)
+    train_from(vars(args), say)
     return 0
-
-
-def train_from_args(args, say, callbacks=()):
-    """``xpnet train`` with parsed flags (also ``xpnet.train(...)``'s): (config, data set,
-    backend, training.Result), or None after --print-config."""
-    cfg, resume = config.resolve(args, args.parser)
-    if getattr(args, "print_config", False):
-        for line in config.to_toml(cfg):
-            say(line)
-        return None
-    if cfg.plots:  # a folder the pictures can be written to, before any training
-        from . import plots
-
-        plots.check_output("--plots", cfg.plots, folder=True)
-    dataset = data.load(cfg.data_dir)  # fully validated before any training
-    be = _pick_backend(cfg, say)
-    return cfg, dataset, be, train(cfg, be, dataset, say=say, resume=resume, callbacks=callbacks)
 
 
 def _params_on(be, host_params, meta, dtype=None):
@@ -282,7 +172,7 @@ def cmd_evaluate(args, say) -> int:
     dataset = data.load(args.data_dir, num_classes=spec.sizes[-1])
     if dataset.num_features != spec.sizes[0]:
         raise UserError(f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has {dataset.num_features} pixels per image")
-    be = _pick_backend(args, say)
+    be = pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta, args.dtype)
     preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
     labels = dataset.test.labels
@@ -325,7 +215,7 @@ def cmd_predict(args, say) -> int:
     spec, host_params, meta = checkpoint.load(args.model)
     shape = _image_shape(args.model, spec, meta)
     inputs = np.stack([images.load_for_model(p, tuple(shape)) for p in args.images])
-    be = _pick_backend(args, say)
+    be = pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta)
     x = be.asarray(inputs.reshape(len(args.images), -1, 1), dtype)
     with be.ops.errors_ignored():  # a model whose outputs overflow: NaN probabilities, no warnings
@@ -376,7 +266,7 @@ def cmd_imagine(args, say) -> int:
     if args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be >= 1")
     shape = _image_shape(args.model, spec, meta)
-    be = _pick_backend(args, say)
+    be = pick_backend(args, say)
     params, _ = _params_on(be, host_params, meta)
     imgs, probs = explore.imagine(params, spec, digits, shape, steps=args.steps)
     ok = 0
@@ -395,12 +285,12 @@ def cmd_walkthrough(args, say) -> int:
     from . import explore
 
     values = vars(args)
-    config.check_ranges(values, {"iterations": config.Range(1), "every": config.Range(1), "hidden": config.Range(1),
-                                 "lr": config.RANGES["lr"], "seed": config.RANGES["seed"]})
+    settings.check_ranges(values, {"iterations": Range(1), "every": Range(1), "hidden": Range(1),
+                                   "lr": settings.RANGES["lr"], "seed": settings.RANGES["seed"]})
     dataset = data.load(args.data_dir)
     if not 0 <= args.index < len(dataset.train):
         raise UserError(f"--index {args.index}: must be between 0 and {len(dataset.train) - 1}")
-    be = _pick_backend(args, say)
+    be = pick_backend(args, say)
     explore.walkthrough(be, dataset.train.images[args.index], int(dataset.train.labels[args.index]),
                         dataset.num_classes, args.iterations, args.every, args.hidden, args.lr, args.seed, say)
     return 0

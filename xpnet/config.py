@@ -6,15 +6,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from . import checkpoint, model, optim, presets
-from .errors import UserError
-from .settings import (PATHS, RANGES, SETTINGS, Range, TrainConfig, check_nonempty,  # noqa: F401 (re-exported)
-                       check_ranges, flag, nonempty)
+from .errors import UserError, flag, named
+from .settings import PATHS, SETTINGS, TrainConfig, check_nonempty
 from .step import Recipe
 
 
@@ -23,9 +24,9 @@ def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model
     if cfg.layers:  # sizes >= 1, at least two: checked by TrainConfig.check
         sizes = tuple(cfg.layers)
         if sizes[0] != num_features:
-            raise UserError(f"--layers: input size {sizes[0]} does not match the data's {num_features} pixels per image")
+            raise UserError(f"{named('layers')}: input size {sizes[0]} does not match the data's {num_features} pixels per image")
         if sizes[-1] != num_classes:
-            raise UserError(f"--layers: output size {sizes[-1]} does not match the data's {num_classes} classes")
+            raise UserError(f"{named('layers')}: output size {sizes[-1]} does not match the data's {num_classes} classes")
     else:
         sizes = (num_features, *cfg.hidden, num_classes)
     return model.Spec(sizes, cfg.activation, cfg.output, cfg.init)
@@ -34,7 +35,7 @@ def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model
 def recipe(cfg: TrainConfig, n_train: int, image_shape) -> Recipe:
     """The step's recipe: the optimiser and its settings, dropout, max-norm, augmentation."""
     if cfg.augment != "none" and len(image_shape) != 2:
-        raise UserError(f"--augment {cfg.augment}: needs 2-D images, the data's are {tuple(image_shape)}")
+        raise UserError(f"{named('augment')} {cfg.augment}: needs 2-D images, the data's are {tuple(image_shape)}")
     hyper = optim.Hyper(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n_train)
     return Recipe(hyper, cfg.dropout, cfg.max_norm, cfg.augment, tuple(image_shape), cfg.seed)
 
@@ -57,16 +58,16 @@ def load_toml(path: str, flag_name: str = "--config") -> dict:
         raise UserError(f"{flag_name} {path}: not valid TOML ({e})") from None
 
 
-def from_toml(path: str, parser) -> dict:
+def from_toml(path: str) -> dict:
     """Settings from a TOML file: its ``[train]`` table, or its top level when it has none.
 
     Every key must be a setting (``batch-size`` or ``batch_size``) with a value of its type and,
-    where its flag in ``parser`` has choices, one of them; anything else is a UserError naming the file.
+    where it has choices, one of them; anything else is a UserError naming the file.
     """
-    return settings_from(load_toml(path), f"--config {path}", parser)
+    return settings_from(load_toml(path), f"--config {path}")
 
 
-def settings_from(doc: dict, origin: str, parser, beside: tuple[str, ...] = ()) -> dict:
+def settings_from(doc: dict, origin: str, beside: tuple[str, ...] = ()) -> dict:
     """The settings of a TOML document (see ``from_toml``); errors start with ``origin``, such
     as ``--config FILE``. The top-level tables named in ``beside`` (a sweep's ``[sweep]``) are
     left to the caller."""
@@ -78,7 +79,6 @@ def settings_from(doc: dict, origin: str, parser, beside: tuple[str, ...] = ()) 
         stray = next((key for key in doc if key != "train" and key not in beside), None)
         if stray is not None:
             raise UserError(f"{origin}: {stray!r} beside [train]: only the [train] table is read; move it in")
-    choices = {a.dest: a.choices for a in parser._actions if a.choices}
     out = {}
     for key, value in table.items():
         name = key.replace("-", "_")
@@ -87,7 +87,11 @@ def settings_from(doc: dict, origin: str, parser, beside: tuple[str, ...] = ()) 
                             f"settings are {', '.join(flag(n)[2:] for n in SETTINGS)}")
         if name in out:
             raise UserError(f"{origin}: {key!r} {where} sets {flag(name)[2:]} a second time")
-        out[name] = setting(f"{origin}: {key} = {toml_value(value):.60}", value, SETTINGS[name], choices.get(name))
+        out[name] = setting(f"{origin}: {key} = {toml_value(value):.60}", value, SETTINGS[name].kind,
+                            SETTINGS[name].choices)
+    if out.get("layers") is not None and out.get("hidden") is not None:
+        raise UserError(f"{origin}: layers and hidden {where} both given: give one (layers: every size, input first; "
+                        "hidden: the hidden sizes only)")
     return out
 
 
@@ -115,16 +119,33 @@ def setting(where: str, value, kind: type, choices):
     return value
 
 
-def resolve(args, parser):
-    """TrainConfig from, in rising priority: defaults, --preset, --config, the --resume checkpoint,
-    and flags on the command line. Returns (config, loaded checkpoint or None)."""
-    given = vars(args)
+def value_of(name: str, value):
+    """A Python value (a keyword of ``xpnet.train`` or a parameter of ``MLPClassifier``) as
+    setting ``name``'s value, of its type as a config file's value is: NumPy scalars as Python
+    numbers, sizes as a tuple (a lone int: one size). A UserError naming ``name=value``
+    otherwise. Its choices and range are TrainConfig.check's."""
+    kind = SETTINGS[name].kind
+    value = value.item() if isinstance(value, (np.integer, np.floating, np.bool_)) else value
+    if kind is tuple:
+        value = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+        if isinstance(value, (tuple, list)):
+            value = [v.item() if isinstance(v, np.integer) else v for v in value]
+    return setting(f"{name}={value!r}", value, kind, None)
+
+
+def resolve(given: dict):
+    """TrainConfig from, in rising priority: defaults, ``preset``, ``config`` (a TOML file), the
+    ``resume`` checkpoint, and the settings ``given`` (the flags on the command line, or
+    ``xpnet.train``'s keywords). Returns (config, loaded checkpoint or None)."""
     check_nonempty(given, ("config", "resume"))
     values = dataclasses.asdict(TrainConfig())
     if "preset" in given:
+        if given["preset"] not in presets.PRESETS:
+            raise UserError(f"{named('preset')} {given['preset']!r}: no such preset; presets are "
+                            f"{', '.join(presets.PRESETS)}")
         values.update(presets.get(given["preset"]))
     if "config" in given:
-        values.update(from_toml(given["config"], parser))
+        values.update(from_toml(given["config"]))
     resume = None
     if "resume" in given:
         resume = checkpoint.load(given["resume"])
@@ -133,6 +154,9 @@ def resolve(args, parser):
         values["save"] = given["resume"]
         stored = {k: saved[k] for k in PATHS if saved.get(k) and k not in given and k != "save"}  # save: the resumed file
         _check_stored_paths(stored, given["resume"])
+    if given.get("hidden") is not None and given.get("layers") is not None:
+        raise UserError(f"{named('hidden')} and {named('layers')} both given: give one (layers: every size, input "
+                        "first; hidden: the hidden sizes only)")
     values.update({k: v for k, v in given.items() if k in SETTINGS})
     for key in ("layers", "hidden"):
         if values.get(key) is not None:
@@ -153,7 +177,7 @@ def _check_stored_paths(paths: dict, source: str) -> None:
         if not folder.is_dir():
             where = f"stored in {source}" + ("" if Path(value).is_absolute() else ", relative to the folder the run was started in")
             what = "folder" if name != "log" else f"folder {folder}"
-            raise UserError(f"{flag(name)} {value} ({where}): {what} not found; give {flag(name)} to point at it")
+            raise UserError(f"{named(name)} {value} ({where}): {what} not found; give {named(name)} to point at it")
 
 
 def to_toml(cfg: TrainConfig) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from .backends.base import Ops
-from .errors import UserError
+from .errors import UserError, named
 
 IDX_TYPES = {
     0x08: np.dtype(np.uint8),
@@ -198,7 +198,7 @@ def _find(folder: Path, base: str) -> Path:
     for name in (base, base + ".gz"):
         if (folder / name).is_file():
             return folder / name
-    raise UserError(f"--data-dir {folder}: missing {base} (or {base}.gz)")
+    raise UserError(f"{named('data_dir')} {folder}: missing {base} (or {base}.gz)")
 
 
 def _check_images(images: np.ndarray, path: Path) -> None:
@@ -240,7 +240,7 @@ def load_dir(folder: str | os.PathLike, num_classes: int | None = None, test: bo
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"--data-dir {folder}: not a directory")
+        raise UserError(f"{named('data_dir')} {folder}: not a directory")
     paths = {split: tuple(_find(folder, base) for base in bases) for split, bases in SPLIT_FILES.items() if test or split == "train"}
     return _load(paths, num_classes, str(folder))
 
@@ -359,5 +359,5 @@ def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
     if n == 0:
         return split, None
     if not 0 < n < len(split):
-        raise UserError(f"--validation {n}: must be between 0 and {len(split) - 1} (the training set has {len(split)} images)")
+        raise UserError(f"{named('validation')} {n}: must be between 0 and {len(split) - 1} (the training set has {len(split)} images)")
     return Split(split.images[:-n, ...], split.labels[:-n]), Split(split.images[-n:, ...], split.labels[-n:])

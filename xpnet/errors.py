@@ -1,8 +1,37 @@
-"""The exceptions that end a command, and their exit codes.
+"""The exceptions that end a command, their exit codes, and how a message names a setting.
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; anything else
-that escapes is an internal bug and keeps its traceback.
+that escapes is an internal bug and keeps its traceback. A message names a setting in its
+caller's words: ``named("batch_size")`` is ``--batch-size`` on the command line (the default)
+and ``batch_size`` inside ``parameter_words()``, which the Python API enters.
 """
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+_PARAMETER_WORDS = contextvars.ContextVar("xpnet_parameter_words", default=False)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def named(name: str) -> str:
+    """A setting as the caller says it: its flag, or its parameter name inside ``parameter_words()``."""
+    return name if _PARAMETER_WORDS.get() else flag(name)
+
+
+@contextlib.contextmanager
+def parameter_words():
+    """Messages made inside name settings as Python parameters (``lr``), not flags (``--lr``)."""
+    token = _PARAMETER_WORDS.set(True)
+    try:
+        yield
+    finally:
+        _PARAMETER_WORDS.reset(token)
 
 
 class UserError(Exception):

@@ -20,7 +20,6 @@ import numpy as np
 
 from . import backends
 from .backends import Backend
-from .errors import UserError
 
 
 @dataclass
@@ -64,12 +63,9 @@ def choose(X, backend: str | None, device: str | None, tf32: bool = False) -> Ba
     lib, here = backends.library_of(X), backends.device_of(X)
     name = backend if backend is not None else lib if device is None or _runs_on(lib, device) else None
     dev = device if device is not None else here if name == lib else "auto"
-    try:
-        if name is not None and name == lib and dev == here:
-            return backends.of_array(X, tf32)
-        return backends.resolve(name, dev, tf32)
-    except UserError as e:
-        raise ValueError(str(e).replace("--backend", "backend").replace("--device", "device")) from None
+    if name is not None and name == lib and dev == here:
+        return backends.of_array(X, tf32)
+    return backends.resolve(name, dev, tf32)
 
 
 def _runs_on(lib: str | None, device: str) -> bool:

@@ -1,51 +1,219 @@
-"""Every setting of a training run (``TrainConfig``), with its checks: the leaf that the
-command line, config files, checkpoints, sweeps and the Python API all read."""
+"""Every setting of a training run, declared once: ``TrainConfig``'s fields, each with its
+``Setting`` (help text, ``xpnet train --help`` group, choices, range, where it applies). The
+leaf that the command line's flags, config files, checkpoints, sweeps and the Python API are
+all made from; the choices come from the modules that implement them."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
 import types
 import typing
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import augment, optim
-from .errors import UserError
+from . import augment, model, optim
+from .backends import BACKENDS, DTYPES
+from .errors import UserError, flag, named
+
+__all__ = ["GROUPS", "PATHS", "RANGES", "SETTINGS", "Range", "Setting", "TrainConfig", "check_nonempty",
+           "check_ranges", "flag", "named", "nonempty", "parse_sizes", "sizes_text"]
 
 
 class Range(typing.NamedTuple):
-    """The finite numbers a numeric flag takes: lo <= value (lo < value if ``above``) <= hi."""
+    """The finite numbers a numeric setting takes: lo <= value (lo < value if ``above``) <= hi."""
 
     lo: float
     hi: float = math.inf
     above: bool = False
 
-    def check(self, flag: str, value) -> None:
-        """UserError naming ``flag`` unless ``value`` is in the range (ints are always finite)."""
+    def check(self, label: str, value) -> None:
+        """UserError naming ``label`` unless ``value`` is in the range (ints are always finite)."""
         finite = isinstance(value, int) or math.isfinite(value)
         if not (finite and (value > self.lo if self.above else value >= self.lo) and value <= self.hi):
             bound = f"between {self.lo} and {self.hi}" if self.hi < math.inf else f"{'>' if self.above else '>='} {self.lo}"
-            raise UserError(f"{flag} {value}: must be a number {bound}")
+            raise UserError(f"{label} {value}: must be a number {bound}")
 
 
-# train's numeric flags and their ranges; walkthrough shares lr's and seed's
-RANGES = {"lr": Range(0, above=True), "warmup": Range(0), "momentum": Range(0, 0.999), "weight_decay": Range(0),
-          "dropout": Range(0, 0.95), "max_norm": Range(0), "label_smoothing": Range(0, 0.5), "early_stop": Range(0),
-          "batch_size": Range(1), "epochs": Range(0), "l2": Range(0), "seed": Range(0), "validation": Range(0),
-          "threads": Range(0, 4096)}
+@dataclass(frozen=True)
+class Setting:
+    """One training setting: what it is and where it applies. Every setting is a flag of
+    ``xpnet train`` (an on/off one for a bool), a key of ``--config`` files and sweep spaces'
+    ``[train]``, a keyword of ``xpnet.train`` and stored in checkpoints (``config``)."""
+
+    help: str
+    group: str  # its group in xpnet train --help: one of GROUPS
+    choices: tuple = ()  # the values it takes, from the module that implements them
+    range: Range | None = None
+    metavar: str | None = None
+    api: bool = True  # a parameter of MLPClassifier of the same name and meaning
+    swept: str = ""  # why a sweep sets it itself ("" : a sweep may search it)
+    fixed: bool = False  # with ``swept``: may still be fixed under a space's [train]
+    path: bool = False  # names a file or folder (stored absolute in checkpoints)
+    off_flag: bool = False  # a bool that is on by default: its flag is --no-NAME
+    # filled in from the TrainConfig field
+    name: str = ""
+    kind: type = object  # bool, int, float, str or tuple (of ints)
+    default: typing.Any = None
+
+    def flag(self) -> str:
+        """The flag that sets it: ``--batch-size``, or ``--no-cuda-graph`` for an on-by-default switch."""
+        return "--no-" + self.name.replace("_", "-") if self.off_flag else flag(self.name)
 
 
-def flag(name: str) -> str:
-    """The command-line flag of a setting: ``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
+def _setting(default, help: str, group: str, **about):
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, group, **about)})
+
+
+GROUPS = ("network", "optimiser", "regularisation", "data", "outputs", "device")  # train --help's, in order
+_DEVICE_METAVAR = "auto|cpu|cuda|cuda:N"
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (the flags of ``xpnet train``), in --help's order."""
+
+    # network
+    layers: tuple[int, ...] | None = _setting(
+        None, "all layer sizes, input first, e.g. 784,100,10 (checked against the data)", "network",
+        metavar="SIZES", api=False)
+    hidden: tuple[int, ...] = _setting(
+        (512, 256), "hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data", "network",
+        metavar="SIZES")
+    activation: str = _setting("relu", "activation of the hidden layers", "network", choices=model.ACTIVATIONS)
+    output: str = _setting("softmax", "softmax + cross-entropy, or sigmoid + quadratic cost", "network",
+                           choices=model.OUTPUTS)
+    init: str = _setting("auto", "weight initialisation (default auto: he for relu, xavier otherwise)", "network",
+                         choices=("auto",) + model.INITS)
+    # optimiser
+    optimizer: str = _setting("sgd", "update rule", "optimiser", choices=optim.OPTIMIZERS)
+    lr: float = _setting(0.2, "learning rate, > 0", "optimiser", range=Range(0, above=True))
+    lr_schedule: str = _setting("cosine", "learning-rate schedule, evaluated every step", "optimiser",
+                                choices=optim.SCHEDULES)
+    warmup: float = _setting(0.0, "epochs of linear learning-rate warm-up", "optimiser", range=Range(0))
+    momentum: float = _setting(0.9, "momentum coefficient of momentum and nesterov, 0 to 0.999", "optimiser",
+                               range=Range(0, 0.999))
+    weight_decay: float = _setting(0.0, "adamw's decoupled weight decay", "optimiser", range=Range(0))
+    batch_size: int = _setting(32, "training images per step", "optimiser", range=Range(1))
+    epochs: int = _setting(20, "passes over the training images", "optimiser", range=Range(0))
+    seed: int = _setting(0, "seed of the one host random generator, >= 0", "optimiser", range=Range(0), api=False,
+                         swept="each trial's seed is its trial number")
+    # regularisation
+    l2: float = _setting(0.0, "L2 weight decay lambda: each step scales W by 1 - lr*lambda/n", "regularisation",
+                         range=Range(0))
+    dropout: float = _setting(0.0, "dropout rate on hidden layers, 0 to 0.95", "regularisation", range=Range(0, 0.95))
+    max_norm: float = _setting(0.0, "cap on each unit's incoming weight norm; 0: off", "regularisation", range=Range(0))
+    label_smoothing: float = _setting(0.0, "mass moved from the label to all classes evenly, 0 to 0.5",
+                                      "regularisation", range=Range(0, 0.5))
+    augment: str = _setting("none", "on-device augmentation of training batches", "regularisation",
+                            choices=augment.KINDS)
+    early_stop: int = _setting(
+        0, "stop when validation accuracy has not improved for N epochs; keep the best; 0: off", "regularisation",
+        range=Range(0), metavar="N")
+    # data
+    data_dir: str | None = _setting(None, "folder with the four IDX files (default: the bundled MNIST)", "data",
+                                    metavar="DIR", api=False, swept="every trial trains on the same data", fixed=True,
+                                    path=True)
+    validation: int = _setting(10000, "hold out the last N training images for validation; 0: none", "data",
+                               range=Range(0), api=False,
+                               swept="every trial is scored on the same validation split", fixed=True)
+    dtype: str = _setting("float32", "floating-point type of the parameters and the arithmetic", "data",
+                          choices=DTYPES)
+    # outputs
+    save: str | None = _setting(None, "write the model (and resumable training state) to this .npz file", "outputs",
+                                metavar="PATH", api=False, swept="each trial's checkpoint is written to its own folder",
+                                path=True)
+    log: str | None = _setting(None, "append one JSON object per epoch to this file", "outputs", metavar="PATH",
+                               api=False, swept="each trial's log is written to its own folder", path=True)
+    plots: str | None = _setting(None, "after training, draw curves.png, confusion.png and mistakes.png here",
+                                 "outputs", metavar="DIR", api=False, swept="a sweep draws no pictures", path=True)
+    quiet: bool = _setting(False, "no progress bar", "outputs", api=False, swept="a sweep prints one line per trial")
+    # device
+    backend: str | None = _setting(None, "array library (default: cupy when --device picks a GPU, else numpy)",
+                                   "device", choices=BACKENDS, api=False,
+                                   swept="the backend is chosen per worker (xpnet sweep run --backend)", fixed=True)
+    device: str = _setting("auto", "where to compute (default auto: a CUDA GPU when usable, else the CPU)", "device",
+                           metavar=_DEVICE_METAVAR, api=False,
+                           swept="the device is chosen per worker (xpnet sweep run --device)", fixed=True)
+    threads: int = _setting(
+        0, "CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every "
+        "0.2 s)", "device", range=Range(0, 4096), metavar="N",
+        swept="threads are set per worker (xpnet sweep run --threads)")
+    tf32: bool = _setting(False, "allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant "
+                          "digits (default: off, full float32)", "device", swept="the device is chosen per worker",
+                          fixed=True)
+    cuda_graph: bool = _setting(True, "on CuPy, run every step eagerly instead of replaying each chunk of full-batch "
+                                "steps as one captured CUDA graph (default: graphs on)", "device", off_flag=True,
+                                swept="the device is chosen per worker", fixed=True)
+
+    def check(self) -> None:
+        """Reject values no run can use, naming the setting in the caller's words (``named``)."""
+        values = dataclasses.asdict(self)
+        for name, setting in SETTINGS.items():
+            value = values[name]
+            if setting.choices and value is not None and value not in setting.choices:
+                raise UserError(f"{named(name)} {value}: expected one of {', '.join(setting.choices)}")
+        check_ranges(values, RANGES)
+        check_nonempty(values, [name for name, setting in SETTINGS.items() if setting.kind is str])
+        for name in ("layers", "hidden"):
+            sizes = getattr(self, name)
+            if sizes is not None and any(s < 1 for s in sizes):
+                raise UserError(f"{named(name)} {sizes_text(sizes)}: sizes must be >= 1")
+        if self.layers is not None and len(self.layers) < 2:
+            raise UserError(f"{named('layers')} {sizes_text(self.layers) or repr('')}: need at least an input and an "
+                            "output size")
+        if self.early_stop and not self.validation:
+            raise UserError(f"{named('early_stop')} needs a validation split ({named('validation')} N > 0)")
+        self._check_paths()
+
+    def _check_paths(self) -> None:
+        if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
+            raise UserError(f"{named('log')} {self.log}: not a file in an existing folder")
+        if self.plots and not Path(self.plots).is_dir():
+            raise UserError(f"{named('plots')} {self.plots}: not a directory")
+        if self.plots and importlib.util.find_spec("matplotlib") is None:
+            raise UserError(f"{named('plots')} {self.plots}: pictures need matplotlib: pip install 'xpnet[plots]'")
+        if self.save:
+            target = Path(self.save)
+            if target.is_dir():
+                raise UserError(f"{named('save')} {self.save}: is a directory; give a file name such as model.npz")
+            if not target.parent.is_dir():
+                raise UserError(f"{named('save')} {self.save}: folder {target.parent} does not exist")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers) if self.layers else None
+        d["hidden"] = list(self.hidden)
+        return d
+
+    def to_checkpoint(self) -> dict:
+        """The settings as a checkpoint stores them: ``to_dict`` with the PATHS made absolute, so
+        that the run resumes from any folder (``resolve`` still reads older, relative ones)."""
+        return self.to_dict() | {name: os.path.abspath(path) for name in PATHS if (path := getattr(self, name))}
+
+
+def _kind(hint) -> type:
+    """A field's annotation as the type its value has: ``str | None`` -> str, ``tuple[int, ...]`` -> tuple."""
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
+# every setting by name, in TrainConfig's order
+SETTINGS: dict[str, Setting] = {
+    f.name: dataclasses.replace(f.metadata["setting"], name=f.name, kind=_kind(_HINTS[f.name]), default=f.default)
+    for f in dataclasses.fields(TrainConfig)}
+RANGES = {name: s.range for name, s in SETTINGS.items() if s.range is not None}
+PATHS = tuple(name for name, s in SETTINGS.items() if s.path)
 
 
 def check_ranges(values, ranges: dict[str, Range]) -> None:
     """Check each named value (a mapping such as ``vars(args)``) against its Range."""
     for name, allowed in ranges.items():
-        allowed.check(flag(name), values[name])
+        allowed.check(named(name), values[name])
 
 
 def nonempty(name: str, value, required: bool = False):
@@ -59,106 +227,19 @@ def nonempty(name: str, value, required: bool = False):
 def check_nonempty(values, names) -> None:
     """Refuse an empty string (a path or name left blank) for any of ``names`` in ``values``."""
     for name in names:
-        nonempty(flag(name), values.get(name))
+        nonempty(named(name), values.get(name))
 
 
-# the settings that name a file or folder: a checkpoint stores them absolute (TrainConfig.to_checkpoint)
-PATHS = ("data_dir", "save", "log", "plots")
+def parse_sizes(text: str, label: str) -> tuple[int, ...]:
+    """Layer sizes as a flag or a sweep's choice writes them: "784,100,10" -> (784, 100, 10),
+    "" -> (); a UserError starting with ``label`` when they are not integers (sizes >= 1 is
+    TrainConfig.check's)."""
+    try:
+        return tuple(int(t) for t in text.split(",")) if text.strip() else ()
+    except ValueError:
+        raise UserError(f"{label} {text!r}: expected comma-separated integers such as 784,100,10") from None
 
 
-@dataclass
-class TrainConfig:
-    """Every setting of a training run (the CLI flags of ``xpnet train``)."""
-
-    layers: tuple[int, ...] | None = None  # full sizes, input first; checked against the data
-    hidden: tuple[int, ...] = (512, 256)  # hidden sizes when layers is None
-    activation: str = "relu"
-    output: str = "softmax"
-    init: str = "auto"
-    lr: float = 0.2
-    lr_schedule: str = "cosine"
-    warmup: float = 0.0  # epochs of linear warm-up
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0  # adamw's decoupled decay
-    dropout: float = 0.0  # on hidden layers
-    max_norm: float = 0.0  # 0: off
-    label_smoothing: float = 0.0
-    augment: str = "none"
-    early_stop: int = 0  # patience in epochs on validation accuracy; 0: off
-    batch_size: int = 32
-    epochs: int = 20
-    l2: float = 0.0
-    seed: int = 0
-    validation: int = 10000
-    dtype: str = "float32"
-    backend: str | None = None
-    device: str = "auto"
-    tf32: bool = False  # TensorFloat-32 matrix multiplies on CUDA GPUs (CuPy, torch, JAX)
-    cuda_graph: bool = True  # on CuPy, replay a chunk's full-batch steps as one captured CUDA graph
-    threads: int = 0  # CPU threads for the BLAS/torch pools; 0: follow the free cores
-    data_dir: str | None = None
-    save: str | None = None
-    log: str | None = None  # append one JSON object per epoch
-    plots: str | None = None  # folder for learning curves, confusion matrix, mistakes
-    quiet: bool = False
-
-    def check(self) -> None:
-        """Reject values no run can use, naming the flag."""
-        values = asdict(self)
-        check_ranges(values, RANGES)
-        check_nonempty(values, [name for name, kind in SETTINGS.items() if kind is str])
-        for name in ("layers", "hidden"):
-            sizes = getattr(self, name)
-            if sizes is not None and any(s < 1 for s in sizes):
-                raise UserError(f"{flag(name)} {','.join(map(str, sizes))}: sizes must be >= 1")
-        if self.layers is not None and len(self.layers) < 2:
-            raise UserError(f"--layers {','.join(map(str, self.layers)) or repr('')}: need at least an input and an output size")
-        if self.lr_schedule not in optim.SCHEDULES:
-            raise UserError(f"--lr-schedule {self.lr_schedule}: expected one of {', '.join(optim.SCHEDULES)}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            raise UserError(f"--optimizer {self.optimizer}: expected one of {', '.join(optim.OPTIMIZERS)}")
-        if self.augment not in augment.KINDS:
-            raise UserError(f"--augment {self.augment}: expected one of {', '.join(augment.KINDS)}")
-        if self.early_stop and not self.validation:
-            raise UserError("--early-stop needs a validation split (--validation N > 0)")
-        if self.dtype not in ("float32", "float64"):
-            raise UserError(f"--dtype {self.dtype}: expected float32 or float64")
-        self._check_paths()
-
-    def _check_paths(self) -> None:
-        if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
-            raise UserError(f"--log {self.log}: not a file in an existing folder")
-        if self.plots and not Path(self.plots).is_dir():
-            raise UserError(f"--plots {self.plots}: not a directory")
-        if self.plots and importlib.util.find_spec("matplotlib") is None:
-            raise UserError(f"--plots {self.plots}: pictures need matplotlib: pip install 'xpnet[plots]'")
-        if self.save:
-            target = Path(self.save)
-            if target.is_dir():
-                raise UserError(f"--save {self.save}: is a directory; give a file name such as model.npz")
-            if not target.parent.is_dir():
-                raise UserError(f"--save {self.save}: folder {target.parent} does not exist")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layers"] = list(self.layers) if self.layers else None
-        d["hidden"] = list(self.hidden)
-        return d
-
-    def to_checkpoint(self) -> dict:
-        """The settings as a checkpoint stores them: ``to_dict`` with the PATHS made absolute, so
-        that the run resumes from any folder (``resolve`` still reads older, relative ones)."""
-        return self.to_dict() | {name: os.path.abspath(path) for name in PATHS if (path := getattr(self, name))}
-
-
-
-def _toml_type(hint) -> type:
-    """A field's annotation as the type its TOML value must have: ``str | None`` -> str, ``tuple[int, ...]`` -> tuple."""
-    if isinstance(hint, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return typing.get_origin(hint) or hint
-
-
-# every setting: TrainConfig's fields and their types
-SETTINGS: dict[str, type] = {name: _toml_type(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
+def sizes_text(sizes) -> str:
+    """Layer sizes as a flag writes them: (784, 100, 10) -> "784,100,10"."""
+    return ",".join(map(str, sizes))

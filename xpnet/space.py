@@ -30,21 +30,14 @@ import os
 from dataclasses import dataclass, field
 
 from . import config
-from .settings import RANGES, SETTINGS, TrainConfig, flag
-from .errors import UserError
+from .errors import UserError, flag
+from .settings import RANGES, SETTINGS, TrainConfig, parse_sizes
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
 # settings a sweep sets itself, per trial or per worker, with the reason given when a file sets them
-NOT_SWEPT = {"seed": "each trial's seed is its trial number",
-             "save": "each trial's checkpoint is written to its own folder", "log": "each trial's log is written to its own folder",
-             "plots": "a sweep draws no pictures", "quiet": "a sweep prints one line per trial",
-             "threads": "threads are set per worker (xpnet sweep run --threads)",
-             "device": "the device is chosen per worker (xpnet sweep run --device)", "tf32": "the device is chosen per worker",
-             "cuda_graph": "the device is chosen per worker",
-             "backend": "the backend is chosen per worker (xpnet sweep run --backend)",
-             "data_dir": "every trial trains on the same data", "validation": "every trial is scored on the same validation split"}
-FIXED_ONLY = ("device", "tf32", "cuda_graph", "backend", "data_dir", "validation")  # may be set under [train], not swept
+NOT_SWEPT = {name: s.swept for name, s in SETTINGS.items() if s.swept}
+FIXED_ONLY = tuple(name for name, s in SETTINGS.items() if s.swept and s.fixed)  # may be set under [train], not swept
 
 
 @dataclass(frozen=True)
@@ -79,9 +72,9 @@ class Param:
 
     def value(self, suggested):
         """A suggested value as its setting's value: sizes "512,256" -> (512, 256)."""
-        if SETTINGS[self.name] is tuple:
-            return _sizes(suggested)
-        return float(suggested) if SETTINGS[self.name] is float else suggested
+        if SETTINGS[self.name].kind is tuple:
+            return parse_sizes(suggested, self.name)
+        return float(suggested) if SETTINGS[self.name].kind is float else suggested
 
 
 @dataclass
@@ -118,11 +111,11 @@ class Space:
         return Space(params, train, d["sampler"], d["pruner"])
 
 
-def load(path: str, parser) -> Space:
-    """The search space of ``path`` (``parser``: train's, for the choices of its flags)."""
+def load(path: str) -> Space:
+    """The search space of ``path``, checked in full."""
     origin = f"--space {path}"
     doc = config.load_toml(path, "--space")
-    train = config.settings_from(doc, origin, parser, beside=("sweep",))
+    train = config.settings_from(doc, origin, beside=("sweep",))
     for name in train:
         if name in NOT_SWEPT and name not in FIXED_ONLY:
             raise UserError(f"{origin}: [train] {flag(name)[2:]}: set by the sweep ({NOT_SWEPT[name]})")
@@ -133,8 +126,7 @@ def load(path: str, parser) -> Space:
         if key not in ("params", "sampler", "pruner"):
             raise UserError(f"{origin}: unknown key {key!r} in [sweep]; expected params, sampler, pruner")
     sampler, pruner = (_choice(origin, sweep, key, allowed) for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS)))
-    choices = {a.dest: a.choices for a in parser._actions if a.choices}
-    params = [_param(origin, key, value, choices.get(key.replace("-", "_"))) for key, value in sweep["params"].items()]
+    params = [_param(origin, key, value) for key, value in sweep["params"].items()]
     if len({p.name for p in params}) < len(params):
         raise UserError(f"{origin}: [sweep.params] names a setting twice (dashes and underscores are the same)")
     space = Space(params, _fixed(origin, train), sampler, pruner)
@@ -167,7 +159,7 @@ def _fixed(origin: str, train: dict) -> dict:
     return train
 
 
-def _param(origin: str, key: str, value, choices) -> Param:
+def _param(origin: str, key: str, value) -> Param:
     """One entry of [sweep.params], checked: a range table or a list of choices."""
     name, where = key.replace("-", "_"), f"{origin}: sweep.params.{key}"
     if name not in SETTINGS:
@@ -177,7 +169,7 @@ def _param(origin: str, key: str, value, choices) -> Param:
     if isinstance(value, dict):
         param = _range(where, name, value)
     elif isinstance(value, list) and value:
-        values = [_one_choice(f"{where}[{i}]", name, v, choices) for i, v in enumerate(value)]
+        values = [_one_choice(f"{where}[{i}]", name, v) for i, v in enumerate(value)]
         if len(set(values)) < len(values):
             raise UserError(f"{where}: a choice is listed twice")
         param = Param(name, "choice", choices=tuple(values))
@@ -189,7 +181,7 @@ def _param(origin: str, key: str, value, choices) -> Param:
 
 
 def _range(where: str, name: str, table: dict) -> Param:
-    kind = SETTINGS[name]
+    kind = SETTINGS[name].kind
     if kind not in (int, float):
         raise UserError(f"{where}: {flag(name)} is not a number: give a list of choices")
     unknown = next((k for k in table if k not in ("low", "high", "log", "step")), None)
@@ -213,12 +205,12 @@ def _range(where: str, name: str, table: dict) -> Param:
     return Param(name, "int" if kind is int else "float", low, high, log, step)
 
 
-def _one_choice(where: str, name: str, value, choices):
+def _one_choice(where: str, name: str, value):
     """A choice as Optuna stores it (sizes as "512,256"), checked as its setting's value."""
-    kind = SETTINGS[name]
+    kind, choices = SETTINGS[name].kind, SETTINGS[name].choices
     if kind is tuple:
         if isinstance(value, str):
-            value = list(_sizes(value, where))
+            value = list(parse_sizes(value, f"{where} ="))
         value = config.setting(f"{where} = {config.toml_value(value):.40}", value, tuple, None)
         if any(s < 1 for s in value):
             raise UserError(f"{where}: sizes must be >= 1")
@@ -227,11 +219,3 @@ def _one_choice(where: str, name: str, value, choices):
     if name in RANGES:
         RANGES[name].check(where, value)
     return value
-
-
-def _sizes(text: str, where: str = "sizes") -> tuple[int, ...]:
-    """"512,256" -> (512, 256); "" -> ()."""
-    try:
-        return tuple(int(t) for t in text.split(",")) if text.strip() else ()
-    except ValueError:
-        raise UserError(f"{where} = {text!r}: expected comma-separated integers such as 512,256") from None

@@ -185,12 +185,12 @@ def _pruner(optuna, space):
     return optuna.pruners.MedianPruner() if space.pruner == "median" else optuna.pruners.NopPruner()
 
 
-def create(name: str, space_path: str, url: str | None, parser, say) -> None:
+def create(name: str, space_path: str, url: str | None, say) -> None:
     """Make the study ``name``: its search space checked in full and stored in it, the data
     read and checked once."""
     if not name or not all(c.isalnum() or c in "._-" for c in name) or name[0] in ".-":
         raise UserError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names the trials' folder)")
-    space = space_mod.load(space_path, parser)
+    space = space_mod.load(space_path)
     dataset = data.load(space.train.get("data_dir"))
     data.split_validation(dataset.train, space.train.get("validation", TrainConfig.validation))
     optuna = _optuna()

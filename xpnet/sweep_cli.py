@@ -5,54 +5,50 @@ from __future__ import annotations
 
 import argparse
 
-from . import backends
+from .flags import device_flags, path_type
 
 
-def _study_flags(p, _path) -> None:
-    p.add_argument("--study", required=True, metavar="NAME", type=_path("--study", required=True), help="the study's name")
-    p.add_argument("--storage", metavar="URL", type=_path("--storage"),
+def _study_flags(p) -> None:
+    p.add_argument("--study", required=True, metavar="NAME", type=path_type("--study", required=True),
+                   help="the study's name")
+    p.add_argument("--storage", metavar="URL", type=path_type("--storage"),
                    help="where the study lives: sqlite:///FILE, postgresql+psycopg://USER@HOST[:PORT]/DB or journal:FILE "
                         "(default: sqlite:///xpnet-sweeps.db, in the current folder)")
 
 
-def add_parser(sub, _path) -> None:
-    """``xpnet sweep`` and its four commands, under the top-level parser's commands ``sub``;
-    ``_path(flag, required)`` is the CLI's argparse type of a path (refusing empty text)."""
+def add_parser(sub) -> None:
+    """``xpnet sweep`` and its four commands, under the top-level parser's commands ``sub``."""
     s = sub.add_parser("sweep", help="hyperparameter search on Optuna: create, run, show, best")
     cmds = s.add_subparsers(title="sweep commands", dest="sweep_command", metavar="SWEEP_COMMAND", required=True,
                             help="what to do with a study; each has its own --help")
     c = cmds.add_parser("create", help="make a study from a search-space TOML file")
-    _study_flags(c, _path)
-    c.add_argument("--space", required=True, metavar="FILE.toml", type=_path("--space", required=True),
+    _study_flags(c)
+    c.add_argument("--space", required=True, metavar="FILE.toml", type=path_type("--space", required=True),
                    help="[sweep.params] to search, [sweep] sampler and pruner, fixed settings under [train] as in --config")
-    c.set_defaults(train_parser=sub.choices["train"])
 
     r = cmds.add_parser("run", help="run trials of a study in worker processes (run it on each machine or GPU to add workers)")
-    _study_flags(r, _path)
+    _study_flags(r)
     r.add_argument("--trials", type=int, metavar="N",
                    help="stop when the study holds N finished trials, counting every worker's (default: no limit)")
     r.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds (default: no limit)")
     r.add_argument("--workers", type=int, default=1, metavar="J", help="worker processes to start here")
     r.add_argument("--threads", type=int, default=0, metavar="N",
                    help="CPU threads of each worker; 0: the usable cores divided among --workers (one worker: the free cores)")
-    r.add_argument("--device", metavar="auto|cpu|cuda|cuda:N", help="where the workers compute (default: [train]'s, else auto)")
-    r.add_argument("--backend", choices=backends.BACKENDS, help="array library (default: [train]'s, else by device)")
-    r.add_argument("--out", default="xpnet-sweeps", metavar="DIR", type=_path("--out"),
+    device_flags(r, tf32=False, backend=None, device=None)  # None: the space's [train] settings, else by device
+    r.add_argument("--out", default="xpnet-sweeps", metavar="DIR", type=path_type("--out"),
                    help="each trial's checkpoint and log go to DIR/STUDY/trial-N/")
     r.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help="seconds between a running trial's heartbeats; one silent for 3 beats is failed and retried")
     r.add_argument("--spawned", action="store_true", help=argparse.SUPPRESS)  # a worker started by --workers J
 
     sh = cmds.add_parser("show", help="list a study's trials and the best one")
-    _study_flags(sh, _path)
+    _study_flags(sh)
     sh.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of the table")
 
     b = cmds.add_parser("best", help="evaluate the best trial's model on the test set, and save it")
-    _study_flags(b, _path)
-    b.add_argument("--save", metavar="PATH", type=_path("--save"), help="copy the best trial's checkpoint (.npz) here")
-    b.add_argument("--backend", choices=backends.BACKENDS, help="array library (default: cupy when --device picks a GPU, else numpy)")
-    b.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
-                   help="where to evaluate (default auto: a CUDA GPU when usable, else the CPU)")
+    _study_flags(b)
+    b.add_argument("--save", metavar="PATH", type=path_type("--save"), help="copy the best trial's checkpoint (.npz) here")
+    device_flags(b, tf32=False)
     for command in cmds.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
@@ -62,6 +58,6 @@ def cmd_sweep(args, say) -> int:
     from . import sweep
 
     if args.sweep_command == "create":
-        sweep.create(args.study, args.space, args.storage, args.train_parser, say)
+        sweep.create(args.study, args.space, args.storage, say)
         return 0
     return {"run": sweep.run, "show": sweep.show, "best": sweep.best}[args.sweep_command](args, say)

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import budget, callbacks as cb, checkpoint, config, data, evaluate, model, optim
+from typing import NamedTuple
+
+from . import backends, budget, callbacks as cb, checkpoint, config, data, evaluate, model, optim
 from .backends import threads, to_host
 from .settings import TrainConfig
-from .errors import Diverged, Stopped, UserError
+from .errors import Diverged, Stopped, UserError, named
 from .evaluate import format_accuracy
 from .step import Net, Steps
 
@@ -82,7 +84,7 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
         return TrainState(Net(layers, optim.init_slots(hyper, backend.ops, layers)), rng)
     host_params, meta = resume.params, resume.meta
     if resume.spec != spec:
-        raise UserError(f"--resume: the checkpoint's network {resume.spec.describe()} is not this run's {spec.describe()}")
+        raise UserError(f"{named('resume')}: the checkpoint's network {resume.spec.describe()} is not this run's {spec.describe()}")
     s = meta.get("state") or {}
     try:
         rng = np.random.default_rng()
@@ -90,14 +92,14 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
         state = TrainState(None, rng, int(s["epoch"]), int(s["step"]), int(s["optimizer"]["t"]), float(s["loss_partial"]),
                            list(meta.get("metrics", {}).get("history", [])), float(s.get("best_val", -1.0)))
         if s["optimizer"]["name"] != cfg.optimizer:
-            raise ValueError(f"it was trained with --optimizer {s['optimizer']['name']}")
+            raise ValueError(f"it was trained with {named('optimizer')} {s['optimizer']['name']}")
     except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"--resume: the checkpoint has no usable training state ({e})") from None
+        raise UserError(f"{named('resume')}: the checkpoint has no usable training state ({e})") from None
     layers = model.layers_of(model.params_to_device(backend, host_params, cfg.dtype))
     slots = optim.init_slots(hyper, backend.ops, layers)
     if hyper.slots:
         if not meta.get("slots"):
-            raise UserError("--resume: the checkpoint lacks the optimiser's state arrays")
+            raise UserError(f"{named('resume')}: the checkpoint lacks the optimiser's state arrays")
         slots = [_slots_from_host(backend, cfg.dtype, zeros, saved) for zeros, saved in zip(slots, meta["slots"])]
     state.net = Net(layers, slots)
     return state
@@ -343,7 +345,7 @@ def _progress(total: int, epoch: int, epochs: int, quiet: bool):
 
 def _diverged(cfg: TrainConfig, history, where: str, what: str = "the loss is not finite") -> Diverged:
     kept = f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""
-    return Diverged(f"training diverged at {where}: {what}; try a smaller --lr (now {cfg.lr}){kept}")
+    return Diverged(f"training diverged at {where}: {what}; try a smaller {named('lr')} (now {cfg.lr}){kept}")
 
 
 def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
@@ -372,3 +374,39 @@ def _stopped(run: Run, signum, epoch: int, step: int, rng_state, loss_partial: f
         say(f"{name}: stopped at epoch {epoch}, step {step}; nothing saved (use --save PATH to make runs resumable)")
     raise Stopped(128 + signum)
 
+
+
+def pick_backend(where, say) -> backends.Backend:
+    """The Backend for ``where.backend`` / ``where.device`` / ``where.tf32`` (flags or a
+    TrainConfig), announced in one line."""
+    be = backends.resolve(where.backend, where.device, tf32=getattr(where, "tf32", False))
+    extra = f" ({be.note})" if be.note else ""
+    say(f"device: {be.label}, backend {be.name}{extra}")
+    return be
+
+
+class Outcome(NamedTuple):
+    """What ``train_from`` made: the resolved settings, the data, the backend and the result."""
+
+    cfg: TrainConfig
+    dataset: data.Dataset
+    backend: backends.Backend
+    result: Result
+
+
+def train_from(given: dict, say, callbacks=()) -> Outcome | None:
+    """``xpnet train`` (and ``xpnet.train``) from the settings given (and ``preset``, ``config``,
+    ``resume``, ``print_config``; see ``config.resolve``): the settings resolved and checked,
+    the data loaded and checked, then trained. None after ``print_config`` (the TOML printed)."""
+    cfg, resume = config.resolve(given)
+    if given.get("print_config"):
+        for line in config.to_toml(cfg):
+            say(line)
+        return None
+    if cfg.plots:  # a folder the pictures can be written to, before any training
+        from . import plots
+
+        plots.check_output(named("plots"), cfg.plots, folder=True)
+    dataset = data.load(cfg.data_dir)  # fully validated before any training
+    be = pick_backend(cfg, say)
+    return Outcome(cfg, dataset, be, train(cfg, be, dataset, say=say, resume=resume, callbacks=callbacks))

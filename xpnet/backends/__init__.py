@@ -24,7 +24,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, named
 from .base import Ops
 
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
@@ -290,7 +290,7 @@ def _import(name: str, pip_name: str):
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise UserError(f"--backend {name}: {name} is not installed (pip install {pip_name})") from None
+        raise UserError(f"{named('backend')} {name}: {name} is not installed (pip install {pip_name})") from None
 
 
 def resolve(backend: str | None = None, device: str = "auto", tf32: bool = False) -> Backend:
@@ -301,9 +301,9 @@ def resolve(backend: str | None = None, device: str = "auto", tf32: bool = False
     products use TensorFloat-32 only when ``tf32`` is given.
     """
     if not _DEVICE_RE.match(device or ""):
-        raise UserError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+        raise UserError(f"{named('device')} {device!r}: expected auto, cpu, cuda or cuda:N")
     if backend is not None and backend not in BACKENDS:
-        raise UserError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        raise UserError(f"{named('backend')} {backend!r}: expected one of {', '.join(BACKENDS)}")
     wants_cuda = device.startswith("cuda")
     index = _cuda_index(device)
 
@@ -315,17 +315,17 @@ def resolve(backend: str | None = None, device: str = "auto", tf32: bool = False
             if cupy is not None:
                 backend = "cupy"
             elif wants_cuda:
-                raise UserError(f"--device {device}: no usable GPU: {why}; {_CUDA_HINT}")
+                raise UserError(f"{named('device')} {device}: no usable GPU: {why}; {_CUDA_HINT}")
             else:
                 return _numpy(note=f"auto: {why}, using the CPU")
 
     if backend == "numpy":
         if wants_cuda:
-            raise UserError(f"--device {device}: the numpy backend runs on the CPU only; use --backend cupy or torch")
+            raise UserError(f"{named('device')} {device}: the numpy backend runs on the CPU only; use {named('backend')} cupy or torch")
         return _numpy(note="auto: numpy runs on the CPU" if device == "auto" else "")
     if backend == "array_api_strict":
         if wants_cuda:
-            raise UserError(f"--device {device}: the array_api_strict backend runs on the CPU only")
+            raise UserError(f"{named('device')} {device}: the array_api_strict backend runs on the CPU only")
         strict = _import("array_api_strict", "array-api-strict")
         return Backend("array_api_strict", strict, strict.Device("CPU_DEVICE"), "cpu")
     if backend == "cupy":
@@ -341,10 +341,10 @@ def _numpy(note: str = "") -> Backend:
 
 def _cupy(device: str, index: int, tf32: bool) -> Backend:
     if device == "cpu":
-        raise UserError("--device cpu: the cupy backend runs on CUDA GPUs only; use --backend numpy")
+        raise UserError(f"{named('device')} cpu: the cupy backend runs on CUDA GPUs only; use {named('backend')} numpy")
     cupy, why = _cupy_status(index)
     if cupy is None:
-        raise UserError(f"--backend cupy: no usable GPU: {why}; {_CUDA_HINT}")
+        raise UserError(f"{named('backend')} cupy: no usable GPU: {why}; {_CUDA_HINT}")
     dev = cupy.cuda.Device(index)
     dev.use()  # array-api-compat ignores device= in CuPy's creation functions: make it current
     _cupy_tf32(cupy, tf32)
@@ -365,9 +365,9 @@ def _torch(device: str, index: int, wants_cuda: bool, tf32: bool) -> Backend:
     torch = _import("torch", "torch")
     cuda_ok = torch.cuda.is_available()
     if wants_cuda and not cuda_ok:
-        raise UserError(f"--device {device}: torch sees no usable CUDA device (CPU-only build or no GPU); use --device cpu")
+        raise UserError(f"{named('device')} {device}: torch sees no usable CUDA device (CPU-only build or no GPU); use {named('device')} cpu")
     if wants_cuda and index >= torch.cuda.device_count():
-        raise UserError(f"--device {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))")
+        raise UserError(f"{named('device')} {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))")
     use_cuda = wants_cuda or (device == "auto" and cuda_ok)
     label = f"cuda:{index}" if use_cuda else "cpu"
     note = "auto: torch sees no CUDA device, using the CPU" if device == "auto" and not use_cuda else ""
@@ -393,9 +393,9 @@ def _jax(device: str, index: int, wants_cuda: bool, tf32: bool) -> Backend:
     try:
         devices = jax.devices(kind)
     except RuntimeError as e:
-        raise UserError(f"--device {device}: jax has no usable {kind} device ({e})") from None
+        raise UserError(f"{named('device')} {device}: jax has no usable {kind} device ({e})") from None
     if index >= len(devices):
-        raise UserError(f"--device {device}: does not exist (jax sees {len(devices)} GPU device(s))")
+        raise UserError(f"{named('device')} {device}: does not exist (jax sees {len(devices)} GPU device(s))")
     if kind == "gpu":  # XLA multiplies float32 in TF32 on GPUs unless asked for full precision
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
     label = f"cuda:{index}" if kind == "gpu" else "cpu"
