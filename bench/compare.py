@@ -33,12 +33,14 @@ def log(msg: str) -> None:
 
 def worktree(commit: str) -> Path:
     """A checkout of ``commit`` beside the repository (made once, reused)."""
-    sha = subprocess.run(["git", "rev-parse", "--short", commit], cwd=REPO, check=True, capture_output=True,
-                         text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", commit], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
     path = Path(tempfile.gettempdir()) / f"xpnet-{sha}"
     if not (path / "xpnet").is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), sha], cwd=REPO, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--force", str(path), sha], cwd=REPO, check=True, capture_output=True
+        )
     return path
 
 
@@ -51,8 +53,22 @@ def bench_once(tree: Path, configs: str, repeats: int) -> dict:
     """{config: {implementation: median samples/s}} from one quick benchmark run in ``tree``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
-        _run(tree, ["bench/run.py", "--quick", "--no-rss", "--configs", configs, "--repeats", str(repeats),
-                    "--json", str(out), "--results", str(Path(tmp) / "RESULTS.md")])
+        _run(
+            tree,
+            [
+                "bench/run.py",
+                "--quick",
+                "--no-rss",
+                "--configs",
+                configs,
+                "--repeats",
+                str(repeats),
+                "--json",
+                str(out),
+                "--results",
+                str(Path(tmp) / "RESULTS.md"),
+            ],
+        )
         data = json.loads(out.read_text())
     return {c["config"]: {name: s["median_samples_per_s"] for name, s in c["impls"].items()} for c in data["configs"]}
 
@@ -96,8 +112,10 @@ def main(argv=None) -> int:
         for label, part in (("first epoch", slice(0, 1)), ("later epochs", slice(1, None))):
             med = {k: statistics.median(s for run in v for s in run[part]) for k, v in times.items() if v[0][part]}
             if len(med) == 2:  # the first epoch holds one-off costs (JAX's compilation)
-                print(f"xpnet train {args.train}: {label}: median base {med['base']:.2f}s, this {med['this']:.2f}s, "
-                      f"base / this = {med['base'] / med['this']:.2f}x")
+                print(
+                    f"xpnet train {args.train}: {label}: median base {med['base']:.2f}s, this {med['this']:.2f}s, "
+                    f"base / this = {med['base'] / med['this']:.2f}x"
+                )
         print(json.dumps(times))
         return 0
     base, this = [], []

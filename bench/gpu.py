@@ -54,7 +54,10 @@ from xpnet import data  # noqa: E402
 PARTS = ("tests", "bench", "train", "best")
 PART_WEIGHTS = {"tests": 3, "bench": 4, "train": 1, "best": 2}  # each part's share of the budget left
 # --emulate: the tests last, with what the others leave (the emulated suite takes longer than the budget)
-EMULATED_PARTS, EMULATED_WEIGHTS = ("bench", "train", "best", "tests"), {"tests": 1.5, "bench": 3, "train": 5, "best": 1.5}
+EMULATED_PARTS, EMULATED_WEIGHTS = (
+    ("bench", "train", "best", "tests"),
+    {"tests": 1.5, "bench": 3, "train": 5, "best": 1.5},
+)
 SPENT = "time budget spent"
 ROOF_N = 8192
 LIBRARIES = ("numpy", "cupy", "torch", "jax", "jaxlib", "array_api_compat", "array_api_strict", "xpnet")
@@ -68,21 +71,39 @@ log = cpu_bench.log
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="xpnet GPU checks and benchmark, within a time budget")
     p.add_argument("--device", default=None, help="cuda:N (default cuda:0), or cpu to try the plumbing without a GPU")
-    p.add_argument("--parts", default=None, help="comma-separated subset of " + ",".join(PARTS)
-                   + " (default: all, in that order; with --emulate the tests last)")
-    p.add_argument("--configs", default=None, help="benchmark configs, any of " + ",".join(GPU_CONFIGS)
-                   + " (default: all; with --emulate those with launch budgets first)")
-    p.add_argument("--budget", type=float, default=None, help="seconds for everything (default 480; 170 with --emulate)")
+    p.add_argument(
+        "--parts",
+        default=None,
+        help="comma-separated subset of "
+        + ",".join(PARTS)
+        + " (default: all, in that order; with --emulate the tests last)",
+    )
+    p.add_argument(
+        "--configs",
+        default=None,
+        help="benchmark configs, any of "
+        + ",".join(GPU_CONFIGS)
+        + " (default: all; with --emulate those with launch budgets first)",
+    )
+    p.add_argument(
+        "--budget", type=float, default=None, help="seconds for everything (default 480; 170 with --emulate)"
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation (1 with --emulate)")
     p.add_argument("--quick", action="store_true", help="fewer steps (C, D, E, default) for a fast look")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile reference")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the train part (default: the recipe's)")
     p.add_argument("--best-epochs", type=int, default=None, help="epochs of the best-gpu run (default: the preset's)")
-    p.add_argument("--emulate", action="store_true",
-                   help="on the emulated CuPy (tests/emulated), on the CPU: counts per step, not timings")
+    p.add_argument(
+        "--emulate",
+        action="store_true",
+        help="on the emulated CuPy (tests/emulated), on the CPU: counts per step, not timings",
+    )
     p.add_argument("--out", default=str(HERE / "out"), help="folder for gpu.json and gpu.md (default bench/out)")
-    p.add_argument("--results", default=None,
-                   help="markdown report (default bench/RESULTS-gpu.md; with --emulate none beyond --out)")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="markdown report (default bench/RESULTS-gpu.md; with --emulate none beyond --out)",
+    )
     args = p.parse_args(argv)
     parts = args.parts or ",".join(EMULATED_PARTS if args.emulate else PARTS)
     args.parts = [x.strip() for x in parts.split(",") if x.strip()]
@@ -138,8 +159,9 @@ def run_command(cmd: list[str], timeout_s: float, env: dict) -> tuple[int | None
     """``cmd`` in ROOT, in its own process group, killed with its children at the timeout:
     (exit code or None when timed out, the output's lines so far, seconds)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         out, _ = p.communicate(timeout=max(1.0, timeout_s))
         rc = p.returncode
@@ -162,8 +184,12 @@ def machine(device: str) -> dict:
         except Exception as e:  # not installed, or broken: say so
             info["versions"][name] = f"unavailable ({type(e).__name__})"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         info["nvidia_smi"] = out.strip()
     except (OSError, subprocess.SubprocessError) as e:
         info["nvidia_smi"] = f"unavailable ({type(e).__name__})"
@@ -214,17 +240,31 @@ def tests_part(budget: Budget, emulate: bool) -> dict:
             continue
         log(entry["command"])
         rc, lines, seconds = run_command(cmd, budget.left(), subprocess_env(emulate))
-        summary = next((ln for ln in reversed(lines)
-                        if re.search(r"\d+ (passed|failed|errors?|skipped|deselected)|no tests ran", ln)), "no summary")
+        summary = next(
+            (
+                ln
+                for ln in reversed(lines)
+                if re.search(r"\d+ (passed|failed|errors?|skipped|deselected)|no tests ran", ln)
+            ),
+            "no summary",
+        )
         if rc is None:  # the progress characters so far: . passed, F failed, E error, s skipped
-            progress = "".join(re.sub(r"\s*\[\s*\d+%\]$", "", ln) for ln in lines
-                               if re.fullmatch(r"[.FEsxX]+(\s*\[\s*\d+%\])?", ln))
-            marks = ", ".join(f"{progress.count(c)} {w}" for c, w in
-                              ((".", "passed"), ("F", "failed"), ("E", "errors"), ("s", "skipped")) if c in progress)
+            progress = "".join(
+                re.sub(r"\s*\[\s*\d+%\]$", "", ln) for ln in lines if re.fullmatch(r"[.FEsxX]+(\s*\[\s*\d+%\])?", ln)
+            )
+            marks = ", ".join(
+                f"{progress.count(c)} {w}"
+                for c, w in ((".", "passed"), ("F", "failed"), ("E", "errors"), ("s", "skipped"))
+                if c in progress
+            )
             summary = f"timed out after {seconds:.0f}s (the budget left); so far: {marks or summary}"
-        entry |= {"rc": rc, "summary": summary.strip("= "), "seconds": seconds,
-                  "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))],
-                  "tail": lines[-30:] if rc not in (0, 5) else []}  # 5: nothing selected
+        entry |= {
+            "rc": rc,
+            "summary": summary.strip("= "),
+            "seconds": seconds,
+            "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))],
+            "tail": lines[-30:] if rc not in (0, 5) else [],
+        }  # 5: nothing selected
         log(f"  {entry['summary']}")
         runs.append(entry)
     return {"runs": runs}
@@ -236,13 +276,19 @@ def tests_part(budget: Budget, emulate: bool) -> dict:
 def candidates(work, args) -> list[tuple[str, object]]:
     """(name, factory) of each implementation of one config on ``args.device``."""
     device, cuda = args.device, args.device.startswith("cuda")
-    cupy = [("xpnet cupy", lambda: xpnet_runner.xpnet_impl(work, "cupy", device)),
-            ("xpnet cupy eager", lambda: xpnet_runner.xpnet_impl(work, "cupy", device, cuda_graph=False,
-                                                                 name="xpnet cupy eager"))]
+    cupy = [
+        ("xpnet cupy", lambda: xpnet_runner.xpnet_impl(work, "cupy", device)),
+        (
+            "xpnet cupy eager",
+            lambda: xpnet_runner.xpnet_impl(work, "cupy", device, cuda_graph=False, name="xpnet cupy eager"),
+        ),
+    ]
     if args.emulate:
         return cupy
     others = ("torch", "jax") if cuda else xpnet_runner.CPU_BACKENDS
-    out = (cupy if cuda else []) + [(f"xpnet {b}", lambda b=b: xpnet_runner.xpnet_impl(work, b, device)) for b in others]
+    out = (cupy if cuda else []) + [
+        (f"xpnet {b}", lambda b=b: xpnet_runner.xpnet_impl(work, b, device)) for b in others
+    ]
     out.append(("PyTorch eager", lambda: refs.torch_eager(work, device)))
     if not args.no_compile:
         mode = "reduce-overhead"
@@ -299,8 +345,12 @@ def time_guarded(factories, repeats: int, budget: Budget, timer, counters) -> tu
                 continue
             for key, value in (("seconds", seconds), ("losses", loss), ("other_cores", others)):
                 runs[impl.name][key].append(value)
-        log(f"  round {r + 1}/{repeats}: " + ", ".join(
-            f"{i.name} {runs[i.name]['seconds'][-1]:.2f}s" for i in impls if len(runs[i.name]["seconds"]) == r + 1))
+        log(
+            f"  round {r + 1}/{repeats}: "
+            + ", ".join(
+                f"{i.name} {runs[i.name]['seconds'][-1]:.2f}s" for i in impls if len(runs[i.name]["seconds"]) == r + 1
+            )
+        )
     for impl in [i for i in impls if not runs[i.name]["seconds"]]:
         skipped[impl.name] = SPENT + " (after its warm-up)"
         impls.remove(impl)
@@ -381,8 +431,16 @@ def bench_config(key: str, dataset, args, budget: Budget) -> dict:
             except Exception as e:  # recorded; the timings stand
                 s["kernels_note"] = reason(e, "kernel counting")
                 log(f"  kernels per step of {impl.name}: {s['kernels_note']}")
-    return {"config": key, "description": config.describe(), "steps": work.steps, "batch": config.batch,
-            "flops_per_step": flops, "impls": stats, "failed": failed, "skipped": skipped}
+    return {
+        "config": key,
+        "description": config.describe(),
+        "steps": work.steps,
+        "batch": config.batch,
+        "flops_per_step": flops,
+        "impls": stats,
+        "failed": failed,
+        "skipped": skipped,
+    }
 
 
 def bench_part(args, budget: Budget, everything: dict, save) -> None:
@@ -407,16 +465,38 @@ def counts_table(everything: dict) -> list[dict]:
     rows = []
     for res in everything.get("bench", {}).get("configs", []):
         if everything["emulate"]:  # what was not counted, and why
-            rows += [{"config": res["config"], "implementation": name, "launches_per_step": None,
-                      "host_syncs_per_step": None, "allocations_per_step": None, "verdict": f"{what}: {why}"}
-                     for what in ("failed", "skipped") for name, why in res.get(what, {}).items()]
+            rows += [
+                {
+                    "config": res["config"],
+                    "implementation": name,
+                    "launches_per_step": None,
+                    "host_syncs_per_step": None,
+                    "allocations_per_step": None,
+                    "verdict": f"{what}: {why}",
+                }
+                for what in ("failed", "skipped")
+                for name, why in res.get(what, {}).items()
+            ]
         for name, s in res.get("impls", {}).items():
             if "launches_per_step" not in s:
                 continue
-            row = {"config": res["config"], "implementation": name, "steps": s["steps"],
-                   **{k: s.get(k) for k in ("launches_per_step", "host_syncs_per_step", "allocations_per_step",
-                                            "h2d_copies_per_step", "graph_launches_per_step")},
-                   "launch_budget": LAUNCH_BUDGETS.get(res["config"]), "per_run": s["emulator_counts_per_run"]}
+            row = {
+                "config": res["config"],
+                "implementation": name,
+                "steps": s["steps"],
+                **{
+                    k: s.get(k)
+                    for k in (
+                        "launches_per_step",
+                        "host_syncs_per_step",
+                        "allocations_per_step",
+                        "h2d_copies_per_step",
+                        "graph_launches_per_step",
+                    )
+                },
+                "launch_budget": LAUNCH_BUDGETS.get(res["config"]),
+                "per_run": s["emulator_counts_per_run"],
+            }
             per_run = s["emulator_counts_per_run"]  # less the epoch's own loss accumulator and its one read of the loss
             checks = [round(max(0, per_run.get(k, 0) - 1) / s["steps"], 2) <= 0 for k in ("host_syncs", "allocations")]
             if row["launch_budget"] is not None:
@@ -442,8 +522,13 @@ def train_run(extra: list[str], args, budget: Budget, note: str = "") -> dict:
     if rc is None:
         result = f"timed out after {seconds:.0f}s (the budget left); last: {result}"
     log(f"  {result} ({seconds:.0f}s)")
-    return entry | {"rc": rc, "seconds": seconds, "result": result, "first_lines": lines[:3],
-                    "tail": lines[-15:] if rc != 0 else []}
+    return entry | {
+        "rc": rc,
+        "seconds": seconds,
+        "result": result,
+        "first_lines": lines[:3],
+        "tail": lines[-15:] if rc != 0 else [],
+    }
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -453,16 +538,22 @@ def render(everything: dict) -> str:
     info = everything["machine"]
     out = ["# xpnet GPU benchmark and checks", ""]
     if everything["emulate"]:
-        out += ["**Emulated CuPy on the CPU (`--emulate`): the times and samples/s below are not timings "
-                "(NumPy underneath); the counts per step are the point.**", ""]
-    out += [f"- date: {everything['date']}; command: `python bench/gpu.py {everything['argv']}`; "
-            f"{everything['seconds']:.0f}s of a {everything['budget_s']:.0f}s budget"
-            + ("" if everything.get("finished") else " (not finished: written as it went)"),
-            f"- device: {info.get('gpu', info['device'])}; nvidia-smi: {info['nvidia_smi']}",
-            f"- CUDA: torch built for {info.get('torch_cuda')}, CuPy runtime {info.get('cupy_cuda_runtime')} "
-            f"/ driver {info.get('cupy_cuda_driver')}",
-            f"- python {info['python']} ({info['platform']}); " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
-            ""]
+        out += [
+            "**Emulated CuPy on the CPU (`--emulate`): the times and samples/s below are not timings "
+            "(NumPy underneath); the counts per step are the point.**",
+            "",
+        ]
+    out += [
+        f"- date: {everything['date']}; command: `python bench/gpu.py {everything['argv']}`; "
+        f"{everything['seconds']:.0f}s of a {everything['budget_s']:.0f}s budget"
+        + ("" if everything.get("finished") else " (not finished: written as it went)"),
+        f"- device: {info.get('gpu', info['device'])}; nvidia-smi: {info['nvidia_smi']}",
+        f"- CUDA: torch built for {info.get('torch_cuda')}, CuPy runtime {info.get('cupy_cuda_runtime')} "
+        f"/ driver {info.get('cupy_cuda_driver')}",
+        f"- python {info['python']} ({info['platform']}); "
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+        "",
+    ]
     for part in PARTS:
         for key, what in (("skipped", "skipped"), ("error", "failed")):
             if key in everything.get(part, {}):
@@ -487,8 +578,11 @@ def render(everything: dict) -> str:
             if "skipped" in r:
                 out += [f"`{r['command']}`: skipped ({r['skipped']})", ""]
                 continue
-            out += [f"`{r['command']}`: exit {r['rc']}, {r['seconds']:.0f}s wall time: `{r['result']}`"
-                    + (f" ({r['note']})" if r["note"] else ""), ""]
+            out += [
+                f"`{r['command']}`: exit {r['rc']}, {r['seconds']:.0f}s wall time: `{r['result']}`"
+                + (f" ({r['note']})" if r["note"] else ""),
+                "",
+            ]
             out += ["```", *r["tail"], "```", ""] if r.get("tail") else []
     return "\n".join(out) + "\n"
 
@@ -498,12 +592,21 @@ def _render_bench(bench: dict, emulate: bool) -> list[str]:
     best_roof = max(roof.values()) if roof else None
     out = ["## Benchmark", ""]
     if roof:
-        out += [f"float32 GEMM roof ({bench['roof_n']}x{bench['roof_n']} matmul, TF32 off, best of 5): "
-                + ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in roof.items()) + "."]
-    out += ["Each run is one pass over the config's images (the CPU benchmark's method: warm-up, then "
-            "timed runs alternating between implementations; medians). "
-            + ("Counts per step: the emulated CuPy's, over xpnet's first timed run, divided by its steps."
-               if emulate else "Kernels per step counted by the PyTorch profiler (CUPTI) over one run."), ""]
+        out += [
+            f"float32 GEMM roof ({bench['roof_n']}x{bench['roof_n']} matmul, TF32 off, best of 5): "
+            + ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in roof.items())
+            + "."
+        ]
+    out += [
+        "Each run is one pass over the config's images (the CPU benchmark's method: warm-up, then "
+        "timed runs alternating between implementations; medians). "
+        + (
+            "Counts per step: the emulated CuPy's, over xpnet's first timed run, divided by its steps."
+            if emulate
+            else "Kernels per step counted by the PyTorch profiler (CUPTI) over one run."
+        ),
+        "",
+    ]
     for res in bench["configs"]:
         if "skipped_config" in res:
             out += [f"### {res['config']}: skipped ({res['skipped_config']})", ""]
@@ -511,18 +614,23 @@ def _render_bench(bench: dict, emulate: bool) -> list[str]:
         impls = res["impls"]
         eager = impls.get("PyTorch eager", {}).get("median_samples_per_s")
         rate = "samples/s (emulated: not a timing)" if emulate else "samples/s (median)"
-        out += [f"### {res['config']}: {res['description']}", "",
-                f"| implementation | {rate} | min - max | vs PyTorch eager | us/step | TFLOP/s (% roof) "
-                "| kernels/step | first-run loss |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### {res['config']}: {res['description']}",
+            "",
+            f"| implementation | {rate} | min - max | vs PyTorch eager | us/step | TFLOP/s (% roof) "
+            "| kernels/step | first-run loss |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, s in impls.items():
             ratio = f"{s['median_samples_per_s'] / eager:.2f}x" if eager else "-"
             k = s.get("kernels_per_step", s.get("launches_per_step"))
             kernels = f"{k:.1f}" if k is not None else s.get("kernels_note", "-")
             pct = f" ({s['tflops'] / best_roof:.0%})" if best_roof else ""
-            out.append(f"| {name} | {s['median_samples_per_s']:,.0f} | {s['min_samples_per_s']:,.0f} - "
-                       f"{s['max_samples_per_s']:,.0f} | {ratio} | {s['step_s'] * 1e6:,.0f} | {s['tflops']:.2f}{pct} "
-                       f"| {kernels} | {s['first_loss']:.4f} |")
+            out.append(
+                f"| {name} | {s['median_samples_per_s']:,.0f} | {s['min_samples_per_s']:,.0f} - "
+                f"{s['max_samples_per_s']:,.0f} | {ratio} | {s['step_s'] * 1e6:,.0f} | {s['tflops']:.2f}{pct} "
+                f"| {kernels} | {s['first_loss']:.4f} |"
+            )
         out += [f"| {name} | failed: {why} | | | | | | |" for name, why in res["failed"].items()]
         out += [f"| {name} | skipped: {why} | | | | | | |" for name, why in res["skipped"].items()]
         out.append("")
@@ -533,23 +641,30 @@ def _render_counts(rows: list[dict]) -> list[str]:
     def f(x):
         return "-" if x is None else f"{x:.2f}"
 
-    out = ["## Counts per step on the emulated CuPy, against the budgets of plain SGD", "",
-           "A full run's counts divided by its steps (the totals per run beside them); the verdict compares "
-           "them at two decimals, host syncs and allocations less one per run (the epoch's loss accumulator "
-           "and its one read of the loss, `training.Run.run_epoch`'s, not a step's); budgets: launches at most 12 (A), 10 (B), 14 (default); "
-           "0 host syncs and 0 allocations for every config.", "",
-           "| config | implementation | steps | launches/step (budget) | host syncs/step | allocations/step "
-           "| h2d copies/step | graph launches/step | syncs, allocations per run | verdict |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## Counts per step on the emulated CuPy, against the budgets of plain SGD",
+        "",
+        "A full run's counts divided by its steps (the totals per run beside them); the verdict compares "
+        "them at two decimals, host syncs and allocations less one per run (the epoch's loss accumulator "
+        "and its one read of the loss, `training.Run.run_epoch`'s, not a step's); budgets: "
+        "launches at most 12 (A), 10 (B), 14 (default); "
+        "0 host syncs and 0 allocations for every config.",
+        "",
+        "| config | implementation | steps | launches/step (budget) | host syncs/step | allocations/step "
+        "| h2d copies/step | graph launches/step | syncs, allocations per run | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "steps" not in r:
             out.append(f"| {r['config']} | {r['implementation']} | | | | | | | | {r['verdict']} |")
             continue
         budget = "" if r["launch_budget"] is None else f" (<= {r['launch_budget']})"
-        out.append(f"| {r['config']} | {r['implementation']} | {r['steps']} | {f(r['launches_per_step'])}{budget} "
-                   f"| {f(r['host_syncs_per_step'])} | {f(r['allocations_per_step'])} | {f(r['h2d_copies_per_step'])} "
-                   f"| {f(r['graph_launches_per_step'])} | {r['per_run'].get('host_syncs')}, "
-                   f"{r['per_run'].get('allocations')} | {r['verdict']} |")
+        out.append(
+            f"| {r['config']} | {r['implementation']} | {r['steps']} | {f(r['launches_per_step'])}{budget} "
+            f"| {f(r['host_syncs_per_step'])} | {f(r['allocations_per_step'])} | {f(r['h2d_copies_per_step'])} "
+            f"| {f(r['graph_launches_per_step'])} | {r['per_run'].get('host_syncs')}, "
+            f"{r['per_run'].get('allocations')} | {r['verdict']} |"
+        )
     return out + [""]
 
 
@@ -561,18 +676,28 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    everything = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "argv": " ".join(sys.argv[1:] if argv is None else argv), "emulate": args.emulate,
-                  "budget_s": args.budget, "seconds": 0.0, "machine": machine(args.device)}
-    log(f"machine: {everything['machine'].get('gpu', args.device)}; {everything['machine']['nvidia_smi']}; "
-        f"budget {args.budget:.0f}s")
+    everything = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "argv": " ".join(sys.argv[1:] if argv is None else argv),
+        "emulate": args.emulate,
+        "budget_s": args.budget,
+        "seconds": 0.0,
+        "machine": machine(args.device),
+    }
+    log(
+        f"machine: {everything['machine'].get('gpu', args.device)}; {everything['machine']['nvidia_smi']}; "
+        f"budget {args.budget:.0f}s"
+    )
 
     def save() -> str:
         everything["seconds"] = time.perf_counter() - started
         everything["counts"] = counts_table(everything)
         text = render(everything)
-        for path, content in ((out_dir / "gpu.json", json.dumps(everything, indent=2, default=str)),
-                              (out_dir / "gpu.md", text), *([(Path(args.results), text)] if args.results else [])):
+        for path, content in (
+            (out_dir / "gpu.json", json.dumps(everything, indent=2, default=str)),
+            (out_dir / "gpu.md", text),
+            *([(Path(args.results), text)] if args.results else []),
+        ):
             tmp = path.with_name(path.name + ".tmp")  # whole files only, even when killed while writing
             tmp.write_text(content)
             tmp.replace(path)
@@ -581,7 +706,10 @@ def main(argv=None) -> int:
     save()
     epochs = ["--epochs", "1"] if args.emulate else (["--epochs", str(args.epochs)] if args.epochs else [])
     if args.emulate:
-        best_extra, best_note = ["--preset", "best-gpu", *EMULATED_BEST], "emulated: 1 epoch of hidden 100,100, to fit the time"
+        best_extra, best_note = (
+            ["--preset", "best-gpu", *EMULATED_BEST],
+            "emulated: 1 epoch of hidden 100,100, to fit the time",
+        )
     else:
         best_extra = ["--preset", "best-gpu"] + (["--epochs", str(args.best_epochs)] if args.best_epochs else [])
         best_note = ""
@@ -610,8 +738,11 @@ def main(argv=None) -> int:
     everything["finished"] = True
     text = save()
     print(text)
-    log(f"wrote {out_dir / 'gpu.json'}, {out_dir / 'gpu.md'}" + (f", {args.results}" if args.results else "")
-        + f" in {everything['seconds']:.0f}s")
+    log(
+        f"wrote {out_dir / 'gpu.json'}, {out_dir / 'gpu.md'}"
+        + (f", {args.results}" if args.results else "")
+        + f" in {everything['seconds']:.0f}s"
+    )
     return 0
 
 

@@ -40,6 +40,7 @@ def memory_gib() -> float | None:
 
 def library_versions() -> dict[str, str]:
     import array_api_compat
+
     import xpnet
 
     versions = {"python": platform.python_version(), "numpy": np.__version__}
@@ -137,7 +138,9 @@ def cli_peak_rss(extra_args: list[str]) -> dict:
     t0 = time.perf_counter()
     if time_bin:
         with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
-            proc = subprocess.run([time_bin, "-f", "%M", "-o", out.name, *cmd], cwd=REPO, capture_output=True, text=True)
+            proc = subprocess.run(
+                [time_bin, "-f", "%M", "-o", out.name, *cmd], cwd=REPO, capture_output=True, text=True
+            )
             kib = int(out.read().strip().splitlines()[-1])
         method = "/usr/bin/time -f %M"
     else:
@@ -148,8 +151,13 @@ def cli_peak_rss(extra_args: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    return {"command": "python -m xpnet train --quiet " + " ".join(extra_args), "peak_rss_mb": kib * 1024 / 1e6,
-            "method": method, "seconds": seconds, "last_line": last}
+    return {
+        "command": "python -m xpnet train --quiet " + " ".join(extra_args),
+        "peak_rss_mb": kib * 1024 / 1e6,
+        "method": method,
+        "seconds": seconds,
+        "last_line": last,
+    }
 
 
 # ---- CPU used by other processes --------------------------------------------

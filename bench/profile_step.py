@@ -39,7 +39,9 @@ def profile_epoch(backend: str, images: int = 1600, **settings) -> tuple[int, di
     mnist = data.load_mnist()
     split = data.Split(mnist.train.images[:images], mnist.train.labels[:images])
     cfg = TrainConfig(**{"hidden": (64, 32), "batch_size": 32, "validation": 0, "quiet": True, **settings})
-    run = training.Run(cfg, backends.resolve(backend, "cpu"), data.Dataset(split, split, 10, "profile"), say=lambda s: None)
+    run = training.Run(
+        cfg, backends.resolve(backend, "cpu"), data.Dataset(split, split, 10, "profile"), say=lambda s: None
+    )
     perm = run.backend.asarray(run.state.rng.permutation(run.n))
     profile = cProfile.Profile()
     profile.enable()
@@ -65,14 +67,22 @@ def table(recipe: str, images: int) -> list[str]:
     rows = {name: per_step(*profile_epoch(name, images, **settings)) for name in EAGER}
     _, traced = profile_epoch("jax", images, **settings)
     functions = sorted(set().union(*rows.values()))
-    lines = [f"### {recipe}", "", "| function | " + " | ".join(f"{name}: calls per step" for name in EAGER)
-             + " | jax: calls in the epoch |", "|---|" + "---|" * (len(EAGER) + 1)]
+    lines = [
+        f"### {recipe}",
+        "",
+        "| function | " + " | ".join(f"{name}: calls per step" for name in EAGER) + " | jax: calls in the epoch |",
+        "|---|" + "---|" * (len(EAGER) + 1),
+    ]
     for f in functions:
         cells = [str(rows[name].get(f, 0)) for name in EAGER]
         lines.append(f"| `{f}` | " + " | ".join(cells) + f" | {traced.get(f, '**0**')} |")
     same = all(rows[name] == rows[EAGER[0]] for name in EAGER)
-    lines += ["", f"Same per-step functions and counts on {', '.join(EAGER)}: {'yes' if same else '**no**'}; "
-              f"all called (traced) on jax: {'yes' if set(functions) <= set(traced) else '**no**'}.", ""]
+    lines += [
+        "",
+        f"Same per-step functions and counts on {', '.join(EAGER)}: {'yes' if same else '**no**'}; "
+        f"all called (traced) on jax: {'yes' if set(functions) <= set(traced) else '**no**'}.",
+        "",
+    ]
     return lines
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from workload import Impl, Workload
-
 
 # ---- PyTorch eager ----------------------------------------------------------
 
@@ -39,8 +37,9 @@ def torch_eager(work: Workload, device: str = "cpu", compile_mode: str | None = 
     perm = torch.from_numpy(work.perm).to(device)
     net = _torch_net(work, nn, torch, recipe.get("dropout", 0.0)).to(device)
     nesterov = recipe.get("optimizer") == "nesterov"
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=recipe.get("momentum", 0.0) if nesterov else 0.0,
-                          nesterov=nesterov)
+    opt = torch.optim.SGD(
+        net.parameters(), lr=cfg.lr, momentum=recipe.get("momentum", 0.0) if nesterov else 0.0, nesterov=nesterov
+    )
     ce = nn.CrossEntropyLoss()
 
     def loss_fn(xb, yb):
@@ -55,7 +54,7 @@ def torch_eager(work: Workload, device: str = "cpu", compile_mode: str | None = 
         torch.set_num_threads(os.cpu_count())  # all cores, whatever an xpnet torch run in this process set
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n, bs):
-            idx = perm[start:start + bs]
+            idx = perm[start : start + bs]
             xb, yb = X.index_select(0, idx), Y.index_select(0, idx)
             if augment is not None:
                 xb = augment(xb)
@@ -116,7 +115,7 @@ def torch_cuda_graph(work: Workload, device: str = "cuda") -> Impl:
     def run() -> float:
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n, bs):
-            idx = perm[start:start + bs]
+            idx = perm[start : start + bs]
             torch.index_select(X, 0, idx, out=static_x)
             torch.index_select(Y, 0, idx, out=static_y)
             graph.replay()
@@ -258,12 +257,18 @@ def naive_numpy(work: Workload, steps: int) -> Impl:
         total = 0.0
         with np.errstate(over="ignore"):
             for s in range(steps):
-                idx = work.perm[s * bs:(s + 1) * bs]
+                idx = work.perm[s * bs : (s + 1) * bs]
                 total += train_step(X3[idx], Y3[idx])
         return total / steps
 
-    return Impl("naive order-3 NumPy", "naive", steps, lambda: train(steps, cfg.batch),
-                warmup=lambda: train(1, 16), timed_runs=1)
+    return Impl(
+        "naive order-3 NumPy",
+        "naive",
+        steps,
+        lambda: train(steps, cfg.batch),
+        warmup=lambda: train(1, 16),
+        timed_runs=1,
+    )
 
 
 def _sigmoid(z):

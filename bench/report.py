@@ -5,8 +5,12 @@ from __future__ import annotations
 # (config, what, threshold): "vs_pytorch" is xpnet(best)/PyTorch, "roof_fraction" xpnet's share of
 # the GEMM roof, "naive_slowdown" naive/xpnet time per sample.
 TARGETS = [
-    ("A", "vs_pytorch", 3.0), ("B", "vs_pytorch", 1.8), ("C", "vs_pytorch", 1.1), ("D", "vs_pytorch", 1.0),
-    ("R", "vs_pytorch", 1.2), ("R", "vs_pytorch", 1.5),  # R: 1.2x required, 1.5x the goal
+    ("A", "vs_pytorch", 3.0),
+    ("B", "vs_pytorch", 1.8),
+    ("C", "vs_pytorch", 1.1),
+    ("D", "vs_pytorch", 1.0),
+    ("R", "vs_pytorch", 1.2),
+    ("R", "vs_pytorch", 1.5),  # R: 1.2x required, 1.5x the goal
 ] + [(k, "naive_slowdown", 10.0) for k in "ABCD"]
 RSS_TARGET_MB = 150.0
 MIB = 2**20 / 1e6
@@ -26,8 +30,10 @@ def header(everything: dict) -> list[str]:
     m = everything["machine"]
     v = m["versions"]
     roof = everything["gemm_roof"]
-    per_config = "; ".join(f"before {key}: " + ", ".join(f"{lib} {g:.1f}" for lib, g in libs.items())
-                           for key, libs in roof["per_config"].items())
+    per_config = "; ".join(
+        f"before {key}: " + ", ".join(f"{lib} {g:.1f}" for lib, g in libs.items())
+        for key, libs in roof["per_config"].items()
+    )
     mem = f"{m['memory_gib']:.1f} GiB" if m["memory_gib"] else "unknown"
     lines = [
         "# xpnet CPU benchmark",
@@ -53,7 +59,8 @@ def header(everything: dict) -> list[str]:
         "fixed number of steps, the loss read back once at its end. samples/s = images per run / seconds: "
         "median and min-max over the timed runs. A timed run during which other processes kept more than "
         f"{NOISY_CORES} cores busy (from /proc/stat) is discarded and run again once they stop (waiting "
-        f"at most {everything['idle_wait_s']:.0f}s), at most {everything['retries']} time(s). The naive order-3 NumPy reference is a reference line, not a "
+        f"at most {everything['idle_wait_s']:.0f}s), at most {everything['retries']} time(s). "
+        "The naive order-3 NumPy reference is a reference line, not a "
         "competitor: fewer steps (same batch), a one-step warm-up on 16 images, and one timed run. "
         "`first-run loss` is the mean loss of an implementation's first run from the initial parameters "
         "(the same images for all but the naive one, which sees only its first steps): a check that all "
@@ -74,7 +81,8 @@ def config_section(res: dict) -> list[str]:
         "",
         f"Each run: {res['steps']} steps x batch {res['batch']} = {res['samples_per_run']:,} images "
         f"(the first {res['samples_per_run']:,} of the 60,000 training images); naive reference: "
-        f"{res['naive_steps']} step{'s' if res['naive_steps'] != 1 else ''} x {res['batch']}. {res['flops_per_step'] / 1e6:,.1f} MFLOP per step. "
+        f"{res['naive_steps']} step{'s' if res['naive_steps'] != 1 else ''} x {res['batch']}. "
+        f"{res['flops_per_step'] / 1e6:,.1f} MFLOP per step. "
         f"GEMM roof measured just before: {s['roof_gflops']:.1f} GFLOP/s.",
         "",
     ]
@@ -82,25 +90,43 @@ def config_section(res: dict) -> list[str]:
     rows = []
     for name, st in res["impls"].items():
         rel = f"{st['median_samples_per_s'] / torch_rate:.2f}x" if torch_rate else "-"
-        rows.append([
-            name, _rate(st["median_samples_per_s"]),
-            f"{_rate(st['min_samples_per_s'])} - {_rate(st['max_samples_per_s'])}" if len(st["seconds"]) > 1 else "(one run)",
-            rel, f"{st['step_s'] * 1e6:,.0f}", f"{st['first_loss']:.4f}",
-        ])
+        rows.append(
+            [
+                name,
+                _rate(st["median_samples_per_s"]),
+                f"{_rate(st['min_samples_per_s'])} - {_rate(st['max_samples_per_s'])}"
+                if len(st["seconds"]) > 1
+                else "(one run)",
+                rel,
+                f"{st['step_s'] * 1e6:,.0f}",
+                f"{st['first_loss']:.4f}",
+            ]
+        )
     for name, why in res["skipped"].items():
         rows.append([name, "skipped", why, "", "", ""])
-    lines += _table(["implementation", "samples/s (median)", "min - max", "vs PyTorch", "us/step", "first-run loss"], rows)
+    lines += _table(
+        ["implementation", "samples/s (median)", "min - max", "vs PyTorch", "us/step", "first-run loss"], rows
+    )
     lines.append("")
     gemm_rows = [
-        [name, f"{st['step_s'] * 1e6:,.0f}", f"{st['gemm_step_s'] * 1e6:,.0f}",
-         f"{st['non_gemm_step_s'] * 1e6:,.0f} ({100 * st['non_gemm_step_s'] / st['step_s']:.0f}%)",
-         f"{res['flops_per_step'] / st['step_s'] / 1e9:.1f}"]
-        for name, st in res["impls"].items() if "gemm_step_s" in st
+        [
+            name,
+            f"{st['step_s'] * 1e6:,.0f}",
+            f"{st['gemm_step_s'] * 1e6:,.0f}",
+            f"{st['non_gemm_step_s'] * 1e6:,.0f} ({100 * st['non_gemm_step_s'] / st['step_s']:.0f}%)",
+            f"{res['flops_per_step'] / st['step_s'] / 1e9:.1f}",
+        ]
+        for name, st in res["impls"].items()
+        if "gemm_step_s" in st
     ]
     lines += _table(["xpnet backend", "us/step", "GEMMs alone us/step", "outside GEMMs us/step", "GFLOP/s"], gemm_rows)
     noise = res["max_other_cores"]
-    lines += ["", f"Best xpnet backend: **{s['xpnet_best']}**. Other processes kept at most {noise:.2f} cores "
-              f"busy during a timed run{' (**noisy**: rerun on an idle machine)' if noise > NOISY_CORES else ''}.", ""]
+    lines += [
+        "",
+        f"Best xpnet backend: **{s['xpnet_best']}**. Other processes kept at most {noise:.2f} cores "
+        f"busy during a timed run{' (**noisy**: rerun on an idle machine)' if noise > NOISY_CORES else ''}.",
+        "",
+    ]
     return lines
 
 
@@ -113,22 +139,41 @@ def summary_section(results: list[dict]) -> list[str]:
     for res in results:
         s = res["summary"]
         non_gemm = s.get("non_gemm_step_s")
-        rows.append([
-            res["config"], s["xpnet_best"], _rate(s["xpnet_samples_per_s"]),
-            _ratio(s.get("vs_pytorch")), f"{_ratio(s.get('vs_best_ref'))} ({s['best_ref']})",
-            f"{s['gflops']:.1f} ({100 * s['roof_fraction']:.0f}%)",
-            f"{non_gemm * 1e6:,.0f} / {s['step_s'] * 1e6:,.0f}" if non_gemm is not None else "-",
-            _ratio(_ceiling(s)),
-            _ratio(s.get("naive_slowdown")),
-        ])
-    header = ["config", "xpnet best", "samples/s", "xpnet/PyTorch", "xpnet/best ref", "GFLOP/s (% roof)",
-              "outside GEMMs / step (us)", "ceiling xpnet/PyTorch", "naive slowdown"]
-    return ["## Summary", ""] + _table(header, rows) + [
-        "",
-        "`ceiling xpnet/PyTorch`: the ratio xpnet would reach if its step took only the time of its "
-        "matrix multiplies alone (`GEMMs alone`, the same FLOPs at the backend's matmul speed): no "
-        "work outside the GEMMs can push the ratio past it.",
-        ""]
+        rows.append(
+            [
+                res["config"],
+                s["xpnet_best"],
+                _rate(s["xpnet_samples_per_s"]),
+                _ratio(s.get("vs_pytorch")),
+                f"{_ratio(s.get('vs_best_ref'))} ({s['best_ref']})",
+                f"{s['gflops']:.1f} ({100 * s['roof_fraction']:.0f}%)",
+                f"{non_gemm * 1e6:,.0f} / {s['step_s'] * 1e6:,.0f}" if non_gemm is not None else "-",
+                _ratio(_ceiling(s)),
+                _ratio(s.get("naive_slowdown")),
+            ]
+        )
+    header = [
+        "config",
+        "xpnet best",
+        "samples/s",
+        "xpnet/PyTorch",
+        "xpnet/best ref",
+        "GFLOP/s (% roof)",
+        "outside GEMMs / step (us)",
+        "ceiling xpnet/PyTorch",
+        "naive slowdown",
+    ]
+    return (
+        ["## Summary", ""]
+        + _table(header, rows)
+        + [
+            "",
+            "`ceiling xpnet/PyTorch`: the ratio xpnet would reach if its step took only the time of its "
+            "matrix multiplies alone (`GEMMs alone`, the same FLOPs at the backend's matmul speed): no "
+            "work outside the GEMMs can push the ratio past it.",
+            "",
+        ]
+    )
 
 
 def _ceiling(s: dict):
@@ -144,8 +189,11 @@ SHARING_TARGET = 2.5  # an xpnet training beside another (or a busy core) at mos
 
 def target_rows(results: list[dict], rss: dict | None, sharing: dict | None = None) -> list[list[str]]:
     by_key = {r["config"]: r["summary"] for r in results}
-    names = {"vs_pytorch": "xpnet >= {t}x PyTorch", "roof_fraction": "xpnet >= {p}% of GEMM roof",
-             "naive_slowdown": "naive >= {t}x slower than xpnet"}
+    names = {
+        "vs_pytorch": "xpnet >= {t}x PyTorch",
+        "roof_fraction": "xpnet >= {p}% of GEMM roof",
+        "naive_slowdown": "naive >= {t}x slower than xpnet",
+    }
     rows = []
     for key, what, threshold in TARGETS:
         if key not in by_key:
@@ -156,21 +204,33 @@ def target_rows(results: list[dict], rss: dict | None, sharing: dict | None = No
         rows.append([label, shown, "-" if value is None else ("yes" if value >= threshold else "**no**")])
     if rss is not None:
         mb = rss["peak_rss_mb"]
-        rows.append([f"peak RSS of `{rss['command'].strip()}` <= {RSS_TARGET_MB:.0f} MB",
-                     f"{mb:.1f} MB ({mb / MIB:.1f} MiB)", "yes" if mb <= RSS_TARGET_MB else "**no**"])
+        rows.append(
+            [
+                f"peak RSS of `{rss['command'].strip()}` <= {RSS_TARGET_MB:.0f} MB",
+                f"{mb:.1f} MB ({mb / MIB:.1f} MiB)",
+                "yes" if mb <= RSS_TARGET_MB else "**no**",
+            ]
+        )
     for name, r in (sharing or {}).items():
         if name.startswith("xpnet"):
             for what, label in (("pair_ratio", "two at once"), ("neighbour_ratio", "beside a busy core")):
-                rows.append([f"A, {name}: {label} <= {SHARING_TARGET}x alone", f"{r[what]:.2f}x",
-                             "yes" if r[what] <= SHARING_TARGET else "**no**"])
+                rows.append(
+                    [
+                        f"A, {name}: {label} <= {SHARING_TARGET}x alone",
+                        f"{r[what]:.2f}x",
+                        "yes" if r[what] <= SHARING_TARGET else "**no**",
+                    ]
+                )
     return rows
 
 
 def targets_section(results: list[dict], rss: dict | None, sharing: dict | None = None) -> list[str]:
     lines = ["## Targets", ""] + _table(["target", "measured", "met"], target_rows(results, rss, sharing)) + [""]
     if rss is not None:
-        lines.append(f"Peak RSS measured with {rss['method']} (MB = 10^6 bytes); the run took "
-                     f"{rss['seconds']:.0f}s and ended with: `{rss['last_line']}`")
+        lines.append(
+            f"Peak RSS measured with {rss['method']} (MB = 10^6 bytes); the run took "
+            f"{rss['seconds']:.0f}s and ended with: `{rss['last_line']}`"
+        )
         lines.append("")
     return lines
 

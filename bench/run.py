@@ -56,9 +56,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="xpnet CPU benchmark (MNIST MLP training throughput).")
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (under 2 minutes)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3 quick, 9 full: the medians of a full run are steadier)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per implementation (default 3 quick, 9 full: the medians of a full run are steadier)",
+    )
     p.add_argument("--json", metavar="PATH", default=None, help="also write the raw numbers as JSON")
-    p.add_argument("--results", metavar="PATH", default=str(HERE / "RESULTS.md"), help="markdown output (default bench/RESULTS.md)")
+    p.add_argument(
+        "--results", metavar="PATH", default=str(HERE / "RESULTS.md"), help="markdown output (default bench/RESULTS.md)"
+    )
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS run of `python -m xpnet train`")
     p.add_argument("--no-sharing", action="store_true", help="skip config A alone / two at once / beside a busy core")
     args = p.parse_args(argv)
@@ -79,8 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_impls(work: Workload, quick: bool) -> tuple[list[Impl], dict[str, str]]:
     """The implementations of one config (xpnet backends first), and {name: why skipped}."""
     jax_ok, jax_why = refs.jax_available()
-    candidates = [(f"xpnet {name}", lambda name=name: xpnet_runner.xpnet_impl(work, name))
-                  for name in xpnet_runner.CPU_BACKENDS]
+    candidates = [
+        (f"xpnet {name}", lambda name=name: xpnet_runner.xpnet_impl(work, name)) for name in xpnet_runner.CPU_BACKENDS
+    ]
     candidates += [
         ("PyTorch eager", lambda: refs.torch_eager(work)),
         ("JAX jit", lambda: refs.jax_jit(work)),
@@ -149,8 +157,10 @@ def time_alternating(impls: list[Impl], repeats: int, say=log) -> dict[str, dict
             runs[impl.name]["seconds"].append(seconds)
             runs[impl.name]["losses"].append(loss)
             runs[impl.name]["other_cores"].append(others)
-        say(f"  round {r + 1}/{repeats}: " + ", ".join(
-            f"{name} {v['seconds'][-1]:.2f}s" for name, v in runs.items() if len(v["seconds"]) == r + 1))
+        say(
+            f"  round {r + 1}/{repeats}: "
+            + ", ".join(f"{name} {v['seconds'][-1]:.2f}s" for name, v in runs.items() if len(v["seconds"]) == r + 1)
+        )
     return runs
 
 
@@ -159,13 +169,19 @@ def impl_stats(impl: Impl, batch: int, run: dict) -> dict:
     rates = [samples / s for s in run["seconds"]]
     median_s = statistics.median(run["seconds"])
     return {
-        "kind": impl.kind, "steps": impl.steps, "samples_per_run": samples,
-        "seconds": run["seconds"], "samples_per_s": rates,
-        "median_samples_per_s": samples / median_s, "min_samples_per_s": min(rates), "max_samples_per_s": max(rates),
+        "kind": impl.kind,
+        "steps": impl.steps,
+        "samples_per_run": samples,
+        "seconds": run["seconds"],
+        "samples_per_s": rates,
+        "median_samples_per_s": samples / median_s,
+        "min_samples_per_s": min(rates),
+        "max_samples_per_s": max(rates),
         "step_s": median_s / impl.steps,
         "other_cores": run["other_cores"],  # cores other processes kept busy, per timed run
         # the first full run's mean loss: the warm-up, or the first timed run after a different warm-up
-        "first_loss": run["losses"][0] if impl.warmup else run["warmup_loss"], "last_loss": run["losses"][-1],
+        "first_loss": run["losses"][0] if impl.warmup else run["warmup_loss"],
+        "last_loss": run["losses"][-1],
     }
 
 
@@ -211,11 +227,18 @@ def bench_config(key: str, dataset, quick: bool, repeats: int, roof_gflops: floa
         if impl.kind == "xpnet":
             gemm_only(impl, work, stats[impl.name], repeats, 0.2 if quick else 0.5)
     result = {
-        "config": key, "description": config.describe(), "sizes": list(config.sizes),
-        "activation": config.activation, "batch": config.batch, "lr": config.lr,
-        "steps": work.steps, "samples_per_run": work.n, "naive_steps": config.naive_steps(quick),
+        "config": key,
+        "description": config.describe(),
+        "sizes": list(config.sizes),
+        "activation": config.activation,
+        "batch": config.batch,
+        "lr": config.lr,
+        "steps": work.steps,
+        "samples_per_run": work.n,
+        "naive_steps": config.naive_steps(quick),
         "flops_per_step": flops_per_step(config.sizes, config.batch),
-        "impls": stats, "skipped": skipped,
+        "impls": stats,
+        "skipped": skipped,
     }
     result["summary"] = summarize(result, roof_gflops)
     result["max_other_cores"] = max(max(s["other_cores"] + [s.get("gemm_other_cores", 0.0)]) for s in stats.values())
@@ -237,9 +260,14 @@ def summarize(result: dict, roof_gflops: float) -> dict:
     rate = xp["median_samples_per_s"]
     gflops = result["flops_per_step"] / xp["step_s"] / 1e9
     out = {
-        "xpnet_best": xp_name, "xpnet_samples_per_s": rate, "best_ref": ref_name,
-        "gflops": gflops, "roof_gflops": roof_gflops, "roof_fraction": gflops / roof_gflops,
-        "non_gemm_step_s": xp.get("non_gemm_step_s"), "step_s": xp["step_s"],
+        "xpnet_best": xp_name,
+        "xpnet_samples_per_s": rate,
+        "best_ref": ref_name,
+        "gflops": gflops,
+        "roof_gflops": roof_gflops,
+        "roof_fraction": gflops / roof_gflops,
+        "non_gemm_step_s": xp.get("non_gemm_step_s"),
+        "step_s": xp["step_s"],
     }
     if "PyTorch eager" in impls:
         out["vs_pytorch"] = rate / impls["PyTorch eager"]["median_samples_per_s"]
@@ -282,10 +310,17 @@ def main(argv=None) -> int:
         shared = sharing.measure(say=log)
     info["other_cores_at_end"] = check_idle()
     everything = {
-        "mode": mode, "repeats": args.repeats, "gap_s": GAP_S, "retries": RETRIES, "idle_wait_s": IDLE_WAIT_S,
+        "mode": mode,
+        "repeats": args.repeats,
+        "gap_s": GAP_S,
+        "retries": RETRIES,
+        "idle_wait_s": IDLE_WAIT_S,
         "machine": info,
         "gemm_roof": {"n": n, "per_config": roofs},
-        "configs": results, "peak_rss": rss, "sharing": shared, "seconds": time.perf_counter() - started,
+        "configs": results,
+        "peak_rss": rss,
+        "sharing": shared,
+        "seconds": time.perf_counter() - started,
     }
     text = report.render(everything)
     print(text)

@@ -47,8 +47,9 @@ def worker(name: str) -> float:
 
 
 def _start(name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", name],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", name], stdout=subprocess.PIPE, text=True
+    )
 
 
 def _seconds(procs) -> list[float]:
@@ -80,25 +81,40 @@ def measure(impls=IMPLS, say=print) -> dict:
         alone = case(name, 1, False)[0]
         pair = case(name, 2, False)
         busy = case(name, 1, True)[0]
-        results[name] = {"alone_s": alone, "pair_s": pair, "neighbour_s": busy,
-                         "pair_ratio": max(pair) / alone, "neighbour_ratio": busy / alone}
-        say(f"  {name}: alone {alone:.3f}s, two at once {pair[0]:.3f}s / {pair[1]:.3f}s "
-            f"({results[name]['pair_ratio']:.2f}x), busy neighbour {busy:.3f}s ({results[name]['neighbour_ratio']:.2f}x)")
+        results[name] = {
+            "alone_s": alone,
+            "pair_s": pair,
+            "neighbour_s": busy,
+            "pair_ratio": max(pair) / alone,
+            "neighbour_ratio": busy / alone,
+        }
+        say(
+            f"  {name}: alone {alone:.3f}s, two at once {pair[0]:.3f}s / {pair[1]:.3f}s "
+            f"({results[name]['pair_ratio']:.2f}x), busy neighbour {busy:.3f}s "
+            f"({results[name]['neighbour_ratio']:.2f}x)"
+        )
     return results
 
 
 def render(results: dict) -> list[str]:
-    out = ["## Sharing the cores: config A alone, two at once, beside a busy neighbour", "",
-           "Fresh worker processes, each: one warm-up epoch of config A, then the median of "
-           f"{EPOCHS} timed epochs. `two at once`: two workers started together (the slower one "
-           "counts); `busy neighbour`: one worker beside a process spinning on one core. xpnet "
-           "sizes its thread pools to the cores free of other work (`backends/threads.py`); "
-           "PyTorch eager runs with `torch.set_num_threads(os.cpu_count())`.", "",
-           "| implementation | alone s/epoch | two at once s/epoch (slower) | vs alone | busy neighbour s/epoch | vs alone |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "## Sharing the cores: config A alone, two at once, beside a busy neighbour",
+        "",
+        "Fresh worker processes, each: one warm-up epoch of config A, then the median of "
+        f"{EPOCHS} timed epochs. `two at once`: two workers started together (the slower one "
+        "counts); `busy neighbour`: one worker beside a process spinning on one core. xpnet "
+        "sizes its thread pools to the cores free of other work (`backends/threads.py`); "
+        "PyTorch eager runs with `torch.set_num_threads(os.cpu_count())`.",
+        "",
+        "| implementation | alone s/epoch | two at once s/epoch (slower) | vs alone "
+        "| busy neighbour s/epoch | vs alone |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        out.append(f"| {name} | {r['alone_s']:.3f} | {max(r['pair_s']):.3f} | {r['pair_ratio']:.2f}x "
-                   f"| {r['neighbour_s']:.3f} | {r['neighbour_ratio']:.2f}x |")
+        out.append(
+            f"| {name} | {r['alone_s']:.3f} | {max(r['pair_s']):.3f} | {r['pair_ratio']:.2f}x "
+            f"| {r['neighbour_s']:.3f} | {r['neighbour_ratio']:.2f}x |"
+        )
     return out + [""]
 
 

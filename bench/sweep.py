@@ -9,9 +9,10 @@ batch 32/64, 3 epochs; grid sampler, no pruner: every run trains the same 12 tri
 times the whole command, process start-up and data loading included. Within a round each run
 (a set of ``sweep run`` flags) runs once, the order reversed every other round against drift;
 the ratio is each run's time over the first's in the same round, and the summary gives the
-medians; "cores busy" is the CPU time of the command's processes over its wall time. Before each round, two processes spinning a Python loop at once against one alone
-say how much of a second core the machine gives now (a shared virtual machine's neighbours
-take some), hence the best ratio two workers could reach.
+medians; "cores busy" is the CPU time of the command's processes over its wall time. Before
+each round, two processes spinning a Python loop at once against one alone say how much of a
+second core the machine gives now (a shared virtual machine's neighbours take some), hence the
+best ratio two workers could reach.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(20_000_000):
 def cpu_scaling(count: int) -> float:
     """Seconds of ``count`` processes spinning the same Python loop at once over one alone: 1.0
     when the machine runs them all in parallel; what a virtual machine's neighbours leave."""
+
     def spin(n: int) -> float:
         procs = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True) for _ in range(n)]
         return max(float(p.communicate()[0]) for p in procs)
@@ -80,8 +82,11 @@ def cpu_scaling(count: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=12)
-    ap.add_argument("--runs", default="--workers 1;--workers 1 --threads 1;--workers 2",
-                    help="';'-separated sets of sweep run flags; the first is the baseline")
+    ap.add_argument(
+        "--runs",
+        default="--workers 1;--workers 1 --threads 1;--workers 2",
+        help="';'-separated sets of sweep run flags; the first is the baseline",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     runs = [r.strip() for r in args.runs.split(";")]
@@ -96,15 +101,31 @@ def main() -> None:
         (folder / "space.toml").write_text(SPACE)
         for r in range(args.rounds):
             x = cpu_scaling(2)
-            print(f"round {r + 1}: 2 processes spinning at once each take {x:.2f}x one alone (best 2-worker ratio about {x / 2:.2f}x)")
+            print(
+                f"round {r + 1}: 2 processes spinning at once each take {x:.2f}x one alone (best "
+                f"2-worker ratio about {x / 2:.2f}x)"
+            )
             order = runs if r % 2 == 0 else runs[::-1]
             measured = {run: timed_sweep(folder, f"r{r}-{i}", args.trials, run.split()) for i, run in enumerate(order)}
             times = {run: wall for run, (wall, _) in measured.items()}
             rounds.append(times)
-            print(f"round {r + 1}: " + ", ".join(f"{run}: {times[run]:.1f} s ({times[run] / times[runs[0]]:.2f}x; "
-                                                 f"{measured[run][1] / times[run]:.2f} cores busy)" for run in runs), flush=True)
-    print("median: " + ", ".join(f"{run}: {statistics.median(t[run] for t in rounds):.1f} s "
-                                 f"(ratio {statistics.median(t[run] / t[runs[0]] for t in rounds):.2f}x)" for run in runs))
+            print(
+                f"round {r + 1}: "
+                + ", ".join(
+                    f"{run}: {times[run]:.1f} s ({times[run] / times[runs[0]]:.2f}x; "
+                    f"{measured[run][1] / times[run]:.2f} cores busy)"
+                    for run in runs
+                ),
+                flush=True,
+            )
+    print(
+        "median: "
+        + ", ".join(
+            f"{run}: {statistics.median(t[run] for t in rounds):.1f} s "
+            f"(ratio {statistics.median(t[run] / t[runs[0]] for t in rounds):.2f}x)"
+            for run in runs
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ the implementation record the timing loop drives, and the analytic FLOP count.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -41,34 +41,83 @@ class Config:
 
     def describe(self) -> str:
         extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in self.recipe)
-        return f"{'-'.join(map(str, self.sizes))} {self.activation}, softmax+CE, batch {self.batch}, lr {self.lr}{extra}"
+        return (
+            f"{'-'.join(map(str, self.sizes))} {self.activation}, softmax+CE, batch {self.batch}, lr {self.lr}{extra}"
+        )
 
 
 # Steps per timed run: a 60k-image epoch in full mode (n = steps * batch <= 60,000); fewer in quick
 # mode for C, D and R. The naive reference runs ``naive_*`` steps instead, once (plain SGD only).
 CONFIGS = {
-    "A": Config("A", (784, 30, 10), "sigmoid", batch=50, lr=3.0,
-                steps_full=1200, steps_quick=1200, naive_full=200, naive_quick=50),
-    "B": Config("B", (784, 100, 10), "relu", batch=128, lr=0.1,
-                steps_full=468, steps_quick=468, naive_full=40, naive_quick=15),
-    "C": Config("C", (784, 800, 800, 10), "relu", batch=128, lr=0.1,
-                steps_full=468, steps_quick=40, naive_full=10, naive_quick=3),
-    "D": Config("D", (784, 800, 800, 10), "relu", batch=1024, lr=0.1,
-                steps_full=58, steps_quick=8, naive_full=2, naive_quick=1),
+    "A": Config(
+        "A",
+        (784, 30, 10),
+        "sigmoid",
+        batch=50,
+        lr=3.0,
+        steps_full=1200,
+        steps_quick=1200,
+        naive_full=200,
+        naive_quick=50,
+    ),
+    "B": Config(
+        "B", (784, 100, 10), "relu", batch=128, lr=0.1, steps_full=468, steps_quick=468, naive_full=40, naive_quick=15
+    ),
+    "C": Config(
+        "C",
+        (784, 800, 800, 10),
+        "relu",
+        batch=128,
+        lr=0.1,
+        steps_full=468,
+        steps_quick=40,
+        naive_full=10,
+        naive_quick=3,
+    ),
+    "D": Config(
+        "D", (784, 800, 800, 10), "relu", batch=1024, lr=0.1, steps_full=58, steps_quick=8, naive_full=2, naive_quick=1
+    ),
     # the best-cpu preset's step: Nesterov momentum, dropout, affine augmentation
-    "R": Config("R", (784, 1024, 1024, 10), "relu", batch=128, lr=0.05,
-                steps_full=468, steps_quick=40, naive_full=0, naive_quick=0,
-                recipe=(("optimizer", "nesterov"), ("momentum", 0.9), ("dropout", 0.2), ("augment", "affine"))),
+    "R": Config(
+        "R",
+        (784, 1024, 1024, 10),
+        "relu",
+        batch=128,
+        lr=0.05,
+        steps_full=468,
+        steps_quick=40,
+        naive_full=0,
+        naive_quick=0,
+        recipe=(("optimizer", "nesterov"), ("momentum", 0.9), ("dropout", 0.2), ("augment", "affine")),
+    ),
 }
 
 # GPU only (bench/gpu.py): E, a large network at a large batch, GEMM-bound on a GPU; and
 # "default", the network of `xpnet train`'s default recipe at its batch (launch-bound on a GPU)
 GPU_CONFIGS = {
     **{k: CONFIGS[k] for k in "ABCD"},
-    "E": Config("E", (784, 2500, 2000, 1500, 1000, 500, 10), "relu", batch=1024, lr=0.1,
-                steps_full=58, steps_quick=4, naive_full=0, naive_quick=0),
-    "default": Config("default", (784, 512, 256, 10), "relu", batch=32, lr=0.2,
-                      steps_full=1875, steps_quick=400, naive_full=0, naive_quick=0),
+    "E": Config(
+        "E",
+        (784, 2500, 2000, 1500, 1000, 500, 10),
+        "relu",
+        batch=1024,
+        lr=0.1,
+        steps_full=58,
+        steps_quick=4,
+        naive_full=0,
+        naive_quick=0,
+    ),
+    "default": Config(
+        "default",
+        (784, 512, 256, 10),
+        "relu",
+        batch=32,
+        lr=0.2,
+        steps_full=1875,
+        steps_quick=400,
+        naive_full=0,
+        naive_quick=0,
+    ),
 }
 
 

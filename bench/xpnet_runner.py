@@ -4,25 +4,36 @@ its matrix multiplies alone."""
 from __future__ import annotations
 
 import numpy as np
+from workload import Impl, Workload, layer_shapes
 
 from xpnet import backends, data, training
 from xpnet.settings import TrainConfig
 
-from workload import Impl, Workload, layer_shapes
-
 CPU_BACKENDS = ("numpy", "torch", "jax")
 
 
-def xpnet_impl(work: Workload, backend_name: str, device: str = "cpu", cuda_graph: bool = True,
-               name: str | None = None) -> Impl:
+def xpnet_impl(
+    work: Workload, backend_name: str, device: str = "cpu", cuda_graph: bool = True, name: str | None = None
+) -> Impl:
     """xpnet on ``backend_name`` and ``device``: one pass of ``training.Run.run_epoch`` over the
     workload's n images, in the workload's order, per run. The run's initial parameters are
     xpnet's own for seed 0: the workload's. ``cuda_graph``: TrainConfig.cuda_graph (on CuPy,
     a chunk's full-batch steps replayed as one captured CUDA graph; False: launched eagerly)."""
     be = backends.resolve(backend_name, device)
     c = work.config
-    cfg = TrainConfig(layers=c.sizes, activation=c.activation, batch_size=c.batch, lr=c.lr, lr_schedule="constant",
-                      validation=0, epochs=1, seed=0, quiet=True, cuda_graph=cuda_graph, **dict(c.recipe))
+    cfg = TrainConfig(
+        layers=c.sizes,
+        activation=c.activation,
+        batch_size=c.batch,
+        lr=c.lr,
+        lr_schedule="constant",
+        validation=0,
+        epochs=1,
+        seed=0,
+        quiet=True,
+        cuda_graph=cuda_graph,
+        **dict(c.recipe),
+    )
     split = data.Split(work.images, work.labels)
     run = training.Run(cfg, be, data.Dataset(split, split, 10, "bench"), say=lambda line: None)
     perm = be.asarray(work.perm)
@@ -53,8 +64,10 @@ def gemm_steps(be, sizes, batch: int):
     for layer, (i, o) in enumerate(layer_shapes(sizes)):
         A, d = rand((i, batch), not fm[layer]), rand((o, batch), not fm[layer + 1])
         W = rand((o, i), ops.weight_layout == "in_out")
-        triples += [(W, A, ops.buffer((o, batch), A, transposed=not fm[layer + 1])),
-                    (d, xp.matrix_transpose(A), ops.buffer((o, i), A, transposed=ops.weight_layout == "in_out"))]
+        triples += [
+            (W, A, ops.buffer((o, batch), A, transposed=not fm[layer + 1])),
+            (d, xp.matrix_transpose(A), ops.buffer((o, i), A, transposed=ops.weight_layout == "in_out")),
+        ]
         if layer > 0:
             triples.append((xp.matrix_transpose(W), d, ops.buffer((i, batch), A, transposed=not fm[layer])))
 

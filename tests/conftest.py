@@ -11,11 +11,15 @@ combinations carry the ``gpu`` mark and skip where no GPU is usable.
 
 from __future__ import annotations
 
+# isort: off
+from helpers import Target, resolve_target, targets  # first: the emulated CuPy on the path before xpnet loads
+
+# isort: on
 import numpy as np
 import pytest
-from helpers import Target, resolve_target, targets
 
 from xpnet import backends
+
 
 @pytest.fixture(params=targets())
 def target(request) -> Target:

@@ -124,7 +124,9 @@ def xpnet(*args, cwd=None, check=True, gpu=False):
     env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning")
     if gpu:
         env = emulated_env(env)
-    p = subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -155,8 +157,14 @@ def parsers():
 
 # ---- data files ------------------------------------------------------------------------------
 
-CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
-         np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(">i2"): 0x0B,
+    np.dtype(">i4"): 0x0C,
+    np.dtype(">f4"): 0x0D,
+    np.dtype(">f8"): 0x0E,
+}
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -182,7 +190,7 @@ def write_dataset(folder: Path, rng, n_train=600, n_test=200, shape=(8, 8), clas
         imgs = (rng.random((n, *shape)) * 60).astype(np.uint8)
         rows = shape[0] // classes
         for i, k in enumerate(labels):
-            imgs[i, k * rows:(k + 1) * rows] = 200 + rng.integers(0, 55)
+            imgs[i, k * rows : (k + 1) * rows] = 200 + rng.integers(0, 55)
         return imgs, labels
 
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -194,6 +202,7 @@ def write_dataset(folder: Path, rng, n_train=600, n_test=200, shape=(8, 8), clas
 
 # ---- fuzzing ---------------------------------------------------------------------------------
 
+
 def mutate(raw: bytes, draw_ops) -> bytes:
     b = bytearray(raw)
     for kind, pos, val in draw_ops:
@@ -203,7 +212,7 @@ def mutate(raw: bytes, draw_ops) -> bytes:
         if kind == 0:
             b[pos] = val
         elif kind == 1:
-            del b[pos:pos + 1 + val % 8]
+            del b[pos : pos + 1 + val % 8]
         elif kind == 2:
             b[pos:pos] = bytes([val]) * (1 + val % 5)
         else:

@@ -8,12 +8,12 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from array_api_compat import device
-from helpers import targets
 
 import xpnet
 from xpnet import MLPClassifier, backends, data, errors, evaluate, training
+
+from helpers import targets
 
 SMALL = dict(hidden=(32,), epochs=3, batch_size=16, threads=1)
 
@@ -226,15 +226,16 @@ def test_fit_callbacks_see_each_epoch_and_can_stop(digits):
 
 def test_early_stop_keeps_the_best_epoch(digits):
     X, y = digits
-    clf = MLPClassifier(**dict(SMALL, epochs=40, lr=0.5, lr_schedule="constant"), validation=0.25,
-                        early_stop=2).fit(X, y)
+    clf = MLPClassifier(**dict(SMALL, epochs=40, lr=0.5, lr_schedule="constant"), validation=0.25, early_stop=2).fit(
+        X, y
+    )
     vals = [e["val_accuracy"] for e in clf.history_]
     assert clf.n_iter_ < 40
     best = int(np.argmax(vals))
     assert clf.n_iter_ - 1 - best >= 2  # stopped after 2 epochs without a new best
     # the model is the best epoch's: its validation accuracy is recomputed from the held-out rows
     perm = np.random.default_rng([0, xpnet.api.VALIDATION_STREAM]).permutation(len(y))
-    held = perm[-int(round(0.25 * len(y))):]
+    held = perm[-int(round(0.25 * len(y))) :]
     assert clf.score(X[held], y[held]) == pytest.approx(vals[best])
 
 
@@ -281,14 +282,17 @@ def test_bad_input_and_settings_raise_clear_errors(digits):
         clf.set_params(hiden=(3,))
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"lr": "fast"}, "lr='fast': expected a number"),
-    ({"hidden": "16"}, "hidden='16': expected a list of integers"),
-    ({"hidden": (16.5,)}, r"hidden=\[16.5\]: expected a list of integers"),
-    ({"batch_size": 2.5}, "batch_size=2.5: expected an integer"),
-    ({"activation": "swish"}, "activation swish: expected one of sigmoid, tanh, relu"),
-    ({"dtype": "float16"}, "dtype float16: expected one of float32, float64"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"lr": "fast"}, "lr='fast': expected a number"),
+        ({"hidden": "16"}, "hidden='16': expected a list of integers"),
+        ({"hidden": (16.5,)}, r"hidden=\[16.5\]: expected a list of integers"),
+        ({"batch_size": 2.5}, "batch_size=2.5: expected an integer"),
+        ({"activation": "swish"}, "activation swish: expected one of sigmoid, tanh, relu"),
+        ({"dtype": "float16"}, "dtype float16: expected one of float32, float64"),
+    ],
+)
 def test_each_parameter_is_checked_by_its_settings_rule_before_any_work(digits, params, message, monkeypatch):
     """A wrong type or value names the parameter in Python's words (no flag), before the data is
     touched: the table's type, choices and range, as for xpnet train's flags."""
@@ -327,8 +331,9 @@ def test_xpnet_train_refuses_what_is_ambiguous_or_unknown_in_its_words():
 
 
 def _trained_checkpoint(mnist, path, **settings):
-    cfg = training.TrainConfig(**{"hidden": (32,), "epochs": 1, "validation": 55000, "quiet": True, "save": str(path),
-                               **settings})
+    cfg = training.TrainConfig(
+        **{"hidden": (32,), "epochs": 1, "validation": 55000, "quiet": True, "save": str(path), **settings}
+    )
     return training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
 
 
@@ -353,8 +358,15 @@ def test_load_reads_any_checkpoint(mnist, tmp_path):
 
 def test_xpnet_train_mirrors_the_command(tmp_path, capsys):
     log = tmp_path / "log.jsonl"
-    m = xpnet.train(hidden=[16], epochs=1, validation=55000, log=str(log), save=str(tmp_path / "m.npz"),
-                    callbacks=[_StopAt(5)], backend="numpy")
+    m = xpnet.train(
+        hidden=[16],
+        epochs=1,
+        validation=55000,
+        log=str(log),
+        save=str(tmp_path / "m.npz"),
+        callbacks=[_StopAt(5)],
+        backend="numpy",
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("device: cpu, backend numpy") and out[-1].startswith("test accuracy: ")
     assert isinstance(m, xpnet.Model) and 0.8 < m.test_accuracy <= 1 and len(m.history) == 1
@@ -372,8 +384,9 @@ def test_xpnet_train_mirrors_the_command(tmp_path, capsys):
 def test_gridsearch_over_lr_with_two_jobs(digits):
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y = digits
-    search = model_selection.GridSearchCV(MLPClassifier(hidden=(32,), epochs=10, threads=1), {"lr": [0.01, 0.2]},
-                                          cv=3, n_jobs=2).fit(X, y)
+    search = model_selection.GridSearchCV(
+        MLPClassifier(hidden=(32,), epochs=10, threads=1), {"lr": [0.01, 0.2]}, cv=3, n_jobs=2
+    ).fit(X, y)
     assert search.best_params_ == {"lr": 0.2} and search.best_score_ > 0.9
     assert search.cv_results_["mean_test_score"][0] < search.best_score_
     assert search.best_estimator_.score(X, y) > 0.95

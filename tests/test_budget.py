@@ -7,10 +7,11 @@ import types
 
 import numpy as np
 import pytest
-from helpers import write_dataset, write_idx
 
 from xpnet import backends, budget, data, training
 from xpnet.errors import UserError
+
+from helpers import write_dataset, write_idx
 
 HUGE = 10**30
 
@@ -47,12 +48,15 @@ def small(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("small"), np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("settings", [
-    {"hidden": (40,)},
-    {"hidden": (300, 20), "optimizer": "adam", "dropout": 0.5, "augment": "affine", "dtype": "float64"},
-    {"hidden": (24, 24), "optimizer": "momentum", "augment": "elastic", "dropout": 0.2},
-    {"hidden": (40,), "batch_size": HUGE},  # one step on all 512 images: buffers sized by them
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"hidden": (40,)},
+        {"hidden": (300, 20), "optimizer": "adam", "dropout": 0.5, "augment": "affine", "dtype": "float64"},
+        {"hidden": (24, 24), "optimizer": "momentum", "augment": "elastic", "dropout": 0.2},
+        {"hidden": (40,), "batch_size": HUGE},  # one step on all 512 images: buffers sized by them
+    ],
+)
 def test_estimate_is_the_bytes_of_a_runs_arrays(small, settings):
     """Each part of the estimate against the NumPy arrays an epoch of a run made: the model
     (parameters, slots, gradients) and the data exactly, a step's buffers within 2% (the
@@ -62,8 +66,17 @@ def test_estimate_is_the_bytes_of_a_runs_arrays(small, settings):
     run = training.Run(cfg, backends.resolve("numpy", "cpu"), ds, say=lambda s: None)
     run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))
     assert list(run.steps._buffers) == [min(cfg.batch_size, 512)]  # 512 = 16 full batches of 32: one set of buffers
-    need = budget.estimate(run.spec.sizes, np.dtype(cfg.dtype).itemsize, cfg.optimizer, cfg.batch_size, run.n, 88,
-                           cfg.dropout > 0, cfg.augment, ds.image_shape)
+    need = budget.estimate(
+        run.spec.sizes,
+        np.dtype(cfg.dtype).itemsize,
+        cfg.optimizer,
+        cfg.batch_size,
+        run.n,
+        88,
+        cfg.dropout > 0,
+        cfg.augment,
+        ds.image_shape,
+    )
     bufs = run.steps._buffers[min(cfg.batch_size, 512)]
     grads = [bufs.gW, bufs.gb]
     assert need["parameters"] + need["optimiser slots"] + need["gradients"] == _nbytes(run.state.net, grads)
@@ -77,13 +90,22 @@ def _fake_backend(free):
 
 
 def test_check_names_the_group_that_needs_most():
-    need = {"parameters": 5 << 30, "optimiser slots": 10 << 30, "gradients": 0, "evaluation": 1 << 20,
-            "a batch": 12 << 30, "data": 1 << 30}
+    need = {
+        "parameters": 5 << 30,
+        "optimiser slots": 10 << 30,
+        "gradients": 0,
+        "evaluation": 1 << 20,
+        "a batch": 12 << 30,
+        "data": 1 << 30,
+    }
     flags = {"sizes": "--hidden 9", "batch": "--batch-size 7", "data": "--data-dir d"}
     budget.check(need, _fake_backend(29 << 30), flags)  # fits
     budget.check(need, _fake_backend(None), flags)  # unknown: no check
-    with pytest.raises(UserError, match=r"^--hidden 9: the run needs about 28 GiB \(parameters 5 GiB, optimiser slots 10 GiB, "
-                                        r"evaluation 1 MiB, a batch 12 GiB, data 1 GiB\), more than the 20 GiB of memory available$"):
+    with pytest.raises(
+        UserError,
+        match=r"^--hidden 9: the run needs about 28 GiB \(parameters 5 GiB, optimiser slots 10 GiB, "
+        r"evaluation 1 MiB, a batch 12 GiB, data 1 GiB\), more than the 20 GiB of memory available$",
+    ):
         budget.check(need, _fake_backend(20 << 30), flags)  # sizes 15 GiB > batch 12 GiB
     with pytest.raises(UserError, match=r"^--batch-size 7: "):
         budget.check(need | {"optimiser slots": 0}, _fake_backend(1 << 30), flags)
@@ -98,8 +120,14 @@ def test_free_memory_of_the_cpu_is_the_hosts_available_ram():
 
 
 def xpnet(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "xpnet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
 
 
 def assert_refused(p, *needles):
@@ -110,13 +138,16 @@ def assert_refused(p, *needles):
         assert needle in err, err
 
 
-@pytest.mark.parametrize("args, flag", [
-    (["train", "--hidden", "2000000000"], "--hidden 2000000000: the run needs about"),
-    (["train", "--hidden", "500000,500000"], "--hidden 500000,500000: the run needs about"),
-    (["train", "--layers", "784,3000000,3000000,10", "--optimizer", "adam"], "--layers 784,3000000,3000000,10: "),
-    (["train", "--hidden", "10000000", "--batch-size", HUGE], f"--batch-size {HUGE}: the run needs about"),
-    (["walkthrough", "--hidden", "2000000000"], "--hidden 2000000000: the run needs about"),
-])
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["train", "--hidden", "2000000000"], "--hidden 2000000000: the run needs about"),
+        (["train", "--hidden", "500000,500000"], "--hidden 500000,500000: the run needs about"),
+        (["train", "--layers", "784,3000000,3000000,10", "--optimizer", "adam"], "--layers 784,3000000,3000000,10: "),
+        (["train", "--hidden", "10000000", "--batch-size", HUGE], f"--batch-size {HUGE}: the run needs about"),
+        (["walkthrough", "--hidden", "2000000000"], "--hidden 2000000000: the run needs about"),
+    ],
+)
 def test_sizes_that_cannot_fit_are_refused_in_one_line(args, flag):
     assert_refused(xpnet(*args), flag, "more than the")
 
@@ -143,7 +174,22 @@ def test_a_huge_label_is_refused_when_read(tmp_path):
 
 def test_a_batch_larger_than_the_data_trains(small):
     """--batch-size above the image count: one step on all of them per epoch."""
-    p = xpnet("train", "--data-dir", small, "--batch-size", HUGE, "--validation", 0, "--epochs", 2, "--hidden", 16,
-              "--lr", 0.5, "--device", "cpu")
+    p = xpnet(
+        "train",
+        "--data-dir",
+        small,
+        "--batch-size",
+        HUGE,
+        "--validation",
+        0,
+        "--epochs",
+        2,
+        "--hidden",
+        16,
+        "--lr",
+        0.5,
+        "--device",
+        "cpu",
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1].startswith("test accuracy: ")

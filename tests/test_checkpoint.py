@@ -44,7 +44,9 @@ def test_params_written_on_one_backend_load_on_another(target, saved, reference)
     path, spec, _ = saved
     _, host, _ = checkpoint.load(path)
     x = np.random.default_rng(0).random((3, 12, 1))
-    ref = reference.to_host(model.forward(model.params_to_device(reference.backend, host, "float64"), reference.asarray(x), spec))
+    ref = reference.to_host(
+        model.forward(model.params_to_device(reference.backend, host, "float64"), reference.asarray(x), spec)
+    )
     dev = model.params_to_device(target.backend, host, target.dtype)
     out = target.to_host(model.forward(dev, target.asarray(x), spec))
     np.testing.assert_allclose(out, ref, rtol=1e-10 if target.dtype == "float64" else 1e-5)
@@ -187,8 +189,10 @@ MALFORMED = {  # name -> (change to the members, expected words)
     "meta not a .npy": (lambda m: m | {"meta": json.dumps({"format": checkpoint.FORMAT}).encode()}, "is not a .npy"),
     "extra non-.npy member": (lambda m: m | {"notes.txt": b"hello"}, "notes.txt"),
     "meta nested 200,000 deep": (lambda m: m | {"meta.npy": _meta_member("[" * 200_000 + "]" * 200_000)}, "not JSON"),
-    "meta holds NaN": (lambda m: m | {"meta.npy": _meta_member('{"format": "xpnet-checkpoint/1", "x": NaN}')},
-                       "NaN is not a number"),
+    "meta holds NaN": (
+        lambda m: m | {"meta.npy": _meta_member('{"format": "xpnet-checkpoint/1", "x": NaN}')},
+        "NaN is not a number",
+    ),
     "meta a list": (lambda m: m | {"meta.npy": _meta_member("[1, 2]")}, "metadata = a list"),
     "meta of floats": (lambda m: m | {"meta.npy": _npy(np.zeros(4))}, "meta has shape"),
     "W0 in float16": (lambda m: m | {"W0.npy": _npy(np.zeros((1, 8, 12), np.float16))}, "W0 has shape"),
@@ -225,7 +229,9 @@ def test_deflated_and_fortran_order_arrays_still_load(saved):
     members["W0.npy"] = _npy(np.asfortranarray(params[0][0]))  # same values, column-major bytes
     _write_zip(path, members, zipfile.ZIP_DEFLATED)
     spec2, params2, _ = checkpoint.load(path)
-    assert spec2 == spec and all(np.array_equal(a, b) for pair, pair2 in zip(params, params2) for a, b in zip(pair, pair2))
+    assert spec2 == spec and all(
+        np.array_equal(a, b) for pair, pair2 in zip(params, params2) for a, b in zip(pair, pair2)
+    )
 
 
 def test_a_zip_bomb_is_refused_before_decompressing(saved):
@@ -254,7 +260,9 @@ def test_a_zip_bomb_is_refused_before_decompressing(saved):
 def test_oversized_metadata_is_refused_before_decompressing(saved):
     path = saved[0]
     members = _members(path)
-    members["meta.npy"] = _meta_member('{"format": "xpnet-checkpoint/1", "pad": "' + " " * (checkpoint.META_CAP + 2 * checkpoint.HEADER_SLACK) + '"}')
+    members["meta.npy"] = _meta_member(
+        '{"format": "xpnet-checkpoint/1", "pad": "' + " " * (checkpoint.META_CAP + 2 * checkpoint.HEADER_SLACK) + '"}'
+    )
     _write_zip(path, members, zipfile.ZIP_DEFLATED)
     _one_line_error(path, "meta would inflate")
 
@@ -268,11 +276,32 @@ def full_checkpoint(tmp_path_factory):
     spec = model.Spec((6, 4, 3))
     params = model.init_params_host(spec, np.random.default_rng(0))
     slots = [[[np.ones_like(W)], [np.ones_like(b)]] for W, b in params]
-    cfg = config.TrainConfig(hidden=(4,), optimizer="momentum", epochs=3).to_dict() | {"image_shape": [2, 3], "num_classes": 3}
-    state = {"epoch": 2, "step": 0, "rng": np.random.default_rng(0).bit_generator.state, "loss_partial": 0.0,
-             "best_val": 0.5, "optimizer": {"name": "momentum", "t": 10}}
-    history = [{"epoch": 1, "step": 5, "loss": 0.5, "lr": 0.1, "seconds": 1.0, "samples_per_s": 100.0,
-                "backend": "numpy", "device": "cpu", "train_accuracy": 0.5, "val_accuracy": 0.5}]
+    cfg = config.TrainConfig(hidden=(4,), optimizer="momentum", epochs=3).to_dict() | {
+        "image_shape": [2, 3],
+        "num_classes": 3,
+    }
+    state = {
+        "epoch": 2,
+        "step": 0,
+        "rng": np.random.default_rng(0).bit_generator.state,
+        "loss_partial": 0.0,
+        "best_val": 0.5,
+        "optimizer": {"name": "momentum", "t": 10},
+    }
+    history = [
+        {
+            "epoch": 1,
+            "step": 5,
+            "loss": 0.5,
+            "lr": 0.1,
+            "seconds": 1.0,
+            "samples_per_s": 100.0,
+            "backend": "numpy",
+            "device": "cpu",
+            "train_accuracy": 0.5,
+            "val_accuracy": 0.5,
+        }
+    ]
     path = tmp_path_factory.mktemp("full") / "m.npz"
     checkpoint.save(path, spec, params, cfg, {"history": history, "test_accuracy": 0.9}, state, slots)
     with np.load(path, allow_pickle=False) as z:
@@ -294,36 +323,41 @@ def _set(doc, keys, value):
     doc[keys[-1]] = value
 
 
-@pytest.mark.parametrize("keys,value,needle", [
-    (("config", "lr"), "0.1", "config.lr"),
-    (("config", "hidden"), "512", "config.hidden"),
-    (("config", "hidden"), [4, 0], "config.hidden[1]"),
-    (("config", "data_dir"), 7, "config.data_dir"),
-    (("config", "tf32"), 1, "config.tf32"),
-    (("config", "image_shape"), [-2, 3], "config.image_shape[0]"),
-    (("config", "num_classes"), 0, "config.num_classes"),
-    (("config", "dropout"), 3.0, "--dropout"),
-    (("config", "lr"), 10**400, "config.lr"),
-    (("config", "optimizer"), "lbfgs", "config.optimizer"),
-    (("config", "lr_schedule"), "cosine\nsteps", "config.lr_schedule"),
-    (("config", "activation"), "swish", "config.activation"),
-    (("config", "backend"), "tensorflow", "config.backend"),
-    (("config", "colour"), "red", "unknown key \"colour\""),
-    (("state", "step"), -1, "state.step"),
-    (("state", "epoch"), -3, "state.epoch"),
-    (("state", "epoch"), 2.0, "state.epoch"),
-    (("state", "optimizer", "name"), "adagrad", "state.optimizer.name"),
-    (("state", "rng", "state", "state"), 2**200, "state.rng.state.state"),
-    (("state", "rng", "bit_generator"), "MT19937", "state.rng.bit_generator"),
-    (("spec", "sizes"), [6, "4", 3], "spec.sizes[1]"),
-    (("spec", "sizes"), [6], "spec.sizes"),
-    (("spec", "output"), "linear", "spec.output"),
-    (("metrics", "history", 0, "loss"), float("nan"), "not JSON"),
-    (("metrics", "history", 0, "epoch"), None, "metrics.history[0].epoch"),
-    (("metrics", "test_accuracy"), 1.5, "metrics.test_accuracy"),
-    (("metrics",), [], "metrics = a list"),
-])
-def test_metadata_of_wrong_type_or_range_is_refused_despite_a_good_checksum(tmp_path, full_checkpoint, keys, value, needle):
+@pytest.mark.parametrize(
+    "keys,value,needle",
+    [
+        (("config", "lr"), "0.1", "config.lr"),
+        (("config", "hidden"), "512", "config.hidden"),
+        (("config", "hidden"), [4, 0], "config.hidden[1]"),
+        (("config", "data_dir"), 7, "config.data_dir"),
+        (("config", "tf32"), 1, "config.tf32"),
+        (("config", "image_shape"), [-2, 3], "config.image_shape[0]"),
+        (("config", "num_classes"), 0, "config.num_classes"),
+        (("config", "dropout"), 3.0, "--dropout"),
+        (("config", "lr"), 10**400, "config.lr"),
+        (("config", "optimizer"), "lbfgs", "config.optimizer"),
+        (("config", "lr_schedule"), "cosine\nsteps", "config.lr_schedule"),
+        (("config", "activation"), "swish", "config.activation"),
+        (("config", "backend"), "tensorflow", "config.backend"),
+        (("config", "colour"), "red", 'unknown key "colour"'),
+        (("state", "step"), -1, "state.step"),
+        (("state", "epoch"), -3, "state.epoch"),
+        (("state", "epoch"), 2.0, "state.epoch"),
+        (("state", "optimizer", "name"), "adagrad", "state.optimizer.name"),
+        (("state", "rng", "state", "state"), 2**200, "state.rng.state.state"),
+        (("state", "rng", "bit_generator"), "MT19937", "state.rng.bit_generator"),
+        (("spec", "sizes"), [6, "4", 3], "spec.sizes[1]"),
+        (("spec", "sizes"), [6], "spec.sizes"),
+        (("spec", "output"), "linear", "spec.output"),
+        (("metrics", "history", 0, "loss"), float("nan"), "not JSON"),
+        (("metrics", "history", 0, "epoch"), None, "metrics.history[0].epoch"),
+        (("metrics", "test_accuracy"), 1.5, "metrics.test_accuracy"),
+        (("metrics",), [], "metrics = a list"),
+    ],
+)
+def test_metadata_of_wrong_type_or_range_is_refused_despite_a_good_checksum(
+    tmp_path, full_checkpoint, keys, value, needle
+):
     arrays, meta = full_checkpoint
     path = tmp_path / "m.npz"
     _write_resigned(path, arrays, meta)
@@ -351,7 +385,9 @@ def _get(doc, keys):
 NAMES = st.sampled_from(["relu", "softmax", "he", "adam", "sgd", "cosine", "affine", "float64", "numpy", "PCG64", ""])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**130), 2**130) | st.floats() | st.text(max_size=8) | NAMES,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _like(v):
@@ -361,6 +397,8 @@ def _like(v):
     if isinstance(v, (int, float)):
         return st.integers(-3, 2**40) if isinstance(v, int) else st.floats(-2, 1e6)
     return NAMES | st.text(max_size=4) if isinstance(v, str) else JSON
+
+
 NUMPY = backends.resolve("numpy", "cpu")
 
 
@@ -417,7 +455,9 @@ def test_non_finite_arrays_or_numbers_are_never_saved(saved, where):
         slots[0][1][0][0, 0, 0] = np.nan
     else:
         state["loss_partial"] = np.nan
-    with pytest.raises(checkpoint.NonFinite, match=f"not saved: {'the metadata' if where == 'loss_partial' else where} holds NaN"):
+    with pytest.raises(
+        checkpoint.NonFinite, match=f"not saved: {'the metadata' if where == 'loss_partial' else where} holds NaN"
+    ):
         checkpoint.save(path, spec, params, {}, {}, state, slots)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -437,7 +477,9 @@ def test_training_never_replaces_the_last_good_checkpoint_with_non_finite_weight
         return host
 
     monkeypatch.setattr(training, "params_to_host", poisoned)
-    with pytest.raises(Diverged, match=r"epoch 3, step 0: the weights or the loss are not finite.* holds the last good epoch"):
+    with pytest.raises(
+        Diverged, match=r"epoch 3, step 0: the weights or the loss are not finite.* holds the last good epoch"
+    ):
         training.train(cfg, NUMPY, data.Dataset(split, split, 10, "small"), say=lambda s: None)
     meta = checkpoint.load(path)[2]
     assert meta["state"]["epoch"] == 2 and len(meta["metrics"]["history"]) == 1
@@ -475,9 +517,11 @@ def test_save_through_a_symlink_writes_its_target(saved, tmp_path):
 
 def test_temporaries_of_a_writer_killed_mid_save_are_removed_by_the_next_save(saved):
     path, spec, params = saved
-    script = ("import sys, time\nfrom xpnet import checkpoint\n"
-              "def hang(fd):\n    print('writing', flush=True)\n    time.sleep(120)\n"
-              "checkpoint.os.fsync = hang\ncheckpoint.atomic_write(sys.argv[1], b'x' * 1000)\n")
+    script = (
+        "import sys, time\nfrom xpnet import checkpoint\n"
+        "def hang(fd):\n    print('writing', flush=True)\n    time.sleep(120)\n"
+        "checkpoint.os.fsync = hang\ncheckpoint.atomic_write(sys.argv[1], b'x' * 1000)\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "writing"
@@ -512,4 +556,6 @@ def test_only_stale_temporaries_of_the_same_target_are_removed(saved):
         if age is not None:
             os.utime(folder / name, (age, age))
     checkpoint.save(path, spec, params, {}, {})
-    assert sorted(q.name for q in folder.iterdir()) == sorted([path.name] + [n for n, (_, gone) in names.items() if not gone])
+    assert sorted(q.name for q in folder.iterdir()) == sorted(
+        [path.name] + [n for n, (_, gone) in names.items() if not gone]
+    )

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from helpers import ACC, COMBOS, CUPY_IS_EMULATED, assert_clean_error, last_accuracy, parsers, xpnet
-from helpers import write_dataset
+from helpers import ACC, COMBOS, CUPY_IS_EMULATED, assert_clean_error, last_accuracy, parsers, write_dataset, xpnet
+
 
 def _gpu_usable():
     """A real GPU through a real CuPy (not the emulated one, which subprocesses do not see)."""
@@ -43,7 +43,7 @@ def test_train_save_evaluate_across_backends_and_predict(tmp_path, mnist):
     png = tmp_path / "seven_big.png"
     Image.fromarray(255 - img).resize((84, 84)).save(png)
     r = xpnet("predict", "--model", model, pgm, png)
-    lines = [l for l in r.stdout.splitlines() if l.startswith(str(tmp_path))]
+    lines = [line for line in r.stdout.splitlines() if line.startswith(str(tmp_path))]
     assert len(lines) == 2
     for line in lines:
         assert re.search(r": 7 \(\d+\.\d%\)$", line), r.stdout
@@ -52,8 +52,21 @@ def test_train_save_evaluate_across_backends_and_predict(tmp_path, mnist):
 def test_training_on_a_custom_idx_dataset(tmp_path, rng):
     folder = write_dataset(tmp_path / "toy", rng, n_train=900, n_test=300, shape=(9, 6), classes=3, gz=True)
     model = tmp_path / "toy.npz"
-    p = xpnet("train", "--data-dir", folder, "--validation", "100", "--epochs", "3", "--hidden", "16",
-              "--batch-size", "16", "--save", model)
+    p = xpnet(
+        "train",
+        "--data-dir",
+        folder,
+        "--validation",
+        "100",
+        "--epochs",
+        "3",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "16",
+        "--save",
+        model,
+    )
     assert "training 54-16-3" in p.stdout
     assert float(ACC.match(last_accuracy(p.stdout)).group(1)) > 90.0
     e = xpnet("evaluate", "--model", model, "--data-dir", folder)
@@ -91,36 +104,39 @@ def test_device_cuda_trains_on_the_emulated_gpu(tmp_path):
     assert last_accuracy(xpnet("evaluate", "--model", model, "--device", "cpu").stdout) == trained
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["train", "--lr", "0"], ["--lr"]),
-    (["train", "--lr", "nan"], ["--lr"]),
-    (["train", "--batch-size", "0"], ["--batch-size"]),
-    (["train", "--epochs", "-1"], ["--epochs"]),
-    (["train", "--layers", "784,x,10"], ["--layers"]),
-    (["train", "--layers", "700,30,10"], ["--layers", "700", "784"]),
-    (["train", "--layers", "784,30,9"], ["--layers", "9", "10 classes"]),
-    (["train", "--backend", "tensorflow"], ["--backend", "tensorflow"]),
-    (["train", "--device", "tpu"], ["--device", "tpu"]),
-    (["train", "--validation", "60000"], ["--validation"]),
-    (["train", "--data-dir", "/nonexistent"], ["--data-dir", "/nonexistent"]),
-    (["train", "--bogus"], ["--bogus"]),
-    (["train", "--seed", "-1"], ["--seed"]),
-    (["train", "--log", "/nonexistent/run.jsonl"], ["--log"]),
-    (["train", "--optimizer", "lbfgs"], ["--optimizer"]),
-    (["train", "--dropout", "1.5"], ["--dropout"]),
-    (["train", "--early-stop", "3", "--validation", "0"], ["--early-stop"]),
-    (["evaluate", "--model", "/nonexistent.npz"], ["/nonexistent.npz", "not found"]),
-    (["evaluate"], ["--model"]),
-    (["train", "--save", ""], ["--save ''"]),
-    (["train", "--data-dir", ""], ["--data-dir ''"]),
-    (["walkthrough", "--lr", "inf"], ["--lr inf"]),
-    (["walkthrough", "--lr", "nan"], ["--lr nan"]),
-    (["walkthrough", "--seed", "-1"], ["--seed -1"]),
-    (["walkthrough", "--hidden", "0"], ["--hidden 0"]),
-    (["walkthrough", "--every", "0"], ["--every 0"]),
-    (["walkthrough", "--iterations", "-3"], ["--iterations -3"]),
-    (["walkthrough", "--data-dir", ""], ["--data-dir ''"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["train", "--lr", "0"], ["--lr"]),
+        (["train", "--lr", "nan"], ["--lr"]),
+        (["train", "--batch-size", "0"], ["--batch-size"]),
+        (["train", "--epochs", "-1"], ["--epochs"]),
+        (["train", "--layers", "784,x,10"], ["--layers"]),
+        (["train", "--layers", "700,30,10"], ["--layers", "700", "784"]),
+        (["train", "--layers", "784,30,9"], ["--layers", "9", "10 classes"]),
+        (["train", "--backend", "tensorflow"], ["--backend", "tensorflow"]),
+        (["train", "--device", "tpu"], ["--device", "tpu"]),
+        (["train", "--validation", "60000"], ["--validation"]),
+        (["train", "--data-dir", "/nonexistent"], ["--data-dir", "/nonexistent"]),
+        (["train", "--bogus"], ["--bogus"]),
+        (["train", "--seed", "-1"], ["--seed"]),
+        (["train", "--log", "/nonexistent/run.jsonl"], ["--log"]),
+        (["train", "--optimizer", "lbfgs"], ["--optimizer"]),
+        (["train", "--dropout", "1.5"], ["--dropout"]),
+        (["train", "--early-stop", "3", "--validation", "0"], ["--early-stop"]),
+        (["evaluate", "--model", "/nonexistent.npz"], ["/nonexistent.npz", "not found"]),
+        (["evaluate"], ["--model"]),
+        (["train", "--save", ""], ["--save ''"]),
+        (["train", "--data-dir", ""], ["--data-dir ''"]),
+        (["walkthrough", "--lr", "inf"], ["--lr inf"]),
+        (["walkthrough", "--lr", "nan"], ["--lr nan"]),
+        (["walkthrough", "--seed", "-1"], ["--seed -1"]),
+        (["walkthrough", "--hidden", "0"], ["--hidden 0"]),
+        (["walkthrough", "--every", "0"], ["--every 0"]),
+        (["walkthrough", "--iterations", "-3"], ["--iterations -3"]),
+        (["walkthrough", "--data-dir", ""], ["--data-dir ''"]),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(args, needles):
     assert_clean_error(xpnet(*args, check=False), *needles)
 
@@ -137,7 +153,9 @@ def test_predict_bad_images(tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")
     assert_clean_error(xpnet("predict", "--model", model, junk, check=False), "junk.png")
-    assert_clean_error(xpnet("predict", "--model", model, tmp_path / "missing.pgm", check=False), "missing.pgm", "not found")
+    assert_clean_error(
+        xpnet("predict", "--model", model, tmp_path / "missing.pgm", check=False), "missing.pgm", "not found"
+    )
     bad = tmp_path / "bad.pgm"
     bad.write_bytes(b"P5\n28 28\n255\n" + b"\x00" * 10)
     assert_clean_error(xpnet("predict", "--model", model, bad, check=False), "bad.pgm", "truncated")
@@ -150,8 +168,6 @@ def test_help_lists_the_commands():
     assert "--device" in xpnet("train", "--help").stdout
 
 
-
-
 def test_every_flag_has_a_help_text_and_its_default():
     from xpnet import config
 
@@ -161,7 +177,11 @@ def test_every_flag_has_a_help_text_and_its_default():
             name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
             assert action.help, name
             # train's parser suppresses its defaults (given flags win over presets): they are TrainConfig's
-            default = getattr(config.TrainConfig(), action.dest, None) if action.default == argparse.SUPPRESS else action.default
+            default = (
+                getattr(config.TrainConfig(), action.dest, None)
+                if action.default == argparse.SUPPRESS
+                else action.default
+            )
             if default is not None and not isinstance(default, bool):
                 assert "default" in formatter._get_help_string(action), name
         text = parser.format_help()

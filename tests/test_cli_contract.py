@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import write_dataset
-from helpers import parsers, assert_clean_error, last_accuracy, xpnet
 
 from xpnet import checkpoint, cli, optim
+
+from helpers import assert_clean_error, last_accuracy, parsers, write_dataset, xpnet
 
 ROWS, COLS, CLASSES = 9, 6, 3  # the toy data's images
 
@@ -20,11 +20,24 @@ ROWS, COLS, CLASSES = 9, 6, 3  # the toy data's images
 def toy(tmp_path_factory):
     """A small IDX data set and a model trained on it: (folder, model path)."""
     root = tmp_path_factory.mktemp("toy")
-    folder = write_dataset(root / "data", np.random.default_rng(7), n_train=600, n_test=200, shape=(ROWS, COLS),
-                           classes=CLASSES)
+    folder = write_dataset(
+        root / "data", np.random.default_rng(7), n_train=600, n_test=200, shape=(ROWS, COLS), classes=CLASSES
+    )
     model = root / "m.npz"
-    xpnet("train", "--data-dir", folder, "--validation", "100", "--epochs", "2", "--hidden", "16", "--save", model,
-          "--quiet")
+    xpnet(
+        "train",
+        "--data-dir",
+        folder,
+        "--validation",
+        "100",
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--save",
+        model,
+        "--quiet",
+    )
     return folder, model
 
 
@@ -58,8 +71,9 @@ def test_evaluate_json_is_one_document_with_the_text_numbers(toy):
     assert last_accuracy(text) == f"test accuracy: {100 * doc['accuracy']:.2f}% ({doc['correct']}/{doc['total']})"
     assert doc["total"] == 200 and doc["correct"] == sum(r["correct"] for r in doc["per_class"])
     table = [line.split() for line in text.splitlines() if re.match(r"^\s+\d+\s", line)]
-    assert [[str(r["class"]), str(r["total"]), str(r["correct"]), f"{100 * r['accuracy']:.2f}%"]
-            for r in doc["per_class"]] == table and len(table) == CLASSES
+    assert [
+        [str(r["class"]), str(r["total"]), str(r["correct"]), f"{100 * r['accuracy']:.2f}%"] for r in doc["per_class"]
+    ] == table and len(table) == CLASSES
 
 
 def test_predict_json_is_one_document_with_the_text_numbers(toy, tmp_path):
@@ -75,8 +89,9 @@ def test_predict_json_is_one_document_with_the_text_numbers(toy, tmp_path):
     assert doc["model"] == str(model) and f"device: {doc['device']}, backend {doc['backend']}" in text
     rows = doc["predictions"]
     assert [r["image"] for r in rows] == [str(path) for path in paths]
-    assert [line for line in text.splitlines() if not line.startswith("device:")] == \
-        [f"{r['image']}: {r['class']} ({100 * r['probability']:.1f}%)" for r in rows]
+    assert [line for line in text.splitlines() if not line.startswith("device:")] == [
+        f"{r['image']}: {r['class']} ({100 * r['probability']:.1f}%)" for r in rows
+    ]
     for r in rows:
         assert len(r["probabilities"]) == CLASSES and r["probabilities"][r["class"]] == r["probability"]
         assert max(r["probabilities"]) == r["probability"] and sum(r["probabilities"]) == pytest.approx(1, abs=1e-5)
@@ -115,9 +130,18 @@ PATH_ARGUMENTS = _path_arguments()
 
 def test_the_path_arguments_are_found():
     found = set(PATH_ARGUMENTS)
-    assert {("train", "--save"), ("train", "--resume"), ("evaluate", "--model"), ("evaluate", "--data-dir"),
-            ("predict", "IMAGE"), ("show", "--out"), ("show", "--data-dir"), ("walkthrough", "--data-dir"),
-            ("imagine", "--out"), ("plot", "--log")} <= found
+    assert {
+        ("train", "--save"),
+        ("train", "--resume"),
+        ("evaluate", "--model"),
+        ("evaluate", "--data-dir"),
+        ("predict", "IMAGE"),
+        ("show", "--out"),
+        ("show", "--data-dir"),
+        ("walkthrough", "--data-dir"),
+        ("imagine", "--out"),
+        ("plot", "--log"),
+    } <= found
 
 
 @pytest.mark.parametrize("command,name", PATH_ARGUMENTS, ids=[" ".join(c) for c in PATH_ARGUMENTS])
@@ -143,8 +167,11 @@ def test_a_checkpoint_resumes_from_another_folder(tmp_path, rng):
     run = ["--validation", "50", "--hidden", "8", "--quiet"]
     xpnet("train", "--data-dir", "toy", "--epochs", "1", "--log", "run.jsonl", "--save", "m.npz", *run, cwd=a)
     saved = checkpoint.load(a / "m.npz")
-    assert {k: saved[2]["config"][k] for k in ("data_dir", "save", "log")} == \
-        {"data_dir": str(a / "toy"), "save": str(a / "m.npz"), "log": str(a / "run.jsonl")}  # stored absolute
+    assert {k: saved[2]["config"][k] for k in ("data_dir", "save", "log")} == {
+        "data_dir": str(a / "toy"),
+        "save": str(a / "m.npz"),
+        "log": str(a / "run.jsonl"),
+    }  # stored absolute
     p = xpnet("train", "--resume", a / "m.npz", "--epochs", "2", cwd=b)
     assert "resuming at epoch 2" in p.stdout and len((a / "run.jsonl").read_text().splitlines()) == 2
 
@@ -157,8 +184,11 @@ def test_a_checkpoint_resumes_from_another_folder(tmp_path, rng):
 
     old()
     p = xpnet("train", "--resume", "../a/old.npz", "--epochs", "3", cwd=b, check=False)
-    assert_clean_error(p, "--data-dir toy (stored in ../a/old.npz, relative to the folder the run was started in): "
-                          "folder not found; give --data-dir to point at it")
+    assert_clean_error(
+        p,
+        "--data-dir toy (stored in ../a/old.npz, relative to the folder the run was started in): "
+        "folder not found; give --data-dir to point at it",
+    )
     p = xpnet("train", "--resume", "../a/old.npz", "--epochs", "3", "--data-dir", "../a/toy", "--quiet", cwd=b)
     assert "resuming at epoch 3" in p.stdout
     old()
@@ -166,7 +196,9 @@ def test_a_checkpoint_resumes_from_another_folder(tmp_path, rng):
     assert "resuming at epoch 3" in p.stdout
     old(log="logs/run.jsonl")
     p = xpnet("train", "--resume", "../a/old.npz", "--epochs", "3", "--data-dir", "../a/toy", cwd=b, check=False)
-    assert_clean_error(p, "--log logs/run.jsonl (stored in ../a/old.npz, relative", "folder logs not found", "give --log")
+    assert_clean_error(
+        p, "--log logs/run.jsonl (stored in ../a/old.npz, relative", "folder logs not found", "give --log"
+    )
 
 
 # --- no floating-point warnings ------------------------------------------------------------
@@ -178,9 +210,29 @@ COMBOS = [(a, o, opt) for a in ("sigmoid", "tanh", "relu") for o in ("softmax", 
 def test_a_diverging_run_says_one_line_and_warns_nothing(toy, capsys, backend):
     folder, _ = toy
     for activation, output, optimizer in COMBOS:
-        rc, out, err = _main(capsys, "train", "--data-dir", folder, "--backend", backend, "--hidden", "16",
-                             "--epochs", "1", "--lr", "1e30", "--activation", activation, "--output", output,
-                             "--optimizer", optimizer, "--validation", "100", "--quiet")
+        rc, out, err = _main(
+            capsys,
+            "train",
+            "--data-dir",
+            folder,
+            "--backend",
+            backend,
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e30",
+            "--activation",
+            activation,
+            "--output",
+            output,
+            "--optimizer",
+            optimizer,
+            "--validation",
+            "100",
+            "--quiet",
+        )
         case = (activation, output, optimizer, out, err)
         assert rc in (0, 1), case  # 1: diverged; 0: saturated units, a finite loss
         assert err == "" if rc == 0 else len(err.splitlines()) == 1 and "training diverged" in err, case
@@ -188,8 +240,23 @@ def test_a_diverging_run_says_one_line_and_warns_nothing(toy, capsys, backend):
 
 def test_a_diverging_run_ends_with_one_line_on_stderr(toy):
     folder, _ = toy
-    p = xpnet("train", "--data-dir", folder, "--backend", "array_api_strict", "--hidden", "16", "--epochs", "1",
-              "--lr", "1e30", "--validation", "100", "--quiet", check=False)
+    p = xpnet(
+        "train",
+        "--data-dir",
+        folder,
+        "--backend",
+        "array_api_strict",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e30",
+        "--validation",
+        "100",
+        "--quiet",
+        check=False,
+    )
     assert_clean_error(p, "training diverged", "try a smaller --lr", code=1)
 
 
@@ -198,8 +265,10 @@ def huge(toy, tmp_path_factory):
     """The toy model with weights near float32's largest: its outputs overflow."""
     spec, params, meta = checkpoint.load(toy[1])
     rng = np.random.default_rng(0)
-    big = [(W * np.float32(1e37), np.clip(rng.standard_normal(b.shape) * 1e38, -3e38, 3e38).astype(np.float32))
-           for W, b in params]
+    big = [
+        (W * np.float32(1e37), np.clip(rng.standard_normal(b.shape) * 1e38, -3e38, 3e38).astype(np.float32))
+        for W, b in params
+    ]
     path = tmp_path_factory.mktemp("huge") / "huge.npz"
     checkpoint.save(path, spec, big, meta["config"])
     return path
@@ -209,18 +278,22 @@ def huge(toy, tmp_path_factory):
 def test_overflowing_models_and_steps_warn_nothing(toy, huge, tmp_path, capsys, backend):
     folder, _ = toy
     pgm = _pgm(tmp_path / "x.pgm", np.arange(ROWS * COLS).reshape(ROWS, COLS) * 4)
-    cases = [["evaluate", "--model", huge, "--data-dir", folder],
-             ["evaluate", "--model", huge, "--data-dir", folder, "--json"],
-             ["predict", "--model", huge, pgm],
-             ["predict", "--model", huge, pgm, "--json"],
-             ["imagine", "--model", huge, "--steps", "3", "--out", tmp_path / "i.png", "0"],
-             ["walkthrough", "--data-dir", folder, "--lr", "1e308", "--iterations", "3", "--every", "1"]]
+    cases = [
+        ["evaluate", "--model", huge, "--data-dir", folder],
+        ["evaluate", "--model", huge, "--data-dir", folder, "--json"],
+        ["predict", "--model", huge, pgm],
+        ["predict", "--model", huge, pgm, "--json"],
+        ["imagine", "--model", huge, "--steps", "3", "--out", tmp_path / "i.png", "0"],
+        ["walkthrough", "--data-dir", folder, "--lr", "1e308", "--iterations", "3", "--every", "1"],
+    ]
     for args in cases:
         rc, out, err = _main(capsys, *args, "--backend", backend)
         assert rc == 0 and err == "", (args, out, err)
         if "--json" in args:
             doc = json.loads(out)  # NaN probabilities are null: still JSON
             if args[0] == "predict":  # no class is made up for outputs that are not finite
-                assert [p["class"] for p in doc["predictions"]] == [None] and doc["predictions"][0]["probability"] is None
+                assert [p["class"] for p in doc["predictions"]] == [None] and doc["predictions"][0][
+                    "probability"
+                ] is None
         elif args[0] == "predict":
             assert out.strip().endswith("no prediction (the model's outputs are not finite)"), out

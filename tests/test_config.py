@@ -17,10 +17,13 @@ from xpnet.settings import SETTINGS
 PARSER = cli.build_parser()
 
 # the TOML type of each setting, written out independently of TrainConfig's annotations
-TYPES = {bool: "tf32 cuda_graph quiet", int: "early_stop batch_size epochs seed validation threads",
-         float: "lr warmup momentum weight_decay dropout max_norm label_smoothing l2",
-         str: "activation output init lr_schedule optimizer augment dtype backend device data_dir save log plots",
-         tuple: "layers hidden"}
+TYPES = {
+    bool: "tf32 cuda_graph quiet",
+    int: "early_stop batch_size epochs seed validation threads",
+    float: "lr warmup momentum weight_decay dropout max_norm label_smoothing l2",
+    str: "activation output init lr_schedule optimizer augment dtype backend device data_dir save log plots",
+    tuple: "layers hidden",
+}
 EXPECTED = {name: kind for kind, names in TYPES.items() for name in names.split()}
 
 
@@ -50,14 +53,23 @@ def resolve(path):
 
 
 def test_setting_types_come_from_train_config():
-    assert {name: s.kind for name, s in SETTINGS.items()} == EXPECTED, "a setting was added or changed: write its TOML type in TYPES"
+    assert {name: s.kind for name, s in SETTINGS.items()} == EXPECTED, (
+        "a setting was added or changed: write its TOML type in TYPES"
+    )
 
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8)
-VALUES = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(), TEXT,
-                   st.lists(st.integers(-3, 900), max_size=4), st.lists(st.booleans(), min_size=1, max_size=3),
-                   st.lists(TEXT, min_size=1, max_size=3), st.lists(st.floats(), min_size=1, max_size=2),
-                   st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=2))
+VALUES = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(),
+    TEXT,
+    st.lists(st.integers(-3, 900), max_size=4),
+    st.lists(st.booleans(), min_size=1, max_size=3),
+    st.lists(TEXT, min_size=1, max_size=3),
+    st.lists(st.floats(), min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=2),
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -82,30 +94,33 @@ def test_any_toml_value_is_taken_or_refused_in_one_line(tmp_path_factory, name, 
         assert "\n" not in str(e) and flag(name) in str(e)
 
 
-@pytest.mark.parametrize("text,needles", [
-    ("train = 5\n", ["train = 5", "[train] table"]),
-    ('train = "x"\n', ["train", "[train] table"]),
-    ("lr = 0.1\n[train]\nepochs = 1\n", ["'lr'", "beside [train]"]),
-    ("[train]\nepochs = 1\n[model]\nhidden = [3]\n", ["'model'", "beside [train]"]),
-    ("[model]\nhidden = [3]\n", ["unknown table 'model'", "batch-size"]),
-    ("colour = 3\n", ["unknown key 'colour'", "batch-size"]),
-    ("[train]\ncolour = 3\n", ["unknown key 'colour' in [train]"]),
-    ("[train]\n[train.extra]\nx = 1\n", ["unknown table 'extra'"]),
-    ("preset = 'nielsen'\n", ["unknown key 'preset'"]),
-    ("batch-size = 3\nbatch_size = 4\n", ["batch_size", "second time"]),
-    ("data_dir = []\n", ["data_dir", "expected a string"]),
-    ("epochs = true\n", ["epochs = true", "expected an integer"]),
-    ("epochs = 2.0\n", ["epochs = 2.0", "expected an integer"]),
-    ("seed = 1979-05-27\n", ["seed", "expected an integer"]),
-    ('lr = "0.1"\n', ["lr", "expected a number"]),
-    ("lr = false\n", ["lr = false", "expected a number"]),
-    (f"lr = 1{'0' * 400}\n", ["lr", "too large"]),
-    ("quiet = 1\n", ["quiet = 1", "true or false"]),
-    ("hidden = [30, true]\n", ["hidden = [30, true]", "list of integers"]),
-    ('hidden = "30"\n', ["hidden", "list of integers"]),
-    ("hidden = 30\n", ["hidden", "list of integers"]),
-    ('activation = "swish"\n', ["activation", "expected one of"]),
-])
+@pytest.mark.parametrize(
+    "text,needles",
+    [
+        ("train = 5\n", ["train = 5", "[train] table"]),
+        ('train = "x"\n', ["train", "[train] table"]),
+        ("lr = 0.1\n[train]\nepochs = 1\n", ["'lr'", "beside [train]"]),
+        ("[train]\nepochs = 1\n[model]\nhidden = [3]\n", ["'model'", "beside [train]"]),
+        ("[model]\nhidden = [3]\n", ["unknown table 'model'", "batch-size"]),
+        ("colour = 3\n", ["unknown key 'colour'", "batch-size"]),
+        ("[train]\ncolour = 3\n", ["unknown key 'colour' in [train]"]),
+        ("[train]\n[train.extra]\nx = 1\n", ["unknown table 'extra'"]),
+        ("preset = 'nielsen'\n", ["unknown key 'preset'"]),
+        ("batch-size = 3\nbatch_size = 4\n", ["batch_size", "second time"]),
+        ("data_dir = []\n", ["data_dir", "expected a string"]),
+        ("epochs = true\n", ["epochs = true", "expected an integer"]),
+        ("epochs = 2.0\n", ["epochs = 2.0", "expected an integer"]),
+        ("seed = 1979-05-27\n", ["seed", "expected an integer"]),
+        ('lr = "0.1"\n', ["lr", "expected a number"]),
+        ("lr = false\n", ["lr = false", "expected a number"]),
+        (f"lr = 1{'0' * 400}\n", ["lr", "too large"]),
+        ("quiet = 1\n", ["quiet = 1", "true or false"]),
+        ("hidden = [30, true]\n", ["hidden = [30, true]", "list of integers"]),
+        ('hidden = "30"\n', ["hidden", "list of integers"]),
+        ("hidden = 30\n", ["hidden", "list of integers"]),
+        ('activation = "swish"\n', ["activation", "expected one of"]),
+    ],
+)
 def test_config_file_mistakes_name_the_file_and_key(tmp_path, text, needles):
     path = tmp_path / "run.toml"
     path.write_text(text)
@@ -142,8 +157,15 @@ def test_empty_config_and_resume_paths_are_refused(name):
         config.resolve(vars(args))
 
 
-@pytest.mark.parametrize("text,needle", [("hidden = [0]", "--hidden 0"), ("layers = []", "--layers ''"),
-                                         ("layers = [784]", "--layers 784"), ("layers = [784, 0, 10]", "--layers 784,0,10")])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("hidden = [0]", "--hidden 0"),
+        ("layers = []", "--layers ''"),
+        ("layers = [784]", "--layers 784"),
+        ("layers = [784, 0, 10]", "--layers 784,0,10"),
+    ],
+)
 def test_layer_sizes_are_checked_before_any_data(tmp_path, text, needle):
     path = tmp_path / "run.toml"
     path.write_text(text + "\n")
@@ -164,7 +186,9 @@ NO_DATA = "--data-dir=/nonexistent/xpnet-data"  # the first check after the flag
 
 
 @settings(max_examples=150, deadline=None)
-@given(lr=st.floats() | st.sampled_from([0.0, -0.0, math.inf, 5e-324]), command=st.sampled_from(["train", "walkthrough"]))
+@given(
+    lr=st.floats() | st.sampled_from([0.0, -0.0, math.inf, 5e-324]), command=st.sampled_from(["train", "walkthrough"])
+)
 def test_train_and_walkthrough_take_the_same_learning_rates(lr, command):
     err = run_main(command, f"--lr={lr!r}", NO_DATA)
     refused = "--lr" in err
@@ -173,7 +197,7 @@ def test_train_and_walkthrough_take_the_same_learning_rates(lr, command):
 
 
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(-2**70, 2**70), command=st.sampled_from(["train", "walkthrough"]))
+@given(seed=st.integers(-(2**70), 2**70), command=st.sampled_from(["train", "walkthrough"]))
 def test_train_and_walkthrough_take_the_same_seeds(seed, command):
     err = run_main(command, f"--seed={seed}", NO_DATA)
     assert ("--seed" in err) == (seed < 0), err

@@ -12,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import CUPY_IS_EMULATED
 from xpnet import backends, data, model, training
 from xpnet.backends import cuda_kernels
 from xpnet.settings import TrainConfig
 
-pytestmark = pytest.mark.skipif(not CUPY_IS_EMULATED, reason="a real CuPy is installed: these are the emulator's counts")
+from helpers import CUPY_IS_EMULATED
+
+pytestmark = pytest.mark.skipif(
+    not CUPY_IS_EMULATED, reason="a real CuPy is installed: these are the emulator's counts"
+)
 
 # the plain-SGD networks with a launch budget (kernels per step, after a chunk's first step)
 BUDGETS = {
@@ -45,8 +48,9 @@ def emulation():
 def _run(mnist, images: int, **settings) -> training.Run:
     cfg = TrainConfig(**{"validation": 0, "quiet": True, "lr_schedule": "cosine", "epochs": 3, **settings})
     split = data.Split(mnist.train.images[:images], mnist.train.labels[:images])
-    return training.Run(cfg, backends.resolve("cupy", "cuda"), data.Dataset(split, split, 10, "emulated"),
-                        say=lambda line: None)
+    return training.Run(
+        cfg, backends.resolve("cupy", "cuda"), data.Dataset(split, split, 10, "emulated"), say=lambda line: None
+    )
 
 
 def _counted_epoch(run: training.Run, emulation) -> dict:
@@ -181,7 +185,8 @@ _, size = nvrtc.nvrtcGetProgramLogSize(program)
 log = b" " * size
 nvrtc.nvrtcGetProgramLog(program, log)
 _, cubin = nvrtc.nvrtcGetCUBINSize(program)
-print(json.dumps({"created": err == nvrtc.nvrtcResult.NVRTC_SUCCESS, "compiled": result == nvrtc.nvrtcResult.NVRTC_SUCCESS,
+ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
+print(json.dumps({"created": err == ok, "compiled": result == ok,
                   "log": log.decode(errors="replace").replace(chr(0), "").strip(), "cubin_bytes": cubin}))
 """
 

@@ -6,11 +6,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from helpers import targets
-from helpers import idx_bytes, write_dataset, write_idx
-from xpnet import backends
-from xpnet import data
+from xpnet import backends, data
 from xpnet.errors import UserError
+
+from helpers import idx_bytes, targets, write_dataset, write_idx
 
 
 def test_bundled_mnist_is_complete_and_verified(mnist):
@@ -151,7 +150,9 @@ def test_device_data_stays_in_dtype(target, mnist):
     chunks = list(dev.chunks(any_backend.xp.float32, size=50))
     assert [tuple(c[0].shape) for c in chunks] == [(50, 784), (14, 784)]
     assert chunks[0][0].dtype == any_backend.xp.float32
-    np.testing.assert_allclose(any_backend.to_host(chunks[1][0]), mnist.test.images[50:64].reshape(14, -1) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        any_backend.to_host(chunks[1][0]), mnist.test.images[50:64].reshape(14, -1) / 255.0, rtol=1e-6
+    )
 
 
 def test_reading_gzipped_files_leaves_no_file_open():

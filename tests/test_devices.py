@@ -12,10 +12,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from xpnet import backends
 from xpnet.errors import UserError
@@ -70,7 +70,9 @@ FAKE_CUPY = textwrap.dedent('''
 
     def _device_count():
         if FAIL == "driver":
-            raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version")
+            raise RuntimeError(
+                "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+            )
         return COUNT
 
     def _properties(index):
@@ -107,15 +109,23 @@ def fake_cupy(tmp_path, monkeypatch):
     sys.modules.pop("cupy", None)
 
 
-@pytest.mark.parametrize(("fail", "count", "device", "expected"), [
-    ("import", 2, "cuda", "CuPy failed to import: the CUDA runtime is missing or broken (ImportError: libcudart.so.13"),
-    ("driver", 2, "cuda", "the CUDA driver does not answer"),
-    ("", 0, "cuda", "no CUDA device found"),
-    ("", 2, "cuda:2", "cuda:2 does not exist (this machine has 2 CUDA device(s))"),
-    ("cublas", 2, "cuda", "CUDA device 0 is not usable: cuBLAS (CUDA's matrix library) is missing or broken"),
-    ("nvrtc", 2, "cuda:1", "CUDA device 1 is not usable: NVRTC (CUDA's runtime compiler) is missing or broken"),
-    ("wrong", 2, "cuda", "CUDA device 0 computes wrong results"),
-])
+@pytest.mark.parametrize(
+    ("fail", "count", "device", "expected"),
+    [
+        (
+            "import",
+            2,
+            "cuda",
+            "CuPy failed to import: the CUDA runtime is missing or broken (ImportError: libcudart.so.13",
+        ),
+        ("driver", 2, "cuda", "the CUDA driver does not answer"),
+        ("", 0, "cuda", "no CUDA device found"),
+        ("", 2, "cuda:2", "cuda:2 does not exist (this machine has 2 CUDA device(s))"),
+        ("cublas", 2, "cuda", "CUDA device 0 is not usable: cuBLAS (CUDA's matrix library) is missing or broken"),
+        ("nvrtc", 2, "cuda:1", "CUDA device 1 is not usable: NVRTC (CUDA's runtime compiler) is missing or broken"),
+        ("wrong", 2, "cuda", "CUDA device 0 computes wrong results"),
+    ],
+)
 def test_unusable_cupy_is_refused_naming_what_is_missing(fake_cupy, fail, count, device, expected):
     fake_cupy(fail, count)
     for backend in ("cupy", None):
@@ -148,8 +158,13 @@ def test_cupy_device_n_is_made_current_and_tf32_is_set(fake_cupy, tf32):
 def test_command_line_names_the_missing_library(fake_cupy, tmp_path):
     """End to end: `xpnet train --device cuda` with cuBLAS missing exits 2 with one line."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "FAKE_CUPY_FAIL": "cublas"}
-    r = subprocess.run([sys.executable, "-m", "xpnet", "train", "--device", "cuda", "--epochs", "1"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "xpnet", "train", "--device", "cuda", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert "--device cuda: no usable GPU: CUDA device 0 is not usable: cuBLAS" in r.stderr

@@ -34,22 +34,22 @@ def test_exact_counts_of_a_simple_sequence():
     x = cupy.asarray(numpy.ones((4, 3), numpy.float32))  # allocation + h2d copy
     assert delta(dict.fromkeys(_emulation.snapshot(), 0)) == {"allocations": 1, "h2d_copies": 1}
     before = _emulation.snapshot()
-    y = cupy.empty((4, 3), numpy.float32)                 # allocation
-    cupy.multiply(x, numpy.float32(2), out=y)             # launch
-    y += x                                                # launch
-    z = cupy.exp(y)                                       # allocation + launch
-    s = cupy.sum(z, axis=0, keepdims=True)                # allocation + launch
-    v = z[1:, ::2].T.reshape(2, 3)[..., None]             # views: nothing
-    w = cupy.zeros((2,), numpy.float32)                   # allocation + memset
-    host = s.get()                                        # host sync
+    y = cupy.empty((4, 3), numpy.float32)  # allocation
+    cupy.multiply(x, numpy.float32(2), out=y)  # launch
+    y += x  # launch
+    z = cupy.exp(y)  # allocation + launch
+    s = cupy.sum(z, axis=0, keepdims=True)  # allocation + launch
+    v = z[1:, ::2].T.reshape(2, 3)[..., None]  # views: nothing
+    w = cupy.zeros((2,), numpy.float32)  # allocation + memset
+    host = s.get()  # host sync
     assert delta(before) == {"allocations": 4, "launches": 4, "memsets": 1, "host_syncs": 1}
     assert host.dtype == numpy.float32 and z.dtype == numpy.float32 and w.dtype == numpy.float32
     assert v.shape == (2, 3, 1)
     numpy.testing.assert_allclose(host, numpy.full((1, 3), 4 * numpy.exp(3.0)), rtol=1e-6)
     before = _emulation.snapshot()
-    t = z[1:].T                                           # view
-    t[0, 0] = 5.0                                         # launch (writes through the view)
-    assert float(z[1, 0]) == 5.0                          # host sync
+    t = z[1:].T  # view
+    t[0, 0] = 5.0  # launch (writes through the view)
+    assert float(z[1, 0]) == 5.0  # host sync
     assert numpy.shares_memory(t._a, z._a) and delta(before) == {"launches": 1, "host_syncs": 1}
 
 
@@ -58,10 +58,10 @@ def test_no_implicit_host_conversion():
     with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
         numpy.asarray(x)
     with pytest.raises(TypeError):
-        numpy.add(x, numpy.ones(6, numpy.float32))        # a host operand: refused
+        numpy.add(x, numpy.ones(6, numpy.float32))  # a host operand: refused
     with pytest.raises(TypeError):
         x + numpy.ones(6)
-    assert isinstance(numpy.add(x, 1), cupy.ndarray)        # dispatched to cupy.add, as CuPy does
+    assert isinstance(numpy.add(x, 1), cupy.ndarray)  # dispatched to cupy.add, as CuPy does
     assert isinstance(numpy.sum(x), cupy.ndarray)
     with pytest.raises(BufferError):
         x.__dlpack__()
@@ -108,20 +108,20 @@ def test_devices(monkeypatch):
 
 def test_elementwise_out_overlapping_in_bounds_copies_the_input():
     m = cupy.zeros((5, 8), numpy.float32)
-    a, b, c = m[:, 0], m[:, 1], m[:, 2]                   # strided columns: bounds overlap
+    a, b, c = m[:, 0], m[:, 1], m[:, 2]  # strided columns: bounds overlap
     before = _emulation.snapshot()
     cupy.add(a, c, out=b)
     assert delta(before) == {"allocations": 2, "launches": 3}  # a and c copied first
     before = _emulation.snapshot()
-    cupy.add(b, 1.0, out=b)                               # the very same object: not copied
+    cupy.add(b, 1.0, out=b)  # the very same object: not copied
     assert delta(before) == {"launches": 1}
     before = _emulation.snapshot()
-    b += a                                                # an operator with out: a copied
+    b += a  # an operator with out: a copied
     assert delta(before) == {"allocations": 1, "launches": 2}
     other = cupy.zeros((5,), numpy.float32)
     before = _emulation.snapshot()
-    cupy.copyto(b, other)                                 # no overlap, strided dst: one kernel
-    cupy.copyto(other, cupy.ones((5,), numpy.float32))    # both contiguous alike: a memcpy
+    cupy.copyto(b, other)  # no overlap, strided dst: one kernel
+    cupy.copyto(other, cupy.ones((5,), numpy.float32))  # both contiguous alike: a memcpy
     assert delta(before) == {"launches": 2, "allocations": 1, "memcpys": 1}  # ones: a fill kernel
     assert other.get().tolist() == [1.0] * 5
 
@@ -136,12 +136,12 @@ def test_matmul_rules():
     before = _emulation.snapshot()
     cupy.matmul(a, b, out=out_c)
     assert delta(before) == {"launches": 1}
-    out_t = cupy.empty((5, 4), numpy.float32).T           # F-ordered, not C-contiguous
+    out_t = cupy.empty((5, 4), numpy.float32).T  # F-ordered, not C-contiguous
     before = _emulation.snapshot()
     cupy.matmul(a, b, out=out_t)
     assert delta(before) == {"allocations": 1, "launches": 2}
     assert (out_t.get() == 3).all()
-    strided = cupy.ones((4, 6), numpy.float32)[:, ::2]    # neither C nor F: copied
+    strided = cupy.ones((4, 6), numpy.float32)[:, ::2]  # neither C nor F: copied
     before = _emulation.snapshot()
     cupy.matmul(strided, b, out=out_c)
     assert delta(before) == {"allocations": 1, "launches": 2}
@@ -158,7 +158,7 @@ def test_cublas_gemm_semantics():
     bn = numpy.arange(12, dtype=numpy.float32).reshape(4, 3)
     a, b = cupy.asarray(an), cupy.asarray(bn)
     before = _emulation.snapshot()
-    c = cupy.cublas.gemm("N", "T", a, b)                  # F-ordered new out
+    c = cupy.cublas.gemm("N", "T", a, b)  # F-ordered new out
     assert delta(before) == {"allocations": 1, "launches": 1} and c.flags.f_contiguous
     numpy.testing.assert_allclose(c.get(), an @ bn.T)
     out = cupy.asarray(numpy.ones((2, 4), numpy.float32))
@@ -184,8 +184,8 @@ def test_capture_records_and_replays():
     s = cupy.cuda.Stream(non_blocking=True)
     x = cupy.asarray(numpy.ones(4, numpy.float32))
     y = cupy.zeros(4, numpy.float32)
-    scale = cupy.asarray(numpy.float32(2.0))            # a device scalar: read at replay
-    step = 10.0                                         # a host scalar: baked in
+    scale = cupy.asarray(numpy.float32(2.0))  # a device scalar: read at replay
+    step = 10.0  # a host scalar: baked in
     a = cupy.asarray(numpy.eye(2, dtype=numpy.float32))
     g_out = cupy.zeros((2, 2), numpy.float32)
     zero = cupy.asarray(numpy.float32(0))
@@ -199,13 +199,13 @@ def test_capture_records_and_replays():
         cupy.cublas.gemm("N", "N", a, a, out=g_out, alpha=scale, beta=zero)  # device pointer mode
         graph = s.end_capture()
     assert cupy.cuda.get_current_stream() is cupy.cuda.Stream.null
-    assert y.get().tolist() == [0.0] * 4                  # recorded, not executed
+    assert y.get().tolist() == [0.0] * 4  # recorded, not executed
     step = 100.0
     scale.set(numpy.array(3.0, numpy.float32))
     before = _emulation.snapshot()
     graph.launch()
     assert delta(before) == {"launches": 3, "graph_launches": 1}
-    assert y.get().tolist() == [30.0] * 4                 # 10 (baked) * 3 (read at replay)
+    assert y.get().tolist() == [30.0] * 4  # 10 (baked) * 3 (read at replay)
     numpy.testing.assert_allclose(g_out.get(), 3 * numpy.eye(2))
 
 
@@ -214,8 +214,9 @@ def test_capture_refuses_allocations_and_syncs():
     x = cupy.ones((32, 10), numpy.float32)
     with s:
         s.begin_capture()
-        with pytest.raises(cupy.cuda.runtime.CUDARuntimeError,
-                           match=r"allocation of a \(32, 10\) float32 array during stream capture"):
+        with pytest.raises(
+            cupy.cuda.runtime.CUDARuntimeError, match=r"allocation of a \(32, 10\) float32 array during stream capture"
+        ):
             cupy.exp(x)
         with pytest.raises(cupy.cuda.runtime.CUDARuntimeError, match="host"):
             float(x[0, 0])
@@ -225,7 +226,7 @@ def test_capture_refuses_allocations_and_syncs():
     other = cupy.cuda.Stream()
     with s:
         s.begin_capture()
-        with other:                                       # another stream runs eagerly
+        with other:  # another stream runs eagerly
             y = cupy.exp(x)
         s.end_capture().launch()
     assert y.shape == (32, 10)
@@ -244,29 +245,29 @@ def kernels(monkeypatch):
     monkeypatch.setitem(sys.modules, "xpnet.backends.cuda_kernels", fake)
 
 
-CODE = r'''
+CODE = r"""
 typedef float real;
 extern "C" __global__ void axpy(const int n, const real alpha, const real* __restrict__ x, real* y) {}
 extern "C" __global__ void count(long long n, const unsigned int *idx, int* out) {}
 extern "C" __global__ void missing(int n) {}
-'''
+"""
 
 
 def test_raw_module_checks_signatures(kernels):
     mod = cupy.RawModule(code=CODE, options=("-std=c++17",))
     axpy = mod.get_function("axpy")
     with pytest.raises(KeyError, match="missing"):
-        mod.get_function("missing")                       # no NumPy reference
+        mod.get_function("missing")  # no NumPy reference
     with pytest.raises(ValueError, match="nope"):
-        mod.get_function("nope")                          # not in the code
+        mod.get_function("nope")  # not in the code
     x = cupy.asarray(numpy.arange(6, dtype=numpy.float32).reshape(3, 2))
-    y = cupy.zeros((2, 3), numpy.float32).T               # F-ordered: flat in storage order
+    y = cupy.zeros((2, 3), numpy.float32).T  # F-ordered: flat in storage order
     before = _emulation.snapshot()
     axpy((1,), (128,), (numpy.int32(6), numpy.float32(2), x, y))
     assert delta(before) == {"launches": 1}
     assert y.get().T.reshape(-1).tolist() == [0, 2, 4, 6, 8, 10]
     with pytest.raises(TypeError, match="alpha"):
-        axpy((1,), (128,), (numpy.int32(6), 2.0, x, y))   # a Python float: width unknown
+        axpy((1,), (128,), (numpy.int32(6), 2.0, x, y))  # a Python float: width unknown
     with pytest.raises(TypeError, match="'n'"):
         axpy((1,), (128,), (numpy.int64(6), numpy.float32(2), x, y))
     with pytest.raises(TypeError, match="float64"):
@@ -293,7 +294,7 @@ def test_rest_of_the_api():
     fz = cupy.zeros_like(cupy.empty((3, 4), numpy.float32).T)
     assert fz.flags.f_contiguous and not fz.flags.c_contiguous
     t = cupy.take(cupy.arange(5), cupy.asarray(numpy.array([-1, 5])))
-    assert t.get().tolist() == [4, 0]                     # indices wrap
+    assert t.get().tolist() == [4, 0]  # indices wrap
     m = cupy.asarray(numpy.arange(6.0).reshape(2, 3))
     mx = cupy.empty((1, 3))
     assert cupy.max(m, axis=0, keepdims=True, out=mx) is mx and mx.get().tolist() == [[3, 4, 5]]

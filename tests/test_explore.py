@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import targets
-from helpers import assert_clean_error, xpnet
-from xpnet import backends
-from xpnet import checkpoint, explore, model
+from xpnet import backends, checkpoint, explore, model
+
+from helpers import assert_clean_error, targets, xpnet
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +43,40 @@ def test_imagine_cli_writes_a_2x5_grid(trained, tmp_path):
 
 def test_walkthrough_changes_its_mind_and_settles(mnist):
     lines = []
-    guesses = explore.walkthrough(backends.resolve("numpy", "cpu"), mnist.train.images[0], int(mnist.train.labels[0]),
-                                  10, iterations=250, every=10, say=lines.append)
+    guesses = explore.walkthrough(
+        backends.resolve("numpy", "cpu"),
+        mnist.train.images[0],
+        int(mnist.train.labels[0]),
+        10,
+        iterations=250,
+        every=10,
+        say=lines.append,
+    )
     assert guesses[-1] == 5 == mnist.train.labels[0]
     assert guesses[0] != 5  # a fresh network starts out wrong, then settles on the answer
-    assert sum("iteration" in l for l in lines) == 25
-    errors = [l for l in lines if l.strip().startswith("error:")]
+    assert sum("iteration" in line for line in lines) == 25
+    errors = [line for line in lines if line.strip().startswith("error:")]
     assert len(errors) == 25 and errors[-1].count(":") == 11
 
 
 def test_show_plot_and_train_plots(tmp_path):
     xpnet("show", "--count", "20", "--out", tmp_path / "digits.png")
     log = tmp_path / "run.jsonl"
-    xpnet("train", "--hidden", "16", "--epochs", "2", "--validation", "55000", "--log", log, "--plots", tmp_path, "--quiet")
-    rows = [json.loads(l) for l in log.read_text().splitlines()]
+    xpnet(
+        "train",
+        "--hidden",
+        "16",
+        "--epochs",
+        "2",
+        "--validation",
+        "55000",
+        "--log",
+        log,
+        "--plots",
+        tmp_path,
+        "--quiet",
+    )
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert all("train_accuracy" in r and "val_accuracy" in r for r in rows)
     xpnet("plot", "--log", log, "--out", tmp_path / "again.png")
     for name in ("digits.png", "curves.png", "confusion.png", "mistakes.png", "again.png"):

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import MUTATIONS, idx_bytes, mutate
 from xpnet import checkpoint, data, images, model
 from xpnet.errors import UserError
+
+from helpers import MUTATIONS, idx_bytes, mutate
 
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

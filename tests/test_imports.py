@@ -17,14 +17,18 @@ LAYERS = {
     "command line": "__main__ cli sweep_cli flags",
     "Python API and sweeps": "xpnet api sweep space",
     "runs": "training explore config",
-    "settings, files and checks": "settings checkpoint onnx_export budget inputs evaluate plots images callbacks presets",
+    "settings, files and checks": "settings checkpoint onnx_export budget inputs evaluate plots images callbacks "
+    "presets",
     "numerical engine": "step model augment rand optim data",
     "array libraries": "backends backends.base backends.numpy backends.cupy backends.cuda_kernels backends.torch "
-                       "backends.jax backends.threads",
+    "backends.jax backends.threads",
     "errors": "errors",
 }
-LAYER_OF = {("xpnet" if m == "xpnet" else f"xpnet.{m}"): depth for depth, names in enumerate(LAYERS.values())
-            for m in names.split()}
+LAYER_OF = {
+    ("xpnet" if m == "xpnet" else f"xpnet.{m}"): depth
+    for depth, names in enumerate(LAYERS.values())
+    for m in names.split()
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -45,7 +49,7 @@ def _imports(name: str, path: Path, modules: dict) -> list[tuple[str, str]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
             if base.split(".")[0] != "xpnet":
                 continue
@@ -57,9 +61,12 @@ def _imports(name: str, path: Path, modules: dict) -> list[tuple[str, str]]:
 
 def _graph():
     modules = _modules()
-    return {name: sorted({m for m, _ in _imports(name, path, modules) if m in modules and m != name
-                          and (name, m) not in ALLOWED})
-            for name, path in modules.items()}, modules
+    return {
+        name: sorted(
+            {m for m, _ in _imports(name, path, modules) if m in modules and m != name and (name, m) not in ALLOWED}
+        )
+        for name, path in modules.items()
+    }, modules
 
 
 def test_no_import_cycle():
@@ -71,7 +78,7 @@ def test_no_import_cycle():
         stack.append(node)
         for nxt in graph[node]:
             if state.get(nxt) == "open":
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
@@ -85,15 +92,24 @@ def test_no_import_cycle():
 
 def test_no_private_name_is_imported_from_another_module():
     modules = _modules()
-    private = [(name, f"{m}.{n}") for name, path in modules.items() for m, n in _imports(name, path, modules)
-               if n.startswith("_") and not n.startswith("__") and m != name]
+    private = [
+        (name, f"{m}.{n}")
+        for name, path in modules.items()
+        for m, n in _imports(name, path, modules)
+        if n.startswith("_") and not n.startswith("__") and m != name
+    ]
     assert private == []
 
 
 def test_the_backends_reach_nothing_of_xpnet_but_the_errors():
     graph, _ = _graph()
-    outside = {(name, m) for name, deps in graph.items() if name.startswith("xpnet.backends")
-               for m in deps if not m.startswith("xpnet.backends") and m != "xpnet.errors"}
+    outside = {
+        (name, m)
+        for name, deps in graph.items()
+        if name.startswith("xpnet.backends")
+        for m in deps
+        if not m.startswith("xpnet.backends") and m != "xpnet.errors"
+    }
     assert outside == set()
 
 
@@ -117,7 +133,10 @@ def test_no_test_module_imports_another_or_conftest():
     found = []
     for path in tests.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            )
             found += [(path.name, n) for n in names if n == "conftest" or n.startswith("test_")]
     assert found == []

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import xpnet
+from xpnet import MLPClassifier, backends, onnx_export, training
+
 from helpers import assert_clean_error
 from helpers import xpnet as run_xpnet
-from xpnet import MLPClassifier, backends, onnx_export, training
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX checks need onnxruntime (the test extra installs it)")
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx (the test extra installs it)")
@@ -29,18 +30,36 @@ def _inputs(images: np.ndarray, dtype) -> np.ndarray:
     return images.reshape(images.shape[0], -1).astype(dtype) / 255
 
 
-@pytest.mark.parametrize("activation,output,dtype", [("relu", "softmax", "float32"), ("sigmoid", "sigmoid", "float32"),
-                                                     ("tanh", "softmax", "float64")])
+@pytest.mark.parametrize(
+    "activation,output,dtype",
+    [("relu", "softmax", "float32"), ("sigmoid", "sigmoid", "float32"), ("tanh", "softmax", "float64")],
+)
 def test_onnx_matches_predict_proba_on_the_test_set(mnist, tmp_path, activation, output, dtype):
     n = 6000
-    clf = MLPClassifier(hidden=(64, 32), activation=activation, output=output, dtype=dtype, epochs=3,
-                        lr=0.1 if output == "softmax" else 3.0, threads=1)
+    clf = MLPClassifier(
+        hidden=(64, 32),
+        activation=activation,
+        output=output,
+        dtype=dtype,
+        epochs=3,
+        lr=0.1 if output == "softmax" else 3.0,
+        threads=1,
+    )
     clf.fit(mnist.train.images[:n], mnist.train.labels[:n])
     clf.to_onnx(tmp_path / "m.onnx")
     model = onnx.load(tmp_path / "m.onnx")
     assert model.opset_import[0].version >= 17
-    assert {node.op_type for node in model.graph.node} <= {"Gemm", "Relu", "Sigmoid", "Tanh", "Softmax", "ReduceSum",
-                                                           "Div", "ArgMax", "Gather"}
+    assert {node.op_type for node in model.graph.node} <= {
+        "Gemm",
+        "Relu",
+        "Sigmoid",
+        "Tanh",
+        "Softmax",
+        "ReduceSum",
+        "Div",
+        "ArgMax",
+        "Gather",
+    }
     probs, labels = _session(tmp_path / "m.onnx").run(None, {"input": _inputs(mnist.test.images, dtype)})
     expected = clf.predict_proba(mnist.test.images)
     assert probs.dtype == np.dtype(dtype) and probs.shape == (10000, 10)
@@ -90,17 +109,23 @@ def test_export_errors_are_one_line(mnist, tmp_path):
     ckpt = tmp_path / "m.npz"
     cfg = training.TrainConfig(hidden=(8,), epochs=1, validation=59000, quiet=True, save=str(ckpt))
     training.train(cfg, backends.resolve("numpy", "cpu"), mnist, say=lambda s: None)
-    assert_clean_error(run_xpnet("export", "--model", tmp_path / "none.npz", "--onnx", tmp_path / "x.onnx", check=False),
-                       "none.npz")
-    assert_clean_error(run_xpnet("export", "--model", ckpt, "--onnx", tmp_path / "no" / "x.onnx", check=False),
-                       "--onnx", "does not exist")
-    assert_clean_error(run_xpnet("export", "--model", ckpt, "--onnx", tmp_path, check=False), "--onnx", "is a directory")
+    assert_clean_error(
+        run_xpnet("export", "--model", tmp_path / "none.npz", "--onnx", tmp_path / "x.onnx", check=False), "none.npz"
+    )
+    assert_clean_error(
+        run_xpnet("export", "--model", ckpt, "--onnx", tmp_path / "no" / "x.onnx", check=False),
+        "--onnx",
+        "does not exist",
+    )
+    assert_clean_error(
+        run_xpnet("export", "--model", ckpt, "--onnx", tmp_path, check=False), "--onnx", "is a directory"
+    )
     assert_clean_error(run_xpnet("export", "--model", ckpt, check=False), "--onnx")
     code = f"""
         import sys
         sys.modules["onnx"] = None
         from xpnet.cli import main
-        sys.exit(main(["export", "--model", {str(ckpt)!r}, "--onnx", {str(tmp_path / 'y.onnx')!r}]))
+        sys.exit(main(["export", "--model", {str(ckpt)!r}, "--onnx", {str(tmp_path / "y.onnx")!r}]))
     """
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
     assert_clean_error(p, "pip install 'xpnet[onnx]'")

@@ -7,8 +7,9 @@ transposed views where that matters (GEMMs)."""
 import numpy as np
 import pytest
 
-from helpers import RTOL, targets
 from xpnet.backends import reference_ops
+
+from helpers import RTOL, targets
 
 REF = reference_ops()
 SHAPE = (7, 5)
@@ -17,7 +18,9 @@ SHAPE = (7, 5)
 def _check(t, got, want, rtol=None):
     rtol = rtol or RTOL[t.dtype]
     want = np.asarray(want, dtype=np.float64)
-    np.testing.assert_allclose(t.to_host(got).astype(np.float64), want, rtol=rtol, atol=rtol * max(1.0, np.abs(want).max()))
+    np.testing.assert_allclose(
+        t.to_host(got).astype(np.float64), want, rtol=rtol, atol=rtol * max(1.0, np.abs(want).max())
+    )
 
 
 def _outs(t, shape, like):
@@ -41,10 +44,22 @@ def data(rng):
     return {"x": rng.standard_normal(SHAPE), "y": rng.standard_normal(SHAPE), "pos": rng.uniform(0.1, 3.0, SHAPE)}
 
 
-BINARY = [("add", "x", "y"), ("subtract", "x", "y"), ("multiply", "x", "y"), ("divide", "x", "pos"),
-          ("maximum", "x", "y"), ("minimum", "x", "y"), ("add", "x", 0.5), ("add", 0.5, "x"),
-          ("subtract", 1.0, "x"), ("subtract", "x", 2.0), ("multiply", 3.0, "x"), ("divide", 2.0, "pos"),
-          ("maximum", "x", 0.0), ("minimum", "x", 1.0)]
+BINARY = [
+    ("add", "x", "y"),
+    ("subtract", "x", "y"),
+    ("multiply", "x", "y"),
+    ("divide", "x", "pos"),
+    ("maximum", "x", "y"),
+    ("minimum", "x", "y"),
+    ("add", "x", 0.5),
+    ("add", 0.5, "x"),
+    ("subtract", 1.0, "x"),
+    ("subtract", "x", 2.0),
+    ("multiply", 3.0, "x"),
+    ("divide", 2.0, "pos"),
+    ("maximum", "x", 0.0),
+    ("minimum", "x", 1.0),
+]
 
 
 @pytest.mark.parametrize("op,a,b", BINARY)
@@ -60,8 +75,18 @@ def test_elementwise_binary(target, data, op, a, b):
         _check(t, got, want)
 
 
-UNARY = [("exp", "x"), ("log", "pos"), ("sqrt", "pos"), ("tanh", "x"), ("cos", "x"), ("sin", "x"), ("abs", "x"),
-         ("negative", "x"), ("floor", "x"), ("sigmoid", "x")]
+UNARY = [
+    ("exp", "x"),
+    ("log", "pos"),
+    ("sqrt", "pos"),
+    ("tanh", "x"),
+    ("cos", "x"),
+    ("sin", "x"),
+    ("abs", "x"),
+    ("negative", "x"),
+    ("floor", "x"),
+    ("sigmoid", "x"),
+]
 
 
 @pytest.mark.parametrize("op,a", UNARY)
@@ -140,10 +165,17 @@ def test_reductions(target, data, axis):
         _check(t, ops.sum_squares(x, axis, out=out), REF.sum_squares(data["x"], axis))
     if ops.in_place:  # with beta: out = beta * out + alpha * sum
         out = ops.copy(t.asarray(prior), out=ops.buffer(shape, x))
-        _check(t, ops.sum(x, axis, out=out, alpha=-0.5, beta=0.9), REF.sum(data["x"], axis, out=prior, alpha=-0.5, beta=0.9))
+        _check(
+            t,
+            ops.sum(x, axis, out=out, alpha=-0.5, beta=0.9),
+            REF.sum(data["x"], axis, out=prior, alpha=-0.5, beta=0.9),
+        )
     else:
-        _check(t, ops.sum(x, axis, out=t.asarray(prior), alpha=-0.5, beta=0.9),
-               REF.sum(data["x"], axis, out=prior, alpha=-0.5, beta=0.9))
+        _check(
+            t,
+            ops.sum(x, axis, out=t.asarray(prior), alpha=-0.5, beta=0.9),
+            REF.sum(data["x"], axis, out=prior, alpha=-0.5, beta=0.9),
+        )
 
 
 @pytest.mark.parametrize("a_t", [False, True])
@@ -272,8 +304,9 @@ def test_dense_and_activation_grad_sum(target, rng, name):
         got_d, got_sum = ops.activation_grad_sum(name, d, a, d, total, alpha=-0.3, beta=0.9)
         _check(t, got_d, want_d)
         _check(t, got_sum, want_sum)
-        _, got_grad = ops.activation_grad_sum(name, layout(t, d_h), a, None if not ops.in_place else layout(t, d_h),
-                                              t.asarray(prior), alpha=0.7)
+        _, got_grad = ops.activation_grad_sum(
+            name, layout(t, d_h), a, None if not ops.in_place else layout(t, d_h), t.asarray(prior), alpha=0.7
+        )
         _check(t, got_grad, want_grad)
         if ops.in_place:
             assert got_sum is total

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from helpers import targets
 from xpnet import backends, optim
 from xpnet.backends import reference_ops
+
+from helpers import targets
 
 
 def _hand(name, W0, g1, lr, hp):
@@ -14,7 +15,7 @@ def _hand(name, W0, g1, lr, hp):
     if name in ("momentum", "nesterov"):
         v = g
         return W0 - lr * (g + hp.momentum * v if name == "nesterov" else v)
-    m, v = (1 - hp.beta1) * g, (1 - hp.beta2) * g ** 2
+    m, v = (1 - hp.beta1) * g, (1 - hp.beta2) * g**2
     d = (m / (1 - hp.beta1)) / (np.sqrt(v / (1 - hp.beta2)) + hp.eps)
     return W0 - lr * (d + (hp.weight_decay * W0 if name == "adamw" else 0))
 

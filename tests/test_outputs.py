@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from helpers import assert_clean_error, xpnet
-from helpers import MUTATIONS, mutate
 
 from xpnet import cli, data, images, plots
 from xpnet.errors import UserError
+
+from helpers import MUTATIONS, assert_clean_error, mutate, xpnet
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -44,8 +44,11 @@ CASES = {
     "8-bit grey PNG": (Image.fromarray(U8), "a.png", GREY),
     "palette PNG": (_palette(), "a.png", GREY),
     "RGB PNG": (Image.fromarray(U8).convert("RGB"), "a.png", GREY),
-    "RGBA PNG, transparent = white paper": (Image.fromarray(np.dstack([U8] * 3 + [np.where(U8 == 0, 0, 255).astype(np.uint8)])),
-                                            "a.png", np.where(U8 == 0, 1.0, GREY)),
+    "RGBA PNG, transparent = white paper": (
+        Image.fromarray(np.dstack([U8] * 3 + [np.where(U8 == 0, 0, 255).astype(np.uint8)])),
+        "a.png",
+        np.where(U8 == 0, 1.0, GREY),
+    ),
     "LA PNG": (Image.fromarray(U8).convert("LA"), "a.png", GREY),
     "CMYK TIFF": (Image.fromarray(U8).convert("RGB").convert("CMYK"), "a.tif", GREY),
     "16-bit PNG": (Image.fromarray(np.round(GREY * 65535).astype(np.uint16)), "a.png", GREY),
@@ -89,17 +92,32 @@ def test_a_digit_predicts_alike_in_every_depth(tmp_path, trained):
     files = []
     for scale in (1, 2):
         grey = np.kron(digit / 255.0, np.ones((scale, scale)))
-        for i, im in enumerate([Image.fromarray(np.round(grey * 255).astype(np.uint8)),
-                                Image.fromarray(np.round(grey * 65535).astype(np.uint16)),
-                                Image.fromarray(np.round(grey * 65535).astype(np.int32)),
-                                Image.fromarray(grey.astype(np.float32))]):
+        for i, im in enumerate(
+            [
+                Image.fromarray(np.round(grey * 255).astype(np.uint8)),
+                Image.fromarray(np.round(grey * 65535).astype(np.uint16)),
+                Image.fromarray(np.round(grey * 65535).astype(np.int32)),
+                Image.fromarray(grey.astype(np.float32)),
+            ]
+        ):
             files.append(tmp_path / f"d{scale}_{i}.{'png' if i < 2 else 'tif'}")
             im.save(files[-1])
         inputs = [images.load_for_model(f, (28, 28)) for f in files[-4:]]
         for x in inputs[1:]:
             np.testing.assert_allclose(x, inputs[0], atol=1e-6)
-    r = subprocess.run(["bash", "-c", f'"{sys.executable}" -m xpnet predict --model "{trained}" "$@" <(cat "{files[1]}")', "-", *files],
-                       capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'"{sys.executable}" -m xpnet predict --model "{trained}" "$@" <(cat "{files[1]}")',
+            "-",
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     answers = [line.rsplit(": ", 1)[1].split()[0] for line in r.stdout.splitlines()[1:]]
     assert answers == ["7"] * (len(files) + 1), r.stdout
@@ -137,7 +155,7 @@ BAD_PIXELS = {
     "PGM 1e400": (b"P2 2 2 255\n0 1e400 3 4\n", "b.pgm", "finite"),
     "PGM above maxval": (b"P2 2 2 255\n0 300 3 4\n", "b.pgm", "outside 0..255"),
     "PGM negative": (b"P2 2 2 255\n0 -1 3 4\n", "b.pgm", "outside 0..255"),
-    "16-bit PGM above maxval": (_pgm16(np.ones((2, 2))) .replace(b"65535", b"1000"), "b.pgm", "outside 0..1000"),
+    "16-bit PGM above maxval": (_pgm16(np.ones((2, 2))).replace(b"65535", b"1000"), "b.pgm", "outside 0..1000"),
 }
 
 
@@ -161,10 +179,19 @@ def _seed(im, fmt) -> bytes:
     return buf.getvalue()
 
 
-SEEDS = [_seed(CASES[k][0], fmt) for k, fmt in (("16-bit PNG", "PNG"), ("float TIFF in [0, 1]", "TIFF"),
-                                                ("32-bit int TIFF of 8-bit data", "TIFF"), ("palette PNG", "GIF"),
-                                                ("RGBA PNG, transparent = white paper", "PNG"), ("LA PNG", "TIFF"),
-                                                ("RGB PNG", "BMP"), ("8-bit grey PNG", "JPEG"))] + [_pgm16(GREY)]
+SEEDS = [
+    _seed(CASES[k][0], fmt)
+    for k, fmt in (
+        ("16-bit PNG", "PNG"),
+        ("float TIFF in [0, 1]", "TIFF"),
+        ("32-bit int TIFF of 8-bit data", "TIFF"),
+        ("palette PNG", "GIF"),
+        ("RGBA PNG, transparent = white paper", "PNG"),
+        ("LA PNG", "TIFF"),
+        ("RGB PNG", "BMP"),
+        ("8-bit grey PNG", "JPEG"),
+    )
+] + [_pgm16(GREY)]
 
 
 @FUZZ
@@ -185,13 +212,17 @@ def test_damaged_images_give_grey_or_one_clean_error(tmp_path, case):
 
 # --- picture outputs -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def run_args(tmp_path_factory, trained):
     """Arguments of each drawing command, but --out."""
     log = tmp_path_factory.mktemp("log") / "run.jsonl"
     log.write_text('{"epoch": 1, "loss": 0.5, "val_accuracy": 0.9}\n{"epoch": 2, "loss": 0.3, "val_accuracy": 0.95}\n')
-    return {"show": ["show", "--count", "5"], "plot": ["plot", "--log", str(log)],
-            "imagine": ["imagine", "--model", str(trained), "--steps", "2", "3"]}
+    return {
+        "show": ["show", "--count", "5"],
+        "plot": ["plot", "--log", str(log)],
+        "imagine": ["imagine", "--model", str(trained), "--steps", "2", "3"],
+    }
 
 
 def _main(capsys, *args):
@@ -299,13 +330,17 @@ def test_a_bad_log_line_is_named(tmp_path, case):
     (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
     with pytest.raises(UserError) as e:
         plots.read_log(path)
-    assert str(e.value).startswith(f"--log {path}: line {line} ") or str(e.value).startswith(f"--log {path}: line {line}:"), e.value
+    assert str(e.value).startswith(f"--log {path}: line {line} ") or str(e.value).startswith(
+        f"--log {path}: line {line}:"
+    ), e.value
 
 
 def test_plot_of_a_binary_log_is_one_clean_line(tmp_path):
     log = tmp_path / "bin.jsonl"
     log.write_bytes(bytes(range(256)) * 4)
-    assert_clean_error(xpnet("plot", "--log", log, "--out", tmp_path / "c.png", check=False), "bin.jsonl", "line 2 is not UTF-8")  # byte 10 ends line 1
+    assert_clean_error(
+        xpnet("plot", "--log", log, "--out", tmp_path / "c.png", check=False), "bin.jsonl", "line 2 is not UTF-8"
+    )  # byte 10 ends line 1
 
 
 @FUZZ
@@ -322,8 +357,11 @@ def test_arbitrary_bytes_as_a_log(tmp_path, raw):
 
 
 NUMBERS = st.one_of(st.floats(), st.integers(-(10**20), 10**20), st.booleans(), st.none(), st.text(max_size=3))
-RECORDS = st.lists(st.dictionaries(st.sampled_from(["epoch", "loss", "train_accuracy", "val_accuracy", "x"]), NUMBERS),
-                   min_size=1, max_size=4)
+RECORDS = st.lists(
+    st.dictionaries(st.sampled_from(["epoch", "loss", "train_accuracy", "val_accuracy", "x"]), NUMBERS),
+    min_size=1,
+    max_size=4,
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

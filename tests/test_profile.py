@@ -13,8 +13,9 @@ import profile_step  # noqa: E402
 @pytest.mark.parametrize("recipe", sorted(profile_step.RECIPES))
 def test_the_same_step_runs_on_every_backend(recipe):
     settings = profile_step.RECIPES[recipe]
-    runs = {name: profile_step.per_step(*profile_step.profile_epoch(name, 640, **settings))
-            for name in profile_step.EAGER}
+    runs = {
+        name: profile_step.per_step(*profile_step.profile_epoch(name, 640, **settings)) for name in profile_step.EAGER
+    }
     reference = runs["numpy"]
     assert reference["step.train_step"] == 1 and reference["model.forward_pass"] == 1
     assert reference["model.backward_pass"] == 1 and reference["step._update"] == 3

@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from helpers import targets
 from xpnet import augment, backends, checkpoint, data, model, rand, training
+
+from helpers import targets
 
 
 def test_label_smoothing_targets():
@@ -31,9 +32,14 @@ def test_random_streams_augmentation_and_dropout_identical_on_every_backend(targ
     u = be.to_host(rand.uniform(like, (64, 50), 5, 1, 2))
     assert np.array_equal(u, ref.to_host(rand.uniform(ref.asarray(np.zeros(1, np.float32)), (64, 50), 5, 1, 2)))
     for transposed in (False, True):
-        mask = be.to_host(rand.Stream(be.ops, like, (64, 50), transposed).keep_mask(be.ops, rand.key(9, 7, 4), 0.75, like.dtype))
-        ref_mask = ref.to_host(rand.Stream(ref.ops, ref.asarray(np.zeros(1, np.float32)), (64, 50)).keep_mask(
-            ref.ops, rand.key(9, 7, 4), 0.75, np.float32))
+        mask = be.to_host(
+            rand.Stream(be.ops, like, (64, 50), transposed).keep_mask(be.ops, rand.key(9, 7, 4), 0.75, like.dtype)
+        )
+        ref_mask = ref.to_host(
+            rand.Stream(ref.ops, ref.asarray(np.zeros(1, np.float32)), (64, 50)).keep_mask(
+                ref.ops, rand.key(9, 7, 4), 0.75, np.float32
+            )
+        )
         assert np.array_equal(mask, ref_mask)
         assert set(np.unique(ref_mask)) == {0.0, np.float32(1 / 0.75)}
         np.testing.assert_array_equal(mask > 0, u_of(ref, 9, 7, 4) < 0.75)  # the same as uniform < keep
@@ -55,7 +61,12 @@ def _affine_by_hand(img, u, side=28):
             sx = c * (r - c0) + a * (q - c0) + c0 - 2.0 * u[1]
             y0, x0 = math.floor(sy), math.floor(sx)
             wy, wx = sy - y0, sx - x0
-            for dy, dx, w in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx), (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
+            for dy, dx, w in (
+                (0, 0, (1 - wy) * (1 - wx)),
+                (0, 1, (1 - wy) * wx),
+                (1, 0, wy * (1 - wx)),
+                (1, 1, wy * wx),
+            ):
                 if 0 <= y0 + dy < side and 0 <= x0 + dx < side:
                     out[r, q] += w * img[y0 + dy, x0 + dx]
     return out.reshape(-1)
@@ -103,8 +114,20 @@ def test_dropout_gradient_matches_central_differences(rng):
 
 def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypatch):
     be = backends.resolve("numpy", "cpu")
-    opts = dict(hidden=(16,), epochs=2, validation=57000, batch_size=50, optimizer="adam", lr=0.002, dropout=0.2,
-                augment="elastic", max_norm=3.0, label_smoothing=0.1, warmup=0.5, quiet=True)
+    opts = dict(
+        hidden=(16,),
+        epochs=2,
+        validation=57000,
+        batch_size=50,
+        optimizer="adam",
+        lr=0.002,
+        dropout=0.2,
+        augment="elastic",
+        max_norm=3.0,
+        label_smoothing=0.1,
+        warmup=0.5,
+        quiet=True,
+    )
     full, part = tmp_path / "full.npz", tmp_path / "part.npz"
     training.train(training.TrainConfig(save=str(full), **opts), be, mnist, say=lambda s: None)
     calls = {"n": 0}
@@ -123,7 +146,9 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
     state = meta["state"]
     assert state["epoch"] == 1 and 0 < state["step"] < 60  # 3000 images in batches of 50: 60 steps an epoch
     assert state["optimizer"] == {"name": "adam", "t": state["step"]} and len(meta["slots"][0][0]) == 2
-    training.train(training.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None, resume=checkpoint.load(part))
+    training.train(
+        training.TrainConfig(save=str(part), **opts), be, mnist, say=lambda s: None, resume=checkpoint.load(part)
+    )
     for (Wa, ba), (Wb, bb) in zip(checkpoint.load(part)[1], checkpoint.load(full)[1]):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
 
@@ -131,10 +156,18 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
 def test_early_stop_keeps_the_best_epoch(tmp_path, mnist):
     be = backends.resolve("numpy", "cpu")
     lines = []
-    cfg = training.TrainConfig(hidden=(8,), epochs=30, validation=55000, lr=3.0, lr_schedule="constant", early_stop=2,
-                            save=str(tmp_path / "m.npz"), quiet=True)
+    cfg = training.TrainConfig(
+        hidden=(8,),
+        epochs=30,
+        validation=55000,
+        lr=3.0,
+        lr_schedule="constant",
+        early_stop=2,
+        save=str(tmp_path / "m.npz"),
+        quiet=True,
+    )
     result = training.train(cfg, be, mnist, say=lines.append)
-    assert any(l.startswith("early stop") for l in lines)
+    assert any(line.startswith("early stop") for line in lines)
     vals = [h["val_accuracy"] for h in result.history]
     best = int(np.argmax(vals)) + 1  # the first epoch with the best validation accuracy
     assert len(vals) < 30 and len(vals) - best == 2

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from xpnet import backends, checkpoint, training
+
 from helpers import assert_clean_error, xpnet
-from xpnet import backends
-from xpnet import checkpoint, training
 
 
 def _params(path):
@@ -53,9 +53,13 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
     monkeypatch.undo()
 
     state = checkpoint.load(part)[2]["state"]
-    epoch, mid = {"inside epoch 1": (1, True), "inside epoch 2": (2, True), "at the epoch 1/2 boundary": (2, False)}[where]
+    epoch, mid = {"inside epoch 1": (1, True), "inside epoch 2": (2, True), "at the epoch 1/2 boundary": (2, False)}[
+        where
+    ]
     assert state["epoch"] == epoch and (0 < state["step"] < per_epoch if mid else state["step"] == 0)
-    training.train(training.TrainConfig(save=str(part), **SMALL), be, mnist, say=lambda s: None, resume=checkpoint.load(part))
+    training.train(
+        training.TrainConfig(save=str(part), **SMALL), be, mnist, say=lambda s: None, resume=checkpoint.load(part)
+    )
     assert _same(_params(part), _params(full))
 
 
@@ -63,8 +67,12 @@ def test_sigterm_from_outside_then_resume_cli(tmp_path):
     model, ref = tmp_path / "m.npz", tmp_path / "ref.npz"
     args = ["--hidden", "16", "--epochs", "4", "--validation", "50000", "--batch-size", "1", "--quiet"]
     xpnet("train", *args, "--save", ref)
-    p = subprocess.Popen([sys.executable, "-m", "xpnet", "train", *args, "--save", str(model)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "xpnet", "train", *args, "--save", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in p.stdout:
         if line.startswith("epoch   1/4"):
             p.send_signal(signal.SIGTERM)
@@ -82,7 +90,7 @@ def test_sigterm_from_outside_then_resume_cli(tmp_path):
 def test_log_appends_one_json_object_per_epoch(tmp_path):
     log = tmp_path / "run.jsonl"
     xpnet("train", "--hidden", "8", "--epochs", "2", "--validation", "55000", "--log", log)
-    rows = [json.loads(l) for l in log.read_text().splitlines()]
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     for key in ("step", "loss", "val_accuracy", "seconds", "samples_per_s", "lr", "backend", "device"):
         assert key in rows[0]

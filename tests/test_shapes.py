@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from helpers import targets
 from xpnet import model
+
+from helpers import targets
 
 
 @pytest.mark.parametrize("activation", sorted(model.ACTIVATIONS))
@@ -39,8 +40,9 @@ def test_order3_shapes_and_dtype(target, activation, output, rng):
 
 def test_softmax_outputs_are_probabilities(reference, rng):
     spec = model.Spec((6, 5, 3))
-    params = [(reference.asarray(W, "float64"), reference.asarray(b, "float64"))
-              for W, b in model.init_params_host(spec, rng)]
+    params = [
+        (reference.asarray(W, "float64"), reference.asarray(b, "float64")) for W, b in model.init_params_host(spec, rng)
+    ]
     out = reference.to_host(model.forward(params, reference.asarray(rng.random((4, 6, 1))), spec))
     assert np.allclose(out.sum(axis=1), 1.0)
     assert np.all(out >= 0)
@@ -52,7 +54,7 @@ def test_gemm_formulation_equals_order3_matvec(reference, rng):
     host = model.init_params_host(spec, rng)
     x = rng.random((6, 10, 1))
     a = x
-    for i, (W, b) in enumerate(host):
+    for W, b in host:
         z = W @ a + b  # (B, out, 1), batch of matrix-vector products
         a = 1 / (1 + np.exp(-z))
     params = [(reference.asarray(W), reference.asarray(b)) for W, b in host]
@@ -67,7 +69,7 @@ def test_init_schemes(rng):
     assert abs(W.std() - np.sqrt(2 / 400)) < 0.01 * np.sqrt(2 / 400) * 10
     assert np.all(b == 0)
     assert model.Spec((4, 3), "tanh").resolved_init == "xavier"
-    (W, b), = model.init_params_host(model.Spec((400, 300), "sigmoid", init="normal"), rng)
+    ((W, b),) = model.init_params_host(model.Spec((400, 300), "sigmoid", init="normal"), rng)
     assert abs(W.std() - 1.0) < 0.02 and abs(b.std() - 1.0) < 0.2
 
 

@@ -17,16 +17,26 @@ from xpnet import MLPClassifier  # noqa: E402
 # early stopping, Adam and dropout; tanh with a sigmoid output in float64
 CHECKED = [
     MLPClassifier(),
-    MLPClassifier(hidden=(32,), epochs=40, validation=0.2, early_stop=5, optimizer="adam", lr=0.01, dropout=0.1,
-                  threads=1),
-    MLPClassifier(hidden=(16, 16), activation="tanh", output="sigmoid", epochs=40, lr=1.0, batch_size=8,
-                  dtype="float64", threads=1),
+    MLPClassifier(
+        hidden=(32,), epochs=40, validation=0.2, early_stop=5, optimizer="adam", lr=0.01, dropout=0.1, threads=1
+    ),
+    MLPClassifier(
+        hidden=(16, 16),
+        activation="tanh",
+        output="sigmoid",
+        epochs=40,
+        lr=1.0,
+        batch_size=8,
+        dtype="float64",
+        threads=1,
+    ),
 ]
 
 EXPECTED_FAILURES = {
     "check_array_api_same_namespace": (
         "by design: xpnet predicts on an input of any library, on its device, returning results there "
-        "(the parameters are copied to that library once), rather than refusing one unlike the training data's"),
+        "(the parameters are copied to that library once), rather than refusing one unlike the training data's"
+    ),
 }
 
 
@@ -37,7 +47,8 @@ EXPECTED_FAILURES = {
 FLOAT32_FAILURES = {
     "check_methods_sample_order_invariance": (
         "float32 BLAS products depend on a row's position in the batch by a few float32 roundings; "
-        "the check allows 1e-7"),
+        "the check allows 1e-7"
+    ),
 }
 
 

@@ -28,8 +28,12 @@ RECIPES = {
     "best-cpu": {"optimizer": "nesterov", "dropout": 0.2, "augment": "affine"},
 }
 CASES = [(r, "relu", "softmax") for r in RECIPES] + [
-    ("sgd", "tanh", "softmax"), ("sgd", "sigmoid", "sigmoid"), ("adam", "sigmoid", "softmax"),
-    ("dropout", "tanh", "sigmoid"), ("best-cpu", "sigmoid", "softmax")]
+    ("sgd", "tanh", "softmax"),
+    ("sgd", "sigmoid", "sigmoid"),
+    ("adam", "sigmoid", "softmax"),
+    ("dropout", "tanh", "sigmoid"),
+    ("best-cpu", "sigmoid", "softmax"),
+]
 N, BATCH, PER_CALL = 100, 16, 3  # 7 steps an epoch: chunks of 3, 3, and the partial batch of 4
 
 
@@ -47,9 +51,16 @@ def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_C
     for epoch in range(1, epochs + 1):
         perm, total = backend.asarray(rng.permutation(N)), 0.0
         for first, k in steps.chunks(0, per_epoch):
-            scalars = [recipe.scalars(spec, optim.lr_at(cfg.lr, "cosine", epoch - 1 + j / per_epoch, epochs),
-                                      t + 1 + j - first, (epoch - 1) * per_epoch + j, steps.batch(j))
-                       for j in range(first, first + k)]
+            scalars = [
+                recipe.scalars(
+                    spec,
+                    optim.lr_at(cfg.lr, "cosine", epoch - 1 + j / per_epoch, epochs),
+                    t + 1 + j - first,
+                    (epoch - 1) * per_epoch + j,
+                    steps.batch(j),
+                )
+                for j in range(first, first + k)
+            ]
             total += float(steps.run(net, perm, first, k, scalars, steps.new_total()))
             t += k
         losses.append(total / N)
@@ -101,7 +112,9 @@ def test_numpy_step_allocates_no_arrays(recipe, mnist):
     ops, spec, n = be.ops, model.Spec((784, 1024, 512, 10)), 128
     cfg = config.TrainConfig(**RECIPES[recipe])
     rec = config.recipe(cfg, 1000, (28, 28))
-    layers = model.layers_of(model.params_to_device(be, model.init_params_host(spec, np.random.default_rng(0)), "float32"))
+    layers = model.layers_of(
+        model.params_to_device(be, model.init_params_host(spec, np.random.default_rng(0)), "float32")
+    )
     net = Net(layers, optim.init_slots(rec.hyper, ops, layers))
     bufs = step.Buffers(ops, spec, rec, n, net)
     x = be.asarray(mnist.train.images[:n].reshape(n, -1) / 255.0, "float32")

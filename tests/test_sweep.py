@@ -23,7 +23,9 @@ try:
     import optuna
 except ImportError:  # the test extra installs it: missing in CI fails (.ci/run), elsewhere (a GPU machine) skips
     message = "optuna is not installed (pip install 'xpnet[sweep]')"
-    pytest.fail(message, pytrace=False) if os.environ.get("CI") == "true" else pytest.skip(message, allow_module_level=True)
+    pytest.fail(message, pytrace=False) if os.environ.get("CI") == "true" else pytest.skip(
+        message, allow_module_level=True
+    )
 from xpnet import cli, space
 from xpnet.errors import UserError
 
@@ -45,15 +47,22 @@ hidden = ["16", "16,8"]
 
 
 def xpnet(*args, cwd, check=True, timeout=300):
-    p = subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "xpnet", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
     if check:
         assert p.returncode == 0, (p.stdout, p.stderr)
     return p
 
 
 def popen(*args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "xpnet", *map(str, args)], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "xpnet", *map(str, args)],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def one_line_error(p, *needles, code=2):
@@ -87,33 +96,42 @@ def counted(ts) -> int:
 # --- the search-space file ---------------------------------------------------------------------
 
 BAD_SPACES = [
-    ('[sweep.params]\nlearning_rate = [0.1]', "sweep.params.learning_rate: not a setting"),
-    ('[sweep.params]\nseed = [1, 2]', "sweep.params.seed: not swept"),
-    ('[sweep.params]\nlr = {low = 0.5, high = 0.1}', "sweep.params.lr: low 0.5 is above high 0.1"),
-    ('[sweep.params]\nl2 = {low = 0.0, high = 1.0, log = true}', "sweep.params.l2: log = true needs low > 0"),
-    ('[sweep.params]\nlr = {low = -1.0, high = 1.0}', "sweep.params.lr.low -1.0: must be a number > 0"),
-    ('[sweep.params]\nlr = {low = 0.1}', "sweep.params.lr: expected keys low, high"),
-    ('[sweep.params]\nlr = {low = 0.1, high = 1.0, step = 0.1, log = true}', "sweep.params.lr.step 0.1"),
-    ('[sweep.params]\nbatch_size = {low = 1.5, high = 8}', "sweep.params.batch_size.low = 1.5: expected an integer"),
-    ('[sweep.params]\nactivation = {low = 1, high = 2}', "sweep.params.activation: --activation is not a number"),
-    ('[sweep.params]\nactivation = ["relu", "swish"]', "sweep.params.activation[1] = \"swish\": expected one of"),
+    ("[sweep.params]\nlearning_rate = [0.1]", "sweep.params.learning_rate: not a setting"),
+    ("[sweep.params]\nseed = [1, 2]", "sweep.params.seed: not swept"),
+    ("[sweep.params]\nlr = {low = 0.5, high = 0.1}", "sweep.params.lr: low 0.5 is above high 0.1"),
+    ("[sweep.params]\nl2 = {low = 0.0, high = 1.0, log = true}", "sweep.params.l2: log = true needs low > 0"),
+    ("[sweep.params]\nlr = {low = -1.0, high = 1.0}", "sweep.params.lr.low -1.0: must be a number > 0"),
+    ("[sweep.params]\nlr = {low = 0.1}", "sweep.params.lr: expected keys low, high"),
+    ("[sweep.params]\nlr = {low = 0.1, high = 1.0, step = 0.1, log = true}", "sweep.params.lr.step 0.1"),
+    ("[sweep.params]\nbatch_size = {low = 1.5, high = 8}", "sweep.params.batch_size.low = 1.5: expected an integer"),
+    ("[sweep.params]\nactivation = {low = 1, high = 2}", "sweep.params.activation: --activation is not a number"),
+    ('[sweep.params]\nactivation = ["relu", "swish"]', 'sweep.params.activation[1] = "swish": expected one of'),
     ('[sweep.params]\nhidden = ["16,x"]', "sweep.params.hidden[0] = '16,x': expected comma-separated integers"),
     ('[sweep.params]\nhidden = ["16,0"]', "sweep.params.hidden[0]: sizes must be >= 1"),
-    ('[sweep.params]\nbatch_size = []', "sweep.params.batch_size: expected a range"),
-    ('[sweep.params]\nepochs = {low = 0, high = 3}', "sweep.params.epochs: every trial needs epochs >= 1"),
-    ('[sweep.params]\nbatch_size = [32, 32]', "sweep.params.batch_size: a choice is listed twice"),
-    ('[sweep]\nsampler = "cma"\n[sweep.params]\nlr = [0.1]', "sweep.sampler = \"cma\": expected one of tpe, random, grid"),
-    ('[sweep]\npruner = "hyperband"\n[sweep.params]\nlr = [0.1]', "sweep.pruner = \"hyperband\": expected one of median, none"),
-    ('[sweep]\nsampler = "grid"\n[sweep.params]\nlr = {low = 0.1, high = 1.0}', "sweep.params.lr: the grid sampler needs choices"),
-    ('[sweep]\nseeds = 3\n[sweep.params]\nlr = [0.1]', "unknown key 'seeds' in [sweep]"),
-    ('[train]\nepochs = 2', "no [sweep.params] table"),
+    ("[sweep.params]\nbatch_size = []", "sweep.params.batch_size: expected a range"),
+    ("[sweep.params]\nepochs = {low = 0, high = 3}", "sweep.params.epochs: every trial needs epochs >= 1"),
+    ("[sweep.params]\nbatch_size = [32, 32]", "sweep.params.batch_size: a choice is listed twice"),
+    (
+        '[sweep]\nsampler = "cma"\n[sweep.params]\nlr = [0.1]',
+        'sweep.sampler = "cma": expected one of tpe, random, grid',
+    ),
+    (
+        '[sweep]\npruner = "hyperband"\n[sweep.params]\nlr = [0.1]',
+        'sweep.pruner = "hyperband": expected one of median, none',
+    ),
+    (
+        '[sweep]\nsampler = "grid"\n[sweep.params]\nlr = {low = 0.1, high = 1.0}',
+        "sweep.params.lr: the grid sampler needs choices",
+    ),
+    ("[sweep]\nseeds = 3\n[sweep.params]\nlr = [0.1]", "unknown key 'seeds' in [sweep]"),
+    ("[train]\nepochs = 2", "no [sweep.params] table"),
     ('[train]\nsave = "m.npz"\n[sweep.params]\nlr = [0.1]', "[train] save: set by the sweep"),
-    ('[train]\nlr = "fast"\n[sweep.params]\nepochs = [1]', "lr = \"fast\": expected a number"),
-    ('[train]\nvalidation = 0\n[sweep.params]\nlr = [0.1]', "validation and epochs must be > 0"),
-    ('[train]\ndropout = 2.0\n[sweep.params]\nlr = [0.1]', "[train]: --dropout 2.0"),
-    ('[sweep.params]\nlr = [0.1]\n[other]\nx = 1', "unknown table 'other' at the top level"),
-    ('[train]\nepochs = 1\n[sweep.params]\nlr = [0.1]\n[other]\nx = 1', "'other' beside [train]"),
-    ('[sweep.params\n', "not valid TOML"),
+    ('[train]\nlr = "fast"\n[sweep.params]\nepochs = [1]', 'lr = "fast": expected a number'),
+    ("[train]\nvalidation = 0\n[sweep.params]\nlr = [0.1]", "validation and epochs must be > 0"),
+    ("[train]\ndropout = 2.0\n[sweep.params]\nlr = [0.1]", "[train]: --dropout 2.0"),
+    ("[sweep.params]\nlr = [0.1]\n[other]\nx = 1", "unknown table 'other' at the top level"),
+    ("[train]\nepochs = 1\n[sweep.params]\nlr = [0.1]\n[other]\nx = 1", "'other' beside [train]"),
+    ("[sweep.params\n", "not valid TOML"),
 ]
 
 
@@ -128,15 +146,20 @@ def test_space_file_errors_name_the_file_and_key(tmp_path, text, needle):
 
 def test_space_suggests_settings_of_their_types(tmp_path):
     path = tmp_path / "space.toml"
-    path.write_text('[train]\nepochs = 2\nlayers = [64, 10, 3]\n[sweep]\nsampler = "grid"\n[sweep.params]\n'
-                    'lr = {low = 0.1, high = 0.3, step = 0.1}\nbatch-size = {low = 8, high = 16, step = 8}\n'
-                    'hidden = ["16,8", [4], ""]\nactivation = ["relu", "tanh"]\n')
+    path.write_text(
+        '[train]\nepochs = 2\nlayers = [64, 10, 3]\n[sweep]\nsampler = "grid"\n[sweep.params]\n'
+        "lr = {low = 0.1, high = 0.3, step = 0.1}\nbatch-size = {low = 8, high = 16, step = 8}\n"
+        'hidden = ["16,8", [4], ""]\nactivation = ["relu", "tanh"]\n'
+    )
     s = space.load(str(path))
     assert s.grid_size() == 3 * 2 * 3 * 2
     s = space.Space.from_dict(json.loads(json.dumps(s.to_dict())))  # as the study stores it
     got = s.suggest(optuna.trial.FixedTrial({"lr": 0.2, "batch_size": 16, "hidden": "16,8", "activation": "tanh"}))
     assert got == {"epochs": 2, "layers": None, "lr": 0.2, "batch_size": 16, "hidden": (16, 8), "activation": "tanh"}
-    assert s.suggest(optuna.trial.FixedTrial({"lr": 0.1, "batch_size": 8, "hidden": "", "activation": "relu"}))["hidden"] == ()
+    assert (
+        s.suggest(optuna.trial.FixedTrial({"lr": 0.1, "batch_size": 8, "hidden": "", "activation": "relu"}))["hidden"]
+        == ()
+    )
 
 
 def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
@@ -148,33 +171,66 @@ def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
 
     (tmp_path / "space.toml").write_text(SPACE.format(data=data_dir, epochs=6))
     s = space.load(str(tmp_path / "space.toml"))
-    objective = sweep.Objective("s", s, data.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print)
+    objective = sweep.Objective(
+        "s", s, data.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print
+    )
     for pruner, state, epochs in ((optuna.pruners.NopPruner(), "COMPLETE", 6), (PruneAtEpoch2(), "PRUNED", 2)):
         study = optuna.create_study(direction="maximize", pruner=pruner)
         study.optimize(objective, n_trials=1)
         t = study.trials[0]
         log = [json.loads(line) for line in (tmp_path / "s" / "trial-0" / "log.jsonl").read_text().splitlines()]
-        assert t.state.name == state and sorted(t.intermediate_values) == list(range(1, epochs + 1)) and len(log) == epochs
+        assert (
+            t.state.name == state and sorted(t.intermediate_values) == list(range(1, epochs + 1)) and len(log) == epochs
+        )
         assert t.value == log[-1]["val_accuracy"] and t.user_attrs["seed"] == 0
 
 
 # --- storages and errors -----------------------------------------------------------------------
 
+
 def test_storage_and_study_errors_are_one_line(tmp_path, data_dir):
     make_study(tmp_path, data_dir, "sqlite:///x.db")
-    one_line_error(xpnet("sweep", "create", "--study", "s", "--space", "space.toml", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False),
-                   "--study s: already exists")
-    one_line_error(xpnet("sweep", "show", "--study", "nope", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False),
-                   "--study nope: no such study")
-    for url, needle in (("mysql://u@h/db", "expected sqlite:///FILE"), ("sqlite:///no/such/dir/x.db", "folder no/such/dir does not exist"),
-                        ("journal:", "needs a file"), ("postgresql+psycopg://u:secret@127.0.0.1:1/db", "cannot open the database")):
+    one_line_error(
+        xpnet(
+            "sweep",
+            "create",
+            "--study",
+            "s",
+            "--space",
+            "space.toml",
+            "--storage",
+            "sqlite:///x.db",
+            cwd=tmp_path,
+            check=False,
+        ),
+        "--study s: already exists",
+    )
+    one_line_error(
+        xpnet("sweep", "show", "--study", "nope", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False),
+        "--study nope: no such study",
+    )
+    for url, needle in (
+        ("mysql://u@h/db", "expected sqlite:///FILE"),
+        ("sqlite:///no/such/dir/x.db", "folder no/such/dir does not exist"),
+        ("journal:", "needs a file"),
+        ("postgresql+psycopg://u:secret@127.0.0.1:1/db", "cannot open the database"),
+    ):
         p = xpnet("sweep", "show", "--study", "s", "--storage", url, cwd=tmp_path, check=False)
         one_line_error(p, "--storage", needle)
         assert "secret" not in p.stderr
-    one_line_error(xpnet("sweep", "create", "--study", "a/b", "--space", "space.toml", cwd=tmp_path, check=False), "--study 'a/b'")
-    one_line_error(xpnet("sweep", "run", "--study", "s", "--storage", "sqlite:///x.db", "--workers", "0", cwd=tmp_path, check=False),
-                   "--workers 0: must be")
-    one_line_error(xpnet("sweep", "best", "--study", "s", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False), "no complete trial")
+    one_line_error(
+        xpnet("sweep", "create", "--study", "a/b", "--space", "space.toml", cwd=tmp_path, check=False), "--study 'a/b'"
+    )
+    one_line_error(
+        xpnet(
+            "sweep", "run", "--study", "s", "--storage", "sqlite:///x.db", "--workers", "0", cwd=tmp_path, check=False
+        ),
+        "--workers 0: must be",
+    )
+    one_line_error(
+        xpnet("sweep", "best", "--study", "s", "--storage", "sqlite:///x.db", cwd=tmp_path, check=False),
+        "no complete trial",
+    )
 
 
 def test_missing_optuna_or_psycopg_is_one_line(monkeypatch, capsys):
@@ -203,12 +259,15 @@ def test_every_sweep_flag_has_a_help_text_and_its_default():
 
 
 def test_other_commands_never_import_optuna():
-    code = ("import sys; from xpnet import cli; cli.build_parser(); cli.main(['presets']); "
-            "assert not {'optuna', 'sqlalchemy', 'xpnet.sweep'} & set(sys.modules), sorted(sys.modules)")
+    code = (
+        "import sys; from xpnet import cli; cli.build_parser(); cli.main(['presets']); "
+        "assert not {'optuna', 'sqlalchemy', 'xpnet.sweep'} & set(sys.modules), sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 
 
 # --- workers -----------------------------------------------------------------------------------
+
 
 def test_two_workers_on_sqlite_complete_n_trials_and_best_reads_the_test_set(tmp_path, data_dir):
     data = shutil.copytree(data_dir, tmp_path / "data")
@@ -217,7 +276,9 @@ def test_two_workers_on_sqlite_complete_n_trials_and_best_reads_the_test_set(tmp
     hidden.mkdir()
     for f in data.glob("t10k-*"):  # the workers never read the test set: they run without its files
         f.rename(hidden / f.name)
-    p = xpnet("sweep", "run", "--study", "s", "--storage", "sqlite:///sweeps.db", "--trials", 6, "--workers", 2, cwd=tmp_path)
+    p = xpnet(
+        "sweep", "run", "--study", "s", "--storage", "sqlite:///sweeps.db", "--trials", 6, "--workers", 2, cwd=tmp_path
+    )
     for f in hidden.iterdir():
         f.rename(data / f.name)
     assert "starting 2 workers, 1 thread each" in p.stdout
@@ -229,11 +290,17 @@ def test_two_workers_on_sqlite_complete_n_trials_and_best_reads_the_test_set(tmp
         folder = tmp_path / "xpnet-sweeps" / "s" / f"trial-{t.number}"
         assert t.user_attrs["checkpoint"] == str(folder / "model.npz") and (folder / "model.npz").is_file()
         epochs = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-        assert [e["epoch"] for e in epochs] == list(range(1, 21)) and t.intermediate_values[20] == epochs[-1]["val_accuracy"]
-    shown = json.loads(xpnet("sweep", "show", "--study", "s", "--storage", "sqlite:///sweeps.db", "--json", cwd=tmp_path).stdout)
+        assert [e["epoch"] for e in epochs] == list(range(1, 21)) and t.intermediate_values[20] == epochs[-1][
+            "val_accuracy"
+        ]
+    shown = json.loads(
+        xpnet("sweep", "show", "--study", "s", "--storage", "sqlite:///sweeps.db", "--json", cwd=tmp_path).stdout
+    )
     assert len(shown["trials"]) == len(ts) and shown["best"]["val_accuracy"] == max(t.value for t in ts)
     b = xpnet("sweep", "best", "--study", "s", "--storage", "sqlite:///sweeps.db", "--save", "best.npz", cwd=tmp_path)
-    assert f"best: trial {shown['best']['number']}," in b.stdout and b.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    assert f"best: trial {shown['best']['number']}," in b.stdout and b.stdout.strip().splitlines()[-1].startswith(
+        "test accuracy: "
+    )
     e = xpnet("evaluate", "--model", "best.npz", "--data-dir", data, cwd=tmp_path)
     assert e.stdout.strip().splitlines()[-1] == b.stdout.strip().splitlines()[-1]
 
@@ -243,7 +310,11 @@ def _wait_for_running_trial(storage: str, pid: int, folder: Path, timeout: float
     (so that the trial is mid-training: dozens of epochs to go)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        running = [t.number for t in trials(storage) if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")]
+        running = [
+            t.number
+            for t in trials(storage)
+            if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}")
+        ]
         if running:
             log = folder / "xpnet-sweeps" / "s" / f"trial-{running[0]}" / "log.jsonl"
             while time.monotonic() < end and not (log.is_file() and log.read_text()):
@@ -282,7 +353,10 @@ def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_d
     parent.send_signal(signal.SIGINT)
     out, err = parent.communicate(timeout=60)
     assert parent.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "interrupted: " + ("2 workers stopped" if workers == 2 else "worker stopped; trial 0 is queued to run again") in err
+    assert (
+        "interrupted: " + ("2 workers stopped" if workers == 2 else "worker stopped; trial 0 is queued to run again")
+        in err
+    )
     ts = trials(storage)
     stopped = [t for t in ts if t.state.name == "FAIL"]
     assert len(stopped) == workers and not any(t.state.name == "RUNNING" for t in ts)
@@ -291,6 +365,7 @@ def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_d
 
 
 # --- a real PostgreSQL server ------------------------------------------------------------------
+
 
 def _postgres_bin():
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[-3]), reverse=True)
@@ -309,21 +384,37 @@ def postgres():
     folder = Path(tempfile.mkdtemp(prefix="xpnet-pg-"))
     as_user = []
     if os.geteuid() == 0:
-        user = next((u for u in ("postgres", "nobody") if _has_user(u)))
+        user = next(u for u in ("postgres", "nobody") if _has_user(u))
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         as_user = ["runuser", "-u", user, "--"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    run = lambda *cmd: subprocess.run(as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120, cwd=folder)  # noqa: E731
+
+    def run(*cmd):
+        return subprocess.run(as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120, cwd=folder)
+
     run(bin_dir / "initdb", "-D", folder / "data", "-U", "xpnet", "--auth=trust", "-E", "UTF8")
-    run(bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}", "start")
+    run(
+        bin_dir / "pg_ctl",
+        "-D",
+        folder / "data",
+        "-l",
+        folder / "log",
+        "-w",
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}",
+        "start",
+    )
     try:
         yield f"postgresql+psycopg://xpnet@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"], capture_output=True, cwd=folder)
+        subprocess.run(
+            as_user + [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+            cwd=folder,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -337,7 +428,9 @@ def _has_user(name: str) -> bool:
 
 def test_postgres_three_workers_share_one_study_each_trial_run_once(tmp_path, data_dir, postgres):
     make_study(tmp_path, data_dir, postgres, epochs=15)
-    workers = [popen("sweep", "run", "--study", "s", "--storage", postgres, "--trials", 9, cwd=tmp_path) for _ in range(3)]
+    workers = [
+        popen("sweep", "run", "--study", "s", "--storage", postgres, "--trials", 9, cwd=tmp_path) for _ in range(3)
+    ]
     outputs = [w.communicate(timeout=300) for w in workers]
     assert all(w.returncode == 0 for w in workers), outputs
     ts = trials(postgres)

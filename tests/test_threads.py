@@ -84,7 +84,9 @@ def test_blas_limit_reaches_numpys_blas():
     before = [p.num_threads for p in controller.select(user_api="blas").lib_controllers]
     try:
         threads._blas_limit(1)
-        assert [p.num_threads for p in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers] == [1] * len(before)
+        assert [
+            p.num_threads for p in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+        ] == [1] * len(before)
     finally:
         controller.limit(limits=max(before), user_api="blas")
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from xpnet import backends
-from xpnet import training
+from xpnet import backends, training
 
 
 def test_one_epoch_reaches_90_percent_validation(mnist):
@@ -49,7 +48,9 @@ def _small_run(mnist, **settings):
 
     split = data.Split(mnist.train.images[:3200], mnist.train.labels[:3200])
     cfg = training.TrainConfig(**{"hidden": (16,), "batch_size": 32, "validation": 0, "quiet": True, **settings})
-    run = training.Run(cfg, backends.resolve("numpy", "cpu"), data.Dataset(split, split, 10, "small"), say=lambda s: None)
+    run = training.Run(
+        cfg, backends.resolve("numpy", "cpu"), data.Dataset(split, split, 10, "small"), say=lambda s: None
+    )
     return run, run.backend.asarray(run.state.rng.permutation(run.n))
 
 
@@ -67,11 +68,15 @@ def test_progress_bar_advances_within_an_epoch_without_reading_the_loss(mnist, m
     """The bar moves from the host's step count every BAR_SECONDS; the loss (a device read)
     is not read while less than CHECK_SECONDS pass."""
     run, perm = _small_run(mnist)
-    monkeypatch.setattr(run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last)))  # a step per chunk
+    monkeypatch.setattr(
+        run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last))
+    )  # a step per chunk
     bar = _Bar()
     run.run_epoch(perm, bar=bar, clock=_ticking(training.BAR_SECONDS))
     assert len(bar.updates) == run.per_epoch and bar.updates[0] == 32 and bar.n == run.n
-    assert len(bar.postfixes) == int(run.per_epoch * training.BAR_SECONDS // training.CHECK_SECONDS)  # 100 x 0.25 s: 2 reads
+    assert len(bar.postfixes) == int(
+        run.per_epoch * training.BAR_SECONDS // training.CHECK_SECONDS
+    )  # 100 x 0.25 s: 2 reads
     slow = _Bar()
     run.run_epoch(perm, bar=slow, clock=_ticking(training.CHECK_SECONDS / 4))
     assert len(slow.postfixes) == run.per_epoch // 4  # read every 4th step: every CHECK_SECONDS

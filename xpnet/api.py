@@ -17,8 +17,7 @@ import warnings
 
 import numpy as np
 
-from . import backends, checkpoint, config, data, evaluate, inputs, model, onnx_export
-from . import training
+from . import backends, checkpoint, config, data, evaluate, inputs, model, onnx_export, training
 from .errors import Stopped, UserError, parameter_words
 from .settings import SETTINGS, TrainConfig, nonempty
 
@@ -35,13 +34,15 @@ def _not_fitted(name: str) -> Exception:
         from sklearn.exceptions import NotFittedError as error
     except ImportError:
         error = NotFittedError
-    return error(f"This {name} instance is not fitted yet. Call 'fit' with appropriate arguments before using "
-                 "this estimator.")
+    return error(
+        f"This {name} instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator."
+    )
 
 
 def in_parameter_words(function):
     """A function of the Python API: its messages name settings as parameters (``lr``, not
     ``--lr``), a bad value or file raises ValueError, and a signal's stop KeyboardInterrupt."""
+
     @functools.wraps(function)
     def call(*args, **kwargs):
         with parameter_words():
@@ -65,9 +66,22 @@ class Model:
     input is). ``classes``: the label of each output (default 0..K-1).
     """
 
-    def __init__(self, spec: model.Spec, params, classes=None, dtype: str = "float32", image_shape=None, on=None,
-                 backend: str | None = None, device: str | None = None, tf32: bool = False, config: dict | None = None,
-                 history=(), test_accuracy: float | None = None, name: str = "Model"):
+    def __init__(
+        self,
+        spec: model.Spec,
+        params,
+        classes=None,
+        dtype: str = "float32",
+        image_shape=None,
+        on=None,
+        backend: str | None = None,
+        device: str | None = None,
+        tf32: bool = False,
+        config: dict | None = None,
+        history=(),
+        test_accuracy: float | None = None,
+        name: str = "Model",
+    ):
         self.spec, self.dtype, self.name = spec, dtype, name
         self.classes_ = np.arange(spec.sizes[-1]) if classes is None else np.asarray(classes)
         self.n_features_in_ = spec.sizes[0]
@@ -100,8 +114,9 @@ class Model:
         return self._params[key]
 
     def _features(self, X) -> inputs.Features:
-        return inputs.features(X, self.dtype, self.backend, self.device, self.tf32, expect=self.n_features_in_,
-                               who=self.name)
+        return inputs.features(
+            X, self.dtype, self.backend, self.device, self.tf32, expect=self.n_features_in_, who=self.name
+        )
 
     def _logits(self, f: inputs.Features):
         """The network's logits for checked features: (n, classes) on their backend, a chunk of
@@ -109,8 +124,10 @@ class Model:
         params, ops, xp = self._params_on(f.backend), f.backend.ops, f.backend.xp
         layers = model.layers_of(params)
         with ops.errors_ignored():
-            out = [model.forward_pass(ops, layers, xb, self.spec)[2]
-                   for xb, _ in data.DeviceData(f.x, None).chunks(getattr(xp, self.dtype))]
+            out = [
+                model.forward_pass(ops, layers, xb, self.spec)[2]
+                for xb, _ in data.DeviceData(f.x, None).chunks(getattr(xp, self.dtype))
+            ]
         return xp.concat(out, axis=0) if len(out) > 1 else out[0]
 
     @in_parameter_words
@@ -154,8 +171,9 @@ class Model:
         metrics = {"history": self.history}
         if self.test_accuracy is not None:
             metrics["test_accuracy"] = self.test_accuracy
-        checkpoint.save(path, self.spec, self.host_params(), cfg, metrics,
-                        classes=None if default else self.classes_.tolist())
+        checkpoint.save(
+            path, self.spec, self.host_params(), cfg, metrics, classes=None if default else self.classes_.tolist()
+        )
 
     @in_parameter_words
     def to_onnx(self, path) -> None:
@@ -177,8 +195,16 @@ def load(path) -> Model:
     spec, params, meta = checkpoint.load(path)
     cfg, metrics = meta.get("config", {}), meta.get("metrics", {})
     dtype = cfg.get("dtype") if cfg.get("dtype") in backends.DTYPES else str(params[0][0].dtype)
-    return Model(spec, params, meta.get("classes"), dtype, cfg.get("image_shape"), config=cfg,
-                 history=metrics.get("history", ()), test_accuracy=metrics.get("test_accuracy"))
+    return Model(
+        spec,
+        params,
+        meta.get("classes"),
+        dtype,
+        cfg.get("image_shape"),
+        config=cfg,
+        history=metrics.get("history", ()),
+        test_accuracy=metrics.get("test_accuracy"),
+    )
 
 
 @in_parameter_words
@@ -194,8 +220,17 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
     cfg, dataset, be, result = training.train_from(_given(settings), say, _callback_list(callbacks))
     acc = result.test_correct / result.test_total if result.test_total else None
-    return Model(result.spec, result.params, None, cfg.dtype, dataset.image_shape, on=be, config=cfg.to_checkpoint(),
-                 history=result.history, test_accuracy=acc)
+    return Model(
+        result.spec,
+        result.params,
+        None,
+        cfg.dtype,
+        dataset.image_shape,
+        on=be,
+        config=cfg.to_checkpoint(),
+        history=result.history,
+        test_accuracy=acc,
+    )
 
 
 RECIPE_KEYWORDS = ("preset", "config", "resume")  # where xpnet.train's settings come from, besides the settings
@@ -213,8 +248,10 @@ def _given(keywords: dict) -> dict:
         elif key in SETTINGS:
             given[key] = config.value_of(key, value)
         else:
-            raise TypeError(f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
-                            f"{', '.join(sorted(SETTINGS))}, {', '.join(RECIPE_KEYWORDS)}")
+            raise TypeError(
+                f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
+                f"{', '.join(sorted(SETTINGS))}, {', '.join(RECIPE_KEYWORDS)}"
+            )
     return given
 
 
@@ -229,8 +266,14 @@ def _callback_list(callbacks) -> list:
 
 
 # MLPClassifier's parameters that are not training settings (or mean something else there), and their defaults
-ESTIMATOR_PARAMETERS = {"validation": 0.0, "backend": None, "device": None, "image_shape": None, "random_state": 0,
-                        "verbose": 0}
+ESTIMATOR_PARAMETERS = {
+    "validation": 0.0,
+    "backend": None,
+    "device": None,
+    "image_shape": None,
+    "random_state": 0,
+    "verbose": 0,
+}
 # the training settings that are MLPClassifier's parameters of the same name, default and meaning
 SHARED = tuple(name for name, setting in SETTINGS.items() if setting.api)
 
@@ -239,8 +282,9 @@ def _estimator_init(parameters: dict):
     """An ``__init__`` that stores each of ``parameters`` (name -> default) as an attribute of the
     same name, with their signature (what scikit-learn's ``get_params`` and ``clone`` read)."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    signature = inspect.Signature([inspect.Parameter("self", kind)] +
-                                  [inspect.Parameter(name, kind, default=d) for name, d in parameters.items()])
+    signature = inspect.Signature(
+        [inspect.Parameter("self", kind)] + [inspect.Parameter(name, kind, default=d) for name, d in parameters.items()]
+    )
 
     def __init__(self, *args, **kwargs):
         bound = signature.bind(self, *args, **kwargs)
@@ -299,8 +343,9 @@ class MLPClassifier:
         names = self._get_param_names()
         for key, value in params.items():
             if key not in names:
-                raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
-                                 f"Valid parameters are: {names!r}.")
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. Valid parameters are: {names!r}."
+                )
             setattr(self, key, value)
         return self
 
@@ -312,8 +357,13 @@ class MLPClassifier:
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
 
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(), array_api_support=True, input_tags=InputTags(three_d_array=True))
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+            array_api_support=True,
+            input_tags=InputTags(three_d_array=True),
+        )
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_model")
@@ -337,8 +387,9 @@ class MLPClassifier:
         y = inputs.labels(y, f.x.shape[0], type(self).__name__)
         classes = np.unique(y)
         if classes.shape[0] < 2:
-            raise ValueError(f"{type(self).__name__}: y has only one class ({classes[0]!r}); a classifier needs at "
-                             "least 2 classes")
+            raise ValueError(
+                f"{type(self).__name__}: y has only one class ({classes[0]!r}); a classifier needs at least 2 classes"
+            )
         seed = self._seed()
         x, codes, n_val = self._held_out(f, inputs.encode(y, classes), seed)
         cfg = self._config(seed, n_val, f.backend)
@@ -364,8 +415,11 @@ class MLPClassifier:
         cfg = self._config(seed, 0, f.backend)
         state, resume = self._continued(cfg, f, classes, first)
         if not first and cfg.lr_schedule == "cosine" and self.n_iter_ >= cfg.epochs:
-            warnings.warn(f"partial_fit: epoch {self.n_iter_ + 1} is past epochs={cfg.epochs}: the cosine schedule's "
-                          "learning rate is 0 there; use lr_schedule='constant' for open-ended training", stacklevel=2)
+            warnings.warn(
+                f"partial_fit: epoch {self.n_iter_ + 1} is past epochs={cfg.epochs}: the cosine schedule's "
+                "learning rate is 0 there; use lr_schedule='constant' for open-ended training",
+                stacklevel=2,
+            )
         result = self._train(cfg, f, f.x, codes, classes, callbacks, state=state, resume=resume, epochs=1)
         self._fitted(cfg, f, classes, result, seed, list(result.history))
         return self
@@ -380,8 +434,10 @@ class MLPClassifier:
                 raise ValueError("partial_fit: classes must hold at least 2 classes")
             return classes
         if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"partial_fit: classes={np.unique(np.asarray(classes)).tolist()} is not classes_ of the "
-                             f"first call, {self.classes_.tolist()}")
+            raise ValueError(
+                f"partial_fit: classes={np.unique(np.asarray(classes)).tolist()} is not classes_ of the "
+                f"first call, {self.classes_.tolist()}"
+            )
         return self.classes_
 
     def _continued(self, cfg: TrainConfig, f: inputs.Features, classes, first: bool):
@@ -391,8 +447,10 @@ class MLPClassifier:
             return None, None
         spec = config.resolve_spec(cfg, f.x.shape[1], classes.shape[0])
         if spec != self._model.spec:
-            raise ValueError(f"partial_fit: the network would be {spec.describe()}, the first call's is "
-                             f"{self._model.spec.describe()}; call fit to start over")
+            raise ValueError(
+                f"partial_fit: the network would be {spec.describe()}, the first call's is "
+                f"{self._model.spec.describe()}; call fit to start over"
+            )
         if self.__dict__.get("_state") is not None and self._state_on == _key(f.backend):
             return self._state, None
         return None, self.__dict__.get("_resume") or self._host_state()
@@ -402,25 +460,45 @@ class MLPClassifier:
         images = f.backend.xp.reshape(x, (x.shape[0], *f.image_shape))  # a view: what augmentation needs to know
         dataset = data.Dataset(data.Split(images, codes), None, int(classes.shape[0]), "the arrays given to fit")
         say = (lambda line: print(line, flush=True)) if self.verbose else (lambda line: None)
-        return training.train(cfg, f.backend, dataset, say=say, callbacks=_callback_list(callbacks), state=state,
-                              resume=resume, epochs=epochs)
+        return training.train(
+            cfg,
+            f.backend,
+            dataset,
+            say=say,
+            callbacks=_callback_list(callbacks),
+            state=state,
+            resume=resume,
+            epochs=epochs,
+        )
 
     def _fitted(self, cfg, f: inputs.Features, classes, result, seed: int, history: list) -> None:
         self.classes_, self.n_features_in_ = classes, int(f.x.shape[1])
         self.history_, self.loss_curve_, self.n_iter_ = history, [e["loss"] for e in history], len(history)
         self._seed_used, self._cfg = seed, cfg
         self._state, self._state_on, self._resume = result.state, _key(f.backend), None
-        self._model = Model(result.spec, result.params, classes, cfg.dtype, f.image_shape, on=f.backend,
-                            backend=self.backend, device=self.device, tf32=self.tf32,
-                            config=cfg.to_checkpoint(), history=history, name=type(self).__name__)
+        self._model = Model(
+            result.spec,
+            result.params,
+            classes,
+            cfg.dtype,
+            f.image_shape,
+            on=f.backend,
+            backend=self.backend,
+            device=self.device,
+            tf32=self.tf32,
+            config=cfg.to_checkpoint(),
+            history=history,
+            name=type(self).__name__,
+        )
 
     def _host_state(self) -> checkpoint.Saved:
         """The training state as a loaded checkpoint holds it."""
         st = self._state
         state, slots = training.saved_state(self._cfg, st, st.epoch, 0, st.rng.bit_generator.state, 0.0)
         params = training.params_to_host(model.params_of(st.net.layers))
-        return checkpoint.Saved(self._model.spec, params,
-                                {"state": state, "slots": slots, "metrics": {"history": list(st.history)}})
+        return checkpoint.Saved(
+            self._model.spec, params, {"state": state, "slots": slots, "metrics": {"history": list(st.history)}}
+        )
 
     # ---- settings -----------------------------------------------------------------------------
 
@@ -440,8 +518,14 @@ class MLPClassifier:
         as in partial_fit) and backend ``be``."""
         values = {name: config.value_of(name, getattr(self, name)) for name in SHARED}
         values["early_stop"] = values["early_stop"] if n_val else 0
-        cfg = TrainConfig(**values, seed=seed, validation=n_val, quiet=self.verbose < 2,
-                          backend=be.name if be is not None else None, device=be.label if be is not None else "auto")
+        cfg = TrainConfig(
+            **values,
+            seed=seed,
+            validation=n_val,
+            quiet=self.verbose < 2,
+            backend=be.name if be is not None else None,
+            device=be.label if be is not None else "auto",
+        )
         cfg.check()
         if cfg.augment != "none" and self.image_shape is not None and len(self.image_shape) != 2:
             raise ValueError(f"image_shape={self.image_shape!r}: expected (height, width)")
@@ -463,11 +547,14 @@ class MLPClassifier:
         raise ValueError(f"random_state={rs!r}: expected an integer >= 0, None, or a NumPy generator")
 
     def _features(self, X, expect=None) -> inputs.Features:
-        f = inputs.features(X, self.dtype, self.backend, self.device, self.tf32, self.image_shape, expect,
-                            type(self).__name__)
+        f = inputs.features(
+            X, self.dtype, self.backend, self.device, self.tf32, self.image_shape, expect, type(self).__name__
+        )
         if self.augment != "none" and len(f.image_shape) != 2:
-            raise ValueError(f"augment={self.augment!r} needs image-shaped input: X of shape (n, height, width), "
-                             "or image_shape=(height, width)")
+            raise ValueError(
+                f"augment={self.augment!r} needs image-shaped input: X of shape (n, height, width), "
+                "or image_shape=(height, width)"
+            )
         return f
 
     def _held_out(self, f: inputs.Features, codes: np.ndarray, seed: int):
@@ -478,8 +565,10 @@ class MLPClassifier:
             return f.x, codes, 0
         n_val = int(round(self.validation * n))
         if not 0 < n_val < n:
-            raise ValueError(f"validation={self.validation}: holds out {n_val} of the {n} samples; "
-                             f"needs at least 1 and fewer than {n}")
+            raise ValueError(
+                f"validation={self.validation}: holds out {n_val} of the {n} samples; "
+                f"needs at least 1 and fewer than {n}"
+            )
         perm = np.random.default_rng([seed, VALIDATION_STREAM]).permutation(n)
         return f.backend.xp.take(f.x, f.backend.asarray(perm), axis=0), codes[perm], n_val
 

@@ -89,20 +89,24 @@ def _source_positions(ops, plan: Plan, dtype, k: int):
     ox = ops.add(ops.multiply(col[1], -SHIFT, out=plan._col(7)), (plan.cols - 1) / 2, out=plan._col(7))
     if plan.kind == "shift":
         return ops.add(plan.gy, oy, out=plan.sy), ops.add(plan.gx, ox, out=plan.sx)
-    inv_s = ops.divide(1.0, ops.add(ops.multiply(col[3], SCALE, out=plan._col(0)), 1.0, out=plan._col(0)),
-                       out=plan._col(0))
+    inv_s = ops.divide(
+        1.0, ops.add(ops.multiply(col[3], SCALE, out=plan._col(0)), 1.0, out=plan._col(0)), out=plan._col(0)
+    )
     theta = ops.multiply(col[2], ROTATE, out=plan._col(1))
     sin = ops.sin(theta, out=plan._col(2))
     cos = ops.cos(theta, out=plan._col(1))
     a = ops.multiply(cos, inv_s, out=plan._col(3))  # a = d = cos / s
     c = ops.multiply(sin, inv_s, out=plan._col(4))
-    b = ops.multiply(ops.subtract(ops.multiply(col[4], SHEAR, out=plan._col(5)), sin, out=plan._col(5)), inv_s,
-                     out=plan._col(5))  # (shear - sin) / s
+    b = ops.multiply(
+        ops.subtract(ops.multiply(col[4], SHEAR, out=plan._col(5)), sin, out=plan._col(5)), inv_s, out=plan._col(5)
+    )  # (shear - sin) / s
     t = plan.y0  # scratch
-    sy = ops.add(ops.add(ops.multiply(a, plan.gy, out=plan.sy), ops.multiply(b, plan.gx, out=t), out=plan.sy), oy,
-                 out=plan.sy)
-    sx = ops.add(ops.add(ops.multiply(c, plan.gy, out=plan.sx), ops.multiply(a, plan.gx, out=t), out=plan.sx), ox,
-                 out=plan.sx)
+    sy = ops.add(
+        ops.add(ops.multiply(a, plan.gy, out=plan.sy), ops.multiply(b, plan.gx, out=t), out=plan.sy), oy, out=plan.sy
+    )
+    sx = ops.add(
+        ops.add(ops.multiply(c, plan.gy, out=plan.sx), ops.multiply(a, plan.gx, out=t), out=plan.sx), ox, out=plan.sx
+    )
     return sy, sx
 
 

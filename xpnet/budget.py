@@ -29,8 +29,14 @@ from .errors import UserError, named
 from .settings import sizes_text
 
 # the flag group each part grows with
-GROUPS = {"parameters": "sizes", "optimiser slots": "sizes", "gradients": "sizes", "evaluation": "sizes",
-          "a batch": "batch", "data": "data"}
+GROUPS = {
+    "parameters": "sizes",
+    "optimiser slots": "sizes",
+    "gradients": "sizes",
+    "evaluation": "sizes",
+    "a batch": "batch",
+    "data": "data",
+}
 
 
 def parameters(sizes) -> int:
@@ -38,16 +44,17 @@ def parameters(sizes) -> int:
     return sum((i + 1) * o for i, o in itertools.pairwise(sizes))
 
 
-def batch_bytes(sizes, n: int, s: int, rows: int, dropout: bool = False, augment: str = "none",
-                image_shape=(), hash_size: int = 4) -> int:
+def batch_bytes(
+    sizes, n: int, s: int, rows: int, dropout: bool = False, augment: str = "none", image_shape=(), hash_size: int = 4
+) -> int:
     """A step's buffers for a batch of n, H the sum of the hidden sizes, Q = r * c pixels:
 
-      n * s * (2H + C)                  the hidden outputs and every layer's error
-      + n * H * (2s + 3 hash_size)      dropout: masked outputs, masks, the random stream
-      + rows * (F + s * (F + 3C))       the chunk's ``rows`` gathered rows: stored bytes,
-                                        floats, targets twice, logits
-      + n * (s * (14 + 8Q + (r+3)(c+3)) + 8 * (2Q + 1) + 18 hash_size)   augmentation
-      + n * Q * (4s + 6 hash_size)      elastic augmentation's field
+    n * s * (2H + C)                  the hidden outputs and every layer's error
+    + n * H * (2s + 3 hash_size)      dropout: masked outputs, masks, the random stream
+    + rows * (F + s * (F + 3C))       the chunk's ``rows`` gathered rows: stored bytes,
+                                      floats, targets twice, logits
+    + n * (s * (14 + 8Q + (r+3)(c+3)) + 8 * (2Q + 1) + 18 hash_size)   augmentation
+    + n * Q * (4s + 6 hash_size)      elastic augmentation's field
     """
     F, C, H = sizes[0], sizes[-1], sum(sizes[1:-1])
     total = n * s * (2 * H + C) + rows * (F + s * (F + 3 * C))
@@ -74,9 +81,19 @@ def data_bytes(F: int, C: int, n_train: int, n_other: int, s: int) -> int:
     return (n_train + n_other) * (F + 8) + n_train * C * s
 
 
-def estimate(sizes, s: int, optimizer: str = "sgd", batch: int = 1, n_train: int = 1, n_other: int = 0,
-             dropout: bool = False, augment: str = "none", image_shape=(), hash_size: int = 4,
-             chunk_bytes: int = Ops.chunk_bytes) -> dict[str, int]:
+def estimate(
+    sizes,
+    s: int,
+    optimizer: str = "sgd",
+    batch: int = 1,
+    n_train: int = 1,
+    n_other: int = 0,
+    dropout: bool = False,
+    augment: str = "none",
+    image_shape=(),
+    hash_size: int = 4,
+    chunk_bytes: int = Ops.chunk_bytes,
+) -> dict[str, int]:
     """Bytes by part (the module's table) of training ``sizes`` on n_train images (n_other more
     in validation and test) in batches of ``batch``; a chunk gathers as many batches as fit in
     ``chunk_bytes`` of stored rows (the op set's), at least one, at most the training set."""
@@ -84,11 +101,14 @@ def estimate(sizes, s: int, optimizer: str = "sgd", batch: int = 1, n_train: int
     n = min(batch, n_train)
     rows = min(n_train, n * max(1, chunk_bytes // (n * (F + C * s))))
     P = parameters(sizes) * s
-    return {"parameters": P, "optimiser slots": optim.SLOTS[optimizer] * P,
-            "gradients": 0 if optim.Hyper(optimizer).fused else P,
-            "a batch": batch_bytes(sizes, n, s, rows, dropout, augment, image_shape, hash_size),
-            "evaluation": eval_bytes(sizes, min(CHUNK_ROWS, max(n_train, n_other)), s),
-            "data": data_bytes(F, C, n_train, n_other, s)}
+    return {
+        "parameters": P,
+        "optimiser slots": optim.SLOTS[optimizer] * P,
+        "gradients": 0 if optim.Hyper(optimizer).fused else P,
+        "a batch": batch_bytes(sizes, n, s, rows, dropout, augment, image_shape, hash_size),
+        "evaluation": eval_bytes(sizes, min(CHUNK_ROWS, max(n_train, n_other)), s),
+        "data": data_bytes(F, C, n_train, n_other, s),
+    }
 
 
 def check(need: dict[str, int], backend, flags: dict[str, str]) -> None:
@@ -101,17 +121,32 @@ def check(need: dict[str, int], backend, flags: dict[str, str]) -> None:
     group = {g: sum(b for part, b in need.items() if GROUPS[part] == g) for g in flags}
     parts = ", ".join(f"{part} {_size(b)}" for part, b in need.items() if b)
     where = f"free on {backend.label}" if backend.is_cuda else "of memory available"
-    raise UserError(f"{flags[max(group, key=group.get)]}: the run needs about {_size(total)} ({parts}), "
-                    f"more than the {_size(available)} {where}")
+    raise UserError(
+        f"{flags[max(group, key=group.get)]}: the run needs about {_size(total)} ({parts}), "
+        f"more than the {_size(available)} {where}"
+    )
 
 
 def check_run(cfg, sizes, n_train: int, n_other: int, image_shape, backend) -> None:
     """``check`` for a training run of ``cfg`` with layer ``sizes`` on the backend's device."""
-    need = estimate(sizes, np.dtype(cfg.dtype).itemsize, cfg.optimizer, cfg.batch_size, n_train, n_other,
-                    cfg.dropout > 0, cfg.augment, image_shape, np.dtype(backend.ops.hash_dtype).itemsize,
-                    backend.ops.chunk_bytes)
-    layers = (f"{named('layers')} {sizes_text(cfg.layers)}" if cfg.layers
-              else f"{named('hidden')} {sizes_text(cfg.hidden) or repr('')}")
+    need = estimate(
+        sizes,
+        np.dtype(cfg.dtype).itemsize,
+        cfg.optimizer,
+        cfg.batch_size,
+        n_train,
+        n_other,
+        cfg.dropout > 0,
+        cfg.augment,
+        image_shape,
+        np.dtype(backend.ops.hash_dtype).itemsize,
+        backend.ops.chunk_bytes,
+    )
+    layers = (
+        f"{named('layers')} {sizes_text(cfg.layers)}"
+        if cfg.layers
+        else f"{named('hidden')} {sizes_text(cfg.hidden) or repr('')}"
+    )
     data = f"{named('data_dir')} {cfg.data_dir}" if cfg.data_dir else "the bundled MNIST"
     check(need, backend, {"sizes": layers, "batch": f"{named('batch_size')} {cfg.batch_size}", "data": data})
 
@@ -120,6 +155,6 @@ def _size(b: int) -> str:
     """Bytes in binary units to three significant digits: 512 B, 1.5 KiB, 23.5 GiB, 9.09e+20 TiB."""
     units = ("B", "KiB", "MiB", "GiB", "TiB")
     k = 0
-    while k < len(units) - 1 and b >= 1000 * 1024 ** k:
+    while k < len(units) - 1 and b >= 1000 * 1024**k:
         k += 1
-    return f"{b / 1024 ** k:.3g} {units[k]}"
+    return f"{b / 1024**k:.3g} {units[k]}"

@@ -100,8 +100,10 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
             run.keep(epoch)
         if epoch - self.best_epoch >= self.patience:
-            run.say(f"early stop: validation accuracy has not improved for {self.patience} epochs; "
-                    f"using epoch {self.best_epoch} ({100 * run.state.best_val:.2f}%)")
+            run.say(
+                f"early stop: validation accuracy has not improved for {self.patience} epochs; "
+                f"using epoch {self.best_epoch} ({100 * run.state.best_val:.2f}%)"
+            )
             return True
         return False
 

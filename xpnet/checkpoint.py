@@ -42,8 +42,16 @@ HEADER_SLACK = 4096  # bytes a .npy header may take besides the data
 STALE_AFTER = 60.0  # seconds: a temporary whose writer cannot be asked is left to it this long
 PID_REUSE_AFTER = 86400.0  # seconds: a temporary of a still-used pid on this machine is then stale anyway
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, zlib.error, EOFError, OSError, ValueError,
-                MemoryError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    MemoryError,
+)
 
 
 class NonFinite(UserError):
@@ -67,9 +75,11 @@ def _show(v) -> str:
 
 def _rule(test, what: str):
     """A rule from a predicate: ``rule(value, where)`` raises _Bad unless ``test(value)``."""
+
     def check(v, where):
         if not test(v):
             raise _Bad(f"{where} = {_show(v)}: expected {what}")
+
     return check
 
 
@@ -86,8 +96,13 @@ def _number(kind, lo=None, hi=None):
     types = (int,) if kind is int else (int, float)
 
     def ok(v):
-        return (isinstance(v, types) and not isinstance(v, bool) and (kind is int or _as_float(v))
-                and (lo is None or v >= lo) and (hi is None or v <= hi))
+        return (
+            isinstance(v, types)
+            and not isinstance(v, bool)
+            and (kind is int or _as_float(v))
+            and (lo is None or v >= lo)
+            and (hi is None or v <= hi)
+        )
 
     span = "" if lo is None and hi is None else f" >= {lo}" if hi is None else f" in [{lo}, {hi}]"
     return _rule(ok, ("an integer" if kind is int else "a number") + span)
@@ -105,6 +120,7 @@ def _optional(rule):
     def check(v, where):
         if v is not None:
             rule(v, where)
+
     return check
 
 
@@ -114,12 +130,14 @@ def _list(item, min_len: int = 0):
             raise _Bad(f"{where} = {_show(v)}: expected a list of at least {min_len} items")
         for i, x in enumerate(v):
             item(x, f"{where}[{i}]")
+
     return check
 
 
 def _table(fields: dict, required=(), then=None):
     """A JSON object whose keys are among ``fields`` (key -> rule), ``required`` ones present;
     ``then(value, where)`` checks the keys together."""
+
     def check(v, where):
         name = where or "metadata"
         if not isinstance(v, dict):
@@ -134,14 +152,20 @@ def _table(fields: dict, required=(), then=None):
             fields[k](x, f"{where}.{k}" if where else k)
         if then is not None:
             then(v, name)
+
     return check
 
 
 def _rule_for(setting: settings.Setting):
     """The rule of a setting's stored value: its choices, or its type (int, float, str, bool, a
     list of ints); or null where its default is None. Its range: TrainConfig.check (``_train_config_checks``)."""
-    rule = _names(setting.choices) if setting.choices else {
-        int: _number(int), float: _number(float), str: _STR, bool: _BOOL, tuple: _list(_number(int))}[setting.kind]
+    rule = (
+        _names(setting.choices)
+        if setting.choices
+        else {int: _number(int), float: _number(float), str: _STR, bool: _BOOL, tuple: _list(_number(int))}[
+            setting.kind
+        ]
+    )
     return _optional(rule) if setting.default is None else rule
 
 
@@ -162,28 +186,56 @@ def _schema():
     Config keys, types and choices come from the settings' table; the names from xpnet's own lists."""
     size, fraction, nonneg = _number(int, 1, 2**31 - 1), _number(float, 0, 1), _number(float, 0)
     epoch, count, u128 = _number(int, 1, 2**63 - 1), _number(int, 0, 2**63 - 1), _number(int, 0, 2**128 - 1)
-    spec = {"sizes": _list(size, 2), "activation": _names(ACTIVATIONS), "output": _names(OUTPUTS),
-            "init": _names(("auto",) + INITS)}
+    spec = {
+        "sizes": _list(size, 2),
+        "activation": _names(ACTIVATIONS),
+        "output": _names(OUTPUTS),
+        "init": _names(("auto",) + INITS),
+    }
     train_config = {name: _rule_for(setting) for name, setting in settings.SETTINGS.items()} | {
-        "hidden": _list(size), "layers": _optional(_list(size, 2)), "image_shape": _list(size, 1), "num_classes": size}
-    epoch_record = {"epoch": epoch, "step": count, "loss": nonneg, "lr": nonneg, "seconds": nonneg,
-                    "samples_per_s": _number(float), "backend": _names(BACKENDS), "device": _STR,
-                    "train_accuracy": fraction, "val_accuracy": fraction}
-    rng = {"bit_generator": _names((np.random.PCG64.__name__,)),
-           "state": _table({"state": u128, "inc": u128}, ("state", "inc")),
-           "has_uint32": _number(int, 0, 1), "uinteger": _number(int, 0, 2**32 - 1)}
-    state = {"epoch": epoch, "step": count, "rng": _table(rng, tuple(rng)), "loss_partial": nonneg,
-             "best_val": _number(float, -1, 1),
-             "optimizer": _table({"name": _names(optim.OPTIMIZERS), "t": count}, ("name", "t"))}
-    return _table({
-        "format": _names((FORMAT,)),
-        "spec": _table(spec, tuple(spec)),
-        "config": _table(train_config, then=functools.partial(_train_config_checks, settings.TrainConfig)),
-        "metrics": _table({"history": _list(_table(epoch_record)), "test_accuracy": fraction}),
-        "state": _table(state),
-        "classes": _list(_rule(_is_label, "a class label: a string, an integer, a finite number or true/false"), 2),
-        "sha256": _rule(lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), "64 hex digits"),
-    }, ("format", "spec", "sha256"))
+        "hidden": _list(size),
+        "layers": _optional(_list(size, 2)),
+        "image_shape": _list(size, 1),
+        "num_classes": size,
+    }
+    epoch_record = {
+        "epoch": epoch,
+        "step": count,
+        "loss": nonneg,
+        "lr": nonneg,
+        "seconds": nonneg,
+        "samples_per_s": _number(float),
+        "backend": _names(BACKENDS),
+        "device": _STR,
+        "train_accuracy": fraction,
+        "val_accuracy": fraction,
+    }
+    rng = {
+        "bit_generator": _names((np.random.PCG64.__name__,)),
+        "state": _table({"state": u128, "inc": u128}, ("state", "inc")),
+        "has_uint32": _number(int, 0, 1),
+        "uinteger": _number(int, 0, 2**32 - 1),
+    }
+    state = {
+        "epoch": epoch,
+        "step": count,
+        "rng": _table(rng, tuple(rng)),
+        "loss_partial": nonneg,
+        "best_val": _number(float, -1, 1),
+        "optimizer": _table({"name": _names(optim.OPTIMIZERS), "t": count}, ("name", "t")),
+    }
+    return _table(
+        {
+            "format": _names((FORMAT,)),
+            "spec": _table(spec, tuple(spec)),
+            "config": _table(train_config, then=functools.partial(_train_config_checks, settings.TrainConfig)),
+            "metrics": _table({"history": _list(_table(epoch_record)), "test_accuracy": fraction}),
+            "state": _table(state),
+            "classes": _list(_rule(_is_label, "a class label: a string, an integer, a finite number or true/false"), 2),
+            "sha256": _rule(lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), "64 hex digits"),
+        },
+        ("format", "spec", "sha256"),
+    )
 
 
 def _is_label(v) -> bool:
@@ -226,8 +278,16 @@ def _digest(arrays: dict[str, np.ndarray], meta: dict) -> str:
     return h.hexdigest()
 
 
-def save(path, spec: Spec, params, config: dict, metrics: dict | None = None, state: dict | None = None,
-         slots=None, classes: list | None = None) -> None:
+def save(
+    path,
+    spec: Spec,
+    params,
+    config: dict,
+    metrics: dict | None = None,
+    state: dict | None = None,
+    slots=None,
+    classes: list | None = None,
+) -> None:
     """Save host parameters [(W, b), ...] (NumPy arrays), the spec, config, metrics and the
     training state needed to resume (epoch, step, host rng state, optimiser settings), with the
     optimiser's slot arrays ``slots`` ([[W slots, b slots], ...], as in optim.init_state), and
@@ -408,7 +468,9 @@ def load(path) -> Saved:
                 raise UserError(f"{path}: arrays {names} do not match the architecture {list(spec.sizes)}")
             arrays = {name: _read_npy(path, zf, members[name], name, DTYPES, shape) for name, shape in expected.items()}
     except _READ_ERRORS as e:
-        raise UserError(f"{path}: not an xpnet checkpoint (not a readable .npz: {type(e).__name__}: {str(e)[:120]})") from None
+        raise UserError(
+            f"{path}: not an xpnet checkpoint (not a readable .npz: {type(e).__name__}: {str(e)[:120]})"
+        ) from None
     for name, a in arrays.items():
         if not np.all(np.isfinite(a)):
             raise UserError(f"{path}: {name} holds NaN or infinite values")
@@ -416,8 +478,9 @@ def load(path) -> Saved:
         raise UserError(f"{path}: checksum mismatch: the checkpoint was modified or damaged")
     layers = range(len(spec.sizes) - 1)
     params = [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in layers]
-    meta["slots"] = [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] \
-        if n_slots else None
+    meta["slots"] = (
+        [[[arrays[f"opt{k}_{p}{i}"] for k in range(n_slots)] for p in "Wb"] for i in layers] if n_slots else None
+    )
     return Saved(spec, params, meta)
 
 
@@ -446,10 +509,16 @@ def _members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         if name[:-4] in out:
             raise UserError(f"{path}: not an xpnet checkpoint (member {name[:60]!r} appears twice)")
         if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise UserError(f"{path}: not an xpnet checkpoint (member {name[:60]!r} is encrypted or compressed "
-                            f"with an unsupported method)")
-        if info.compress_size > size or (info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size):
-            raise UserError(f"{path}: not an xpnet checkpoint (member {name[:60]!r} declares sizes the file cannot hold)")
+            raise UserError(
+                f"{path}: not an xpnet checkpoint (member {name[:60]!r} is encrypted or compressed "
+                f"with an unsupported method)"
+            )
+        if info.compress_size > size or (
+            info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
+        ):
+            raise UserError(
+                f"{path}: not an xpnet checkpoint (member {name[:60]!r} declares sizes the file cannot hold)"
+            )
         out[name[:-4]] = info
     return out
 
@@ -460,7 +529,9 @@ def _expected_shapes(spec: Spec, n_slots: int) -> dict[str, tuple]:
     for i, (wshape, bshape) in enumerate(spec.param_shapes()):
         expected[f"W{i}"], expected[f"b{i}"] = wshape, bshape
     for k in range(n_slots):
-        expected.update({f"opt{k}_{name}": shape for name, shape in list(expected.items()) if not name.startswith("opt")})
+        expected.update(
+            {f"opt{k}_{name}": shape for name, shape in list(expected.items()) if not name.startswith("opt")}
+        )
     return expected
 
 
@@ -471,8 +542,9 @@ def _read_npy(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
     itemsize = max(np.dtype(d).itemsize for d in dtypes)
     limit = HEADER_SLACK + itemsize * (math.prod(shape) if shape is not None else META_CAP)
     if info.file_size > limit:
-        raise UserError(f"{path}: refused: {name} would inflate to {info.file_size} bytes, "
-                        f"its shape allows at most {limit}")
+        raise UserError(
+            f"{path}: refused: {name} would inflate to {info.file_size} bytes, its shape allows at most {limit}"
+        )
     with zf.open(info) as f:
         version = np.lib.format.read_magic(f)
         if version not in ((1, 0), (2, 0)):
@@ -482,7 +554,11 @@ def _read_npy(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
         if dtype.hasobject:
             raise UserError(f"{path}: refused: {name} holds Python objects, which would need pickle")
         if dtype.name not in dtypes or (got != shape if shape is not None else len(got) != 1 or got[0] > META_CAP):
-            need = f"the architecture needs {shape} floats" if shape is not None else f"expected a 1-D uint8 array of at most {META_CAP} bytes"
+            need = (
+                f"the architecture needs {shape} floats"
+                if shape is not None
+                else f"expected a 1-D uint8 array of at most {META_CAP} bytes"
+            )
             raise UserError(f"{path}: {name} has shape {got} {dtype}, {need}")
         nbytes = math.prod(got) * dtype.itemsize
         if info.file_size - f.tell() != nbytes:

@@ -14,11 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backends, checkpoint, data, evaluate, images, model, presets, settings
-from . import sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
+from . import (
+    __version__,
+    backends,
+    checkpoint,
+    data,
+    evaluate,
+    images,
+    model,
+    presets,
+    settings,
+    sweep_cli,  # xpnet sweep: its flags (Optuna is imported only when it runs)
+)
 from .errors import Diverged, Stopped, UserError
-from .settings import SETTINGS, Range, TrainConfig
 from .flags import device_flags, path_type, setting_flags
+from .settings import SETTINGS, Range, TrainConfig
 from .training import pick_backend, train_from
 
 DEFAULTS = TrainConfig()
@@ -49,9 +59,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_json_flag(p) -> None:
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON document on stdout instead of text, without the device line "
-                        "(errors stay one line on stderr)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of text, without the device line "
+        "(errors stay one line on stderr)",
+    )
 
 
 def _add_data_dir(p) -> None:
@@ -59,29 +72,42 @@ def _add_data_dir(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="xpnet", description="Train multilayer perceptrons on MNIST-style IDX data, on any array-API backend.",
-                epilog="Run 'xpnet COMMAND --help' for a command's flags. Without a COMMAND, xpnet prints this "
-                       "help on stderr and exits with status 2.")
+    p = _Parser(
+        prog="xpnet",
+        description="Train multilayer perceptrons on MNIST-style IDX data, on any array-API backend.",
+        epilog="Run 'xpnet COMMAND --help' for a command's flags. Without a COMMAND, xpnet prints this "
+        "help on stderr and exits with status 2.",
+    )
     p.add_argument("-V", "--version", action="version", version=f"xpnet {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors (also accepted after the command)")
-    sub = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=_Parser,
-                       help="what to do; each has its own --help")
+    sub = p.add_subparsers(
+        title="commands",
+        dest="command",
+        metavar="COMMAND",
+        parser_class=_Parser,
+        help="what to do; each has its own --help",
+    )
 
     _add_train(sub)
     _add_model_commands(sub)
     _add_data_commands(sub)
     sweep_cli.add_parser(sub)
     for command in sub.choices.values():
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
+        )
     return p
 
 
 def _add_train(sub) -> None:
-    t = sub.add_parser("train", help="train a network and report its test accuracy",
-                       argument_default=argparse.SUPPRESS)  # only given flags appear: they win over presets/files
+    t = sub.add_parser(
+        "train", help="train a network and report its test accuracy", argument_default=argparse.SUPPRESS
+    )  # only given flags appear: they win over presets/files
     rec = t.add_argument_group("recipe", "where the settings come from (flags given here win over all of them)")
     rec.add_argument("--preset", choices=sorted(presets.PRESETS), help="start from a named recipe (see: xpnet presets)")
-    rec.add_argument("--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)")
+    rec.add_argument(
+        "--config", metavar="FILE.toml", help="read training flags from a TOML file (flags given here win)"
+    )
     rec.add_argument("--resume", metavar="PATH", help="continue the training saved in this checkpoint")
     rec.add_argument("--print-config", action="store_true", help="print the resolved configuration as TOML and exit")
     for group in settings.GROUPS:
@@ -90,13 +116,23 @@ def _add_train(sub) -> None:
 
 def _add_out_flag(p, default: str) -> None:
     """--out FILE for a command that draws one picture (checked by plots.check_output)."""
-    p.add_argument("--out", default=default, metavar="FILE.png", type=path_type("--out"),
-                   help="picture file; its extension picks the format: .png, .pdf, .svg, ...")
+    p.add_argument(
+        "--out",
+        default=default,
+        metavar="FILE.png",
+        type=path_type("--out"),
+        help="picture file; its extension picks the format: .png, .pdf, .svg, ...",
+    )
 
 
 def _add_model_flag(p) -> None:
-    p.add_argument("--model", required=True, metavar="PATH", type=path_type("--model", required=True),
-                   help="checkpoint (.npz) written by xpnet train --save")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        type=path_type("--model", required=True),
+        help="checkpoint (.npz) written by xpnet train --save",
+    )
 
 
 def _add_model_commands(sub) -> None:
@@ -110,8 +146,13 @@ def _add_model_commands(sub) -> None:
 
     r = sub.add_parser("predict", help="classify PNG/PGM images with a saved model")
     _add_model_flag(r)
-    r.add_argument("images", nargs="+", metavar="IMAGE", type=path_type("IMAGE", required=True),
-                   help="PNG or PGM files; dark-on-light images are inverted")
+    r.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        type=path_type("IMAGE", required=True),
+        help="PNG or PGM files; dark-on-light images are inverted",
+    )
     device_flags(r, tf32=False)
     _add_json_flag(r)
 
@@ -119,9 +160,14 @@ def _add_model_commands(sub) -> None:
 
     x = sub.add_parser("export", help="write a saved model as an ONNX graph (for onnxruntime and other runtimes)")
     _add_model_flag(x)
-    x.add_argument("--onnx", required=True, metavar="PATH", type=path_type("--onnx", required=True),
-                   help="the .onnx file to write: opset 17 (Gemm, Relu/Sigmoid/Tanh, Softmax); input the pixels "
-                        "as floats in [0, 1], outputs probabilities and label")
+    x.add_argument(
+        "--onnx",
+        required=True,
+        metavar="PATH",
+        type=path_type("--onnx", required=True),
+        help="the .onnx file to write: opset 17 (Gemm, Relu/Sigmoid/Tanh, Softmax); input the pixels "
+        "as floats in [0, 1], outputs probabilities and label",
+    )
 
     i = sub.add_parser("imagine", help="draw what a trained network thinks each digit looks like")
     _add_model_flag(i)
@@ -149,8 +195,13 @@ def _add_data_commands(sub) -> None:
     _add_data_dir(sh)
 
     pl = sub.add_parser("plot", help="redraw learning curves from a --log file")
-    pl.add_argument("--log", required=True, metavar="PATH", type=path_type("--log", required=True),
-                    help="JSON-lines file written by xpnet train --log")
+    pl.add_argument(
+        "--log",
+        required=True,
+        metavar="PATH",
+        type=path_type("--log", required=True),
+        help="JSON-lines file written by xpnet train --log",
+    )
     _add_out_flag(pl, "curves.png")
 
 
@@ -171,7 +222,10 @@ def cmd_evaluate(args, say) -> int:
     spec, host_params, meta = checkpoint.load(args.model)
     dataset = data.load(args.data_dir, num_classes=spec.sizes[-1])
     if dataset.num_features != spec.sizes[0]:
-        raise UserError(f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has {dataset.num_features} pixels per image")
+        raise UserError(
+            f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has "
+            f"{dataset.num_features} pixels per image"
+        )
     be = pick_backend(args, say)
     params, dtype = _params_on(be, host_params, meta, args.dtype)
     preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
@@ -179,9 +233,19 @@ def cmd_evaluate(args, say) -> int:
     rows = evaluate.per_class(labels, preds, spec.sizes[-1])
     correct, total = int((preds == labels).sum()), len(labels)
     if args.json:
-        return _print_json({"model": args.model, "data": dataset.source, "backend": be.name, "device": be.label,
-                            "dtype": dtype, "accuracy": correct / total, "correct": correct, "total": total,
-                            "per_class": rows})
+        return _print_json(
+            {
+                "model": args.model,
+                "data": dataset.source,
+                "backend": be.name,
+                "device": be.label,
+                "dtype": dtype,
+                "accuracy": correct / total,
+                "correct": correct,
+                "total": total,
+                "per_class": rows,
+            }
+        )
     for line in evaluate.per_class_table(rows):
         say(line)
     say(evaluate.format_accuracy(correct, total))
@@ -223,12 +287,28 @@ def cmd_predict(args, say) -> int:
     # no class where the outputs are not finite (a model that overflows): argmax would say 0
     guesses = [(path, int(np.argmax(p)) if np.isfinite(p).all() else None, p) for path, p in zip(args.images, probs)]
     if args.json:
-        return _print_json({"model": args.model, "backend": be.name, "device": be.label, "predictions": [
-            {"image": path, "class": k, "probability": None if k is None else _json_number(p[k]),
-             "probabilities": list(map(_json_number, p))} for path, k, p in guesses]})
+        return _print_json(
+            {
+                "model": args.model,
+                "backend": be.name,
+                "device": be.label,
+                "predictions": [
+                    {
+                        "image": path,
+                        "class": k,
+                        "probability": None if k is None else _json_number(p[k]),
+                        "probabilities": list(map(_json_number, p)),
+                    }
+                    for path, k, p in guesses
+                ],
+            }
+        )
     for path, k, p in guesses:
-        say(f"{path}: {k} ({100.0 * p[k]:.1f}%)" if k is not None
-            else f"{path}: no prediction (the model's outputs are not finite)")
+        say(
+            f"{path}: {k} ({100.0 * p[k]:.1f}%)"
+            if k is not None
+            else f"{path}: no prediction (the model's outputs are not finite)"
+        )
     return 0
 
 
@@ -242,8 +322,7 @@ def cmd_export(args, say) -> int:
         raise UserError(f"--onnx {args.onnx}: folder {target.parent} does not exist")
     spec, host_params, meta = checkpoint.load(args.model)
     onnx_export.save(args.onnx, spec, host_params, meta.get("classes"), flag="--onnx")
-    say(f"wrote {args.onnx} ({spec.describe()}, "
-        f"ONNX opset {onnx_export.OPSET})")
+    say(f"wrote {args.onnx} ({spec.describe()}, ONNX opset {onnx_export.OPSET})")
     return 0
 
 
@@ -273,10 +352,19 @@ def cmd_imagine(args, say) -> int:
     for d, p in zip(digits, probs):
         guess = int(np.argmax(p))
         ok += guess == d
-        say(f"imagined {d}: classified as {guess} ({100 * p[guess]:.1f}%), p({d}) = {100 * p[d]:.1f}%" + ("" if guess == d else "  <- not as intended"))
+        say(
+            f"imagined {d}: classified as {guess} ({100 * p[guess]:.1f}%), p({d}) = {100 * p[d]:.1f}%"
+            + ("" if guess == d else "  <- not as intended")
+        )
     say(f"{ok}/{len(digits)} imagined digits classified as intended")
-    plots.digit_grid(imgs, [f"{d}: p={p[d]:.2f}" for d, p in zip(digits, probs)], out, cols=5,
-                     title="what the network imagines (each image's contrast stretched)", stretch=True)
+    plots.digit_grid(
+        imgs,
+        [f"{d}: p={p[d]:.2f}" for d, p in zip(digits, probs)],
+        out,
+        cols=5,
+        title="what the network imagines (each image's contrast stretched)",
+        stretch=True,
+    )
     say(f"wrote {out}")
     return 0
 
@@ -285,14 +373,32 @@ def cmd_walkthrough(args, say) -> int:
     from . import explore
 
     values = vars(args)
-    settings.check_ranges(values, {"iterations": Range(1), "every": Range(1), "hidden": Range(1),
-                                   "lr": settings.RANGES["lr"], "seed": settings.RANGES["seed"]})
+    settings.check_ranges(
+        values,
+        {
+            "iterations": Range(1),
+            "every": Range(1),
+            "hidden": Range(1),
+            "lr": settings.RANGES["lr"],
+            "seed": settings.RANGES["seed"],
+        },
+    )
     dataset = data.load(args.data_dir)
     if not 0 <= args.index < len(dataset.train):
         raise UserError(f"--index {args.index}: must be between 0 and {len(dataset.train) - 1}")
     be = pick_backend(args, say)
-    explore.walkthrough(be, dataset.train.images[args.index], int(dataset.train.labels[args.index]),
-                        dataset.num_classes, args.iterations, args.every, args.hidden, args.lr, args.seed, say)
+    explore.walkthrough(
+        be,
+        dataset.train.images[args.index],
+        int(dataset.train.labels[args.index]),
+        dataset.num_classes,
+        args.iterations,
+        args.every,
+        args.hidden,
+        args.lr,
+        args.seed,
+        say,
+    )
     return 0
 
 
@@ -322,9 +428,18 @@ def cmd_plot(args, say) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export,
-            "presets": cmd_presets, "imagine": cmd_imagine, "walkthrough": cmd_walkthrough, "show": cmd_show, "plot": cmd_plot,
-            "sweep": sweep_cli.cmd_sweep}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "presets": cmd_presets,
+    "imagine": cmd_imagine,
+    "walkthrough": cmd_walkthrough,
+    "show": cmd_show,
+    "plot": cmd_plot,
+    "sweep": sweep_cli.cmd_sweep,
+}
 
 
 def main(argv=None) -> int:

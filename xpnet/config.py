@@ -24,9 +24,13 @@ def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model
     if cfg.layers:  # sizes >= 1, at least two: checked by TrainConfig.check
         sizes = tuple(cfg.layers)
         if sizes[0] != num_features:
-            raise UserError(f"{named('layers')}: input size {sizes[0]} does not match the data's {num_features} pixels per image")
+            raise UserError(
+                f"{named('layers')}: input size {sizes[0]} does not match the data's {num_features} pixels per image"
+            )
         if sizes[-1] != num_classes:
-            raise UserError(f"{named('layers')}: output size {sizes[-1]} does not match the data's {num_classes} classes")
+            raise UserError(
+                f"{named('layers')}: output size {sizes[-1]} does not match the data's {num_classes} classes"
+            )
     else:
         sizes = (num_features, *cfg.hidden, num_classes)
     return model.Spec(sizes, cfg.activation, cfg.output, cfg.init)
@@ -83,15 +87,20 @@ def settings_from(doc: dict, origin: str, beside: tuple[str, ...] = ()) -> dict:
     for key, value in table.items():
         name = key.replace("-", "_")
         if name not in SETTINGS:
-            raise UserError(f"{origin}: unknown {'table' if isinstance(value, dict) else 'key'} {key!r} {where}; "
-                            f"settings are {', '.join(flag(n)[2:] for n in SETTINGS)}")
+            raise UserError(
+                f"{origin}: unknown {'table' if isinstance(value, dict) else 'key'} {key!r} {where}; "
+                f"settings are {', '.join(flag(n)[2:] for n in SETTINGS)}"
+            )
         if name in out:
             raise UserError(f"{origin}: {key!r} {where} sets {flag(name)[2:]} a second time")
-        out[name] = setting(f"{origin}: {key} = {toml_value(value):.60}", value, SETTINGS[name].kind,
-                            SETTINGS[name].choices)
+        out[name] = setting(
+            f"{origin}: {key} = {toml_value(value):.60}", value, SETTINGS[name].kind, SETTINGS[name].choices
+        )
     if out.get("layers") is not None and out.get("hidden") is not None:
-        raise UserError(f"{origin}: layers and hidden {where} both given: give one (layers: every size, input first; "
-                        "hidden: the hidden sizes only)")
+        raise UserError(
+            f"{origin}: layers and hidden {where} both given: give one (layers: every size, input first; "
+            "hidden: the hidden sizes only)"
+        )
     return out
 
 
@@ -141,8 +150,9 @@ def resolve(given: dict):
     values = dataclasses.asdict(TrainConfig())
     if "preset" in given:
         if given["preset"] not in presets.PRESETS:
-            raise UserError(f"{named('preset')} {given['preset']!r}: no such preset; presets are "
-                            f"{', '.join(presets.PRESETS)}")
+            raise UserError(
+                f"{named('preset')} {given['preset']!r}: no such preset; presets are {', '.join(presets.PRESETS)}"
+            )
         values.update(presets.get(given["preset"]))
     if "config" in given:
         values.update(from_toml(given["config"]))
@@ -152,11 +162,15 @@ def resolve(given: dict):
         saved = resume.meta.get("config", {})
         values.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in SETTINGS})
         values["save"] = given["resume"]
-        stored = {k: saved[k] for k in PATHS if saved.get(k) and k not in given and k != "save"}  # save: the resumed file
+        stored = {
+            k: saved[k] for k in PATHS if saved.get(k) and k not in given and k != "save"
+        }  # save: the resumed file
         _check_stored_paths(stored, given["resume"])
     if given.get("hidden") is not None and given.get("layers") is not None:
-        raise UserError(f"{named('hidden')} and {named('layers')} both given: give one (layers: every size, input "
-                        "first; hidden: the hidden sizes only)")
+        raise UserError(
+            f"{named('hidden')} and {named('layers')} both given: give one (layers: every size, input "
+            "first; hidden: the hidden sizes only)"
+        )
     values.update({k: v for k, v in given.items() if k in SETTINGS})
     for key in ("layers", "hidden"):
         if values.get(key) is not None:
@@ -175,7 +189,9 @@ def _check_stored_paths(paths: dict, source: str) -> None:
     for name, value in paths.items():
         folder = Path(value).parent if name == "log" else Path(value)  # a log file is created if need be
         if not folder.is_dir():
-            where = f"stored in {source}" + ("" if Path(value).is_absolute() else ", relative to the folder the run was started in")
+            where = f"stored in {source}" + (
+                "" if Path(value).is_absolute() else ", relative to the folder the run was started in"
+            )
             what = "folder" if name != "log" else f"folder {folder}"
             raise UserError(f"{named(name)} {value} ({where}): {what} not found; give {named(name)} to point at it")
 

@@ -132,7 +132,7 @@ def _read_into(f, view) -> int:
     """Fill ``view`` from the stream; returns the number of bytes read."""
     got = 0
     while got < len(view):
-        k = f.readinto(view[got:got + (1 << 22)])
+        k = f.readinto(view[got : got + (1 << 22)])
         if not k:
             break
         got += k
@@ -220,8 +220,10 @@ def _check_labels(labels: np.ndarray, path: Path, count: int, images_path: Path)
         raise UserError(f"{path}: negative label {int(labels.min())}")
     if labels.max() >= MAX_CLASSES:
         i = int(np.argmax(labels >= MAX_CLASSES))
-        raise UserError(f"{path}: label {int(labels[i])} at item {i} is above {MAX_CLASSES - 1} "
-                        f"(xpnet trains at most {MAX_CLASSES} classes)")
+        raise UserError(
+            f"{path}: label {int(labels[i])} at item {i} is above {MAX_CLASSES - 1} "
+            f"(xpnet trains at most {MAX_CLASSES} classes)"
+        )
     return labels
 
 
@@ -241,7 +243,11 @@ def load_dir(folder: str | os.PathLike, num_classes: int | None = None, test: bo
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{named('data_dir')} {folder}: not a directory")
-    paths = {split: tuple(_find(folder, base) for base in bases) for split, bases in SPLIT_FILES.items() if test or split == "train"}
+    paths = {
+        split: tuple(_find(folder, base) for base in bases)
+        for split, bases in SPLIT_FILES.items()
+        if test or split == "train"
+    }
     return _load(paths, num_classes, str(folder))
 
 
@@ -255,7 +261,9 @@ def _load(paths, num_classes, source, sums=None) -> Dataset:
             sha = hashlib.sha256() if sums is not None else None
             arrays.append(read_idx(path, sha))
             if sha is not None and sha.hexdigest() != sums.get(path.name.removesuffix(".gz")):
-                raise UserError(f"{path}: SHA-256 does not match SHA256SUMS: the bundled MNIST copy is damaged; reinstall xpnet")
+                raise UserError(
+                    f"{path}: SHA-256 does not match SHA256SUMS: the bundled MNIST copy is damaged; reinstall xpnet"
+                )
         images, labels = arrays
         _check_images(images, img_path)
         labels = _check_labels(labels, lbl_path, images.shape[0], img_path)
@@ -263,7 +271,10 @@ def _load(paths, num_classes, source, sums=None) -> Dataset:
     train, train_lbl = splits["train"]
     test, test_lbl = splits.get("test", (None, None))
     if test is not None and test.images.shape[1:] != train.images.shape[1:]:
-        raise UserError(f"{paths['test'][0]}: image size {test.images.shape[1:]} differs from the training images' {train.images.shape[1:]}")
+        raise UserError(
+            f"{paths['test'][0]}: image size {test.images.shape[1:]} differs from the training "
+            f"images' {train.images.shape[1:]}"
+        )
     if num_classes is None:
         num_classes = int(train.labels.max()) + 1
         if num_classes < 2:
@@ -291,7 +302,11 @@ def _bundled_sums(folder: Path) -> dict[str, str]:
 def load_mnist(test: bool = True) -> Dataset:
     """The bundled MNIST, each file's decompressed bytes checked against SHA256SUMS."""
     folder = bundled_dir()
-    paths = {split: tuple(folder / (base + ".gz") for base in bases) for split, bases in SPLIT_FILES.items() if test or split == "train"}
+    paths = {
+        split: tuple(folder / (base + ".gz") for base in bases)
+        for split, bases in SPLIT_FILES.items()
+        if test or split == "train"
+    }
     return _load(paths, 10, "bundled MNIST", _bundled_sums(folder))
 
 
@@ -338,8 +353,9 @@ def unit_floats(pixels, dtype):
     return Ops(array_namespace(pixels)).unit_floats(pixels, dtype)[0]
 
 
-def to_device(backend, split: Split, dtype: str = "float32", num_classes: int | None = None,
-              smoothing: float = 0.0) -> DeviceData:
+def to_device(
+    backend, split: Split, dtype: str = "float32", num_classes: int | None = None, smoothing: float = 0.0
+) -> DeviceData:
     """Move a split to the backend's device, once: uint8 pixels (or floats), labels, and with
     ``num_classes`` (a training split) the ``dtype`` targets. Images already on the device
     (arrays of the backend's library there, as ``MLPClassifier`` gives them) are only seen as
@@ -359,5 +375,8 @@ def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
     if n == 0:
         return split, None
     if not 0 < n < len(split):
-        raise UserError(f"{named('validation')} {n}: must be between 0 and {len(split) - 1} (the training set has {len(split)} images)")
+        raise UserError(
+            f"{named('validation')} {n}: must be between 0 and {len(split) - 1} (the training "
+            f"set has {len(split)} images)"
+        )
     return Split(split.images[:-n, ...], split.labels[:-n]), Split(split.images[-n:, ...], split.labels[-n:])

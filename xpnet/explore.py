@@ -23,12 +23,23 @@ def _tv_grad(x, rows: int, cols: int):
     zr = xp.zeros((x.shape[0], 1, cols), dtype=x.dtype, device=device_of(x))
     zc = xp.zeros((x.shape[0], rows, 1), dtype=x.dtype, device=device_of(x))
     # d/dx sum(dv^2 + dh^2) = 2 * (incoming difference - outgoing difference)
-    g = (xp.concat([zr, dv], axis=1) - xp.concat([dv, zr], axis=1)) + (xp.concat([zc, dh], axis=2) - xp.concat([dh, zc], axis=2))
+    g = (xp.concat([zr, dv], axis=1) - xp.concat([dv, zr], axis=1)) + (
+        xp.concat([zc, dh], axis=2) - xp.concat([dh, zc], axis=2)
+    )
     return xp.reshape(2.0 * g, x.shape)
 
 
-def imagine(params, spec: model.Spec, digits, image_shape, steps: int = 300, step_size: float = 0.05,
-            l2: float = 1e-3, tv: float = 5e-3, start: float = 0.0):
+def imagine(
+    params,
+    spec: model.Spec,
+    digits,
+    image_shape,
+    steps: int = 300,
+    step_size: float = 0.05,
+    l2: float = 1e-3,
+    tv: float = 5e-3,
+    start: float = 0.0,
+):
     """Gradient ascent on the input towards each target class.
 
     Starting from a uniform image of value ``start``, each step moves the pixels along the
@@ -56,8 +67,18 @@ def imagine(params, spec: model.Spec, digits, image_shape, steps: int = 300, ste
     return to_host(x).reshape(n, rows, cols).astype(np.float64), to_host(probs)[:, :, 0].astype(np.float64)
 
 
-def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 250, every: int = 10,
-                hidden: int = 28, lr: float = 0.25, seed: int = 0, say=print):
+def walkthrough(
+    backend,
+    image,
+    label: int,
+    num_classes: int,
+    iterations: int = 250,
+    every: int = 10,
+    hidden: int = 28,
+    lr: float = 0.25,
+    seed: int = 0,
+    say=print,
+):
     """The single-example demonstration: a fresh 784-``hidden``-10 sigmoid network with quadratic
     cost (N(0,1) init) learns one image by gradient descent, xpnet's own training step on a
     batch of that one image. Every ``every`` iterations it prints the guess, the output
@@ -75,8 +96,10 @@ def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 
     steps = Steps(backend.ops, spec, recipe, X, Y, batch_size=1)
     order = backend.asarray(np.zeros(1, dtype=np.int64))
     x = backend.asarray(image.reshape(1, -1, 1) / 255.0, "float64")
-    say(f"walkthrough: one training image (label {label}) through a fresh {'-'.join(map(str, spec.sizes))} "
-        f"sigmoid network, quadratic cost, lr {lr}")
+    say(
+        f"walkthrough: one training image (label {label}) through a fresh {'-'.join(map(str, spec.sizes))} "
+        f"sigmoid network, quadratic cost, lr {lr}"
+    )
     guesses = []
     with backend.ops.errors_ignored():  # a huge --lr overflows: the outputs show it, without warnings
         for it in range(1, iterations + 1):
@@ -85,7 +108,10 @@ def walkthrough(backend, image, label: int, num_classes: int, iterations: int = 
                 out = backend.to_host(model.forward(model.params_of(net.layers), x, spec))[0, :, 0]
                 guess = int(np.argmax(out))
                 guesses.append(guess)
-                say(f"iteration {it:>4}: guess {guess}  " + ("(correct)" if guess == label else f"(the answer is {label})"))
+                say(
+                    f"iteration {it:>4}: guess {guess}  "
+                    + ("(correct)" if guess == label else f"(the answer is {label})")
+                )
                 say("  output: " + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(out)))
                 say("  error:  " + " ".join(f"{k}:{v:+.3f}" for k, v in enumerate(out - target[0])))
     return guesses

@@ -18,6 +18,7 @@ def path_type(name: str, required: bool = False):
     """The argparse type of the path flag or argument ``name``: the text, refused when empty
     (an empty path would quietly mean the current folder or the default). train's paths are
     refused with its other settings (TrainConfig.check), from flags, files or checkpoints."""
+
     def parse(text: str) -> str:
         return settings.nonempty(name, text, required)
 
@@ -32,13 +33,15 @@ def setting_flags(p, chosen, **defaults) -> None:
     for s in chosen:
         extra = {"default": defaults[s.name]} if s.name in defaults else {}
         if s.kind is bool:
-            p.add_argument(s.flag(), dest=s.name, action="store_false" if s.off_flag else "store_true", help=s.help,
-                           **extra)
+            p.add_argument(
+                s.flag(), dest=s.name, action="store_false" if s.off_flag else "store_true", help=s.help, **extra
+            )
             continue
         text = path_type(flag(s.name)) if s.path else None
         kind = {tuple: int_list(flag(s.name)), int: int, float: float}.get(s.kind, text)
-        p.add_argument(s.flag(), dest=s.name, type=kind, choices=s.choices or None, metavar=s.metavar, help=s.help,
-                       **extra)
+        p.add_argument(
+            s.flag(), dest=s.name, type=kind, choices=s.choices or None, metavar=s.metavar, help=s.help, **extra
+        )
 
 
 def device_flags(p, tf32: bool = True, **defaults) -> None:

@@ -34,7 +34,7 @@ def _decode_pgm(raw: bytes, path: Path) -> np.ndarray:
     kind, w, h, maxval = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
     if w < 1 or h < 1 or w * h > MAX_PIXELS or not 0 < maxval < 65536:
         raise UserError(f"{path}: PGM size {w}x{h} or maxval {maxval} out of range")
-    body = raw[m.end():]
+    body = raw[m.end() :]
     if kind == b"P5":
         dtype = np.dtype(np.uint8) if maxval < 256 else np.dtype(">u2")
         if len(body) < w * h * dtype.itemsize:
@@ -85,8 +85,18 @@ def _decode_pillow(raw: bytes, path: Path) -> np.ndarray:
                     arr = np.asarray(im, dtype=np.float64)
                 else:  # 1-bit, 8-bit grey, palette, RGB, CMYK, ..., with or without alpha
                     arr = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
-    except (OSError, SyntaxError, ValueError, EOFError, LookupError, TypeError, ArithmeticError, struct.error,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # a damaged file, in Pillow's many ways
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        LookupError,
+        TypeError,
+        ArithmeticError,
+        struct.error,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as e:  # a damaged file, in Pillow's many ways
         raise UserError(f"{path}: cannot decode image ({e})") from None
     if mode.startswith("I;16"):
         return arr / 65535.0
@@ -117,6 +127,7 @@ def read_gray(path: str | Path) -> np.ndarray:
 
 def _resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Area-averaging resize (exact for downscaling) of a 2-D array."""
+
     def weights(n_in: int, n_out: int) -> np.ndarray:
         # W[o, i]: share of input cell i inside output cell o.
         edges = np.linspace(0.0, n_in, n_out + 1)
@@ -141,7 +152,7 @@ def to_model_input(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return _resize(gray, rows, cols).reshape(-1)
     r = np.flatnonzero(ink.any(axis=1))
     c = np.flatnonzero(ink.any(axis=0))
-    crop = gray[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
+    crop = gray[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
     box = max(1, round(min(rows, cols) * 20 / 28))
     scale = box / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
@@ -155,7 +166,7 @@ def to_model_input(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         cy, cx = (h - 1) / 2, (w - 1) / 2
     top = int(np.clip(round((rows - 1) / 2 - cy), 0, rows - h))
     left = int(np.clip(round((cols - 1) / 2 - cx), 0, cols - w))
-    out[top:top + h, left:left + w] = small
+    out[top : top + h, left : left + w] = small
     return np.clip(out, 0.0, 1.0).reshape(-1)
 
 

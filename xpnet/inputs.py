@@ -44,8 +44,16 @@ class Features:
         return xp.asarray(host if host.flags.writeable else host.copy(), device=dev)  # (torch refuses read-only views)
 
 
-def features(X, dtype: str, backend: str | None = None, device: str | None = None, tf32: bool = False,
-             image_shape=None, expect: int | None = None, who: str = "MLPClassifier") -> Features:
+def features(
+    X,
+    dtype: str,
+    backend: str | None = None,
+    device: str | None = None,
+    tf32: bool = False,
+    image_shape=None,
+    expect: int | None = None,
+    who: str = "MLPClassifier",
+) -> Features:
     """X checked and on its backend (see the module's text); ValueError or TypeError saying
     what is wrong. ``expect``: the feature count a fitted model needs."""
     home = _home(X)
@@ -98,9 +106,11 @@ def _shape(X, image_shape, expect: int | None, who: str):
     """(n, features, image shape) of X; ValueError for shapes xpnet cannot use."""
     dims = tuple(int(d) for d in X.shape)
     if len(dims) == 1 or len(dims) == 0:
-        raise ValueError(f"{who}: expected a 2D array (n, features), got a {len(dims)}D array of shape {dims}. "
-                         "Reshape your data either using array.reshape(-1, 1) if your data has a single feature "
-                         "or array.reshape(1, -1) if it contains a single sample.")
+        raise ValueError(
+            f"{who}: expected a 2D array (n, features), got a {len(dims)}D array of shape {dims}. "
+            "Reshape your data either using array.reshape(-1, 1) if your data has a single feature "
+            "or array.reshape(1, -1) if it contains a single sample."
+        )
     if len(dims) > 3:
         raise ValueError(f"{who}: expected (n, features), (n, height, width) or (n, features, 1), got shape {dims}")
     order3 = len(dims) == 3 and dims[2] == 1
@@ -114,8 +124,9 @@ def _shape(X, image_shape, expect: int | None, who: str):
     shape = (f,) if len(dims) == 2 or order3 else dims[1:]
     if image_shape is not None:
         if int(np.prod(image_shape)) != f:
-            raise ValueError(f"{who}: image_shape {tuple(image_shape)} has {int(np.prod(image_shape))} pixels, "
-                             f"X has {f} features")
+            raise ValueError(
+                f"{who}: image_shape {tuple(image_shape)} has {int(np.prod(image_shape))} pixels, X has {f} features"
+            )
         shape = tuple(int(s) for s in image_shape)
     return dims[0], f, shape
 
@@ -169,8 +180,12 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
         raise ValueError(f"{who} requires y to be passed, but the target y is None")
     y = on_host(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y "
-                      "to (n_samples,), for example using ravel().", _conversion_warning(), stacklevel=3)
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the shape of y "
+            "to (n_samples,), for example using ravel().",
+            _conversion_warning(),
+            stacklevel=3,
+        )
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{who}: y should be a 1d array of labels, got an array of shape {y.shape}")
@@ -180,8 +195,10 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
         if np.any(y != np.round(y)):
-            raise ValueError("Unknown label type: continuous. A classifier takes classes: integers, strings "
-                             "or other discrete labels, not continuous values.")
+            raise ValueError(
+                "Unknown label type: continuous. A classifier takes classes: integers, strings "
+                "or other discrete labels, not continuous values."
+            )
     if y.dtype.kind == "c":
         raise ValueError("Unknown label type: complex")
     return y
@@ -207,6 +224,8 @@ def encode(y: np.ndarray, classes: np.ndarray, who: str = "MLPClassifier") -> np
     codes = np.minimum(codes, len(classes) - 1)
     bad = classes[codes] != y
     if np.any(bad):
-        raise ValueError(f"{who}: y holds labels not among classes_ {list(classes)[:10]}: "
-                         f"{sorted(set(np.asarray(y)[bad].tolist()), key=str)[:10]}")
+        raise ValueError(
+            f"{who}: y holds labels not among classes_ {list(classes)[:10]}: "
+            f"{sorted(set(np.asarray(y)[bad].tolist()), key=str)[:10]}"
+        )
     return codes.astype(np.int64)

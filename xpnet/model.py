@@ -72,7 +72,7 @@ def init_params_host(spec: Spec, rng: np.random.Generator) -> list[tuple[np.ndar
     """
     kind = spec.resolved_init
     params = []
-    for (wshape, bshape) in spec.param_shapes():
+    for wshape, bshape in spec.param_shapes():
         _, fan_out, fan_in = wshape
         if kind == "normal":
             w = rng.standard_normal(wshape)
@@ -132,11 +132,12 @@ def forward_pass(ops, layers, x, spec: Spec, h=None, a=None, masks=None, scale=1
     logits (n, classes)).
     """
     act, acts, hs = x, [x], []
-    for l, (Wt, b) in enumerate(layers[:-1]):
-        z = ops.dense(spec.activation, act, Wt, b, out=h[l + 1] if h is not None else None,
-                      alpha=scale if l == 0 else 1.0)
+    for i, (Wt, b) in enumerate(layers[:-1]):
+        z = ops.dense(
+            spec.activation, act, Wt, b, out=h[i + 1] if h is not None else None, alpha=scale if i == 0 else 1.0
+        )
         hs.append(z)
-        act = z if masks is None else ops.multiply(z, masks[l], out=a[l + 1] if a is not None else None)
+        act = z if masks is None else ops.multiply(z, masks[i], out=a[i + 1] if a is not None else None)
         acts.append(act)
     Wt, b = layers[-1]
     alpha = scale if len(layers) == 1 else 1.0
@@ -144,8 +145,20 @@ def forward_pass(ops, layers, x, spec: Spec, h=None, a=None, masks=None, scale=1
     return acts, hs, z
 
 
-def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, masks=None, input_grad=False,
-                  bias_target=None, bias_sum=None):
+def backward_pass(
+    ops,
+    layers,
+    acts,
+    hs,
+    d,
+    spec: Spec,
+    consume,
+    errors=None,
+    masks=None,
+    input_grad=False,
+    bias_target=None,
+    bias_sum=None,
+):
     """Backward pass from the output error d = dLoss/dZ (n, classes), top layer first.
 
     For each layer: dA = d @ W (with the layer's W before ``consume`` may change it), then
@@ -159,20 +172,20 @@ def backward_pass(ops, layers, acts, hs, d, spec: Spec, consume, errors=None, ma
     ``errors``: buffers (n, size) per layer for those errors (None: new arrays).
     Returns dLoss/dx (n, in) when ``input_grad``, else None.
     """
-    for l in range(len(layers) - 1, -1, -1):
-        Wt, _ = layers[l]
+    for i in range(len(layers) - 1, -1, -1):
+        Wt, _ = layers[i]
         dA = None
-        if l > 0 or input_grad:
-            dA = ops.matmul(d, Wt.T, out=errors[l] if errors is not None and l > 0 else None)
-        consume(l, d, acts[l], bias_sum)
-        if l == 0:
+        if i > 0 or input_grad:
+            dA = ops.matmul(d, Wt.T, out=errors[i] if errors is not None and i > 0 else None)
+        consume(i, d, acts[i], bias_sum)
+        if i == 0:
             return dA
         if masks is not None:
-            dA = ops.multiply(dA, masks[l - 1], out=dA)
+            dA = ops.multiply(dA, masks[i - 1], out=dA)
         if bias_target is None:
-            d = ops.activation_grad(spec.activation, dA, hs[l - 1], out=dA)
+            d = ops.activation_grad(spec.activation, dA, hs[i - 1], out=dA)
         else:
-            d, bias_sum = ops.activation_grad_sum(spec.activation, dA, hs[l - 1], dA, *bias_target(l - 1))
+            d, bias_sum = ops.activation_grad_sum(spec.activation, dA, hs[i - 1], dA, *bias_target(i - 1))
     return None
 
 
@@ -181,8 +194,8 @@ def gradients(ops, layers, acts, hs, d, spec: Spec, masks=None, input_grad=False
     (and dLoss/dx (n, in) when ``input_grad``)."""
     grads = [None] * len(layers)
 
-    def keep(l, e, A, bias_sum):
-        grads[l] = (ops.matmul(A.T, e), ops.sum(e, 0))
+    def keep(i, e, A, bias_sum):
+        grads[i] = (ops.matmul(A.T, e), ops.sum(e, 0))
 
     dx = backward_pass(ops, layers, acts, hs, d, spec, keep, masks=masks, input_grad=input_grad)
     return (grads, dx) if input_grad else grads

@@ -41,8 +41,10 @@ def build(spec: Spec, params, classes=None, name: str = "xpnet"):
     dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
     init, nodes, x = [], [], "input"
     for i, (W, b) in enumerate(params):
-        init += [numpy_helper.from_array(np.asarray(W[0], dtype), f"W{i}"),
-                 numpy_helper.from_array(np.asarray(b[0, :, 0], dtype), f"b{i}")]
+        init += [
+            numpy_helper.from_array(np.asarray(W[0], dtype), f"W{i}"),
+            numpy_helper.from_array(np.asarray(b[0, :, 0], dtype), f"b{i}"),
+        ]
         z = f"z{i}" if i < len(params) - 1 else "logits"
         nodes.append(helper.make_node("Gemm", [x, f"W{i}", f"b{i}"], [z], transB=1))
         if i < len(params) - 1:
@@ -50,14 +52,23 @@ def build(spec: Spec, params, classes=None, name: str = "xpnet"):
             nodes.append(helper.make_node(HIDDEN_OPS[spec.activation], [z], [x]))
     nodes += _probabilities(helper, numpy_helper, init, spec.output)
     label_elem = _labels(numpy_helper, init, classes, spec.sizes[-1])
-    nodes += [helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
-              helper.make_node("Gather", ["classes", "index"], ["label"], axis=0)]
+    nodes += [
+        helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
+        helper.make_node("Gather", ["classes", "index"], ["label"], axis=0),
+    ]
     graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("input", elem, ["N", spec.sizes[0]])],
-        [helper.make_tensor_value_info("probabilities", elem, ["N", spec.sizes[-1]]),
-         helper.make_tensor_value_info("label", label_elem, ["N"])], init)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xpnet",
-                          ir_version=IR_VERSION)
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", elem, ["N", spec.sizes[0]])],
+        [
+            helper.make_tensor_value_info("probabilities", elem, ["N", spec.sizes[-1]]),
+            helper.make_tensor_value_info("label", label_elem, ["N"]),
+        ],
+        init,
+    )
+    m = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xpnet", ir_version=IR_VERSION
+    )
     onnx.checker.check_model(m)
     return m
 
@@ -67,9 +78,11 @@ def _probabilities(helper, numpy_helper, init: list, output: str) -> list:
     if output == "softmax":
         return [helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
     init.append(numpy_helper.from_array(np.array([1], np.int64), "class_axis"))
-    return [helper.make_node("Sigmoid", ["logits"], ["outputs"]),
-            helper.make_node("ReduceSum", ["outputs", "class_axis"], ["total"], keepdims=1),
-            helper.make_node("Div", ["outputs", "total"], ["probabilities"])]
+    return [
+        helper.make_node("Sigmoid", ["logits"], ["outputs"]),
+        helper.make_node("ReduceSum", ["outputs", "class_axis"], ["total"], keepdims=1),
+        helper.make_node("Div", ["outputs", "total"], ["probabilities"]),
+    ]
 
 
 def _labels(numpy_helper, init: list, classes, k: int) -> int:

@@ -66,8 +66,8 @@ class Hyper:
             if self.name == "nesterov":
                 s["neg_lr_mu"] = -lr * self.momentum
         elif self.name in ("adam", "adamw"):
-            s["step"] = -lr * (1.0 / (1.0 - self.beta1 ** t))
-            s["c2"] = 1.0 / (1.0 - self.beta2 ** t)
+            s["step"] = -lr * (1.0 / (1.0 - self.beta1**t))
+            s["c2"] = 1.0 / (1.0 - self.beta2**t)
             if self.name == "adamw" and self.weight_decay:
                 s["decay"] = 1.0 - lr * self.weight_decay
         return s
@@ -80,8 +80,15 @@ class Hyper:
     def coefficients(self, s, is_weight: bool) -> dict:
         """The coefficients of ``Ops.optimizer_update`` for a weight or a bias, from the step's
         scalars ``s`` (``step_scalars``) and the settings."""
-        c = {"l2c": self.l2 / self.n_train if is_weight and self.l2 else 0.0, "mu": self.momentum,
-             "b1": self.beta1, "b1c": 1.0 - self.beta1, "b2": self.beta2, "b2c": 1.0 - self.beta2, "eps": self.eps}
+        c = {
+            "l2c": self.l2 / self.n_train if is_weight and self.l2 else 0.0,
+            "mu": self.momentum,
+            "b1": self.beta1,
+            "b1c": 1.0 - self.beta1,
+            "b2": self.beta2,
+            "b2c": 1.0 - self.beta2,
+            "eps": self.eps,
+        }
         for name in ("neg_lr", "neg_lr_mu", "step", "c2"):
             if name in s:
                 c[name] = s[name]

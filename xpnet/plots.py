@@ -44,8 +44,10 @@ def check_output(flag: str, path, folder: bool = False) -> Path:
             if path.is_dir():
                 raise UserError(f"{flag} {path}: is a directory; give a file name such as {path / 'picture.png'}")
             if path.suffix[1:].lower() not in formats:
-                raise UserError(f"{flag} {path}: unknown picture format {path.suffix or '(no extension)'}; "
-                                f"use one of {', '.join('.' + f for f in sorted(formats))}")
+                raise UserError(
+                    f"{flag} {path}: unknown picture format {path.suffix or '(no extension)'}; "
+                    f"use one of {', '.join('.' + f for f in sorted(formats))}"
+                )
             if path.exists() and not os.access(path, os.W_OK):
                 raise UserError(f"{flag} {path}: the file is not writable")
         if not where.is_dir():
@@ -103,9 +105,11 @@ def read_log(path) -> list[dict]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise UserError(f"--log {path}: line {line} is not UTF-8 text") from None
-    history = [_epoch_record(line, f"--log {path}: line {k}") for k, line in enumerate(text.splitlines(), 1) if line.strip()]
+    history = [
+        _epoch_record(line, f"--log {path}: line {k}") for k, line in enumerate(text.splitlines(), 1) if line.strip()
+    ]
     if not history:
         raise UserError(f"--log {path}: no epochs in the file")
     return history
@@ -128,8 +132,16 @@ def _epoch_record(line: str, where: str) -> dict:
         v = row.get(key)
         if v is None and key not in ("epoch", "loss"):
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi or (key == "epoch" and v != int(v)):
-            raise UserError(f"{where}: {key} {json.dumps(v)[:40]} is not a {'whole ' if key == 'epoch' else ''}number in {lo}..{hi:g}")
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not lo <= v <= hi
+            or (key == "epoch" and v != int(v))
+        ):
+            raise UserError(
+                f"{where}: {key} {json.dumps(v)[:40]} is not a "
+                f"{'whole ' if key == 'epoch' else ''}number in {lo}..{hi:g}"
+            )
         record[key] = v
     return record
 
@@ -165,8 +177,20 @@ def confusion(labels, preds, num_classes: int, path) -> Path:
     ax.imshow(np.log1p(m), cmap="Blues")
     for i in range(num_classes):
         for j in range(num_classes):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if m[i, j] > m.max() / 3 else "black")
-    ax.set(xlabel="predicted", ylabel="true", xticks=range(num_classes), yticks=range(num_classes),
-           title=f"test set: {int(np.trace(m))}/{int(m.sum())} correct")
+            ax.text(
+                j,
+                i,
+                str(m[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if m[i, j] > m.max() / 3 else "black",
+            )
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(num_classes),
+        yticks=range(num_classes),
+        title=f"test set: {int(np.trace(m))}/{int(m.sum())} correct",
+    )
     return _save(fig, path)

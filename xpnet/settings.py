@@ -18,8 +18,22 @@ from . import augment, model, optim
 from .backends import BACKENDS, DTYPES
 from .errors import UserError, flag, named
 
-__all__ = ["GROUPS", "PATHS", "RANGES", "SETTINGS", "Range", "Setting", "TrainConfig", "check_nonempty",
-           "check_ranges", "flag", "named", "nonempty", "parse_sizes", "sizes_text"]
+__all__ = [
+    "GROUPS",
+    "PATHS",
+    "RANGES",
+    "SETTINGS",
+    "Range",
+    "Setting",
+    "TrainConfig",
+    "check_nonempty",
+    "check_ranges",
+    "flag",
+    "named",
+    "nonempty",
+    "parse_sizes",
+    "sizes_text",
+]
 
 
 class Range(typing.NamedTuple):
@@ -33,7 +47,9 @@ class Range(typing.NamedTuple):
         """UserError naming ``label`` unless ``value`` is in the range (ints are always finite)."""
         finite = isinstance(value, int) or math.isfinite(value)
         if not (finite and (value > self.lo if self.above else value >= self.lo) and value <= self.hi):
-            bound = f"between {self.lo} and {self.hi}" if self.hi < math.inf else f"{'>' if self.above else '>='} {self.lo}"
+            bound = (
+                f"between {self.lo} and {self.hi}" if self.hi < math.inf else f"{'>' if self.above else '>='} {self.lo}"
+            )
             raise UserError(f"{label} {value}: must be a number {bound}")
 
 
@@ -77,76 +93,162 @@ class TrainConfig:
 
     # network
     layers: tuple[int, ...] | None = _setting(
-        None, "all layer sizes, input first, e.g. 784,100,10 (checked against the data)", "network",
-        metavar="SIZES", api=False)
+        None,
+        "all layer sizes, input first, e.g. 784,100,10 (checked against the data)",
+        "network",
+        metavar="SIZES",
+        api=False,
+    )
     hidden: tuple[int, ...] = _setting(
-        (512, 256), "hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data", "network",
-        metavar="SIZES")
+        (512, 256),
+        "hidden sizes only, e.g. 100,30 or '' for none; input and output come from the data",
+        "network",
+        metavar="SIZES",
+    )
     activation: str = _setting("relu", "activation of the hidden layers", "network", choices=model.ACTIVATIONS)
-    output: str = _setting("softmax", "softmax + cross-entropy, or sigmoid + quadratic cost", "network",
-                           choices=model.OUTPUTS)
-    init: str = _setting("auto", "weight initialisation (default auto: he for relu, xavier otherwise)", "network",
-                         choices=("auto",) + model.INITS)
+    output: str = _setting(
+        "softmax", "softmax + cross-entropy, or sigmoid + quadratic cost", "network", choices=model.OUTPUTS
+    )
+    init: str = _setting(
+        "auto",
+        "weight initialisation (default auto: he for relu, xavier otherwise)",
+        "network",
+        choices=("auto",) + model.INITS,
+    )
     # optimiser
     optimizer: str = _setting("sgd", "update rule", "optimiser", choices=optim.OPTIMIZERS)
     lr: float = _setting(0.2, "learning rate, > 0", "optimiser", range=Range(0, above=True))
-    lr_schedule: str = _setting("cosine", "learning-rate schedule, evaluated every step", "optimiser",
-                                choices=optim.SCHEDULES)
+    lr_schedule: str = _setting(
+        "cosine", "learning-rate schedule, evaluated every step", "optimiser", choices=optim.SCHEDULES
+    )
     warmup: float = _setting(0.0, "epochs of linear learning-rate warm-up", "optimiser", range=Range(0))
-    momentum: float = _setting(0.9, "momentum coefficient of momentum and nesterov, 0 to 0.999", "optimiser",
-                               range=Range(0, 0.999))
+    momentum: float = _setting(
+        0.9, "momentum coefficient of momentum and nesterov, 0 to 0.999", "optimiser", range=Range(0, 0.999)
+    )
     weight_decay: float = _setting(0.0, "adamw's decoupled weight decay", "optimiser", range=Range(0))
     batch_size: int = _setting(32, "training images per step", "optimiser", range=Range(1))
     epochs: int = _setting(20, "passes over the training images", "optimiser", range=Range(0))
-    seed: int = _setting(0, "seed of the one host random generator, >= 0", "optimiser", range=Range(0), api=False,
-                         swept="each trial's seed is its trial number")
+    seed: int = _setting(
+        0,
+        "seed of the one host random generator, >= 0",
+        "optimiser",
+        range=Range(0),
+        api=False,
+        swept="each trial's seed is its trial number",
+    )
     # regularisation
-    l2: float = _setting(0.0, "L2 weight decay lambda: each step scales W by 1 - lr*lambda/n", "regularisation",
-                         range=Range(0))
+    l2: float = _setting(
+        0.0, "L2 weight decay lambda: each step scales W by 1 - lr*lambda/n", "regularisation", range=Range(0)
+    )
     dropout: float = _setting(0.0, "dropout rate on hidden layers, 0 to 0.95", "regularisation", range=Range(0, 0.95))
     max_norm: float = _setting(0.0, "cap on each unit's incoming weight norm; 0: off", "regularisation", range=Range(0))
-    label_smoothing: float = _setting(0.0, "mass moved from the label to all classes evenly, 0 to 0.5",
-                                      "regularisation", range=Range(0, 0.5))
-    augment: str = _setting("none", "on-device augmentation of training batches", "regularisation",
-                            choices=augment.KINDS)
+    label_smoothing: float = _setting(
+        0.0, "mass moved from the label to all classes evenly, 0 to 0.5", "regularisation", range=Range(0, 0.5)
+    )
+    augment: str = _setting(
+        "none", "on-device augmentation of training batches", "regularisation", choices=augment.KINDS
+    )
     early_stop: int = _setting(
-        0, "stop when validation accuracy has not improved for N epochs; keep the best; 0: off", "regularisation",
-        range=Range(0), metavar="N")
+        0,
+        "stop when validation accuracy has not improved for N epochs; keep the best; 0: off",
+        "regularisation",
+        range=Range(0),
+        metavar="N",
+    )
     # data
-    data_dir: str | None = _setting(None, "folder with the four IDX files (default: the bundled MNIST)", "data",
-                                    metavar="DIR", api=False, swept="every trial trains on the same data", fixed=True,
-                                    path=True)
-    validation: int = _setting(10000, "hold out the last N training images for validation; 0: none", "data",
-                               range=Range(0), api=False,
-                               swept="every trial is scored on the same validation split", fixed=True)
-    dtype: str = _setting("float32", "floating-point type of the parameters and the arithmetic", "data",
-                          choices=DTYPES)
+    data_dir: str | None = _setting(
+        None,
+        "folder with the four IDX files (default: the bundled MNIST)",
+        "data",
+        metavar="DIR",
+        api=False,
+        swept="every trial trains on the same data",
+        fixed=True,
+        path=True,
+    )
+    validation: int = _setting(
+        10000,
+        "hold out the last N training images for validation; 0: none",
+        "data",
+        range=Range(0),
+        api=False,
+        swept="every trial is scored on the same validation split",
+        fixed=True,
+    )
+    dtype: str = _setting("float32", "floating-point type of the parameters and the arithmetic", "data", choices=DTYPES)
     # outputs
-    save: str | None = _setting(None, "write the model (and resumable training state) to this .npz file", "outputs",
-                                metavar="PATH", api=False, swept="each trial's checkpoint is written to its own folder",
-                                path=True)
-    log: str | None = _setting(None, "append one JSON object per epoch to this file", "outputs", metavar="PATH",
-                               api=False, swept="each trial's log is written to its own folder", path=True)
-    plots: str | None = _setting(None, "after training, draw curves.png, confusion.png and mistakes.png here",
-                                 "outputs", metavar="DIR", api=False, swept="a sweep draws no pictures", path=True)
+    save: str | None = _setting(
+        None,
+        "write the model (and resumable training state) to this .npz file",
+        "outputs",
+        metavar="PATH",
+        api=False,
+        swept="each trial's checkpoint is written to its own folder",
+        path=True,
+    )
+    log: str | None = _setting(
+        None,
+        "append one JSON object per epoch to this file",
+        "outputs",
+        metavar="PATH",
+        api=False,
+        swept="each trial's log is written to its own folder",
+        path=True,
+    )
+    plots: str | None = _setting(
+        None,
+        "after training, draw curves.png, confusion.png and mistakes.png here",
+        "outputs",
+        metavar="DIR",
+        api=False,
+        swept="a sweep draws no pictures",
+        path=True,
+    )
     quiet: bool = _setting(False, "no progress bar", "outputs", api=False, swept="a sweep prints one line per trial")
     # device
-    backend: str | None = _setting(None, "array library (default: cupy when --device picks a GPU, else numpy)",
-                                   "device", choices=BACKENDS, api=False,
-                                   swept="the backend is chosen per worker (xpnet sweep run --backend)", fixed=True)
-    device: str = _setting("auto", "where to compute (default auto: a CUDA GPU when usable, else the CPU)", "device",
-                           metavar=_DEVICE_METAVAR, api=False,
-                           swept="the device is chosen per worker (xpnet sweep run --device)", fixed=True)
+    backend: str | None = _setting(
+        None,
+        "array library (default: cupy when --device picks a GPU, else numpy)",
+        "device",
+        choices=BACKENDS,
+        api=False,
+        swept="the backend is chosen per worker (xpnet sweep run --backend)",
+        fixed=True,
+    )
+    device: str = _setting(
+        "auto",
+        "where to compute (default auto: a CUDA GPU when usable, else the CPU)",
+        "device",
+        metavar=_DEVICE_METAVAR,
+        api=False,
+        swept="the device is chosen per worker (xpnet sweep run --device)",
+        fixed=True,
+    )
     threads: int = _setting(
-        0, "CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every "
-        "0.2 s)", "device", range=Range(0, 4096), metavar="N",
-        swept="threads are set per worker (xpnet sweep run --threads)")
-    tf32: bool = _setting(False, "allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant "
-                          "digits (default: off, full float32)", "device", swept="the device is chosen per worker",
-                          fixed=True)
-    cuda_graph: bool = _setting(True, "on CuPy, run every step eagerly instead of replaying each chunk of full-batch "
-                                "steps as one captured CUDA graph (default: graphs on)", "device", off_flag=True,
-                                swept="the device is chosen per worker", fixed=True)
+        0,
+        "CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)",
+        "device",
+        range=Range(0, 4096),
+        metavar="N",
+        swept="threads are set per worker (xpnet sweep run --threads)",
+    )
+    tf32: bool = _setting(
+        False,
+        "allow TensorFloat-32 matrix multiplies on a CUDA GPU: faster, about 3 significant "
+        "digits (default: off, full float32)",
+        "device",
+        swept="the device is chosen per worker",
+        fixed=True,
+    )
+    cuda_graph: bool = _setting(
+        True,
+        "on CuPy, run every step eagerly instead of replaying each chunk of full-batch "
+        "steps as one captured CUDA graph (default: graphs on)",
+        "device",
+        off_flag=True,
+        swept="the device is chosen per worker",
+        fixed=True,
+    )
 
     def check(self) -> None:
         """Reject values no run can use, naming the setting in the caller's words (``named``)."""
@@ -162,8 +264,9 @@ class TrainConfig:
             if sizes is not None and any(s < 1 for s in sizes):
                 raise UserError(f"{named(name)} {sizes_text(sizes)}: sizes must be >= 1")
         if self.layers is not None and len(self.layers) < 2:
-            raise UserError(f"{named('layers')} {sizes_text(self.layers) or repr('')}: need at least an input and an "
-                            "output size")
+            raise UserError(
+                f"{named('layers')} {sizes_text(self.layers) or repr('')}: need at least an input and an output size"
+            )
         if self.early_stop and not self.validation:
             raise UserError(f"{named('early_stop')} needs a validation split ({named('validation')} N > 0)")
         self._check_paths()
@@ -205,7 +308,8 @@ _HINTS = typing.get_type_hints(TrainConfig)
 # every setting by name, in TrainConfig's order
 SETTINGS: dict[str, Setting] = {
     f.name: dataclasses.replace(f.metadata["setting"], name=f.name, kind=_kind(_HINTS[f.name]), default=f.default)
-    for f in dataclasses.fields(TrainConfig)}
+    for f in dataclasses.fields(TrainConfig)
+}
 RANGES = {name: s.range for name, s in SETTINGS.items() if s.range is not None}
 PATHS = tuple(name for name, s in SETTINGS.items() if s.path)
 

@@ -87,7 +87,8 @@ class Space:
     pruner: str = "median"
 
     def suggest(self, trial) -> dict:
-        """The trial's settings: the fixed ones and the suggested ones (a swept ``hidden`` replaces fixed ``layers``)."""
+        """The trial's settings: the fixed ones and the suggested ones (a swept ``hidden``
+        replaces fixed ``layers``)."""
         values = {p.name: p.value(p.suggest(trial)) for p in self.params}
         out = self.train | values
         if "hidden" in values and "layers" not in values:
@@ -100,9 +101,12 @@ class Space:
 
     def to_dict(self) -> dict:
         """A JSON-ready form, stored in the study for its workers (``from_dict`` reads it back)."""
-        return {"params": [dataclasses.asdict(p) | {"choices": list(p.choices)} for p in self.params],
-                "train": {k: list(v) if isinstance(v, tuple) else v for k, v in self.train.items()},
-                "sampler": self.sampler, "pruner": self.pruner}
+        return {
+            "params": [dataclasses.asdict(p) | {"choices": list(p.choices)} for p in self.params],
+            "train": {k: list(v) if isinstance(v, tuple) else v for k, v in self.train.items()},
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+        }
 
     @staticmethod
     def from_dict(d: dict) -> Space:
@@ -121,11 +125,16 @@ def load(path: str) -> Space:
             raise UserError(f"{origin}: [train] {flag(name)[2:]}: set by the sweep ({NOT_SWEPT[name]})")
     sweep = doc.get("sweep")
     if not isinstance(sweep, dict) or not isinstance(sweep.get("params"), dict) or not sweep["params"]:
-        raise UserError(f"{origin}: no [sweep.params] table: name at least one setting to search, e.g. lr = {{low = 0.01, high = 1.0, log = true}}")
+        raise UserError(
+            f"{origin}: no [sweep.params] table: name at least one setting to search, e.g. lr = "
+            f"{{low = 0.01, high = 1.0, log = true}}"
+        )
     for key in sweep:
         if key not in ("params", "sampler", "pruner"):
             raise UserError(f"{origin}: unknown key {key!r} in [sweep]; expected params, sampler, pruner")
-    sampler, pruner = (_choice(origin, sweep, key, allowed) for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS)))
+    sampler, pruner = (
+        _choice(origin, sweep, key, allowed) for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS))
+    )
     params = [_param(origin, key, value) for key, value in sweep["params"].items()]
     if len({p.name for p in params}) < len(params):
         raise UserError(f"{origin}: [sweep.params] names a setting twice (dashes and underscores are the same)")
@@ -133,7 +142,10 @@ def load(path: str) -> Space:
     if sampler == "grid":
         for p in params:
             if (p.kind == "float" and p.step is None) or p.log:
-                raise UserError(f"{origin}: sweep.params.{p.name}: the grid sampler needs choices or a range with a step (and no log)")
+                raise UserError(
+                    f"{origin}: sweep.params.{p.name}: the grid sampler needs choices or a range "
+                    "with a step (and no log)"
+                )
     return space
 
 
@@ -153,7 +165,9 @@ def _fixed(origin: str, train: dict) -> dict:
     except UserError as e:
         raise UserError(f"{origin}: [train]: {e}") from None
     if cfg_values["validation"] == 0 or cfg_values["epochs"] == 0:
-        raise UserError(f"{origin}: [train] validation and epochs must be > 0: a trial is scored by its validation accuracy")
+        raise UserError(
+            f"{origin}: [train] validation and epochs must be > 0: a trial is scored by its validation accuracy"
+        )
     if train.get("data_dir"):
         train = train | {"data_dir": os.path.abspath(train["data_dir"])}
     return train
@@ -163,7 +177,9 @@ def _param(origin: str, key: str, value) -> Param:
     """One entry of [sweep.params], checked: a range table or a list of choices."""
     name, where = key.replace("-", "_"), f"{origin}: sweep.params.{key}"
     if name not in SETTINGS:
-        raise UserError(f"{where}: not a setting; settings are {', '.join(flag(n)[2:] for n in SETTINGS if n not in NOT_SWEPT)}")
+        raise UserError(
+            f"{where}: not a setting; settings are {', '.join(flag(n)[2:] for n in SETTINGS if n not in NOT_SWEPT)}"
+        )
     if name in NOT_SWEPT:
         raise UserError(f"{where}: not swept ({NOT_SWEPT[name]})")
     if isinstance(value, dict):
@@ -174,7 +190,10 @@ def _param(origin: str, key: str, value) -> Param:
             raise UserError(f"{where}: a choice is listed twice")
         param = Param(name, "choice", choices=tuple(values))
     else:
-        raise UserError(f"{where}: expected a range {{low = ..., high = ...[, log = true][, step = ...]}} or a non-empty list of choices")
+        raise UserError(
+            f"{where}: expected a range {{low = ..., high = ...[, log = true][, step = ...]}} or "
+            "a non-empty list of choices"
+        )
     if name == "epochs" and min(param.choices or (param.low,)) < 1:
         raise UserError(f"{where}: every trial needs epochs >= 1 (it is scored by its validation accuracy)")
     return param
@@ -186,8 +205,13 @@ def _range(where: str, name: str, table: dict) -> Param:
         raise UserError(f"{where}: {flag(name)} is not a number: give a list of choices")
     unknown = next((k for k in table if k not in ("low", "high", "log", "step")), None)
     if unknown is not None or "low" not in table or "high" not in table:
-        raise UserError(f"{where}: expected keys low, high and optionally log or step" + (f", not {unknown!r}" if unknown else ""))
-    low, high = (config.setting(f"{where}.{k} = {config.toml_value(table[k]):.40}", table[k], kind, None) for k in ("low", "high"))
+        raise UserError(
+            f"{where}: expected keys low, high and optionally log or step" + (f", not {unknown!r}" if unknown else "")
+        )
+    low, high = (
+        config.setting(f"{where}.{k} = {config.toml_value(table[k]):.40}", table[k], kind, None)
+        for k in ("low", "high")
+    )
     if name in RANGES:
         for k, v in (("low", low), ("high", high)):
             RANGES[name].check(f"{where}.{k}", v)

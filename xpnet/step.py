@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import augment, model, optim, rand
 
-DROPOUT_STREAM = 0xD0  # rand stream of hidden layer l's dropout masks: DROPOUT_STREAM + l - 1
+DROPOUT_STREAM = 0xD0  # rand stream of hidden layer i's dropout masks: DROPOUT_STREAM + i - 1
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class Recipe:
         if self.augment == "elastic":
             s["field"] = rand.key(self.seed, augment.FIELD_STREAM, counter)
         if self.dropout:
-            for l in range(1, len(spec.sizes) - 1):
-                s[f"drop{l}"] = rand.key(self.seed, DROPOUT_STREAM + l - 1, counter)
+            for i in range(1, len(spec.sizes) - 1):
+                s[f"drop{i}"] = rand.key(self.seed, DROPOUT_STREAM + i - 1, counter)
         return s
 
 
@@ -71,17 +71,17 @@ class Buffers:
         sizes, L = spec.sizes, len(spec.sizes) - 1
         fm = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
 
-        def layer(l):
-            return ops.buffer((n, sizes[l]), like, transposed=fm[l])
+        def layer(i):
+            return ops.buffer((n, sizes[i]), like, transposed=fm[i])
 
         hidden = range(1, L)
-        self.h = [None] + [layer(l) for l in hidden]
-        self.errors = [None] + [layer(l) for l in hidden] + [layer(L)]
+        self.h = [None] + [layer(i) for i in hidden]
+        self.errors = [None] + [layer(i) for i in hidden] + [layer(L)]
         self.a = self.masks = self.streams = None
         if recipe.dropout:
-            self.a = [None] + [layer(l) for l in hidden]
-            self.masks = [None] + [layer(l) for l in hidden]
-            self.streams = [None] + [rand.Stream(ops, like, (n, sizes[l]), transposed=fm[l]) for l in hidden]
+            self.a = [None] + [layer(i) for i in hidden]
+            self.masks = [None] + [layer(i) for i in hidden]
+            self.streams = [None] + [rand.Stream(ops, like, (n, sizes[i]), transposed=fm[i]) for i in hidden]
         self.gW = self.gb = [None] * L
         if not recipe.hyper.fused:
             self.gW = [ops.buffer(Wt.shape, Wt, transposed=ops.is_transposed(Wt)) for Wt, _ in net.layers]
@@ -91,8 +91,7 @@ class Buffers:
             self.plan = augment.Plan(ops, like, n, recipe.image_shape, recipe.augment)
 
 
-def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x, y, s: dict,
-               logits=None, scale=1.0):
+def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x, y, s: dict, logits=None, scale=1.0):
     """One optimiser step on the batch x (n, in) (rows: pixels times ``scale`` are the
     inputs) with targets y (n, classes); ``s``: the step's scalars (``Recipe.scalars``).
     Updates ``net`` (in place where the op set writes in place). Returns the logits
@@ -102,8 +101,10 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     masks = None
     if recipe.dropout:
         keep = 1.0 - recipe.dropout
-        masks = [bufs.streams[l].keep_mask(ops, s[f"drop{l}"], keep, x.dtype, out=bufs.masks[l])
-                 for l in range(1, len(spec.sizes) - 1)]
+        masks = [
+            bufs.streams[i].keep_mask(ops, s[f"drop{i}"], keep, x.dtype, out=bufs.masks[i])
+            for i in range(1, len(spec.sizes) - 1)
+        ]
     acts, hs, z = model.forward_pass(ops, net.layers, x, spec, bufs.h, bufs.a, masks, scale, logits, output_bias=False)
     # the gradient of the mean loss is 1/n times the error's; plain SGD multiplies it by the rate
     # too, so that each update is the gradient's own GEMM: the factor (``err_scale``) goes into
@@ -112,29 +113,31 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     grad_scale = factor if ops.scale_in_gemm else 1.0
     hp = recipe.hyper
 
-    def bias_target(l):
-        """Where layer l's bias gradient is summed, as it is computed: (array, alpha, beta)."""
+    def bias_target(i):
+        """Where layer i's bias gradient is summed, as it is computed: (array, alpha, beta)."""
         if hp.fused:  # plain SGD: into b itself, b <- b - (lr/n) sum(d)
             alpha, beta = hp.sgd_coefficients(s, False)
-            return net.layers[l][1], alpha * grad_scale, beta
-        return bufs.gb[l], grad_scale, None
+            return net.layers[i][1], alpha * grad_scale, beta
+        return bufs.gb[i], grad_scale, None
 
-    def update(l, e, A, bias_sum):
-        _update(ops, recipe, net, bufs, s, l, e, A, grad_scale * (scale if l == 0 else 1.0), grad_scale, bias_sum)
+    def update(i, e, A, bias_sum):
+        _update(ops, recipe, net, bufs, s, i, e, A, grad_scale * (scale if i == 0 else 1.0), grad_scale, bias_sum)
 
     top = len(net.layers) - 1
-    z, d, bias_sum = ops.logits_and_error(spec.output, z, net.layers[top][1], y, 1.0 if ops.scale_in_gemm else factor,
-                                          bufs.errors[-1], *bias_target(top))
-    model.backward_pass(ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks, bias_target=bias_target,
-                        bias_sum=bias_sum)
+    z, d, bias_sum = ops.logits_and_error(
+        spec.output, z, net.layers[top][1], y, 1.0 if ops.scale_in_gemm else factor, bufs.errors[-1], *bias_target(top)
+    )
+    model.backward_pass(
+        ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks, bias_target=bias_target, bias_sum=bias_sum
+    )
     return z
 
 
-def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A, w_scale, b_scale, bias_sum) -> None:
-    """Layer l's optimiser step from its error d (n, out) and input A (n, in): the gradients
+def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, i: int, d, A, w_scale, b_scale, bias_sum) -> None:
+    """Layer i's optimiser step from its error d (n, out) and input A (n, in): the gradients
     are dW^T = w_scale * A^T @ d and db = b_scale * (the sum of d over the batch); ``bias_sum``:
     the bias's sum already taken where the backward pass fused it (``bias_target``), else None."""
-    Wt, b = net.layers[l]
+    Wt, b = net.layers[i]
     hp = recipe.hyper
     if hp.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in the scales or in d
         alpha, beta = hp.sgd_coefficients(s, True)
@@ -144,15 +147,15 @@ def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, l: int, d, A,
             bias_sum = ops.sum(d, 0, out=b, alpha=alpha * b_scale, beta=beta)
         b = bias_sum
     else:
-        gW = ops.matmul(A.T, d, out=bufs.gW[l], alpha=w_scale)
-        gb = bias_sum if bias_sum is not None else ops.sum(d, 0, out=bufs.gb[l], alpha=b_scale)
-        sW, sb = net.slots[l]
+        gW = ops.matmul(A.T, d, out=bufs.gW[i], alpha=w_scale)
+        gb = bias_sum if bias_sum is not None else ops.sum(d, 0, out=bufs.gb[i], alpha=b_scale)
+        sW, sb = net.slots[i]
         Wt, sW = hp.update(ops, Wt, gW, sW, s, True)
         b, sb = hp.update(ops, b, gb, sb, s, False)
-        net.slots[l] = [sW, sb]
+        net.slots[i] = [sW, sb]
     if recipe.max_norm:
         Wt = optim.max_norm(ops, Wt, recipe.max_norm)
-    net.layers[l] = (Wt, b)
+    net.layers[i] = (Wt, b)
 
 
 class Chunk:
@@ -170,8 +173,10 @@ class Chunk:
 
     def rows(self, ops, rows: int) -> dict:
         """The first ``rows`` rows of raw, x and y (None where there are no buffers)."""
-        return {name: None if buf is None else ops.slice(buf, 0, rows)
-                for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y))}
+        return {
+            name: None if buf is None else ops.slice(buf, 0, rows)
+            for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y))
+        }
 
     @staticmethod
     def blocks(ops, flat, k: int, bs: int, classes: int):
@@ -186,12 +191,23 @@ class Steps:
     is all N rows. Holds the buffers (per batch size), on JAX the compiled chunk, and with
     ``graphs`` on an op set that has them (CuPy) each chunk shape's captured CUDA graph."""
 
-    def __init__(self, ops, spec: model.Spec, recipe: Recipe, X, Y, batch_size: int, per_call: int | None = None,
-                 graphs: bool = False):
+    def __init__(
+        self,
+        ops,
+        spec: model.Spec,
+        recipe: Recipe,
+        X,
+        Y,
+        batch_size: int,
+        per_call: int | None = None,
+        graphs: bool = False,
+    ):
         self.ops, self.spec, self.recipe = ops, spec, recipe
         self.X, self.Y, self.batch_size = X, Y, min(batch_size, X.shape[0])  # buffers are sized by it
         row_bytes = X.shape[1] * _itemsize(ops, X) + Y.shape[1] * _itemsize(ops, Y)
-        self.per_call = per_call or ops.steps_per_call(self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size)
+        self.per_call = per_call or ops.steps_per_call(
+            self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size
+        )
         self.graphs = graphs and ops.graphs
         self._buffers, self._chunk, self._inputs, self._graphs = {}, None, {}, {}
         self._run = ops.compile(self._steps, static_argnames=("k", "bs"), donate_argnames=("state",))
@@ -227,8 +243,9 @@ class Steps:
             rows = min(self.per_call * self.batch_size, self.X.shape[0])  # a chunk's steps never pass the epoch's end
             self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, rows)
         inputs = ops.step_inputs(scalars, self.Y.dtype, self._inputs)
-        (net.layers, net.slots), total = self._run((net.layers, net.slots), self.X, self.Y, perm, first, inputs,
-                                                   total, k=k, bs=bs)
+        (net.layers, net.slots), total = self._run(
+            (net.layers, net.slots), self.X, self.Y, perm, first, inputs, total, k=k, bs=bs
+        )
         return total
 
     def _steps(self, state, X, Y, perm, first, inputs, total, k: int, bs: int):

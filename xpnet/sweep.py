@@ -31,9 +31,9 @@ from pathlib import Path
 from . import backends, checkpoint, data, evaluate, model
 from . import callbacks as cb
 from . import space as space_mod
-from .settings import Range, TrainConfig, flag
 from .errors import Diverged, Stopped, UserError
 from .evaluate import format_accuracy
+from .settings import Range, TrainConfig, flag
 from .training import SignalFlag, train
 
 DEFAULT_STORAGE = "sqlite:///xpnet-sweeps.db"
@@ -41,8 +41,13 @@ ATTR = "xpnet"  # the study's user attribute holding its search space (space.Spa
 GRACE_BEATS = 3  # a running trial not heard from for this many heartbeats is failed and retried
 MAX_RETRY = 3  # times a trial whose worker died is retried
 POLL_SECONDS = 1.0  # how often a worker waiting for others' trials to finish looks again
-RUN_RANGES = {"workers": Range(1, 1024), "trials": Range(1), "timeout": Range(0, above=True), "heartbeat": Range(1, 3600),
-              "threads": Range(0, 4096)}  # sweep run's numeric flags
+RUN_RANGES = {
+    "workers": Range(1, 1024),
+    "trials": Range(1),
+    "timeout": Range(0, above=True),
+    "heartbeat": Range(1, 3600),
+    "threads": Range(0, 4096),
+}  # sweep run's numeric flags
 STORAGE_HELP = "expected sqlite:///FILE, postgresql+psycopg://USER@HOST[:PORT]/DB or journal:FILE"
 
 
@@ -81,12 +86,15 @@ def storage(url: str | None, heartbeat: int | None = None):
     optuna = _optuna()
     url = url or DEFAULT_STORAGE
     if url.startswith("journal:"):
-        return _journal(url, url[len("journal:"):], heartbeat)
+        return _journal(url, url[len("journal:") :], heartbeat)
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep:
         path = rest[1:] if rest.startswith("/") else ""
         if not path or not Path(path).parent.is_dir():
-            raise UserError(f"--storage {url}: " + (f"folder {Path(path).parent} does not exist" if path else "needs a file: sqlite:///FILE"))
+            raise UserError(
+                f"--storage {url}: "
+                + (f"folder {Path(path).parent} does not exist" if path else "needs a file: sqlite:///FILE")
+            )
         engine = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
     elif scheme in ("postgresql", "postgresql+psycopg") and sep:
         if not _installed("psycopg"):
@@ -94,9 +102,15 @@ def storage(url: str | None, heartbeat: int | None = None):
         url, engine = "postgresql+psycopg://" + rest, {"connect_args": {"connect_timeout": 10}}
     else:
         raise UserError(f"--storage {url}: {STORAGE_HELP}")
-    beats = {} if not heartbeat else {
-        "heartbeat_interval": heartbeat, "grace_period": GRACE_BEATS * heartbeat,
-        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+    beats = (
+        {}
+        if not heartbeat
+        else {
+            "heartbeat_interval": heartbeat,
+            "grace_period": GRACE_BEATS * heartbeat,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        }
+    )
     import sqlalchemy.exc
 
     try:
@@ -110,7 +124,10 @@ def _journal(url: str, path: str, heartbeat: int | None):
     """Optuna's JournalStorage on the file ``path``. Optuna gives journals no heartbeat, so
     xpnet adds one (``_heartbeat_journal``) when ``heartbeat`` is given."""
     if not path or not Path(path).parent.is_dir():
-        raise UserError(f"--storage {url}: " + (f"folder {Path(path).parent} does not exist" if path else "needs a file: journal:FILE"))
+        raise UserError(
+            f"--storage {url}: "
+            + (f"folder {Path(path).parent} does not exist" if path else "needs a file: journal:FILE")
+        )
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     try:
@@ -163,13 +180,17 @@ def open_study(name: str, url: str | None, heartbeat: int | None = None, sampled
     try:
         study = optuna.load_study(study_name=name, storage=st, sampler=optuna.samplers.RandomSampler())
     except KeyError:
-        raise UserError(f"--study {name}: no such study in {shown(url or DEFAULT_STORAGE)}; "
-                        f"make it with xpnet sweep create --study {name} --space FILE.toml") from None
+        raise UserError(
+            f"--study {name}: no such study in {shown(url or DEFAULT_STORAGE)}; "
+            f"make it with xpnet sweep create --study {name} --space FILE.toml"
+        ) from None
     if ATTR not in study.user_attrs:
         raise UserError(f"--study {name}: not a study made by xpnet sweep create (no search space stored)")
     space = space_mod.Space.from_dict(study.user_attrs[ATTR])
     if sampled:
-        study = optuna.load_study(study_name=name, storage=st, sampler=_sampler(optuna, space), pruner=_pruner(optuna, space))
+        study = optuna.load_study(
+            study_name=name, storage=st, sampler=_sampler(optuna, space), pruner=_pruner(optuna, space)
+        )
     return study, space
 
 
@@ -198,12 +219,20 @@ def create(name: str, space_path: str, url: str | None, say) -> None:
     try:
         study = optuna.create_study(study_name=name, storage=st, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
-        raise UserError(f"--study {name}: already exists in {shown(url or DEFAULT_STORAGE)} (see xpnet sweep show --study {name})") from None
+        raise UserError(
+            f"--study {name}: already exists in {shown(url or DEFAULT_STORAGE)} (see xpnet sweep show --study {name})"
+        ) from None
     study.set_user_attr(ATTR, space.to_dict() | {"space_file": os.path.abspath(space_path)})
     params = ", ".join(p.name for p in space.params)
-    say(f"created study {name} in {shown(url or DEFAULT_STORAGE)}: {len(space.params)} parameters ({params}), "
-        f"sampler {space.sampler}, pruner {space.pruner}, data {dataset.source}")
-    say(f"run it with: xpnet sweep run --study {name}" + (f" --storage {shown(url)}" if url else "") + " --trials N [--workers J]")
+    say(
+        f"created study {name} in {shown(url or DEFAULT_STORAGE)}: {len(space.params)} parameters ({params}), "
+        f"sampler {space.sampler}, pruner {space.pruner}, data {dataset.source}"
+    )
+    say(
+        f"run it with: xpnet sweep run --study {name}"
+        + (f" --storage {shown(url)}" if url else "")
+        + " --trials N [--workers J]"
+    )
 
 
 class _Report(cb.Callback):
@@ -251,12 +280,19 @@ class Objective:
         self.trial = trial
         folder = Path(self.out, self.study_name, f"trial-{trial.number}").absolute()
         folder.mkdir(parents=True, exist_ok=True)
-        seed = trial.user_attrs.get("seed", trial.number)  # a retry (its attributes copied) repeats the trial it replaces
+        seed = trial.user_attrs.get(
+            "seed", trial.number
+        )  # a retry (its attributes copied) repeats the trial it replaces
         settings = self.space.suggest(trial)
         log = folder / "log.jsonl"
         log.unlink(missing_ok=True)
-        cfg = TrainConfig(**(dataclasses.asdict(TrainConfig()) | settings | {
-            "seed": seed, "save": str(folder / "model.npz"), "quiet": True, "threads": self.threads}))
+        cfg = TrainConfig(
+            **(
+                dataclasses.asdict(TrainConfig())
+                | settings
+                | {"seed": seed, "save": str(folder / "model.npz"), "quiet": True, "threads": self.threads}
+            )
+        )
         for key, value in (("worker", self.worker), ("seed", seed), ("checkpoint", cfg.save), ("log", str(log))):
             trial.set_user_attr(key, value)
         report = _Report(trial, self.check)
@@ -278,10 +314,19 @@ class Objective:
 def row(t) -> dict:
     """A finished or running trial as ``sweep show`` reports it."""
     attrs = t.user_attrs
-    return {"number": t.number, "state": t.state.name, "val_accuracy": t.value if t.values else None,
-            "params": dict(t.params), "duration_s": t.duration.total_seconds() if t.duration else None,
-            "epochs": attrs.get("epochs"), "seed": attrs.get("seed"), "worker": attrs.get("worker"),
-            "retry_of": t.system_attrs.get("failed_trial"), "checkpoint": attrs.get("checkpoint"), "error": attrs.get("error")}
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "val_accuracy": t.value if t.values else None,
+        "params": dict(t.params),
+        "duration_s": t.duration.total_seconds() if t.duration else None,
+        "epochs": attrs.get("epochs"),
+        "seed": attrs.get("seed"),
+        "worker": attrs.get("worker"),
+        "retry_of": t.system_attrs.get("failed_trial"),
+        "checkpoint": attrs.get("checkpoint"),
+        "error": attrs.get("error"),
+    }
 
 
 def trial_line(r: dict) -> str:
@@ -289,7 +334,9 @@ def trial_line(r: dict) -> str:
     acc = f"val acc {100 * r['val_accuracy']:6.2f}%" if r["val_accuracy"] is not None else "val acc      -"
     secs = f"{r['duration_s']:7.1f}s" if r["duration_s"] is not None else "       -"
     params = " ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
-    extra = (f"  (retry of trial {r['retry_of']})" if r["retry_of"] is not None else "") + (f"  error: {r['error']}" if r["error"] else "")
+    extra = (f"  (retry of trial {r['retry_of']})" if r["retry_of"] is not None else "") + (
+        f"  error: {r['error']}" if r["error"] else ""
+    )
     return f"trial {r['number']:>4}  {r['state'].lower():<8}  {acc}  {secs}  {r['worker'] or '-'}  {params}{extra}"
 
 
@@ -305,7 +352,7 @@ def _counted(t) -> bool:
 
 
 def _next_step(study, target: int | None) -> str:
-    """"go" (start a trial), "wait" (the target is met if the running trials finish: wait for
+    """ "go" (start a trial), "wait" (the target is met if the running trials finish: wait for
     them, so that a trial whose worker dies is retried here) or "stop"."""
     if target is None:
         return "go"
@@ -367,19 +414,29 @@ def work(args, say) -> int:
     objective = Objective(args.study, space, dataset, backend, args.out, args.threads, say)
     target = args.trials if space.sampler != "grid" else min(args.trials or space.grid_size(), space.grid_size())
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    say(f"worker {objective.worker}: study {args.study}, {backend.name} on {backend.label}, "
-        f"{_threads(args.threads)}, {dataset.source}")
+    say(
+        f"worker {objective.worker}: study {args.study}, {backend.name} on {backend.label}, "
+        f"{_threads(args.threads)}, {dataset.source}"
+    )
     try:
-        with SignalFlag() as objective.signals:  # a signal stops the worker at the next check, or training after its chunk
+        with (
+            SignalFlag() as objective.signals
+        ):  # a signal stops the worker at the next check, or training after its chunk
             _work(study, objective, target, deadline)
         finished = sum(map(_counted, study.get_trials(deepcopy=False)))
-        say(f"worker {objective.worker}: done: the study holds {finished} finished trials"
-            + (f" (--trials {target})" if target is not None else ""))
+        say(
+            f"worker {objective.worker}: done: the study holds {finished} finished trials"
+            + (f" (--trials {target})" if target is not None else "")
+        )
     except (Stopped, KeyboardInterrupt) as e:
         again = _requeue(study, objective.trial)
         if not args.spawned:
-            print("xpnet: interrupted: worker stopped" + (f"; trial {again} is queued to run again" if again is not None else ""),
-                  file=sys.stderr, flush=True)
+            print(
+                "xpnet: interrupted: worker stopped"
+                + (f"; trial {again} is queued to run again" if again is not None else ""),
+                file=sys.stderr,
+                flush=True,
+            )
         raise Stopped(getattr(e, "exit_code", 130)) from None
     return 0
 
@@ -400,8 +457,24 @@ def run(args, say) -> int:
 def _spawn(args, threads: int, say) -> int:
     """``args.workers`` processes of ``xpnet sweep run --workers 1``, in their own session (a
     Ctrl-C reaches them once, from here); SIGINT or SIGTERM here is passed on and waited for."""
-    cmd = [sys.executable, "-m", "xpnet", "sweep", "run", "--study", args.study, "--workers", "1", "--threads", str(threads),
-           "--out", args.out, "--heartbeat", str(args.heartbeat), "--spawned"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xpnet",
+        "sweep",
+        "run",
+        "--study",
+        args.study,
+        "--workers",
+        "1",
+        "--threads",
+        str(threads),
+        "--out",
+        args.out,
+        "--heartbeat",
+        str(args.heartbeat),
+        "--spawned",
+    ]
     for name in ("storage", "trials", "timeout", "device", "backend"):
         if getattr(args, name) is not None:
             cmd += [f"--{name}", str(getattr(args, name))]
@@ -420,8 +493,11 @@ def _spawn(args, threads: int, say) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once (their trials are retried through the heartbeat)
             for p in procs:
                 p.kill()
-        print(f"xpnet: interrupted: {args.workers} workers stopped; their running trials are queued to run again",
-              file=sys.stderr, flush=True)
+        print(
+            f"xpnet: interrupted: {args.workers} workers stopped; their running trials are queued to run again",
+            file=sys.stderr,
+            flush=True,
+        )
         raise Stopped(130) from None
     finally:
         signal.signal(signal.SIGTERM, old)
@@ -435,13 +511,24 @@ def show(args, say) -> int:
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(complete, key=lambda r: r["val_accuracy"], default=None)
     if args.json:
-        doc = {"study": args.study, "storage": shown(args.storage or DEFAULT_STORAGE), "sampler": space.sampler,
-               "pruner": space.pruner, "objective": "val_accuracy", "direction": "maximize", "trials": rows, "best": best}
+        doc = {
+            "study": args.study,
+            "storage": shown(args.storage or DEFAULT_STORAGE),
+            "sampler": space.sampler,
+            "pruner": space.pruner,
+            "objective": "val_accuracy",
+            "direction": "maximize",
+            "trials": rows,
+            "best": best,
+        }
         print(json.dumps(doc, allow_nan=False), flush=True)
         return 0
     states = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
-    say(f"study {args.study}: {len(rows)} trials (" + ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n) +
-        f"), sampler {space.sampler}, pruner {space.pruner}")
+    say(
+        f"study {args.study}: {len(rows)} trials ("
+        + ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
+        + f"), sampler {space.sampler}, pruner {space.pruner}"
+    )
     for r in rows:
         say(trial_line(r))
     say(f"best: {trial_line(best)}" if best else "best: none yet (no complete trial)")
@@ -458,8 +545,10 @@ def best(args, say) -> int:
     t = max(complete, key=lambda t: t.value)
     path = t.user_attrs.get("checkpoint")
     if not path or not Path(path).is_file():
-        raise UserError(f"--study {args.study}: trial {t.number}'s checkpoint {path} is not on this machine "
-                        f"(written by worker {t.user_attrs.get('worker')}): run this there, or copy the file")
+        raise UserError(
+            f"--study {args.study}: trial {t.number}'s checkpoint {path} is not on this machine "
+            f"(written by worker {t.user_attrs.get('worker')}): run this there, or copy the file"
+        )
     if args.save and (Path(args.save).is_dir() or not Path(args.save).parent.is_dir()):
         raise UserError(f"--save {args.save}: not a file in an existing folder")
     spec, host_params, meta = checkpoint.load(path)
@@ -469,7 +558,10 @@ def best(args, say) -> int:
     params = model.params_to_device(be, host_params, dtype)
     preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
     correct, total = int((preds == dataset.test.labels).sum()), len(dataset.test)
-    say(f"best: trial {t.number}, val acc {100 * t.value:.2f}%, " + " ".join(f"{k}={_short(v)}" for k, v in t.params.items()))
+    say(
+        f"best: trial {t.number}, val acc {100 * t.value:.2f}%, "
+        + " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+    )
     if args.save:
         try:
             checkpoint.atomic_write(args.save, Path(path).read_bytes())

@@ -14,16 +14,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from typing import NamedTuple
-
-from . import backends, budget, callbacks as cb, checkpoint, config, data, evaluate, model, optim
+from . import backends, budget, checkpoint, config, data, evaluate, model, optim
+from . import callbacks as cb
 from .backends import threads, to_host
-from .settings import TrainConfig
 from .errors import Diverged, Stopped, UserError, named
 from .evaluate import format_accuracy
+from .settings import TrainConfig
 from .step import Net, Steps
 
 CHECK_SECONDS = 10.0  # the running loss is read (a device sync) at least this often, for the divergence check
@@ -84,13 +84,23 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
         return TrainState(Net(layers, optim.init_slots(hyper, backend.ops, layers)), rng)
     host_params, meta = resume.params, resume.meta
     if resume.spec != spec:
-        raise UserError(f"{named('resume')}: the checkpoint's network {resume.spec.describe()} is not this run's {spec.describe()}")
+        raise UserError(
+            f"{named('resume')}: the checkpoint's network {resume.spec.describe()} is not this run's {spec.describe()}"
+        )
     s = meta.get("state") or {}
     try:
         rng = np.random.default_rng()
         rng.bit_generator.state = s["rng"]
-        state = TrainState(None, rng, int(s["epoch"]), int(s["step"]), int(s["optimizer"]["t"]), float(s["loss_partial"]),
-                           list(meta.get("metrics", {}).get("history", [])), float(s.get("best_val", -1.0)))
+        state = TrainState(
+            None,
+            rng,
+            int(s["epoch"]),
+            int(s["step"]),
+            int(s["optimizer"]["t"]),
+            float(s["loss_partial"]),
+            list(meta.get("metrics", {}).get("history", [])),
+            float(s.get("best_val", -1.0)),
+        )
         if s["optimizer"]["name"] != cfg.optimizer:
             raise ValueError(f"it was trained with {named('optimizer')} {s['optimizer']['name']}")
     except (KeyError, TypeError, ValueError) as e:
@@ -109,10 +119,13 @@ def _slots_from_host(backend, dtype: str, zeros, saved):
     """A layer's checkpointed slots ([[W slots (1,out,in)], [b slots (1,out,1)]], host) copied
     into its fresh slots (laid out like the layer's W^T and b)."""
     ops = backend.ops
-    dev = model.layers_of([(backend.asarray(np.array(W, dtype=dtype)), backend.asarray(np.array(b, dtype=dtype)))
-                           for W, b in zip(*saved)])
-    return [[ops.copy(src, out=a) for a, (src, _) in zip(zeros[0], dev)],
-            [ops.copy(src, out=a) for a, (_, src) in zip(zeros[1], dev)]]
+    dev = model.layers_of(
+        [(backend.asarray(np.array(W, dtype=dtype)), backend.asarray(np.array(b, dtype=dtype))) for W, b in zip(*saved)]
+    )
+    return [
+        [ops.copy(src, out=a) for a, (src, _) in zip(zeros[0], dev)],
+        [ops.copy(src, out=a) for a, (_, src) in zip(zeros[1], dev)],
+    ]
 
 
 def _public_slots(slots):
@@ -162,13 +175,16 @@ class Run:
         train_split, val_split = data.split_validation(dataset.train, cfg.validation)
         self.recipe = config.recipe(cfg, len(train_split), dataset.image_shape)
         n_other = len(dataset.train) - len(train_split) + len(dataset.test or ())  # validation and test images
-        budget.check_run(cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend)  # before allocating
+        budget.check_run(
+            cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend
+        )  # before allocating
         self.state = state if state is not None else start_state(cfg, self.spec, backend, resume)
         self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
         self.val = data.to_device(backend, val_split) if val_split is not None else None
         self.n = len(self.train)
-        self.steps = Steps(backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size,
-                           graphs=cfg.cuda_graph)
+        self.steps = Steps(
+            backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size, graphs=cfg.cuda_graph
+        )
         self.per_epoch = -(-self.n // cfg.batch_size)
         self.resumed = resume is not None
         self.threads = threads.Threads(backend.name, cfg.threads)
@@ -198,9 +214,16 @@ class Run:
         total = steps.new_total()
         last_check = last_bar = clock()
         for first, k in steps.chunks(st.step, self.per_epoch):
-            scalars = [self.recipe.scalars(self.spec, self.lr(st.epoch, j), st.t + 1 + j - first,
-                                           (st.epoch - 1) * self.per_epoch + j, steps.batch(j))
-                       for j in range(first, first + k)]
+            scalars = [
+                self.recipe.scalars(
+                    self.spec,
+                    self.lr(st.epoch, j),
+                    st.t + 1 + j - first,
+                    (st.epoch - 1) * self.per_epoch + j,
+                    steps.batch(j),
+                )
+                for j in range(first, first + k)
+            ]
             total = steps.run(st.net, perm, first, k, scalars, total)
             st.t += k
             done, now = first + k, clock()
@@ -223,25 +246,53 @@ class Run:
         """Write the checkpoint (model, optimiser slots, and the state to resume at epoch/step)."""
         st, cfg = self.state, self.cfg
         state, slots = saved_state(cfg, st, epoch, step, rng_state, loss_partial)
-        config_ = cfg.to_checkpoint() | {"image_shape": list(self.dataset.image_shape), "num_classes": self.dataset.num_classes}
+        config_ = cfg.to_checkpoint() | {
+            "image_shape": list(self.dataset.image_shape),
+            "num_classes": self.dataset.num_classes,
+        }
         try:
-            checkpoint.save(cfg.save, self.spec, params if params is not None else params_to_host(self.params), config_,
-                            {"history": st.history, **(metrics or {})}, state, slots)
+            checkpoint.save(
+                cfg.save,
+                self.spec,
+                params if params is not None else params_to_host(self.params),
+                config_,
+                {"history": st.history, **(metrics or {})},
+                state,
+                slots,
+            )
         except checkpoint.NonFinite:  # nothing written: the file keeps the last good state
-            raise _diverged(cfg, st.history if Path(cfg.save).is_file() else [], f"epoch {epoch}, step {step}",
-                            "the weights or the loss are not finite (not saved)") from None
+            raise _diverged(
+                cfg,
+                st.history if Path(cfg.save).is_file() else [],
+                f"epoch {epoch}, step {step}",
+                "the weights or the loss are not finite (not saved)",
+            ) from None
 
 
 def saved_state(cfg: TrainConfig, st: TrainState, epoch: int, step: int, rng_state, loss_partial: float):
     """What a checkpoint keeps to resume ``st`` at epoch/step: (the state's record, the
     optimiser's slots on the host as [[W slots (1,out,in)], [b slots (1,out,1)]] per layer)."""
-    state = {"epoch": epoch, "step": step, "rng": rng_state, "loss_partial": loss_partial, "best_val": st.best_val,
-             "optimizer": {"name": cfg.optimizer, "t": st.t}}
+    state = {
+        "epoch": epoch,
+        "step": step,
+        "rng": rng_state,
+        "loss_partial": loss_partial,
+        "best_val": st.best_val,
+        "optimizer": {"name": cfg.optimizer, "t": st.t},
+    }
     return state, [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
 
 
-def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, callbacks=(), state=None,
-          epochs: int | None = None) -> Result:
+def train(
+    cfg: TrainConfig,
+    backend,
+    dataset: data.Dataset,
+    say=print,
+    resume=None,
+    callbacks=(),
+    state=None,
+    epochs: int | None = None,
+) -> Result:
     """Train per ``cfg`` on ``dataset`` with ``backend``; prints one line per epoch and the test line.
 
     ``resume``: a loaded checkpoint (``checkpoint.Saved``) whose training state to continue.
@@ -255,10 +306,12 @@ def train(cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=No
     run = Run(cfg, backend, dataset, say, resume, state)
     st = run.state
     last = cfg.epochs if epochs is None else st.epoch + epochs - 1
-    say(f"training {run.spec.describe()} on {run.n} images "
+    say(
+        f"training {run.spec.describe()} on {run.n} images "
         f"({dataset.source}), {backend.name} on {backend.label}, {cfg.dtype}, "
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
-        + (f", resuming at epoch {st.epoch} step {st.step}" if run.resumed else ""))
+        + (f", resuming at epoch {st.epoch} step {st.step}" if run.resumed else "")
+    )
     callbacks = cb.standard(cfg) + list(callbacks)
     cb.call(callbacks, "on_train_begin", run)
     with SignalFlag() as stop:
@@ -297,9 +350,16 @@ def _epoch(run: Run, stop) -> dict:
     if not math.isfinite(loss):
         raise _diverged(cfg, st.history, f"epoch {st.epoch}")
     seconds = time.perf_counter() - t0
-    entry = {"epoch": st.epoch, "step": st.epoch * run.per_epoch, "loss": loss, "lr": run.lr(st.epoch, 0),
-             "seconds": seconds, "samples_per_s": (run.n - start * cfg.batch_size) / seconds,
-             "backend": run.backend.name, "device": run.backend.label}
+    entry = {
+        "epoch": st.epoch,
+        "step": st.epoch * run.per_epoch,
+        "loss": loss,
+        "lr": run.lr(st.epoch, 0),
+        "seconds": seconds,
+        "samples_per_s": (run.n - start * cfg.batch_size) / seconds,
+        "backend": run.backend.name,
+        "device": run.backend.label,
+    }
     if cfg.log or cfg.plots:
         c, t = evaluate.accuracy(run.params, run.train, run.spec, cfg.dtype)
         entry["train_accuracy"] = c / t
@@ -328,7 +388,9 @@ def _finish(run: Run) -> Result:
         say(f"saved {cfg.save}")
     if preds is None:
         return result
-    say(format_accuracy(result.test_correct, result.test_total))  # before the pictures: a failure to draw never hides it
+    say(
+        format_accuracy(result.test_correct, result.test_total)
+    )  # before the pictures: a failure to draw never hides it
     if cfg.plots:
         _draw(cfg.plots, run.state.history, dataset, preds, say)
     return result
@@ -357,8 +419,13 @@ def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
     paths = [
         plots.learning_curves(history, Path(folder) / "curves.png"),
         plots.confusion(labels, preds, dataset.num_classes, Path(folder) / "confusion.png"),
-        plots.digit_grid(dataset.test.images[wrong], [f"{preds[i]} (true {labels[i]})" for i in wrong],
-                         Path(folder) / "mistakes.png", title=f"{len(np.flatnonzero(preds != labels))} test digits misclassified (first {len(wrong)}): predicted (true)"),
+        plots.digit_grid(
+            dataset.test.images[wrong],
+            [f"{preds[i]} (true {labels[i]})" for i in wrong],
+            Path(folder) / "mistakes.png",
+            title=f"{len(np.flatnonzero(preds != labels))} test digits misclassified (first "
+            f"{len(wrong)}): predicted (true)",
+        ),
     ]
     say("plots: " + ", ".join(map(str, paths)))
 
@@ -369,11 +436,13 @@ def _stopped(run: Run, signum, epoch: int, step: int, rng_state, loss_partial: f
     name = signal.Signals(signum).name
     if cfg.save:
         run.save(epoch, step, rng_state, loss_partial)
-        say(f"{name}: stopped at epoch {epoch}, step {step}; saved {cfg.save}. Resume with: xpnet train --resume {cfg.save}")
+        say(
+            f"{name}: stopped at epoch {epoch}, step {step}; saved {cfg.save}. Resume with: "
+            f"xpnet train --resume {cfg.save}"
+        )
     else:
         say(f"{name}: stopped at epoch {epoch}, step {step}; nothing saved (use --save PATH to make runs resumable)")
     raise Stopped(128 + signum)
-
 
 
 def pick_backend(where, say) -> backends.Backend:

@@ -30,12 +30,19 @@ from .base import Ops
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
 DTYPES = ("float32", "float64")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:(\d+))$")
-_CUDA_HINT = ("install CuPy with its CUDA libraries: pip install 'xpnet[cuda13]' (CUDA 13 driver) or "
-              "'xpnet[cuda12]' (CUDA 12 driver), or run with --device cpu")
+_CUDA_HINT = (
+    "install CuPy with its CUDA libraries: pip install 'xpnet[cuda13]' (CUDA 13 driver) or "
+    "'xpnet[cuda12]' (CUDA 12 driver), or run with --device cpu"
+)
 # what a failing probe's message names -> the part of CUDA that is missing or broken
-_CUDA_PARTS = (("cublas", "cuBLAS (CUDA's matrix library)"), ("nvrtc", "NVRTC (CUDA's runtime compiler)"),
-               ("curand", "cuRAND"), ("cudart", "the CUDA runtime"), ("libcuda", "the NVIDIA driver"),
-               ("driver", "the NVIDIA driver"))
+_CUDA_PARTS = (
+    ("cublas", "cuBLAS (CUDA's matrix library)"),
+    ("nvrtc", "NVRTC (CUDA's runtime compiler)"),
+    ("curand", "cuRAND"),
+    ("cudart", "the CUDA runtime"),
+    ("libcuda", "the NVIDIA driver"),
+    ("driver", "the NVIDIA driver"),
+)
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,12 @@ def to_host(x) -> np.ndarray:
 
 def library_of(x) -> str | None:
     """The name in BACKENDS of the library an array belongs to, or None (not an array of one)."""
-    for name, test in (("numpy", array_api_compat.is_numpy_array), ("torch", array_api_compat.is_torch_array),
-                       ("cupy", array_api_compat.is_cupy_array), ("jax", array_api_compat.is_jax_array)):
+    for name, test in (
+        ("numpy", array_api_compat.is_numpy_array),
+        ("torch", array_api_compat.is_torch_array),
+        ("cupy", array_api_compat.is_cupy_array),
+        ("jax", array_api_compat.is_jax_array),
+    ):
         if test(x):
             return name
     try:
@@ -321,7 +332,10 @@ def resolve(backend: str | None = None, device: str = "auto", tf32: bool = False
 
     if backend == "numpy":
         if wants_cuda:
-            raise UserError(f"{named('device')} {device}: the numpy backend runs on the CPU only; use {named('backend')} cupy or torch")
+            raise UserError(
+                f"{named('device')} {device}: the numpy backend runs on the CPU only; use "
+                f"{named('backend')} cupy or torch"
+            )
         return _numpy(note="auto: numpy runs on the CPU" if device == "auto" else "")
     if backend == "array_api_strict":
         if wants_cuda:
@@ -365,9 +379,14 @@ def _torch(device: str, index: int, wants_cuda: bool, tf32: bool) -> Backend:
     torch = _import("torch", "torch")
     cuda_ok = torch.cuda.is_available()
     if wants_cuda and not cuda_ok:
-        raise UserError(f"{named('device')} {device}: torch sees no usable CUDA device (CPU-only build or no GPU); use {named('device')} cpu")
+        raise UserError(
+            f"{named('device')} {device}: torch sees no usable CUDA device (CPU-only build or no "
+            f"GPU); use {named('device')} cpu"
+        )
     if wants_cuda and index >= torch.cuda.device_count():
-        raise UserError(f"{named('device')} {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))")
+        raise UserError(
+            f"{named('device')} {device}: does not exist (torch sees {torch.cuda.device_count()} CUDA device(s))"
+        )
     use_cuda = wants_cuda or (device == "auto" and cuda_ok)
     label = f"cuda:{index}" if use_cuda else "cpu"
     note = "auto: torch sees no CUDA device, using the CPU" if device == "auto" and not use_cuda else ""

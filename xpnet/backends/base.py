@@ -246,8 +246,8 @@ class Ops:
     def slice(self, x, start, count: int, axis: int = 0):
         """``count`` items of a 1-D or 2-D x from ``start`` along ``axis`` (0 or 1)."""
         if axis == 0:
-            return x[start:start + count, ...]
-        return x[:, start:start + count]
+            return x[start : start + count, ...]
+        return x[:, start : start + count]
 
     # ---- running a chunk of steps ---------------------------------------------------------
 

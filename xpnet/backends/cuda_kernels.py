@@ -61,7 +61,8 @@ _SOURCES = {
     "bias_act": r"""
 extern "C" __global__ void bias_act(real* z, const real* b, int n, int size, int act) {
     long long count = (long long)n * size;
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count; k += (long long)gridDim.x * blockDim.x)
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
+         k += (long long)gridDim.x * blockDim.x)
         z[k] = activate(z[k] + b[k / n], act);
 }
 """,
@@ -134,7 +135,8 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, r
     # one block: total += the loss summed over ``steps`` blocks of logits z and targets y, each
     # (classes, n): cross-entropy of softmax(z) (kind 0), or 0.5 * (sigmoid(z) - y)^2 (kind 1)
     "loss_sum": r"""
-extern "C" __global__ void loss_sum(const real* z, const real* y, double* total, int steps, int classes, int n, int kind) {
+extern "C" __global__ void loss_sum(const real* z, const real* y, double* total, int steps, int classes, int n,
+                                    int kind) {
     __shared__ double shared[256];
     double partial = 0;
     for (long long j = threadIdx.x; j < (long long)steps * n; j += blockDim.x) {
@@ -206,7 +208,7 @@ _REF = Ops(__import__("array_api_compat").array_namespace(np.zeros(1)))
 
 
 def _ref_bias_act(z, b, n, size, act):
-    Z = z[:size * n].reshape(size, n).T  # (n, size)
+    Z = z[: size * n].reshape(size, n).T  # (n, size)
     Z[...] = _REF.activate(ACTIVATIONS[act], _REF.add(Z, b[:size].reshape(1, size)))
 
 
@@ -216,18 +218,18 @@ def _ref_act_grad(d, a, count, act):
 
 def _ref_grad_sum(d, a, total, alpha, beta, n, act, accumulate):
     rows = total.shape[0]  # one block per element of total
-    D = d[:rows * n].reshape(rows, n)
+    D = d[: rows * n].reshape(rows, n)
     if act != 3:
-        D[...] = _REF.activation_grad(ACTIVATIONS[act], D, a[:rows * n].reshape(rows, n))
+        D[...] = _REF.activation_grad(ACTIVATIONS[act], D, a[: rows * n].reshape(rows, n))
     t = total.reshape(rows, 1)
     t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if accumulate else None)
 
 
 def _ref_output_error(z, b, y, d, scale, total, alpha, beta, n, classes, kind, sum_mode):
-    Z = z[:classes * n].reshape(classes, n)
+    Z = z[: classes * n].reshape(classes, n)
     Z[...] = _REF.add(Z, b[:classes].reshape(classes, 1))
-    D = d[:classes * n].reshape(classes, n)
-    D[...] = _REF.output_error(OUTPUTS[kind], Z, y[:classes * n].reshape(classes, n), scale[0], 0)
+    D = d[: classes * n].reshape(classes, n)
+    D[...] = _REF.output_error(OUTPUTS[kind], Z, y[: classes * n].reshape(classes, n), scale[0], 0)
     if sum_mode:
         t = total[:classes].reshape(classes, 1)
         t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)

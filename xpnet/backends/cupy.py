@@ -48,8 +48,9 @@ def _gemm_output(out) -> bool:
 def _same_layout(*arrays) -> bool:
     """All the same shape and all C-contiguous or all F-contiguous (one flat index each)."""
     shape = arrays[0].shape
-    return all(a.shape == shape for a in arrays) and (all(a.flags.c_contiguous for a in arrays)
-                                                        or all(a.flags.f_contiguous for a in arrays))
+    return all(a.shape == shape for a in arrays) and (
+        all(a.flags.c_contiguous for a in arrays) or all(a.flags.f_contiguous for a in arrays)
+    )
 
 
 class CupyOps(NumpyOps):
@@ -83,7 +84,9 @@ class CupyOps(NumpyOps):
         if fn is None:
             module = cache.get(key[1:])
             if module is None:
-                module = cache[key[1:]] = cupy.RawModule(code=kernels.module_source(like.dtype), options=("-std=c++14",))
+                module = cache[key[1:]] = cupy.RawModule(
+                    code=kernels.module_source(like.dtype), options=("-std=c++14",)
+                )
             fn = cache[key] = module.get_function(name)
         fn(grid, block, args)
 
@@ -128,27 +131,51 @@ class CupyOps(NumpyOps):
             return super().dense(name, x, w, b, out, alpha)
         out = self.matmul(x, w, out=out, alpha=alpha)
         n, size = out.shape
-        self._launch("bias_act", out, kernels.grid(n * size),
-                     (out, b, self._int(n), self._int(size), self._int(kernels.ACTIVATIONS.index(name))))
+        self._launch(
+            "bias_act",
+            out,
+            kernels.grid(n * size),
+            (out, b, self._int(n), self._int(size), self._int(kernels.ACTIVATIONS.index(name))),
+        )
         return out
 
     def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None):
-        if out is None or not all(_feature_major(a) for a in (z, y, out)) or not b.flags.c_contiguous or (
-                total is not None and not self._bias_row(total, z)):
+        if (
+            out is None
+            or not all(_feature_major(a) for a in (z, y, out))
+            or not b.flags.c_contiguous
+            or (total is not None and not self._bias_row(total, z))
+        ):
             return super().logits_and_error(kind, z, b, y, scale, out, total, alpha, beta)
         n, classes = z.shape
         mode = 0 if total is None else 1 if beta is None else 2
-        self._launch("output_error", z, (1,),
-                     (z, b, y, out, self._scalar(scale, z), z if total is None else total, self._scalar(alpha, z),
-                      self._scalar(0.0 if beta is None else beta, z), self._int(n), self._int(classes),
-                      self._int(kernels.OUTPUTS.index(kind)), self._int(mode)))
+        self._launch(
+            "output_error",
+            z,
+            (1,),
+            (
+                z,
+                b,
+                y,
+                out,
+                self._scalar(scale, z),
+                z if total is None else total,
+                self._scalar(alpha, z),
+                self._scalar(0.0 if beta is None else beta, z),
+                self._int(n),
+                self._int(classes),
+                self._int(kernels.OUTPUTS.index(kind)),
+                self._int(mode),
+            ),
+        )
         return z, out, total
 
     def activation_grad(self, name: str, d, a, out=None):
         if out is not d or not _same_layout(d, a):
             return super().activation_grad(name, d, a, out)
-        self._launch("act_grad", d, kernels.grid(d.size),
-                     (d, a, self._int(d.size), self._int(kernels.ACTIVATIONS.index(name))))
+        self._launch(
+            "act_grad", d, kernels.grid(d.size), (d, a, self._int(d.size), self._int(kernels.ACTIVATIONS.index(name)))
+        )
         return d
 
     def activation_grad_sum(self, name: str, d, a, out, total, alpha=1.0, beta=None):
@@ -170,26 +197,53 @@ class CupyOps(NumpyOps):
     def _grad_sum(self, d, a, total, alpha, beta, act: int) -> None:
         """One block per feature: d <- d * f'(a) (act "identity": unchanged), total <- beta *
         total + alpha * d summed over the batch (beta None: total is overwritten)."""
-        self._launch("grad_sum", d, (d.shape[1],),
-                     (d, a, total, self._scalar(alpha, d), self._scalar(0.0 if beta is None else beta, d),
-                      self._int(d.shape[0]), self._int(act), self._int(beta is not None)))
+        self._launch(
+            "grad_sum",
+            d,
+            (d.shape[1],),
+            (
+                d,
+                a,
+                total,
+                self._scalar(alpha, d),
+                self._scalar(0.0 if beta is None else beta, d),
+                self._int(d.shape[0]),
+                self._int(act),
+                self._int(beta is not None),
+            ),
+        )
 
     def optimizer_update(self, rule: str, p, g, slots: list, c: dict):
         if not _same_layout(p, g, *slots):
             return super().optimizer_update(rule, p, g, slots, c)
         per_step = (c["neg_lr"], c.get("neg_lr_mu", 0.0), 1.0) if rule != "adam" else (c["c2"], c["step"], c["decay"])
-        self._launch("opt_update", p, kernels.grid(p.size),
-                     (p, g, slots[0], slots[-1], self._int(p.size), self._int(kernels.RULES.index(rule)),
-                      *(self._real(c[k], p) for k in ("l2c", "mu", "b1", "b1c", "b2", "b2c", "eps")),
-                      *(self._scalar(k, p) for k in per_step)))
+        self._launch(
+            "opt_update",
+            p,
+            kernels.grid(p.size),
+            (
+                p,
+                g,
+                slots[0],
+                slots[-1],
+                self._int(p.size),
+                self._int(kernels.RULES.index(rule)),
+                *(self._real(c[k], p) for k in ("l2c", "mu", "b1", "b1c", "b2", "b2c", "eps")),
+                *(self._scalar(k, p) for k in per_step),
+            ),
+        )
         return p, slots
 
     def loss_sum(self, kind: str, z, y, axis: int, total=None):
         if total is None or z.ndim != 3 or axis != 1 or not (z.flags.c_contiguous and y.flags.c_contiguous):
             return super().loss_sum(kind, z, y, axis, total)
         steps, classes, n = z.shape
-        self._launch("loss_sum", z, (1,), (z, y, total, self._int(steps), self._int(classes), self._int(n),
-                                           self._int(kernels.OUTPUTS.index(kind))))
+        self._launch(
+            "loss_sum",
+            z,
+            (1,),
+            (z, y, total, self._int(steps), self._int(classes), self._int(n), self._int(kernels.OUTPUTS.index(kind))),
+        )
         return total
 
     # ---- a chunk's steps: scalars on the device, CUDA graphs ---------------------------------
@@ -202,14 +256,18 @@ class CupyOps(NumpyOps):
         floats = tuple(n for n in names if n not in ints)
         key = (len(per_step), names)
         if key not in keep:
-            keep[key] = (cupy.empty((len(per_step), len(floats)), dtype=dtype),
-                         cupy.empty((len(per_step), max(1, len(ints))), dtype=numpy.uint32))
+            keep[key] = (
+                cupy.empty((len(per_step), len(floats)), dtype=dtype),
+                cupy.empty((len(per_step), max(1, len(ints))), dtype=numpy.uint32),
+            )
         f, i = keep[key]
         f.set(numpy.array([[s[n] for n in floats] for s in per_step], dtype=dtype))
         if ints:
             i.set(numpy.array([[s[n] for n in ints] for s in per_step], dtype=numpy.uint32))
-        return [{**{n: f[k, j] for j, n in enumerate(floats)}, **{n: i[k, j] for j, n in enumerate(ints)}}
-                for k in range(len(per_step))]
+        return [
+            {**{n: f[k, j] for j, n in enumerate(floats)}, **{n: i[k, j] for j, n in enumerate(ints)}}
+            for k in range(len(per_step))
+        ]
 
     def capture(self, fn):
         """``fn()``'s kernels captured as a CUDA graph on a stream of this op set's own."""

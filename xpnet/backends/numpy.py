@@ -155,7 +155,7 @@ class NumpyOps(Ops):
     def pad(self, x, rows: int, cols: int, out=None):
         if out is None:
             return super().pad(x, rows, cols)
-        self.lib.copyto(out[:, 1:rows + 1, 1:cols + 1], x.reshape(x.shape[0], rows, cols))
+        self.lib.copyto(out[:, 1 : rows + 1, 1 : cols + 1], x.reshape(x.shape[0], rows, cols))
         return out
 
     def unit_floats(self, pixels, dtype, out=None):

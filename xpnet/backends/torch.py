@@ -180,7 +180,7 @@ class TorchOps(Ops):
     def pad(self, x, rows: int, cols: int, out=None):
         if out is None:
             return super().pad(x, rows, cols)
-        out[:, 1:rows + 1, 1:cols + 1].copy_(x.view(x.shape[0], rows, cols))
+        out[:, 1 : rows + 1, 1 : cols + 1].copy_(x.view(x.shape[0], rows, cols))
         return out
 
     # ---- the network's formulas: ATen kernels -------------------------------------------

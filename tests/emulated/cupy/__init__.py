@@ -35,23 +35,79 @@ CuPy's own type promotion where it differs from NumPy's, kernel fusion.
 
 import numpy as _numpy
 
-from cupy import _emulation  # noqa: F401
-from cupy import cuda  # noqa: F401
-from cupy import _core  # noqa: F401
-from cupy._array import (  # noqa: F401
-    MemoryPointer, RawKernel, RawModule, arange, array, asanyarray, asarray, asnumpy, clip,
-    concatenate, copyto, dot, empty, empty_like, full, full_like, get_array_module, matmul,
-    ndarray, ones, ones_like, take, ufunc, zeros, zeros_like,
-)
 from cupy import _array as _impl
+from cupy import (
+    _core,  # noqa: F401
+    _emulation,  # noqa: F401
+    cuda,  # noqa: F401
+)
+from cupy._array import (  # noqa: F401
+    MemoryPointer,
+    RawKernel,
+    RawModule,
+    arange,
+    array,
+    asanyarray,
+    asarray,
+    asnumpy,
+    clip,
+    concatenate,
+    copyto,
+    dot,
+    empty,
+    empty_like,
+    full,
+    full_like,
+    get_array_module,
+    matmul,
+    ndarray,
+    ones,
+    ones_like,
+    take,
+    ufunc,
+    zeros,
+    zeros_like,
+)
 
 __version__ = "14.2.0"
 
-_SKIP = {"ndarray", "asarray", "array", "asanyarray", "matrix", "memmap", "recarray", "chararray",
-         "vectorize", "frompyfunc", "nditer", "nested_iters", "broadcast", "ndenumerate",
-         "ndindex", "errstate", "printoptions", "testing", "test", "show_config", "show_runtime",
-         "info", "load", "save", "savez", "savez_compressed", "loadtxt", "savetxt", "genfromtxt",
-         "fromfile", "frombuffer", "fromregex", "fromiter", "fromstring", "matmul"}
+_SKIP = {
+    "ndarray",
+    "asarray",
+    "array",
+    "asanyarray",
+    "matrix",
+    "memmap",
+    "recarray",
+    "chararray",
+    "vectorize",
+    "frompyfunc",
+    "nditer",
+    "nested_iters",
+    "broadcast",
+    "ndenumerate",
+    "ndindex",
+    "errstate",
+    "printoptions",
+    "testing",
+    "test",
+    "show_config",
+    "show_runtime",
+    "info",
+    "load",
+    "save",
+    "savez",
+    "savez_compressed",
+    "loadtxt",
+    "savetxt",
+    "genfromtxt",
+    "fromfile",
+    "frombuffer",
+    "fromregex",
+    "fromiter",
+    "fromstring",
+    "matmul",
+}
 
 
 def _export():

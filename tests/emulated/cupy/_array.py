@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import itertools
 import numbers
 import re
 
@@ -12,11 +11,13 @@ import numpy
 from cupy import _emulation as _em
 from cupy.cuda.device import Device
 
-_IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
-             "Please use `.get()` to construct a NumPy array explicitly.")
+_IMPLICIT = (
+    "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy array explicitly."
+)
 
 
 # ---- helpers -------------------------------------------------------------------------------
+
 
 def _extent(a: numpy.ndarray):
     """[first byte, last byte + 1) of a NumPy view, or None when empty (CuPy's bounds)."""
@@ -40,17 +41,21 @@ def _check_devices(arrays) -> None:
     cur = _em.current_device()
     for x in arrays:
         if x._dev != cur:
-            raise ValueError(f"The device where the array resides ({x._dev}) is different from "
-                             f"the current device ({cur}). Peer access is unavailable between "
-                             "these devices.")
+            raise ValueError(
+                f"The device where the array resides ({x._dev}) is different from "
+                f"the current device ({cur}). Peer access is unavailable between "
+                "these devices."
+            )
 
 
 def _scalar_operand(x):
     if isinstance(x, (numbers.Number, numpy.generic)):
         return x
     if isinstance(x, numpy.ndarray):
-        raise TypeError(f"Unsupported type {type(x)}: a NumPy array cannot be a CuPy kernel "
-                        "operand (copy it with cupy.asarray first)")
+        raise TypeError(
+            f"Unsupported type {type(x)}: a NumPy array cannot be a CuPy kernel "
+            "operand (copy it with cupy.asarray first)"
+        )
     raise TypeError(f"Unsupported type {type(x)}")
 
 
@@ -68,8 +73,11 @@ def _copy_if_overlapping(inputs, outs):
     bounds overlap one is copied first (a new buffer and a copy kernel)."""
     res = []
     for x in inputs:
-        if isinstance(x, ndarray) and not builtins.any(x is o for o in outs) and \
-                builtins.any(_bounds_overlap(x._a, o._a) for o in outs):
+        if (
+            isinstance(x, ndarray)
+            and not builtins.any(x is o for o in outs)
+            and builtins.any(_bounds_overlap(x._a, o._a) for o in outs)
+        ):
             x = x.copy()
         res.append(x)
     return res
@@ -92,8 +100,11 @@ def _elementwise(fn, args, outs, kw, kind="elementwise"):
     args = _copy_if_overlapping(args, outs)
     ops = [x._a if isinstance(x, ndarray) else x for x in args]
     np_outs = tuple(o._a for o in outs)
-    _em.launch(lambda: fn(*ops, out=np_outs, **kw), kind,
-               lambda: fn(*ops, out=tuple(numpy.empty_like(o) for o in np_outs), **kw))
+    _em.launch(
+        lambda: fn(*ops, out=np_outs, **kw),
+        kind,
+        lambda: fn(*ops, out=tuple(numpy.empty_like(o) for o in np_outs), **kw),
+    )
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
@@ -107,7 +118,7 @@ class ufunc:
 
     def __call__(self, *args, out=None, dtype=None, casting="same_kind", **kw):
         if len(args) > self.nin:
-            args, out = args[:self.nin], args[self.nin:]
+            args, out = args[: self.nin], args[self.nin :]
         outs = None if out is None else (tuple(out) if isinstance(out, (tuple, list)) else (out,))
         if outs is not None and builtins.all(o is None for o in outs):
             outs = None
@@ -135,30 +146,35 @@ def _reduction(np_func, a, out=None, **kw):
     if out is None:
         return _fresh(np_func(a._a, **kw), "reduction")
     src, dst = a._a, out._a
-    _em.launch(lambda: np_func(src, out=dst, **kw), "reduction",
-               lambda: np_func(src, out=numpy.empty_like(dst), **kw))
+    _em.launch(lambda: np_func(src, out=dst, **kw), "reduction", lambda: np_func(src, out=numpy.empty_like(dst), **kw))
     return out
 
 
 def _reduction_function(np_func, has_dtype=True):
     if has_dtype:
+
         def f(a, axis=None, dtype=None, out=None, keepdims=False):
             return _reduction(np_func, a, out=out, axis=axis, dtype=dtype, keepdims=keepdims)
     else:
+
         def f(a, axis=None, out=None, keepdims=False):
             return _reduction(np_func, a, out=out, axis=axis, keepdims=keepdims)
+
     f.__name__ = np_func.__name__
     return f
 
 
 _NO_DTYPE = ("max", "min", "amax", "amin", "argmax", "argmin", "any", "all", "nanmax", "nanmin")
-REDUCTIONS = {name: _reduction_function(getattr(numpy, name), name not in _NO_DTYPE)
-              for name in _NO_DTYPE + ("sum", "prod", "mean", "nansum", "nanmean")}
+REDUCTIONS = {
+    name: _reduction_function(getattr(numpy, name), name not in _NO_DTYPE)
+    for name in _NO_DTYPE + ("sum", "prod", "mean", "nansum", "nanmean")
+}
 
 
 def _moment(np_func):
     def f(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
         return _reduction(np_func, a, out=out, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+
     f.__name__ = np_func.__name__
     return f
 
@@ -168,6 +184,7 @@ REDUCTIONS.update(var=_moment(numpy.var), std=_moment(numpy.std))
 
 # ---- the array -----------------------------------------------------------------------------
 
+
 class _Flags:
     def __init__(self, a):
         self.c_contiguous = a.flags.c_contiguous
@@ -175,8 +192,7 @@ class _Flags:
         self.owndata = a.base is None
 
     def __getitem__(self, key):
-        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous,
-                "OWNDATA": self.owndata}[key]
+        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous, "OWNDATA": self.owndata}[key]
 
     def __repr__(self):
         return f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n  OWNDATA : {self.owndata}"
@@ -200,6 +216,7 @@ def _binary(name, reflected=False, inplace=False):
         if inplace:
             return f(self, other, out=self)
         return f(other, self) if reflected else f(self, other)
+
     return op
 
 
@@ -301,8 +318,9 @@ class ndarray:
 
     def __setitem__(self, key, value):
         key = key if isinstance(key, tuple) else (key,)
-        _check_devices([self] + [k for k in key if isinstance(k, ndarray)] +
-                       ([value] if isinstance(value, ndarray) else []))
+        _check_devices(
+            [self] + [k for k in key if isinstance(k, ndarray)] + ([value] if isinstance(value, ndarray) else [])
+        )
         if isinstance(value, (numpy.ndarray, list)):
             value = asarray(value)
         a, nkey = self._a, _host_key(key)
@@ -310,8 +328,7 @@ class ndarray:
             v = value._a
             if value is not self and _bounds_overlap(v, a):
                 v = value.copy()._a
-            _em.launch(lambda: a.__setitem__(nkey, v), "elementwise",
-                       lambda: numpy.empty_like(a).__setitem__(nkey, v))
+            _em.launch(lambda: a.__setitem__(nkey, v), "elementwise", lambda: numpy.empty_like(a).__setitem__(nkey, v))
             return
         value = _scalar_operand(value)
         basic = builtins.all(k is None or k is Ellipsis or isinstance(k, (slice, numbers.Integral)) for k in key)
@@ -320,8 +337,9 @@ class ndarray:
         if basic and value == 0 and a[nkey].flags.c_contiguous:  # fill(0): a memset
             _em.launch(lambda: a.__setitem__(nkey, value), "memset")
         else:
-            _em.launch(lambda: a.__setitem__(nkey, value), "elementwise",
-                       lambda: numpy.empty_like(a).__setitem__(nkey, value))
+            _em.launch(
+                lambda: a.__setitem__(nkey, value), "elementwise", lambda: numpy.empty_like(a).__setitem__(nkey, value)
+            )
 
     # -- reductions: the module's (set below, for sum, max, argmax, ...) --
     def dot(self, b, out=None):
@@ -440,8 +458,10 @@ class ndarray:
         """NumPy functions dispatch to the CuPy function of the same name (TypeError when there
         is none or a NumPy array is involved)."""
         import cupy
+
         mod = {"numpy": cupy, "numpy.linalg": cupy.linalg, "numpy.fft": cupy.fft}.get(
-            func.__module__.replace("numpy._core", "numpy").split("._")[0])
+            func.__module__.replace("numpy._core", "numpy").split("._")[0]
+        )
         if numpy.ndarray in types or mod is None or not hasattr(mod, func.__name__):
             return NotImplemented
         return getattr(mod, func.__name__)(*args, **kwargs)
@@ -472,16 +492,25 @@ class ndarray:
         return UFUNCS["divmod"](self, other)
 
 
-for _op, _uf in dict(add="add", sub="subtract", mul="multiply", truediv="true_divide",
-                     floordiv="floor_divide", mod="remainder", pow="power", lshift="left_shift",
-                     rshift="right_shift", and_="bitwise_and", or_="bitwise_or",
-                     xor="bitwise_xor").items():
+for _op, _uf in dict(
+    add="add",
+    sub="subtract",
+    mul="multiply",
+    truediv="true_divide",
+    floordiv="floor_divide",
+    mod="remainder",
+    pow="power",
+    lshift="left_shift",
+    rshift="right_shift",
+    and_="bitwise_and",
+    or_="bitwise_or",
+    xor="bitwise_xor",
+).items():
     _op = _op.rstrip("_")
     setattr(ndarray, f"__{_op}__", _binary(_uf))
     setattr(ndarray, f"__r{_op}__", _binary(_uf, reflected=True))
     setattr(ndarray, f"__i{_op}__", _binary(_uf, inplace=True))
-for _op, _uf in dict(eq="equal", ne="not_equal", lt="less", le="less_equal", gt="greater",
-                     ge="greater_equal").items():
+for _op, _uf in dict(eq="equal", ne="not_equal", lt="less", le="less_equal", gt="greater", ge="greater_equal").items():
     setattr(ndarray, f"__{_op}__", _binary(_uf))
 
 
@@ -498,6 +527,7 @@ UFUNCS = {name: ufunc(obj) for name, obj in vars(numpy).items() if isinstance(ob
 
 
 # ---- creation and transfers ----------------------------------------------------------------
+
 
 def _from_host(obj, dtype=None, order="K"):
     if isinstance(obj, numpy.ndarray) and obj.dtype.byteorder == ">":
@@ -590,6 +620,7 @@ def arange(start, stop=None, step=1, dtype=None):
 
 # ---- functions with CuPy's own rules -------------------------------------------------------
 
+
 def copyto(dst, src, casting="same_kind", where=None):
     """A memcpy when both are contiguous alike with one dtype and size (as CuPy), else one
     elementwise copy kernel (inputs overlapping dst in bounds are copied first)."""
@@ -606,14 +637,18 @@ def copyto(dst, src, casting="same_kind", where=None):
     elif not numpy.can_cast(src.dtype, dst.dtype, casting):
         raise TypeError(f"Cannot cast {src.dtype} to {dst.dtype} in {casting} casting mode")
     if where is not None:
-        return _elementwise(lambda s, w, out: numpy.copyto(out[0], s, casting="unsafe", where=w),
-                            (src, where), (dst,), {})
+        return _elementwise(
+            lambda s, w, out: numpy.copyto(out[0], s, casting="unsafe", where=w), (src, where), (dst,), {}
+        )
     if dst.size == 0:
         return
     if isinstance(src, ndarray):
         d, s = dst._a, src._a
-        if ((d.flags.c_contiguous and s.flags.c_contiguous) or (d.flags.f_contiguous and s.flags.f_contiguous)) \
-                and d.dtype == s.dtype and d.size == s.size:
+        if (
+            ((d.flags.c_contiguous and s.flags.c_contiguous) or (d.flags.f_contiguous and s.flags.f_contiguous))
+            and d.dtype == s.dtype
+            and d.size == s.size
+        ):
             _em.launch(lambda: numpy.copyto(d, s.reshape(d.shape)), "memcpy")
             return
     _elementwise(lambda s, out: numpy.copyto(out[0], s, casting="unsafe"), (src,), (dst,), {})
@@ -628,8 +663,11 @@ def take(a, indices, axis=None, out=None):
     if out is None:
         return _fresh(numpy.take(a._a, ind, axis=axis, mode="wrap"), "gather")
     src, dst = a._a, out._a
-    _em.launch(lambda: numpy.take(src, ind, axis=axis, out=dst, mode="wrap"), "gather",
-               lambda: numpy.take(src, ind, axis=axis, out=numpy.empty_like(dst), mode="wrap"))
+    _em.launch(
+        lambda: numpy.take(src, ind, axis=axis, out=dst, mode="wrap"),
+        "gather",
+        lambda: numpy.take(src, ind, axis=axis, out=numpy.empty_like(dst), mode="wrap"),
+    )
     return out
 
 
@@ -642,13 +680,16 @@ def concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     _em.check_fail("elementwise")
     np_arrays = [x._a for x in arrays]
     if out is None:
-        return _fresh(numpy.concatenate(np_arrays, axis=axis, dtype=dtype, casting=casting),
-                      launches=len(arrays))
+        return _fresh(numpy.concatenate(np_arrays, axis=axis, dtype=dtype, casting=casting), launches=len(arrays))
     dst = out._a
     for i in range(len(arrays)):  # one copy kernel per input
         last = i == len(arrays) - 1
-        _em.launch((lambda: numpy.concatenate(np_arrays, axis=axis, out=dst, dtype=dtype, casting=casting))
-                   if last else (lambda: None), "elementwise")
+        _em.launch(
+            (lambda: numpy.concatenate(np_arrays, axis=axis, out=dst, dtype=dtype, casting=casting))
+            if last
+            else (lambda: None),
+            "elementwise",
+        )
     return out
 
 
@@ -667,8 +708,9 @@ def _matmul_shape(sa, sb):
     a2 = (1,) + sa if len(sa) == 1 else sa
     b2 = sb + (1,) if len(sb) == 1 else sb
     if a2[-1] != b2[-2]:
-        raise ValueError(f"matmul: Input operand 1 has a mismatch in its core dimension 0 "
-                         f"(size {b2[-2]} is different from {a2[-1]})")
+        raise ValueError(
+            f"matmul: Input operand 1 has a mismatch in its core dimension 0 (size {b2[-2]} is different from {a2[-1]})"
+        )
     shape = numpy.broadcast_shapes(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
     if len(sb) == 1:
         shape = shape[:-1]
@@ -693,6 +735,7 @@ def matmul(a, b, out=None, *, dtype=None, casting="same_kind", **kw):
         numpy.matmul(A, B, out=target, dtype=rdt)
         if factor != 1:
             target *= factor
+
     if out is None:
         r = numpy.empty(shape, rdt)
         _em.allocate(r)
@@ -711,8 +754,7 @@ def matmul(a, b, out=None, *, dtype=None, casting="same_kind", **kw):
 
 
 def dot(a, b, out=None):
-    if isinstance(a, ndarray) and isinstance(b, ndarray) and a.ndim <= 2 and b.ndim <= 2 \
-            and a.ndim and b.ndim:
+    if isinstance(a, ndarray) and isinstance(b, ndarray) and a.ndim <= 2 and b.ndim <= 2 and a.ndim and b.ndim:
         return matmul(a, b, out=out)
     if not isinstance(a, ndarray) or not isinstance(b, ndarray) or not a.ndim or not b.ndim:
         return UFUNCS["multiply"](a, b, out=out)
@@ -733,13 +775,24 @@ def clip(a, a_min=None, a_max=None, out=None, **kw):
 
 def get_array_module(*args):
     import cupy
+
     return cupy
 
 
 # ---- everything else: NumPy's function on the wrapped arrays ---------------------------------
 
-SYNCING = {"nonzero", "argwhere", "flatnonzero", "unique", "unique_values", "unique_counts",
-           "unique_inverse", "unique_all", "extract", "compress"}
+SYNCING = {
+    "nonzero",
+    "argwhere",
+    "flatnonzero",
+    "unique",
+    "unique_values",
+    "unique_counts",
+    "unique_inverse",
+    "unique_all",
+    "extract",
+    "compress",
+}
 
 
 def _unwrap(x, arrays):
@@ -767,8 +820,11 @@ def _generic(np_func):
             _em.host_sync(f"cupy.{name} (its result's size)")
         out = kwargs.get("out")
         if out is not None:
-            _em.launch(lambda: np_func(*uargs, **ukw), "elementwise",
-                       lambda: np_func(*uargs, **dict(ukw, out=numpy.empty_like(out._a))))
+            _em.launch(
+                lambda: np_func(*uargs, **ukw),
+                "elementwise",
+                lambda: np_func(*uargs, **dict(ukw, out=numpy.empty_like(out._a))),
+            )
             return out
         launched = [0]
 
@@ -788,7 +844,9 @@ def _generic(np_func):
                 items = [wrap(v) for v in r]
                 return type(r)(*items) if hasattr(r, "_fields") else type(r)(items)
             return r
+
         return wrap(np_func(*uargs, **ukw))
+
     f.__name__ = f.__qualname__ = name
     f.__doc__ = f"NumPy's {name} on emulated CuPy arrays."
     return f
@@ -796,8 +854,14 @@ def _generic(np_func):
 
 # ---- RawModule / RawKernel ------------------------------------------------------------------
 
-_CTYPES = {"int": numpy.int32, "unsigned int": numpy.uint32, "long long": numpy.int64,
-           "unsigned long long": numpy.uint64, "float": numpy.float32, "double": numpy.float64}
+_CTYPES = {
+    "int": numpy.int32,
+    "unsigned int": numpy.uint32,
+    "long long": numpy.int64,
+    "unsigned long long": numpy.uint64,
+    "float": numpy.float32,
+    "double": numpy.float64,
+}
 _KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
 
 
@@ -808,8 +872,9 @@ def _parse_param(text, real, kernel):
     base = " ".join(words[:-1])
     if base == "real":
         if real is None:
-            raise ValueError(f"kernel {kernel!r} uses 'real' but the code has no 'typedef float real;' "
-                             "or 'typedef double real;'")
+            raise ValueError(
+                f"kernel {kernel!r} uses 'real' but the code has no 'typedef float real;' or 'typedef double real;'"
+            )
         dt = real
     elif base in _CTYPES:
         dt = numpy.dtype(_CTYPES[base])
@@ -822,8 +887,19 @@ class RawKernel:
     """A kernel of CUDA source: arguments are checked as the CUDA signature requires, then
     the NumPy reference runs on flat views of the arrays' memory. One launch per call."""
 
-    def __init__(self, code, name, options=(), backend="nvrtc", *, translate_cucomplex=False,
-                 enable_cooperative_groups=False, jitify=False, _params=None, _reference=None):
+    def __init__(
+        self,
+        code,
+        name,
+        options=(),
+        backend="nvrtc",
+        *,
+        translate_cucomplex=False,
+        enable_cooperative_groups=False,
+        jitify=False,
+        _params=None,
+        _reference=None,
+    ):
         self.code, self.name, self.options, self.backend = code, name, tuple(options), backend
         if _params is None:
             _params = RawModule(code=code, options=options)._kernels(name)
@@ -832,8 +908,11 @@ class RawKernel:
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
         for g in (grid, block):
-            if not isinstance(g, tuple) or not 1 <= len(g) <= 3 or \
-                    not builtins.all(isinstance(v, numbers.Integral) and v > 0 for v in g):
+            if (
+                not isinstance(g, tuple)
+                or not 1 <= len(g) <= 3
+                or not builtins.all(isinstance(v, numbers.Integral) and v > 0 for v in g)
+            ):
                 raise ValueError(f"grid and block must be tuples of 1 to 3 positive ints, got {g!r}")
         args = tuple(args)
         if len(args) != len(self._params):
@@ -854,8 +933,10 @@ class RawKernel:
                     raise ValueError(f"{where}: a raw pointer needs a C- or F-contiguous array")
             else:
                 if not isinstance(x, numpy.generic) or x.dtype != dt:
-                    raise TypeError(f"{where} is a {dt} scalar: pass numpy.{dt}(...), got {x!r} "
-                                    f"({type(x).__name__}; a Python number's width would be guessed)")
+                    raise TypeError(
+                        f"{where} is a {dt} scalar: pass numpy.{dt}(...), got {x!r} "
+                        f"({type(x).__name__}; a Python number's width would be guessed)"
+                    )
                 host.append(x)
         _check_devices([x for x in args if isinstance(x, ndarray)])
         ref = self._reference
@@ -863,16 +944,28 @@ class RawKernel:
 
 
 class RawModule:
-    def __init__(self, code=None, *, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
-                 enable_cooperative_groups=False, name_expressions=None, jitify=False):
+    def __init__(
+        self,
+        code=None,
+        *,
+        path=None,
+        options=(),
+        backend="nvrtc",
+        translate_cucomplex=False,
+        enable_cooperative_groups=False,
+        name_expressions=None,
+        jitify=False,
+    ):
         if code is None:
             with open(path) as fh:
                 code = fh.read()
         self.code, self.options, self.backend = code, tuple(options), backend
         m = re.search(r"typedef\s+(float|double)\s+real\s*;", code)
         real = numpy.dtype(numpy.float32 if m.group(1) == "float" else numpy.float64) if m else None
-        self._signatures = {name: [_parse_param(p, real, name) for p in params.split(",") if p.strip()]
-                            for name, params in _KERNEL_RE.findall(code)}
+        self._signatures = {
+            name: [_parse_param(p, real, name) for p in params.split(",") if p.strip()]
+            for name, params in _KERNEL_RE.findall(code)
+        }
 
     def _kernels(self, name):
         if name not in self._signatures:
@@ -880,5 +973,6 @@ class RawModule:
         return self._signatures[name]
 
     def get_function(self, name):
-        return RawKernel(self.code, name, self.options, _params=self._kernels(name),
-                         _reference=_em.reference_lookup(name))
+        return RawKernel(
+            self.code, name, self.options, _params=self._kernels(name), _reference=_em.reference_lookup(name)
+        )

@@ -77,8 +77,9 @@ def reference_lookup(name: str):
     try:
         return refs[name]
     except KeyError:
-        raise KeyError(f"no NumPy reference for CUDA kernel {name!r} in "
-                       "xpnet.backends.cuda_kernels.REFERENCES") from None
+        raise KeyError(
+            f"no NumPy reference for CUDA kernel {name!r} in xpnet.backends.cuda_kernels.REFERENCES"
+        ) from None
 
 
 # ---- per-thread current device and stream --------------------------------------------------
@@ -122,6 +123,7 @@ def _forbid_in_capture(what: str) -> None:
 
 
 # ---- what costs what ----------------------------------------------------------------------
+
 
 def _free(nbytes: int) -> None:
     memory["used"] -= nbytes
@@ -176,8 +178,9 @@ def launch(fn, kind: str = "elementwise", validate=None) -> None:
 
 
 def _env_config() -> None:
-    configure(os.environ.get("XPNET_EMULATED_CUPY_FAIL", ""),
-              int(os.environ.get("XPNET_EMULATED_CUPY_COUNT", "1") or 1))
+    configure(
+        os.environ.get("XPNET_EMULATED_CUPY_FAIL", ""), int(os.environ.get("XPNET_EMULATED_CUPY_COUNT", "1") or 1)
+    )
 
 
 _env_config()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy
 
-from cupy import _array, _emulation as _em
+from cupy import _array
+from cupy import _emulation as _em
 from cupy._array import ndarray
 
 
@@ -48,8 +49,10 @@ def gemm(transa, transb, a, b, out=None, alpha=1.0, beta=0.0):
     if isinstance(alpha, ndarray) or isinstance(beta, ndarray):  # device pointer mode
         alpha = alpha if isinstance(alpha, ndarray) else _array.array(alpha)
         beta = beta if isinstance(beta, ndarray) else _array.array(beta)
+
     def ordered(x):
         return x._a.flags.c_contiguous or x._a.flags.f_contiguous
+
     c = out
     if not (ordered(a) and ordered(b) and ordered(out)):  # CuPy's fallback: F-ordered copies
         a, b = (x if ordered(x) else x.copy(order="F") for x in (a, b))

@@ -22,7 +22,7 @@ class MemoryPool:
     def total_bytes(self) -> int:
         return self.used_bytes() + self.free_bytes()
 
-    def free_all_blocks(self, stream=None) -> None:
+    def free_all_blocks(self, stream=None) -> None:  # noqa: F811 (CuPy's own parameter name)
         _emulation.memory["free"] = 0
 
     def n_free_blocks(self) -> int:

@@ -36,6 +36,7 @@ class Device:
     @property
     def mem_info(self) -> tuple:
         from cupy.cuda import runtime
+
         return runtime.memGetInfo()
 
     def __int__(self):

@@ -12,8 +12,9 @@ streamCaptureModeGlobal, streamCaptureModeThreadLocal, streamCaptureModeRelaxed 
 
 def getDeviceCount() -> int:
     if _emulation.fail == "driver":
-        raise CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient "
-                               "for CUDA runtime version")
+        raise CUDARuntimeError(
+            "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+        )
     return _emulation.count
 
 
@@ -28,8 +29,15 @@ def setDevice(device: int) -> None:
 def getDeviceProperties(device: int) -> dict:
     if not 0 <= device < _emulation.count:
         raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
-    return {"name": b"Emulated GPU (NumPy)", "totalGlobalMem": TOTAL_MEMORY, "major": 9,
-            "minor": 0, "multiProcessorCount": 132, "warpSize": 32, "pciBusID": device}
+    return {
+        "name": b"Emulated GPU (NumPy)",
+        "totalGlobalMem": TOTAL_MEMORY,
+        "major": 9,
+        "minor": 0,
+        "multiProcessorCount": 132,
+        "warpSize": 32,
+        "pciBusID": device,
+    }
 
 
 def memGetInfo() -> tuple:

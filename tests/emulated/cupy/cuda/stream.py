@@ -37,8 +37,10 @@ class Stream:
 
     def begin_capture(self, mode=None) -> None:
         if self._null:
-            raise CUDARuntimeError("cudaErrorStreamCaptureUnsupported: operation not permitted "
-                                   "when stream is capturing (the legacy null stream cannot capture)")
+            raise CUDARuntimeError(
+                "cudaErrorStreamCaptureUnsupported: operation not permitted "
+                "when stream is capturing (the legacy null stream cannot capture)"
+            )
         if self._capturing:
             raise CUDARuntimeError("cudaErrorIllegalState: the stream is already capturing")
         self._capturing, self._nodes, self._capture_error = True, [], None
@@ -52,8 +54,9 @@ class Stream:
         self._capturing = False
         nodes, self._nodes = self._nodes, []
         if self._capture_error:
-            raise CUDARuntimeError(f"cudaErrorStreamCaptureInvalidated: the capture was "
-                                   f"invalidated ({self._capture_error})")
+            raise CUDARuntimeError(
+                f"cudaErrorStreamCaptureInvalidated: the capture was invalidated ({self._capture_error})"
+            )
         return Graph(nodes)
 
     def __eq__(self, other):
