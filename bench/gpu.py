@@ -49,7 +49,7 @@ import run as cpu_bench  # noqa: E402
 import xpnet_runner  # noqa: E402
 from workload import GPU_CONFIGS, Impl, flops_per_step, make_workload  # noqa: E402
 
-from xpnet import data  # noqa: E402
+from xpnet.files import idx  # noqa: E402
 
 PARTS = ("tests", "bench", "train", "best")
 PART_WEIGHTS = {"tests": 3, "bench": 4, "train": 1, "best": 2}  # each part's share of the budget left
@@ -446,7 +446,7 @@ def bench_config(key: str, dataset, args, budget: Budget) -> dict:
 def bench_part(args, budget: Budget, everything: dict, save) -> None:
     n = ROOF_N if args.device.startswith("cuda") else 1024
     bench = everything["bench"] = {"roof_n": n, "roof_tflops": {}, "configs": []}
-    dataset = data.load_mnist()
+    dataset = idx.load_mnist()
     if not args.emulate:  # the emulator's matmul is NumPy's: no roof to measure
         log(f"GEMM roof on {args.device}")
         bench["roof_tflops"] = gemm_roof(args.device, n)

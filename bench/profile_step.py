@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 
 import xpnet
-from xpnet import backends, data, training
+from xpnet import backends, training
+from xpnet.engine import data
+from xpnet.files import idx
 from xpnet.settings import TrainConfig
 
 PACKAGE = Path(xpnet.__file__).resolve().parent
@@ -36,7 +38,7 @@ RECIPES = {
 def profile_epoch(backend: str, images: int = 1600, **settings) -> tuple[int, dict[str, int]]:
     """(steps, {module.function: calls}) of one epoch on ``backend`` (CPU), for the xpnet
     functions outside xpnet/backends/."""
-    mnist = data.load_mnist()
+    mnist = idx.load_mnist()
     split = data.Split(mnist.train.images[:images], mnist.train.labels[:images])
     cfg = TrainConfig(**{"hidden": (64, 32), "batch_size": 32, "validation": 0, "quiet": True, **settings})
     run = training.Run(

@@ -32,7 +32,7 @@ import sharing  # noqa: E402
 import xpnet_runner  # noqa: E402
 from workload import CONFIGS, Impl, Workload, flops_per_step, make_workload  # noqa: E402
 
-from xpnet import data  # noqa: E402
+from xpnet.files import idx  # noqa: E402
 
 GAP_S = 0.1  # pause before each timed run, so the previous library's idle worker threads stop spinning
 NOISY_CORES = report.NOISY_CORES  # a timed run during which other processes used more cores is redone
@@ -291,7 +291,7 @@ def main(argv=None) -> int:
     info["date"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     info["other_cores_at_start"] = check_idle()
     n = 2048 if args.quick else 4096
-    dataset = data.load_mnist()
+    dataset = idx.load_mnist()
     results, roofs = [], {}
     for key in args.configs:  # the roof is measured just before each config: the machine's speed drifts
         log(f"GEMM roof: {n}x{n} float32 matmul with numpy and torch")

@@ -33,9 +33,9 @@ def worker(name: str) -> float:
     import xpnet_runner
     from workload import CONFIGS, make_workload
 
-    from xpnet import data
+    from xpnet.files import idx
 
-    work = make_workload(CONFIGS["A"], data.load_mnist(), quick=True)
+    work = make_workload(CONFIGS["A"], idx.load_mnist(), quick=True)
     impl = refs.torch_eager(work) if name == "PyTorch eager" else xpnet_runner.xpnet_impl(work, name.split()[1])
     impl.run()
     times = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xpnet import data, model
+from xpnet.engine import data, model
 
 NUM_CLASSES = 10
 

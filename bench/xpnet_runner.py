@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from workload import Impl, Workload, layer_shapes
 
-from xpnet import backends, data, training
+from xpnet import backends, training
+from xpnet.engine import data
 from xpnet.settings import TrainConfig
 
 CPU_BACKENDS = ("numpy", "torch", "jax")
@@ -53,7 +54,7 @@ def gemm_steps(be, sizes, batch: int):
     first. On JAX the products of a step are one jitted call (the step is jitted too)."""
     xp, ops = be.xp, be.ops
     rng = np.random.default_rng(1)
-    fm = [True] + [ops.feature_major(s, batch) for s in sizes[1:-1]] + [True]
+    feature_major = [True] + [ops.feature_major(s, batch) for s in sizes[1:-1]] + [True]
 
     def rand(shape, transposed=False):
         host = rng.random(shape[::-1] if transposed else shape)
@@ -62,14 +63,14 @@ def gemm_steps(be, sizes, batch: int):
 
     triples = []  # (a, b, out): out stored as the step stores the product
     for layer, (i, o) in enumerate(layer_shapes(sizes)):
-        A, d = rand((i, batch), not fm[layer]), rand((o, batch), not fm[layer + 1])
+        A, d = rand((i, batch), not feature_major[layer]), rand((o, batch), not feature_major[layer + 1])
         W = rand((o, i), ops.weight_layout == "in_out")
         triples += [
-            (W, A, ops.buffer((o, batch), A, transposed=not fm[layer + 1])),
+            (W, A, ops.buffer((o, batch), A, transposed=not feature_major[layer + 1])),
             (d, xp.matrix_transpose(A), ops.buffer((o, i), A, transposed=ops.weight_layout == "in_out")),
         ]
         if layer > 0:
-            triples.append((xp.matrix_transpose(W), d, ops.buffer((i, batch), A, transposed=not fm[layer])))
+            triples.append((xp.matrix_transpose(W), d, ops.buffer((i, batch), A, transposed=not feature_major[layer])))
 
     def products(operands):
         return [ops.matmul(a, b, out=out) for a, b, out in operands]

@@ -11,14 +11,14 @@ import numpy as np
 import onnxruntime
 
 import xpnet
-from xpnet import data
+from xpnet.files import idx
 
 with tempfile.TemporaryDirectory() as folder:
     model = xpnet.train(hidden=(64,), epochs=1, validation=50000, verbose=0)  # 10,000 images, one epoch
     path = Path(folder) / "mnist.onnx"
     model.to_onnx(path)
 
-    images = data.load().test.images[:1000]
+    images = idx.load().test.images[:1000]
     session = onnxruntime.InferenceSession(str(path))
     pixels = (images.reshape(len(images), -1) / 255).astype(np.float32)
     probabilities, labels = session.run(["probabilities", "label"], {"input": pixels})

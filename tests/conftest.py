@@ -35,9 +35,9 @@ def reference() -> Target:
 
 @pytest.fixture(scope="session")
 def mnist():
-    from xpnet import data
+    from xpnet.files import idx
 
-    return data.load_mnist()
+    return idx.load_mnist()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 from array_api_compat import device
 
 import xpnet
-from xpnet import MLPClassifier, backends, data, errors, evaluate, training
+from xpnet import MLPClassifier, backends, errors, training
+from xpnet.engine import data, evaluate
 
 from helpers import targets
 
@@ -234,7 +235,7 @@ def test_early_stop_keeps_the_best_epoch(digits):
     best = int(np.argmax(vals))
     assert clf.n_iter_ - 1 - best >= 2  # stopped after 2 epochs without a new best
     # the model is the best epoch's: its validation accuracy is recomputed from the held-out rows
-    perm = np.random.default_rng([0, xpnet.api.VALIDATION_STREAM]).permutation(len(y))
+    perm = np.random.default_rng([0, xpnet.api.estimator.VALIDATION_STREAM]).permutation(len(y))
     held = perm[-int(round(0.25 * len(y))) :]
     assert clf.score(X[held], y[held]) == pytest.approx(vals[best])
 
@@ -297,7 +298,7 @@ def test_each_parameter_is_checked_by_its_settings_rule_before_any_work(digits, 
     """A wrong type or value names the parameter in Python's words (no flag), before the data is
     touched: the table's type, choices and range, as for xpnet train's flags."""
     X, y = digits
-    monkeypatch.setattr(xpnet.api.inputs, "features", lambda *a, **k: pytest.fail("the data was read first"))
+    monkeypatch.setattr(xpnet.api.estimator.inputs, "features", lambda *a, **k: pytest.fail("the data was read first"))
     with pytest.raises(ValueError, match=message) as e:
         MLPClassifier(**params).fit(X, y)
     assert "--" not in str(e.value)
@@ -311,7 +312,7 @@ def test_parameters_are_the_tables_api_settings():
     params = MLPClassifier().get_params()
     shared = {name: s.default for name, s in SETTINGS.items() if s.api}
     assert {k: params[k] for k in shared} == shared
-    assert set(params) - set(shared) == set(xpnet.api.ESTIMATOR_PARAMETERS)
+    assert set(params) - set(shared) == set(xpnet.api.estimator.ESTIMATOR_PARAMETERS)
     assert MLPClassifier((64,), lr=np.float64(0.1)).get_params()["hidden"] == (64,)
     with pytest.raises(TypeError, match="unexpected keyword argument 'hiden'"):
         MLPClassifier(hiden=(3,))
@@ -409,3 +410,25 @@ def test_load_digits_cross_validation(digits):
     shuffled = cross_val_score(pipe, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
     assert shuffled.mean() >= 0.96
     assert cross_val_score(pipe, X, y, cv=5).mean() >= 0.925
+
+
+def test_weights_and_labels_that_would_give_a_wrong_answer_are_refused(digits):
+    """NaN, negative or all-zero weights, None among the labels, text mixed with numbers and
+    X holding text: each a ValueError naming what is wrong, not a NaN score or '9' for 9."""
+    X, y = digits
+    clf = MLPClassifier(**SMALL).fit(X[:300], y[:300])
+    for w, message in (
+        (np.zeros(300), "zero for every sample"),
+        (np.full(300, np.nan), "finite and >= 0"),
+        (-np.ones(300), "finite and >= 0"),
+        (np.ones(299), r"shape \(299,\)"),
+    ):
+        with pytest.raises(ValueError, match=f"sample_weight.*{message}"):
+            clf.score(X[:300], y[:300], sample_weight=w)
+    assert clf.score(X[:300], y[:300], sample_weight=np.ones(300)) == clf.score(X[:300], y[:300])
+    with pytest.raises(ValueError, match="y mixes text and numbers"):
+        MLPClassifier(**SMALL).fit(X[:4], [9, "a", 9, "a"])
+    with pytest.raises(ValueError, match="y holds None at row 1"):
+        MLPClassifier(**SMALL).fit(X[:4], np.array([1, None, 2, 1], dtype=object))
+    with pytest.raises(ValueError, match="X holds a value that is not a number"):
+        MLPClassifier(**SMALL).fit(np.array([["abc"] * 64] * 4, dtype=object), y[:4])

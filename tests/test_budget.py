@@ -8,8 +8,10 @@ import types
 import numpy as np
 import pytest
 
-from xpnet import backends, budget, data, training
+from xpnet import backends, training
+from xpnet.engine import budget
 from xpnet.errors import UserError
+from xpnet.files import idx
 
 from helpers import write_dataset, write_idx
 
@@ -61,7 +63,7 @@ def test_estimate_is_the_bytes_of_a_runs_arrays(small, settings):
     """Each part of the estimate against the NumPy arrays an epoch of a run made: the model
     (parameters, slots, gradients) and the data exactly, a step's buffers within 2% (the
     augmentation's pixel grid, two small constants, is left out)."""
-    ds = data.load_dir(small)
+    ds = idx.load_dir(small)
     cfg = training.TrainConfig(**{"batch_size": 32, "validation": 88, "epochs": 1, "quiet": True, **settings})
     run = training.Run(cfg, backends.resolve("numpy", "cpu"), ds, say=lambda s: None)
     run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))
@@ -164,12 +166,12 @@ def test_a_huge_label_is_refused_when_read(tmp_path):
     labels[7] = 2**31 - 1
     path = write_idx(folder / "train-labels-idx1-ubyte", labels)
     with pytest.raises(UserError, match=rf"^{path}: label 2147483647 at item 7 is above 65535 "):
-        data.load_dir(folder)
+        idx.load_dir(folder)
     for command in ("train", "walkthrough"):
         assert_refused(xpnet(command, "--data-dir", folder), str(path), "label 2147483647 at item 7")
-    labels[7] = data.MAX_CLASSES - 1  # the largest allowed label: 65,536 classes
+    labels[7] = idx.MAX_CLASSES - 1  # the largest allowed label: 65,536 classes
     write_idx(folder / "train-labels-idx1-ubyte", labels)
-    assert data.load_dir(folder).num_classes == data.MAX_CLASSES
+    assert idx.load_dir(folder).num_classes == idx.MAX_CLASSES
 
 
 def test_a_batch_larger_than_the_data_trains(small):

@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from xpnet import backends, checkpoint, cli, config, data, model, training
+from xpnet import backends, cli, config, training
+from xpnet.engine import data, model
 from xpnet.errors import Diverged, UserError
+from xpnet.files import atomic, checkpoint
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(saved, monkeypatch):
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(UserError, match="cannot write"):
         checkpoint.save(path, spec, params, {}, {})
     assert path.read_bytes() == before
@@ -518,9 +520,9 @@ def test_save_through_a_symlink_writes_its_target(saved, tmp_path):
 def test_temporaries_of_a_writer_killed_mid_save_are_removed_by_the_next_save(saved):
     path, spec, params = saved
     script = (
-        "import sys, time\nfrom xpnet import checkpoint\n"
+        "import sys, time\nfrom xpnet.files import atomic\n"
         "def hang(fd):\n    print('writing', flush=True)\n    time.sleep(120)\n"
-        "checkpoint.os.fsync = hang\ncheckpoint.atomic_write(sys.argv[1], b'x' * 1000)\n"
+        "atomic.os.fsync = hang\natomic.atomic_write(sys.argv[1], b'x' * 1000)\n"
     )
     p = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -536,14 +538,14 @@ def test_temporaries_of_a_writer_killed_mid_save_are_removed_by_the_next_save(sa
 
 def test_only_stale_temporaries_of_the_same_target_are_removed(saved):
     path, spec, params = saved
-    folder, host = path.parent, checkpoint._HOST
+    folder, host = path.parent, atomic.HOST
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
-    old = time.time() - 2 * checkpoint.STALE_AFTER
+    old = time.time() - 2 * atomic.STALE_AFTER
     names = {  # name -> (age, removed?)
         f".m.npz.{host}.{p.pid}.0badc0de.tmp": (None, True),  # its writer's pid is gone
         f".m.npz.{host}.{os.getpid()}.0badc0de.tmp": (None, False),  # a live writer
-        f".m.npz.{host}.{os.getpid()}.1badc0de.tmp": (time.time() - 2 * checkpoint.PID_REUSE_AFTER, True),  # pid reused
+        f".m.npz.{host}.{os.getpid()}.1badc0de.tmp": (time.time() - 2 * atomic.PID_REUSE_AFTER, True),  # pid reused
         f".m.npz.otherhost.{os.getpid()}.0badc0de.tmp": (None, False),  # another machine's: too young to tell
         f".m.npz.otherhost.{p.pid}.1badc0de.tmp": (old, True),
         ".m.npz.abc_1234.tmp": (old, True),  # the older mkstemp names

@@ -3,13 +3,18 @@ nothing else, no path is ever empty, a checkpoint resumes from any folder, and f
 warnings never reach stderr."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
-from xpnet import checkpoint, cli, optim
+from xpnet import cli
+from xpnet.engine import optim
+from xpnet.files import checkpoint
 
 from helpers import assert_clean_error, last_accuracy, parsers, write_dataset, xpnet
 
@@ -78,9 +83,9 @@ def test_evaluate_json_is_one_document_with_the_text_numbers(toy):
 
 def test_predict_json_is_one_document_with_the_text_numbers(toy, tmp_path):
     folder, model = toy
-    from xpnet import data
+    from xpnet.files import idx
 
-    test = data.load(folder).test
+    test = idx.load(folder).test
     paths = [_pgm(tmp_path / f"{i}.pgm", test.images[i]) for i in range(3)]
     text = xpnet("predict", "--model", model, *paths).stdout
     p = xpnet("predict", "--model", model, *paths, "--json")
@@ -297,3 +302,33 @@ def test_overflowing_models_and_steps_warn_nothing(toy, huge, tmp_path, capsys, 
                 ] is None
         elif args[0] == "predict":
             assert out.strip().endswith("no prediction (the model's outputs are not finite)"), out
+
+
+def _outputs(toy):
+    """Commands whose result is on stdout, with the toy model and data."""
+    folder, model = toy
+    return [
+        ["presets"],
+        ["evaluate", "--model", model, "--data-dir", folder],
+        ["evaluate", "--model", model, "--data-dir", folder, "--json"],
+        ["train", "--print-config"],
+    ]
+
+
+def test_a_closed_pipe_ends_quietly_and_a_full_disk_in_one_line(toy):
+    """``xpnet ... | head -1`` when the reader has gone: no traceback, the status of a tool a
+    closed pipe ended (141); stdout on a full disk: one line naming it, exit 2."""
+    for args in _outputs(toy):
+        p = subprocess.Popen(
+            [sys.executable, "-m", "xpnet", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        p.stdout.close()  # the reader goes before anything is written
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=300) == 141 and err == "", (args, p.returncode, err)
+        if os.path.exists("/dev/full"):
+            with open("/dev/full", "w") as full:
+                done = subprocess.run(
+                    [sys.executable, "-m", "xpnet", *map(str, args)], stdout=full, stderr=subprocess.PIPE, text=True
+                )
+            assert done.returncode == 2, (args, done.stderr)
+            assert done.stderr.strip() == "xpnet: error: cannot write to standard output (No space left on device)"

@@ -206,7 +206,8 @@ def test_train_and_walkthrough_take_the_same_seeds(seed, command):
 def test_the_train_flags_are_the_table_and_the_choices_its_modules():
     """Every setting is a flag of xpnet train with the table's choices, which are the
     implementing modules' own lists."""
-    from xpnet import augment, backends, model, optim
+    from xpnet import backends
+    from xpnet.engine import augment, model, optim
 
     train = next(a for a in PARSER._subparsers._group_actions if a.dest == "command").choices["train"]
     flags = {a.dest: a for a in train._actions}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import backends, data, model, training
+from xpnet import backends, training
 from xpnet.backends import cuda_kernels
+from xpnet.engine import data, model
 from xpnet.settings import TrainConfig
 
 from helpers import CUPY_IS_EMULATED
@@ -131,7 +132,7 @@ def test_a_host_read_inside_a_captured_step_is_refused(mnist, monkeypatch):
     """What would break a replay fails the capture: a step that reads a device value back."""
     import cupy
 
-    from xpnet import step
+    from xpnet.engine import step
 
     real = step.train_step
 
@@ -164,13 +165,13 @@ def test_the_kernels_run_where_the_step_needs_them(mnist, emulation, monkeypatch
         return run
 
     monkeypatch.setattr(emulation, "reference_lookup", spy)
-    backends._OPS.pop("cupy", None)  # a fresh op set: its kernels are looked up again
+    backends.backend._OPS.pop("cupy", None)  # a fresh op set: its kernels are looked up again
     for settings in ({"optimizer": "adam", "lr": 0.01}, {}):
         run = _run(mnist, 8 * 32, **settings)
         _counted_epoch(run, emulation)
     x = run.backend.asarray(mnist.test.images[:4].reshape(4, -1, 1) / 255.0, "float32")
     model.input_grad(run.params, x, run.backend.asarray(np.eye(10)[:4, :, None], "float32"), run.spec)
-    backends._OPS.pop("cupy", None)
+    backends.backend._OPS.pop("cupy", None)
     assert launched == set(cuda_kernels.NAMES)
 
 

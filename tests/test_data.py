@@ -6,8 +6,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from xpnet import backends, data
+from xpnet import backends
+from xpnet.engine import data
 from xpnet.errors import UserError
+from xpnet.files import idx
 
 from helpers import idx_bytes, targets, write_dataset, write_idx
 
@@ -24,23 +26,23 @@ def test_bundled_mnist_is_complete_and_verified(mnist):
 
 
 def test_bundled_checksums_match_the_shared_readme():
-    sums = (data.bundled_dir() / "SHA256SUMS").read_text()
+    sums = (idx.bundled_dir() / "SHA256SUMS").read_text()
     assert "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-idx3-ubyte" in sums
-    payload = gzip.decompress((data.bundled_dir() / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    payload = gzip.decompress((idx.bundled_dir() / "t10k-labels-idx1-ubyte.gz").read_bytes())
     assert hashlib.sha256(payload).hexdigest() == "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
 
 
 def test_damaged_bundled_copy_is_refused(tmp_path, monkeypatch):
     folder = tmp_path / "data"
     folder.mkdir()
-    for f in data.bundled_dir().iterdir():
+    for f in idx.bundled_dir().iterdir():
         (folder / f.name).write_bytes(f.read_bytes())
     raw = bytearray(gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     raw[100] = (raw[100] + 1) % 10  # a valid but wrong label
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
-    monkeypatch.setattr(data, "bundled_dir", lambda: folder)
+    monkeypatch.setattr(idx, "bundled_dir", lambda: folder)
     with pytest.raises(UserError, match="t10k-labels.*SHA-256"):
-        data.load_mnist()
+        idx.load_mnist()
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -48,7 +50,7 @@ def test_damaged_bundled_copy_is_refused(tmp_path, monkeypatch):
 def test_round_trip_every_idx_type(tmp_path, gz, dtype, rng):
     arr = (rng.random((3, 4, 5)) * 100).astype(dtype)
     path = write_idx(tmp_path / "x-idx3", arr, gz)
-    out = data.read_idx(path)
+    out = idx.read_idx(path)
     assert out.dtype.isnative and out.shape == (3, 4, 5)
     np.testing.assert_array_equal(out, arr)
 
@@ -57,7 +59,7 @@ def _bad(tmp_path, payload: bytes, name="bad-idx"):
     p = tmp_path / name
     p.write_bytes(payload)
     with pytest.raises(UserError) as e:
-        data.read_idx(p)
+        idx.read_idx(p)
     msg = str(e.value)
     assert str(p) in msg and "\n" not in msg
     return msg
@@ -79,19 +81,19 @@ def test_malformed_files_are_refused_with_the_file_named(tmp_path):
 
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        data.read_idx(tmp_path / "nope")
+        idx.read_idx(tmp_path / "nope")
     with pytest.raises(UserError, match="directory"):
-        data.read_idx(tmp_path)
+        idx.read_idx(tmp_path)
     with pytest.raises(UserError, match="not a directory"):
-        data.load_dir(tmp_path / "nope")
+        idx.load_dir(tmp_path / "nope")
     with pytest.raises(UserError, match="missing train-images-idx3-ubyte"):
-        data.load_dir(tmp_path)
+        idx.load_dir(tmp_path)
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_custom_dataset_any_size_and_classes(tmp_path, rng, gz):
     folder = write_dataset(tmp_path / "toy", rng, shape=(9, 7), classes=3, gz=gz)
-    ds = data.load_dir(folder)
+    ds = idx.load_dir(folder)
     assert ds.image_shape == (9, 7) and ds.num_features == 63 and ds.num_classes == 3
     assert len(ds.train) == 600 and len(ds.test) == 200
 
@@ -100,29 +102,29 @@ def test_count_mismatch_and_label_range(tmp_path, rng):
     folder = write_dataset(tmp_path / "toy", rng)
     write_idx(folder / "train-labels-idx1-ubyte", np.zeros(599, np.uint8))
     with pytest.raises(UserError, match="599 labels for the 600 images"):
-        data.load_dir(folder)
+        idx.load_dir(folder)
     folder = write_dataset(tmp_path / "toy2", rng, classes=3)
-    labels = data.read_idx(folder / "t10k-labels-idx1-ubyte").copy()
+    labels = idx.read_idx(folder / "t10k-labels-idx1-ubyte").copy()
     labels[17] = 7
     write_idx(folder / "t10k-labels-idx1-ubyte", labels)
     with pytest.raises(UserError, match=r"t10k-labels-idx1-ubyte: label 7 at item 17 is outside the class range 0..2"):
-        data.load_dir(folder)
+        idx.load_dir(folder)
     with pytest.raises(UserError, match="outside the class range 0..1"):
-        data.load_dir(write_dataset(tmp_path / "toy3", rng, classes=3), num_classes=2)
+        idx.load_dir(write_dataset(tmp_path / "toy3", rng, classes=3), num_classes=2)
 
 
 def test_image_size_mismatch_between_train_and_test(tmp_path, rng):
     folder = write_dataset(tmp_path / "toy", rng, shape=(8, 8))
     write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((200, 9, 9), np.uint8))
     with pytest.raises(UserError, match="differs from the training images"):
-        data.load_dir(folder)
+        idx.load_dir(folder)
 
 
 def test_images_must_be_bytes(tmp_path, rng):
     folder = write_dataset(tmp_path / "toy", rng)
     write_idx(folder / "train-images-idx3-ubyte", np.zeros((600, 8, 8), ">f4"))
     with pytest.raises(UserError, match="unsigned bytes"):
-        data.load_dir(folder)
+        idx.load_dir(folder)
 
 
 def test_validation_split_and_pixel_scaling(mnist):
@@ -159,12 +161,12 @@ def test_reading_gzipped_files_leaves_no_file_open():
     import gc
     import warnings
 
-    from xpnet import data
+    from xpnet.files import idx
 
     gc.collect()  # what earlier tests left behind is not this test's
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
-        data.load_mnist()
+        idx.load_mnist()
         gc.collect()
-    folder = str(data.bundled_dir())
+    folder = str(idx.bundled_dir())
     assert not [w for w in caught if issubclass(w.category, ResourceWarning) and folder in str(w.message)]

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xpnet import backends, checkpoint, explore, model
+from xpnet import backends, explore
+from xpnet.engine import model
+from xpnet.files import checkpoint
 
 from helpers import assert_clean_error, targets, xpnet
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xpnet import checkpoint, data, images, model
+from xpnet.engine import model
 from xpnet.errors import UserError
+from xpnet.files import checkpoint, idx, images
 
 from helpers import MUTATIONS, idx_bytes, mutate
 
@@ -24,7 +25,7 @@ VALID_IDX = idx_bytes((np.arange(2 * 3 * 4) % 256).astype(np.uint8).reshape(2, 3
 @given(st.binary(max_size=64))
 def test_idx_random_bytes(raw):
     try:
-        arr = data.parse_idx(raw, "fuzz")
+        arr = idx.parse_idx(raw, "fuzz")
     except UserError as e:
         assert "fuzz" in str(e)
         return
@@ -40,7 +41,7 @@ def test_idx_mutated_files(tmp_path, ops, gz):
     path = tmp_path / ("f.gz" if gz else "f")
     path.write_bytes(raw)
     try:
-        arr = data.read_idx(path)
+        arr = idx.read_idx(path)
     except UserError as e:
         assert str(path) in str(e)
         return

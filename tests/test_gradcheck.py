@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from xpnet import backends, model
+from xpnet import backends
 from xpnet.backends import reference_ops
+from xpnet.engine import model
 
 ACTS = sorted(model.ACTIVATIONS)
 OUTS = sorted(model.OUTPUTS)

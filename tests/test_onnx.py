@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import MLPClassifier, backends, onnx_export, training
+from xpnet import MLPClassifier, backends, training
+from xpnet.files import onnx_export
 
 from helpers import assert_clean_error
 from helpers import xpnet as run_xpnet

@@ -340,18 +340,18 @@ def test_logits_and_error_and_chunk_loss(target, rng, kind):
 
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam", "adamw"])
 def test_optimizer_update(target, rng, optimizer):
-    from xpnet import optim
+    from xpnet.engine import optim
 
     t, ops = target, target.ops
-    hp = optim.Hyper(optimizer, weight_decay=0.1, l2=2.0, n_train=50)
+    opt = optim.Optimizer(optimizer, weight_decay=0.1, l2=2.0, n_train=50)
     p_h, g_h = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
-    slots_h = [rng.uniform(0.0, 1.0, (3, 4)) for _ in range(hp.slots)]
-    s = hp.step_scalars(0.05, 3)
+    slots_h = [rng.uniform(0.0, 1.0, (3, 4)) for _ in range(opt.slots)]
+    s = opt.step_scalars(0.05, 3)
     for is_weight in (True, False):
-        want_p, want_slots = hp.update(REF, p_h, g_h.copy(), [a.copy() for a in slots_h], s, is_weight)
+        want_p, want_slots = opt.update(REF, p_h, g_h.copy(), [a.copy() for a in slots_h], s, is_weight)
         for layout in (_feature_major, lambda t, h: t.asarray(h)):
             p, slots = layout(t, p_h), [layout(t, a) for a in slots_h]
-            got_p, got_slots = hp.update(ops, p, layout(t, g_h), slots, s, is_weight)
+            got_p, got_slots = opt.update(ops, p, layout(t, g_h), slots, s, is_weight)
             _check(t, got_p, want_p)
             for got, want in zip(got_slots, want_slots):
                 _check(t, got, want)

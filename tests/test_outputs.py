@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from xpnet import cli, data, images, plots
+from xpnet import cli
 from xpnet.errors import UserError
+from xpnet.files import idx, images, plots
 
 from helpers import MUTATIONS, assert_clean_error, mutate, xpnet
 
@@ -88,7 +89,7 @@ def trained(tmp_path_factory):
 def test_a_digit_predicts_alike_in_every_depth(tmp_path, trained):
     """The same MNIST test digit as 8-bit, 16-bit, 32-bit int and float files, at the model's
     size and at twice it (the crop-and-centre path), and through a pipe: one answer."""
-    digit = data.load().test.images[0]  # a 7
+    digit = idx.load().test.images[0]  # a 7
     files = []
     for scale in (1, 2):
         grey = np.kron(digit / 255.0, np.ones((scale, scale)))

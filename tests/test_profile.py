@@ -17,10 +17,10 @@ def test_the_same_step_runs_on_every_backend(recipe):
         name: profile_step.per_step(*profile_step.profile_epoch(name, 640, **settings)) for name in profile_step.EAGER
     }
     reference = runs["numpy"]
-    assert reference["step.train_step"] == 1 and reference["model.forward_pass"] == 1
-    assert reference["model.backward_pass"] == 1 and reference["step._update"] == 3
+    assert reference["engine.step.train_step"] == 1 and reference["engine.model.forward_pass"] == 1
+    assert reference["engine.model.backward_pass"] == 1 and reference["engine.step._update"] == 3
     for name, calls in runs.items():
         assert calls == reference, name
     _, traced = profile_step.profile_epoch("jax", 640, **settings)
     assert set(reference) <= set(traced)
-    assert traced["step.train_step"] < 5  # traced per compilation, not run per step (20 steps here)
+    assert traced["engine.step.train_step"] < 5  # traced per compilation, not run per step (20 steps here)

@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from xpnet import augment, backends, checkpoint, data, model, rand, training
+from xpnet import backends, training
+from xpnet.engine import augment, data, model, rand
+from xpnet.files import checkpoint
 
 from helpers import targets
 

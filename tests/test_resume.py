@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from xpnet import backends, checkpoint, training
+from xpnet import backends, training
+from xpnet.files import checkpoint
 
 from helpers import assert_clean_error, xpnet
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xpnet import model
+from xpnet.engine import model
 
 from helpers import targets
 

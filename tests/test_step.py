@@ -8,9 +8,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from xpnet import backends, config, data, model, optim, step
+from xpnet import backends, config
 from xpnet.backends import reference_ops
-from xpnet.step import Net, Steps
+from xpnet.engine import data, model, optim, step
+from xpnet.engine.step import Net, Steps
 
 RECIPES = {
     "sgd": {},
@@ -43,7 +44,7 @@ def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_C
     recipe = config.recipe(cfg, N, (28, 28))
     rng = np.random.default_rng(0)
     layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, rng), dtype))
-    net = Net(layers, optim.init_slots(recipe.hyper, ops, layers))
+    net = Net(layers, optim.init_slots(recipe.optimizer, ops, layers))
     X = backend.asarray(np.ascontiguousarray(mnist.train.images[:N].reshape(N, -1)))
     Y = backend.asarray(data.one_hot(mnist.train.labels[:N], 10, dtype, cfg.label_smoothing))
     steps = Steps(ops, spec, recipe, X, Y, BATCH, per_call=per_call)
@@ -115,7 +116,7 @@ def test_numpy_step_allocates_no_arrays(recipe, mnist):
     layers = model.layers_of(
         model.params_to_device(be, model.init_params_host(spec, np.random.default_rng(0)), "float32")
     )
-    net = Net(layers, optim.init_slots(rec.hyper, ops, layers))
+    net = Net(layers, optim.init_slots(rec.optimizer, ops, layers))
     bufs = step.Buffers(ops, spec, rec, n, net)
     x = be.asarray(mnist.train.images[:n].reshape(n, -1) / 255.0, "float32")
     y = be.asarray(data.one_hot(mnist.train.labels[:n], 10))

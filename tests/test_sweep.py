@@ -26,8 +26,9 @@ except ImportError:  # the test extra installs it: missing in CI fails (.ci/run)
     pytest.fail(message, pytrace=False) if os.environ.get("CI") == "true" else pytest.skip(
         message, allow_module_level=True
     )
-from xpnet import cli, space
+from xpnet import cli
 from xpnet.errors import UserError
+from xpnet.sweeps import space
 
 SPACE = """
 [train]
@@ -84,7 +85,7 @@ def make_study(folder: Path, data: Path, storage: str, epochs: int = 8, name: st
 
 
 def trials(storage: str, name: str = "s"):
-    from xpnet import sweep
+    from xpnet.sweeps import study as sweep
 
     return sweep.open_study(name, storage)[0].get_trials(deepcopy=False)
 
@@ -163,7 +164,9 @@ def test_space_suggests_settings_of_their_types(tmp_path):
 
 
 def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
-    from xpnet import backends, data, sweep
+    from xpnet import backends
+    from xpnet.files import idx
+    from xpnet.sweeps import study as sweep
 
     class PruneAtEpoch2(optuna.pruners.BasePruner):
         def prune(self, study, trial):
@@ -172,7 +175,7 @@ def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
     (tmp_path / "space.toml").write_text(SPACE.format(data=data_dir, epochs=6))
     s = space.load(str(tmp_path / "space.toml"))
     objective = sweep.Objective(
-        "s", s, data.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print
+        "s", s, idx.load(str(data_dir), test=False), backends.resolve("numpy", "cpu"), str(tmp_path), 1, print
     )
     for pruner, state, epochs in ((optuna.pruners.NopPruner(), "COMPLETE", 6), (PruneAtEpoch2(), "PRUNED", 2)):
         study = optuna.create_study(direction="maximize", pruner=pruner)
@@ -261,7 +264,7 @@ def test_every_sweep_flag_has_a_help_text_and_its_default():
 def test_other_commands_never_import_optuna():
     code = (
         "import sys; from xpnet import cli; cli.build_parser(); cli.main(['presets']); "
-        "assert not {'optuna', 'sqlalchemy', 'xpnet.sweep'} & set(sys.modules), sorted(sys.modules)"
+        "assert not {'optuna', 'sqlalchemy', 'xpnet.sweeps.study'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 
@@ -446,3 +449,48 @@ def test_postgres_three_workers_share_one_study_each_trial_run_once(tmp_path, da
         log = tmp_path / "xpnet-sweeps" / "s" / f"trial-{t.number}" / "log.jsonl"
         assert len(log.read_text().splitlines()) == 15  # trained once: one line per epoch
     assert len({pid for pids in ran_by.values() for pid in pids}) == 3
+
+
+def test_a_damaged_journal_is_one_line_and_one_cut_mid_line_is_repaired(tmp_path, data_dir):
+    """journal:DIR, a line that is not JSON, bytes that are no journal: one line naming the
+    storage; a last line cut mid-write (a worker killed while appending): the partial line
+    dropped, the user told, the complete records kept and the study usable."""
+    make_study(tmp_path, data_dir, "journal:j.log", epochs=1)
+    xpnet("sweep", "run", "--study", "s", "--storage", "journal:j.log", "--trials", "2", cwd=tmp_path)
+    journal = tmp_path / "j.log"
+    good = journal.read_bytes()
+    (tmp_path / "folder").mkdir()
+    one_line_error(
+        xpnet("sweep", "show", "--study", "s", "--storage", "journal:folder", cwd=tmp_path, check=False),
+        "--storage journal:folder: is a directory",
+    )
+    journal.write_bytes(good + b"not json\n")
+    bad_line = len(good.splitlines()) + 1
+    one_line_error(
+        xpnet("sweep", "run", "--study", "s", "--storage", "journal:j.log", "--trials", "3", cwd=tmp_path, check=False),
+        f"line {bad_line} is not JSON: not an Optuna journal",
+    )
+    (tmp_path / "r.log").write_bytes(bytes(range(256)) * 4)
+    one_line_error(
+        xpnet(
+            "sweep",
+            "create",
+            "--study",
+            "t",
+            "--space",
+            "space.toml",
+            "--storage",
+            "journal:r.log",
+            cwd=tmp_path,
+            check=False,
+        ),
+        "not an Optuna journal",
+    )
+    last = good.splitlines(keepends=True)[-1]
+    journal.write_bytes(good + last[: len(last) // 2])  # a record cut mid-line
+    p = xpnet("sweep", "show", "--study", "s", "--storage", "journal:j.log", "--json", cwd=tmp_path)
+    assert "its last line was cut mid-write" in p.stderr and "Traceback" not in p.stderr
+    assert journal.read_bytes() == good
+    assert [t["state"] for t in json.loads(p.stdout)["trials"]] == ["COMPLETE", "COMPLETE"]
+    xpnet("sweep", "run", "--study", "s", "--storage", "journal:j.log", "--trials", "3", cwd=tmp_path)
+    assert len(trials(f"journal:{journal}")) == 3

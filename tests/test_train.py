@@ -44,7 +44,7 @@ class _Bar:
 
 
 def _small_run(mnist, **settings):
-    from xpnet import data
+    from xpnet.engine import data
 
     split = data.Split(mnist.train.images[:3200], mnist.train.labels[:3200])
     cfg = training.TrainConfig(**{"hidden": (16,), "batch_size": 32, "validation": 0, "quiet": True, **settings})
@@ -121,7 +121,7 @@ def test_a_callback_sees_every_epoch_and_can_stop_the_run(mnist, tmp_path):
     assert all(np.isfinite(c[2]) and 0 < c[3] <= 1 for c in rec.calls[1:3])
     # the standard callbacks ran before it, through the same mechanism: two printed lines, two log lines
     assert sum(line.startswith("epoch ") for line in lines) == 2 and len(log.read_text().splitlines()) == 2
-    from xpnet import checkpoint
+    from xpnet.files import checkpoint
 
     meta = checkpoint.load(str(save))[2]
     assert meta["state"]["epoch"] == 3  # stopped after epoch 2: a resume goes on with epoch 3
@@ -130,7 +130,7 @@ def test_a_callback_sees_every_epoch_and_can_stop_the_run(mnist, tmp_path):
 def test_a_data_set_without_a_test_split_trains_and_never_reports_a_test_accuracy(mnist, tmp_path):
     from dataclasses import replace
 
-    from xpnet import checkpoint
+    from xpnet.files import checkpoint
 
     cfg = training.TrainConfig(hidden=(16,), epochs=1, validation=55000, save=str(tmp_path / "m.npz"), quiet=True)
     lines = []

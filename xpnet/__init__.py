@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 __all__ = ["MLPClassifier", "Model", "load", "train", "__version__"]
 
 if TYPE_CHECKING:
-    from .api import MLPClassifier, Model, load, train
+    from xpnet.api import MLPClassifier, Model, load, train
 
 
 def __getattr__(name: str):

@@ -9,7 +9,7 @@ import sys
 
 def run() -> int:
     try:
-        from .cli import main
+        from xpnet.cli import main
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130

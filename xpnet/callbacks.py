@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import UserError, named
+from xpnet.errors import UserError, named
 
 
 class Callback:

@@ -9,27 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from . import (
-    __version__,
-    backends,
-    checkpoint,
-    data,
-    evaluate,
-    images,
-    model,
-    presets,
-    settings,
-    sweep_cli,  # xpnet sweep: its flags (Optuna is imported only when it runs)
-)
-from .errors import Diverged, Stopped, UserError
-from .flags import device_flags, path_type, setting_flags
-from .settings import SETTINGS, Range, TrainConfig
-from .training import pick_backend, train_from
+from xpnet import __version__, backends, presets, settings
+from xpnet.engine import evaluate, model
+from xpnet.errors import Diverged, OutputFailed, Stopped, UserError, print_line
+from xpnet.files import checkpoint, idx, images
+from xpnet.files.atomic import writable_target
+from xpnet.flags import device_flags, path_type, setting_flags
+from xpnet.settings import SETTINGS, Range, TrainConfig
+from xpnet.sweeps import cli as sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
+from xpnet.training import pick_backend, train_from
 
 DEFAULTS = TrainConfig()
 
@@ -210,28 +203,19 @@ def cmd_train(args, say) -> int:
     return 0
 
 
-def _params_on(be, host_params, meta, dtype=None):
-    """Checkpoint parameters on the backend's device, in ``dtype`` or the model's training dtype."""
-    dtype = dtype or meta.get("config", {}).get("dtype", "float32")
-    if dtype not in backends.DTYPES:
-        dtype = "float32"
-    return model.params_to_device(be, host_params, dtype), dtype
-
-
 def cmd_evaluate(args, say) -> int:
-    spec, host_params, meta = checkpoint.load(args.model)
-    dataset = data.load(args.data_dir, num_classes=spec.sizes[-1])
+    saved = checkpoint.load(args.model)
+    spec = saved.spec
+    dataset = idx.load(args.data_dir, num_classes=spec.sizes[-1])
     if dataset.num_features != spec.sizes[0]:
         raise UserError(
             f"{args.model}: the model takes {spec.sizes[0]} inputs, the data has "
             f"{dataset.num_features} pixels per image"
         )
     be = pick_backend(args, say)
-    params, dtype = _params_on(be, host_params, meta, args.dtype)
-    preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
-    labels = dataset.test.labels
-    rows = evaluate.per_class(labels, preds, spec.sizes[-1])
-    correct, total = int((preds == labels).sum()), len(labels)
+    params, dtype = saved.params_on(be, args.dtype)
+    preds, correct, total = evaluate.scored(be, params, dataset.test, spec, dtype)
+    rows = evaluate.per_class(dataset.test.labels, preds, spec.sizes[-1])
     if args.json:
         return _print_json(
             {
@@ -254,7 +238,7 @@ def cmd_evaluate(args, say) -> int:
 
 def _print_json(doc: dict) -> int:
     """--json: ``doc`` as the one line of stdout (the command's ``say`` is silent then)."""
-    print(json.dumps(doc, allow_nan=False), flush=True)
+    print_line(json.dumps(doc, allow_nan=False))
     return 0
 
 
@@ -276,11 +260,12 @@ def _image_shape(path, spec, meta) -> tuple[int, int]:
 
 
 def cmd_predict(args, say) -> int:
-    spec, host_params, meta = checkpoint.load(args.model)
+    saved = checkpoint.load(args.model)
+    spec, meta = saved.spec, saved.meta
     shape = _image_shape(args.model, spec, meta)
     inputs = np.stack([images.load_for_model(p, tuple(shape)) for p in args.images])
     be = pick_backend(args, say)
-    params, dtype = _params_on(be, host_params, meta)
+    params, dtype = saved.params_on(be)
     x = be.asarray(inputs.reshape(len(args.images), -1, 1), dtype)
     with be.ops.errors_ignored():  # a model whose outputs overflow: NaN probabilities, no warnings
         probs = be.to_host(model.forward(params, x, spec))[:, :, 0]
@@ -313,13 +298,9 @@ def cmd_predict(args, say) -> int:
 
 
 def cmd_export(args, say) -> int:
-    from . import onnx_export
+    from xpnet.files import onnx_export
 
-    target = Path(args.onnx)
-    if target.is_dir():
-        raise UserError(f"--onnx {args.onnx}: is a directory; give a file name such as model.onnx")
-    if not target.parent.is_dir():
-        raise UserError(f"--onnx {args.onnx}: folder {target.parent} does not exist")
+    writable_target("--onnx", args.onnx, "model.onnx")
     spec, host_params, meta = checkpoint.load(args.model)
     onnx_export.save(args.onnx, spec, host_params, meta.get("classes"), flag="--onnx")
     say(f"wrote {args.onnx} ({spec.describe()}, ONNX opset {onnx_export.OPSET})")
@@ -333,10 +314,12 @@ def cmd_presets(args, say) -> int:
 
 
 def cmd_imagine(args, say) -> int:
-    from . import explore, plots
+    from xpnet import explore
+    from xpnet.files import plots
 
     out = plots.check_output("--out", args.out)
-    spec, host_params, meta = checkpoint.load(args.model)
+    saved = checkpoint.load(args.model)
+    spec, meta = saved.spec, saved.meta
     classes = spec.sizes[-1]
     digits = args.digits or list(range(classes))
     bad = [d for d in digits if not 0 <= d < classes]
@@ -346,7 +329,7 @@ def cmd_imagine(args, say) -> int:
         raise UserError(f"--steps {args.steps}: must be >= 1")
     shape = _image_shape(args.model, spec, meta)
     be = pick_backend(args, say)
-    params, _ = _params_on(be, host_params, meta)
+    params, _ = saved.params_on(be)
     imgs, probs = explore.imagine(params, spec, digits, shape, steps=args.steps)
     ok = 0
     for d, p in zip(digits, probs):
@@ -370,7 +353,7 @@ def cmd_imagine(args, say) -> int:
 
 
 def cmd_walkthrough(args, say) -> int:
-    from . import explore
+    from xpnet import explore
 
     values = vars(args)
     settings.check_ranges(
@@ -383,7 +366,7 @@ def cmd_walkthrough(args, say) -> int:
             "seed": settings.RANGES["seed"],
         },
     )
-    dataset = data.load(args.data_dir)
+    dataset = idx.load(args.data_dir)
     if not 0 <= args.index < len(dataset.train):
         raise UserError(f"--index {args.index}: must be between 0 and {len(dataset.train) - 1}")
     be = pick_backend(args, say)
@@ -403,12 +386,12 @@ def cmd_walkthrough(args, say) -> int:
 
 
 def cmd_show(args, say) -> int:
-    from . import plots
+    from xpnet.files import plots
 
     if args.count < 1:
         raise UserError(f"--count {args.count}: must be >= 1")
     out = plots.check_output("--out", args.out)
-    split = getattr(data.load(args.data_dir), args.split)
+    split = getattr(idx.load(args.data_dir), args.split)
     n = min(args.count, len(split))
     imgs = split.images[:n]
     if imgs.ndim != 3:
@@ -419,7 +402,7 @@ def cmd_show(args, say) -> int:
 
 
 def cmd_plot(args, say) -> int:
-    from . import plots
+    from xpnet.files import plots
 
     out = plots.check_output("--out", args.out)
     history = plots.read_log(args.log)
@@ -446,9 +429,6 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
 
-    def say(line: str) -> None:
-        print(line, flush=True)
-
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -456,8 +436,10 @@ def main(argv=None) -> int:
             parser.print_help(sys.stderr)
             return 2
         quiet = getattr(args, "json", False)  # --json: the document is stdout's only text (see _print_json)
-        return COMMANDS[args.command](args, (lambda line: None) if quiet else say)
+        return COMMANDS[args.command](args, (lambda line: None) if quiet else print_line)
     except UserError as e:
+        if isinstance(e, OutputFailed):
+            _drop_stdout()
         if debug:
             raise
         print(f"xpnet: error: {e}", file=sys.stderr)
@@ -470,3 +452,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout has gone (xpnet ... | head -1): end quietly, as other tools do
+        _drop_stdout()
+        return 141  # 128 + SIGPIPE: the status a shell reports for a tool a closed pipe ended
+
+
+def _drop_stdout() -> None:
+    """Point standard output at the null device, so that nothing more (Python's own flush at
+    exit included) is written where it failed."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a captured stdout): nothing to redirect
+        pass

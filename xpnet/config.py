@@ -13,10 +13,12 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from . import checkpoint, model, optim, presets
-from .errors import UserError, flag, named
-from .settings import PATHS, SETTINGS, TrainConfig, check_nonempty
-from .step import Recipe
+from xpnet import presets
+from xpnet.engine import model, optim
+from xpnet.engine.step import StepOptions
+from xpnet.errors import UserError, flag, named
+from xpnet.files import checkpoint
+from xpnet.settings import PATHS, SETTINGS, TrainConfig, check_nonempty
 
 
 def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model.Spec:
@@ -36,12 +38,12 @@ def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model
     return model.Spec(sizes, cfg.activation, cfg.output, cfg.init)
 
 
-def recipe(cfg: TrainConfig, n_train: int, image_shape) -> Recipe:
+def recipe(cfg: TrainConfig, n_train: int, image_shape) -> StepOptions:
     """The step's recipe: the optimiser and its settings, dropout, max-norm, augmentation."""
     if cfg.augment != "none" and len(image_shape) != 2:
         raise UserError(f"{named('augment')} {cfg.augment}: needs 2-D images, the data's are {tuple(image_shape)}")
-    hyper = optim.Hyper(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n_train)
-    return Recipe(hyper, cfg.dropout, cfg.max_norm, cfg.augment, tuple(image_shape), cfg.seed)
+    optimizer = optim.Optimizer(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n_train)
+    return StepOptions(optimizer, cfg.dropout, cfg.max_norm, cfg.augment, tuple(image_shape), cfg.seed)
 
 
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list of integers"}

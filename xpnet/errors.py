@@ -40,6 +40,22 @@ class UserError(Exception):
     exit_code = 2
 
 
+class OutputFailed(UserError):
+    """Standard output cannot be written (a full disk, a closed file); a closed pipe is
+    BrokenPipeError instead, which the command line ends quietly."""
+
+
+def print_line(text: str) -> None:
+    """``text`` and a newline on standard output, flushed: a command's result. OutputFailed
+    when it cannot be written; BrokenPipeError when its reader has gone."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputFailed(f"cannot write to standard output ({e.strerror or e})") from None
+
+
 class Diverged(Exception):
     """The loss became NaN or infinite (exit code 1)."""
 

@@ -9,9 +9,9 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from . import budget, model
-from .backends import ops_for, to_host
-from .step import Net, Recipe, Steps
+from xpnet.backends import ops_for, to_host
+from xpnet.engine import budget, model
+from xpnet.engine.step import Net, StepOptions, Steps
 
 
 def _tv_grad(x, rows: int, cols: int):
@@ -92,7 +92,7 @@ def walkthrough(
     target = np.zeros((1, num_classes))
     target[0, label] = 1.0
     X, Y = backend.asarray(image.reshape(1, -1)), backend.asarray(target, "float64")
-    net, recipe = Net(model.layers_of(params)), Recipe()
+    net, recipe = Net(model.layers_of(params)), StepOptions()
     steps = Steps(backend.ops, spec, recipe, X, Y, batch_size=1)
     order = backend.asarray(np.zeros(1, dtype=np.int64))
     x = backend.asarray(image.reshape(1, -1, 1) / 255.0, "float64")

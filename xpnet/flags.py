@@ -4,9 +4,9 @@ come from the one table."""
 
 from __future__ import annotations
 
-from . import settings
-from .errors import flag
-from .settings import SETTINGS
+from xpnet import settings
+from xpnet.errors import flag
+from xpnet.settings import SETTINGS
 
 
 def int_list(flag: str):

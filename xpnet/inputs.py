@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import backends
-from .backends import Backend
+from xpnet import backends
+from xpnet.backends import Backend
 
 
 @dataclass
@@ -60,7 +60,7 @@ def features(
     X = _array(X, who)
     n, f, shape = _shape(X, image_shape, expect, who)
     be = choose(X, backend, device, tf32)
-    x = _onto(be, X)
+    x = be.adopt(X)
     x = be.xp.reshape(x, (n, f)) if len(x.shape) != 2 else x
     return Features(_numbers(be, x, dtype), be, shape, home)
 
@@ -69,20 +69,11 @@ def choose(X, backend: str | None, device: str | None, tf32: bool = False) -> Ba
     """The Backend for input X: its own library and device, unless ``backend`` or ``device``
     (as ``xpnet train``'s flags) say otherwise; ValueError when that cannot be had."""
     lib, here = backends.library_of(X), backends.device_of(X)
-    name = backend if backend is not None else lib if device is None or _runs_on(lib, device) else None
+    name = backend if backend is not None else lib if device is None or backends.runs_on(lib, device) else None
     dev = device if device is not None else here if name == lib else "auto"
     if name is not None and name == lib and dev == here:
         return backends.of_array(X, tf32)
     return backends.resolve(name, dev, tf32)
-
-
-def _runs_on(lib: str | None, device: str) -> bool:
-    """Whether a library can compute on ``device`` (auto, cpu, cuda, cuda:N)."""
-    if lib in ("numpy", "array_api_strict"):
-        return device in ("auto", "cpu")
-    if lib == "cupy":
-        return device != "cpu"
-    return lib in ("torch", "jax")
 
 
 def _array(X, who: str):
@@ -97,8 +88,11 @@ def _array(X, who: str):
         except (AttributeError, TypeError, RuntimeError, BufferError, ValueError):
             X = np.asarray(X)
     X = backends.plain(X)
-    if isinstance(X, np.ndarray) and X.dtype.kind == "O":
-        X = X.astype(np.float64)  # numbers stored as objects; anything else: numpy's TypeError or ValueError
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+        try:
+            X = X.astype(np.float64)  # numbers stored as objects or text
+        except (TypeError, ValueError) as e:  # the same kind of error, naming X
+            raise type(e)(f"{who}: X holds a value that is not a number ({e})") from None
     return X
 
 
@@ -144,19 +138,6 @@ def _home(X) -> tuple:
         return None, None
 
 
-def _onto(be: Backend, X):
-    """X in ``be``'s library on its device: as it is when already there, else one copy (from
-    another device or library, through the host)."""
-    if backends.library_of(X) == be.name:
-        from array_api_compat import device
-
-        if device(X) == be.device or be.name == "numpy":
-            return X
-    if be.name == "numpy":
-        return backends.to_host(X)
-    return be.asarray(np.ascontiguousarray(backends.to_host(X)))
-
-
 def _numbers(be: Backend, x, dtype: str):
     """x (n, f) as uint8 (pixels) or ``dtype`` floats, all finite; ValueError otherwise."""
     xp = be.xp
@@ -178,7 +159,7 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
     continuous labels (a column vector is accepted with a DataConversionWarning)."""
     if y is None:
         raise ValueError(f"{who} requires y to be passed, but the target y is None")
-    y = on_host(y)
+    y = _one_kind(y, on_host(y), who)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn(
             "A column-vector y was passed when a 1d array was expected. Please change the shape of y "
@@ -202,6 +183,41 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
     if y.dtype.kind == "c":
         raise ValueError("Unknown label type: complex")
     return y
+
+
+def _one_kind(given, y: np.ndarray, who: str) -> np.ndarray:
+    """Labels ``y`` (``given`` as NumPy read it) checked to be of one kind: no None, not strings
+    mixed with numbers (NumPy would make them all strings, and 9 would come back as '9')."""
+    if not (isinstance(given, (list, tuple)) or y.dtype.kind == "O") or y.ndim != 1:
+        return y
+    values = list(given) if isinstance(given, (list, tuple)) else y.tolist()
+    missing = next((i for i, v in enumerate(values) if v is None), None)
+    if missing is not None:
+        raise ValueError(f"{who}: y holds None at row {missing}: every sample needs a label")
+    text = [isinstance(v, (str, bytes)) for v in values]
+    if any(text) and not all(text):
+        i, j = text.index(True), text.index(False)
+        raise ValueError(
+            f"{who}: y mixes text and numbers (row {i} is {values[i]!r}, row {j} is {values[j]!r}): "
+            "give labels of one kind"
+        )
+    return np.asarray(values) if y.dtype.kind == "O" else y
+
+
+def weights(sample_weight, n: int, who: str) -> np.ndarray:
+    """``sample_weight`` as n finite, non-negative host floats, not all zero; ValueError naming
+    it otherwise."""
+    try:
+        w = np.asarray(on_host(sample_weight), dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{who}: sample_weight holds a value that is not a number ({e})") from None
+    if w.shape != (n,):
+        raise ValueError(f"{who}: sample_weight has shape {w.shape}; expected ({n},), one weight per sample")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{who}: sample_weight must be finite and >= 0")
+    if not np.any(w > 0):
+        raise ValueError(f"{who}: sample_weight is zero for every sample: nothing to weigh")
+    return w
 
 
 def on_host(a) -> np.ndarray:

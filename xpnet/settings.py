@@ -14,9 +14,11 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import augment, model, optim
-from .backends import BACKENDS, DTYPES
-from .errors import UserError, flag, named
+from xpnet.backends import BACKENDS, DTYPES
+from xpnet.engine import augment, model, optim
+from xpnet.engine.model import sizes_text
+from xpnet.errors import UserError, flag, named
+from xpnet.files.atomic import writable_target
 
 __all__ = [
     "GROUPS",
@@ -272,18 +274,14 @@ class TrainConfig:
         self._check_paths()
 
     def _check_paths(self) -> None:
-        if self.log and (Path(self.log).is_dir() or not Path(self.log).parent.is_dir()):
-            raise UserError(f"{named('log')} {self.log}: not a file in an existing folder")
+        if self.log:
+            writable_target(named("log"), self.log, "log.jsonl")
         if self.plots and not Path(self.plots).is_dir():
             raise UserError(f"{named('plots')} {self.plots}: not a directory")
         if self.plots and importlib.util.find_spec("matplotlib") is None:
             raise UserError(f"{named('plots')} {self.plots}: pictures need matplotlib: pip install 'xpnet[plots]'")
         if self.save:
-            target = Path(self.save)
-            if target.is_dir():
-                raise UserError(f"{named('save')} {self.save}: is a directory; give a file name such as model.npz")
-            if not target.parent.is_dir():
-                raise UserError(f"{named('save')} {self.save}: folder {target.parent} does not exist")
+            writable_target(named("save"), self.save, "model.npz")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -342,8 +340,3 @@ def parse_sizes(text: str, label: str) -> tuple[int, ...]:
         return tuple(int(t) for t in text.split(",")) if text.strip() else ()
     except ValueError:
         raise UserError(f"{label} {text!r}: expected comma-separated integers such as 784,100,10") from None
-
-
-def sizes_text(sizes) -> str:
-    """Layer sizes as a flag writes them: (784, 100, 10) -> "784,100,10"."""
-    return ",".join(map(str, sizes))

@@ -18,13 +18,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backends, budget, checkpoint, config, data, evaluate, model, optim
-from . import callbacks as cb
-from .backends import threads, to_host
-from .errors import Diverged, Stopped, UserError, named
-from .evaluate import format_accuracy
-from .settings import TrainConfig
-from .step import Net, Steps
+from xpnet import backends, config
+from xpnet import callbacks as cb
+from xpnet.backends import threads, to_host
+from xpnet.engine import budget, data, evaluate, model, optim
+from xpnet.engine.evaluate import format_accuracy
+from xpnet.engine.step import Net, Steps
+from xpnet.errors import Diverged, Stopped, UserError, named
+from xpnet.files import checkpoint, idx
+from xpnet.settings import TrainConfig
 
 CHECK_SECONDS = 10.0  # the running loss is read (a device sync) at least this often, for the divergence check
 BAR_SECONDS = 0.25  # the progress bar is redrawn at most this often
@@ -77,11 +79,11 @@ def params_to_host(params):
 
 def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.Saved | None) -> TrainState:
     """A fresh run's state (initial weights from the seed's generator), or a checkpoint's."""
-    hyper = optim.Hyper(cfg.optimizer)
+    optimizer = optim.Optimizer(cfg.optimizer)
     if resume is None:
         rng = np.random.default_rng(cfg.seed)
         layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype))
-        return TrainState(Net(layers, optim.init_slots(hyper, backend.ops, layers)), rng)
+        return TrainState(Net(layers, optim.init_slots(optimizer, backend.ops, layers)), rng)
     host_params, meta = resume.params, resume.meta
     if resume.spec != spec:
         raise UserError(
@@ -106,8 +108,8 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{named('resume')}: the checkpoint has no usable training state ({e})") from None
     layers = model.layers_of(model.params_to_device(backend, host_params, cfg.dtype))
-    slots = optim.init_slots(hyper, backend.ops, layers)
-    if hyper.slots:
+    slots = optim.init_slots(optimizer, backend.ops, layers)
+    if optimizer.slots:
         if not meta.get("slots"):
             raise UserError(f"{named('resume')}: the checkpoint lacks the optimiser's state arrays")
         slots = [_slots_from_host(backend, cfg.dtype, zeros, saved) for zeros, saved in zip(slots, meta["slots"])]
@@ -246,7 +248,7 @@ class Run:
         """Write the checkpoint (model, optimiser slots, and the state to resume at epoch/step)."""
         st, cfg = self.state, self.cfg
         state, slots = saved_state(cfg, st, epoch, step, rng_state, loss_partial)
-        config_ = cfg.to_checkpoint() | {
+        stored_config = cfg.to_checkpoint() | {
             "image_shape": list(self.dataset.image_shape),
             "num_classes": self.dataset.num_classes,
         }
@@ -255,7 +257,7 @@ class Run:
                 cfg.save,
                 self.spec,
                 params if params is not None else params_to_host(self.params),
-                config_,
+                stored_config,
                 {"history": st.history, **(metrics or {})},
                 state,
                 slots,
@@ -412,7 +414,7 @@ def _diverged(cfg: TrainConfig, history, where: str, what: str = "the loss is no
 
 def _draw(folder: str, history, dataset: data.Dataset, preds, say) -> None:
     """Learning curves, the test confusion matrix and a grid of misclassified test digits."""
-    from . import plots
+    from xpnet.files import plots
 
     labels = dataset.test.labels
     wrong = np.flatnonzero(preds != labels)[:50]
@@ -473,9 +475,9 @@ def train_from(given: dict, say, callbacks=()) -> Outcome | None:
             say(line)
         return None
     if cfg.plots:  # a folder the pictures can be written to, before any training
-        from . import plots
+        from xpnet.files import plots
 
         plots.check_output(named("plots"), cfg.plots, folder=True)
-    dataset = data.load(cfg.data_dir)  # fully validated before any training
+    dataset = idx.load(cfg.data_dir)  # fully validated before any training
     be = pick_backend(cfg, say)
     return Outcome(cfg, dataset, be, train(cfg, be, dataset, say=say, resume=resume, callbacks=callbacks))

@@ -384,7 +384,7 @@ class Ops:
 
     def optimizer_update(self, rule: str, p, g, slots: list, c: dict):
         """One optimiser step of parameter p with gradient g (g may be overwritten) and its
-        slots; returns (new p, new slots). ``c``: the coefficients (``optim.Hyper.coefficients``):
+        slots; returns (new p, new slots). ``c``: the coefficients (``optim.Optimizer.coefficients``):
         g <- g + l2c * p (the seeds' L2; weights only), then
         momentum: v <- mu v + g, p <- p + neg_lr v; nesterov: also, p <- p + neg_lr g + neg_lr_mu v;
         adam: m <- b1 m + b1c g, v <- b2 v + b2c g^2 (b1c = 1 - b1, b2c = 1 - b2, taken on the host),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Ops
+from xpnet.backends.base import Ops
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # the ``act`` argument: an index into this
 OUTPUTS = ("softmax", "sigmoid")  # the ``kind`` argument

@@ -24,8 +24,8 @@ from __future__ import annotations
 import cupy
 import numpy
 
-from . import cuda_kernels as kernels
-from .numpy import NumpyOps
+from xpnet.backends import cuda_kernels as kernels
+from xpnet.backends.numpy import NumpyOps
 
 CHUNK_BYTES = 4 << 20  # training rows gathered at once (not yet measured on a GPU)
 

@@ -8,12 +8,12 @@ import jax
 import numpy as np
 from jax import lax
 
-from .base import Ops
+from xpnet.backends.base import Ops
 
 # Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 FLOPS_PER_CALL = 5e9  # GEMM work per jitted call, at most (4 steps of 784-1024-1024-10 at batch 128)
 MAX_STEPS_PER_CALL = 64
-LOOP_UNROLL = 2  # steps per iteration of the compiled loop: small steps 2-6% faster than 1, no gain from 4 or 8
+LOOP_UNROLL = 2  # steps per iteration of the compiled loop (chosen with bench/compare.py)
 
 
 class JaxOps(Ops):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy
 
-from .base import BINARY, UNARY, Ops, is_number, is_one, library_function
+from xpnet.backends.base import BINARY, UNARY, Ops, is_number, is_one, library_function
 
 # Tuning constants, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 CHUNK_BYTES = 512 << 10  # training rows (as stored) gathered at once: larger chunks were slower

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import M32, UNARY, Ops, is_one, library_function
+from xpnet.backends.base import M32, UNARY, Ops, is_one, library_function
 
 # Tuning constant, measured on the CPUs of bench/RESULTS.md (the numbers are there).
 CHUNK_BYTES = 4 << 20  # training rows (as stored) gathered at once: 2-4 MiB was fastest with MKL

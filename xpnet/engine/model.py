@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends import ops_for
+from xpnet.backends import ops_for
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy, or sigmoid + quadratic cost
@@ -263,3 +263,8 @@ def predict_2d(params, A, spec: Spec):
     ops = ops_for(params[0][0])
     _, _, z = forward_pass(ops, layers_of(params), A, spec)
     return ops.xp.argmax(z, axis=1)
+
+
+def sizes_text(sizes) -> str:
+    """Layer sizes as a flag writes them: (784, 100, 10) -> "784,100,10"."""
+    return ",".join(map(str, sizes))

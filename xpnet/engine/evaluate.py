@@ -5,22 +5,40 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import data, model
-from .backends import ops_for
+from xpnet.backends import ops_for
+from xpnet.engine import data, model
+
+
+def _by_chunk(params, split: data.DeviceData, dtype: str, of_chunk):
+    """``of_chunk(rows)`` (rows: a chunk of the split as ``dtype`` floats) over the split, a chunk
+    at a time, joined along the first axis; without floating-point warnings (a model whose
+    outputs overflow gives what it gives)."""
+    xp = array_namespace(split.x)
+    with ops_for(params[0][0]).errors_ignored():
+        out = [of_chunk(xb) for xb, _ in split.chunks(getattr(xp, dtype))]
+    return xp.concat(out, axis=0) if len(out) > 1 else out[0]
 
 
 def predictions(params, split: data.DeviceData, spec: model.Spec, dtype: str):
-    """Predicted classes for every item of a device split: (n,) int64 device array. A model
-    whose outputs overflow predicts what it predicts, without floating-point warnings."""
-    xp = array_namespace(split.x)
-    with ops_for(params[0][0]).errors_ignored():
-        preds = [model.predict_2d(params, xb, spec) for xb, _ in split.chunks(getattr(xp, dtype))]
-    return xp.concat(preds) if len(preds) > 1 else preds[0]
+    """Predicted classes for every item of a device split: (n,) int64 device array."""
+    return _by_chunk(params, split, dtype, lambda rows: model.predict_2d(params, rows, spec))
+
+
+def logits(params, split: data.DeviceData, spec: model.Spec, dtype: str):
+    """The network's logits for every item of a device split: (n, classes) device array."""
+    layers, ops = model.layers_of(params), ops_for(params[0][0])
+    return _by_chunk(params, split, dtype, lambda rows: model.forward_pass(ops, layers, rows, spec)[2])
 
 
 def host_predictions(backend, params, split: data.Split, spec: model.Spec, dtype: str) -> np.ndarray:
     """Predicted classes of a host split (n,), on the host: the images copied to the device once."""
     return backend.to_host(predictions(params, data.to_device(backend, split), spec, dtype))
+
+
+def scored(backend, params, split: data.Split, spec: model.Spec, dtype: str) -> tuple[np.ndarray, int, int]:
+    """(predicted classes (n,) on the host, correct, total) of the network on a host split."""
+    preds = host_predictions(backend, params, split, spec, dtype)
+    return preds, int((preds == split.labels).sum()), len(split)
 
 
 def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from xpnet.errors import UserError
 
 MAX_PIXELS = 25_000_000
 MAX_BYTES = 1 << 28  # 256 MiB: more than any picture of MAX_PIXELS needs

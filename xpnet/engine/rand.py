@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .backends import ops_for
+from xpnet.backends import ops_for
 
 GOLDEN = 0x61C88647  # 2**32 - 0x9E3779B9: the golden-ratio increment
 C1, C2 = 0x7FEB352D, 0x5BD1E995  # odd multipliers below 2**31

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UserError
-from .model import Spec
+from xpnet.engine.model import Spec
+from xpnet.errors import UserError
 
 OPSET = 17
 IR_VERSION = 8  # the IR version that came with opset 17 (ONNX 1.12): what runtimes since then read
@@ -106,7 +106,7 @@ def _labels(numpy_helper, init: list, classes, k: int) -> int:
 def save(path, spec: Spec, params, classes=None, flag: str = "path") -> None:
     """Write the graph of ``build`` to ``path`` atomically; UserError naming ``flag`` when the
     file cannot be written."""
-    from .checkpoint import atomic_write
+    from xpnet.files.atomic import atomic_write
 
     data = build(spec, params, classes).SerializeToString()
     try:

@@ -25,7 +25,7 @@ SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "adamw": 2}
 
 
 @dataclass(frozen=True)
-class Hyper:
+class Optimizer:
     """An optimiser and its settings (the learning rate comes per step)."""
 
     name: str = "sgd"
@@ -101,9 +101,9 @@ class Hyper:
         return ops.optimizer_update(self.rule, p, g, slots, self.coefficients(s, is_weight))
 
 
-def init_slots(hp: Hyper, ops, layers) -> list:
+def init_slots(opt: Optimizer, ops, layers) -> list:
     """Zero slots shaped (and laid out) like each layer's W and b: [[W slots, b slots], ...]."""
-    return [[[ops.zeros_like(a) for _ in range(hp.slots)] for a in (W, b)] for W, b in layers]
+    return [[[ops.zeros_like(a) for _ in range(opt.slots)] for a in (W, b)] for W, b in layers]
 
 
 def max_norm(ops, Wt, limit: float):

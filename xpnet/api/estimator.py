@@ -1,25 +1,23 @@
-"""The Python API: ``MLPClassifier`` (scikit-learn's estimator interface, on any array library),
-``Model`` (a trained network: ``predict``, ``predict_proba``, ``save``, ``to_onnx``), ``load``
-(any checkpoint as a Model) and ``train`` (``xpnet train`` for scripts).
-
-Training goes through ``xpnet.training.train``, the loop of ``xpnet train``, on a ``data.Dataset``
-made of the caller's arrays; arrays are checked and placed by ``xpnet.inputs``. scikit-learn is
-optional: nothing here imports it, except to raise its NotFittedError and DataConversionWarning
-and to answer its tags (``__sklearn_tags__``), which only scikit-learn asks for.
+"""``MLPClassifier``: scikit-learn's estimator interface on any array library, trained by
+``xpnet.training.train``, the loop of ``xpnet train``, on a ``Dataset`` made of the caller's
+arrays (checked and placed by ``xpnet.inputs``); its parameters are the settings of
+``xpnet.settings`` marked for the API, and a few of its own. scikit-learn is optional: nothing
+here imports it, except to raise its NotFittedError and DataConversionWarning and to answer its
+tags (``__sklearn_tags__``), which only scikit-learn asks for.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-import os
 import warnings
 
 import numpy as np
 
-from . import backends, checkpoint, config, data, evaluate, inputs, model, onnx_export, training
-from .errors import Stopped, UserError, parameter_words
-from .settings import SETTINGS, TrainConfig, nonempty
+from xpnet import config, inputs, training
+from xpnet.api.model import Model, callback_list, in_parameter_words, place_of
+from xpnet.engine import data, model
+from xpnet.files import checkpoint
+from xpnet.settings import SETTINGS, TrainConfig
 
 VALIDATION_STREAM = 0x5A11  # the host generator stream that picks fit's validation rows
 
@@ -39,232 +37,6 @@ def _not_fitted(name: str) -> Exception:
     )
 
 
-def in_parameter_words(function):
-    """A function of the Python API: its messages name settings as parameters (``lr``, not
-    ``--lr``), a bad value or file raises ValueError, and a signal's stop KeyboardInterrupt."""
-
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        with parameter_words():
-            try:
-                return function(*args, **kwargs)
-            except UserError as e:
-                raise ValueError(str(e)) from None
-            except Stopped as e:  # Ctrl-C or SIGTERM: the chunk in flight finished, a checkpoint written with save=
-                raise KeyboardInterrupt(f"training stopped by a signal (exit code {e.exit_code})") from None
-
-    return call
-
-
-class Model:
-    """A trained network: ``predict`` and ``predict_proba`` on arrays of any library (the
-    results in the input's library, on its device), ``save`` (an xpnet checkpoint) and
-    ``to_onnx``. Made by ``load``, ``train`` and ``MLPClassifier.fit``.
-
-    ``params``: [(W (1,out,in), b (1,out,1)), ...] on ``on`` (a Backend), or NumPy arrays on
-    the host when ``on`` is None. ``backend`` / ``device``: where to compute (None: where each
-    input is). ``classes``: the label of each output (default 0..K-1).
-    """
-
-    def __init__(
-        self,
-        spec: model.Spec,
-        params,
-        classes=None,
-        dtype: str = "float32",
-        image_shape=None,
-        on=None,
-        backend: str | None = None,
-        device: str | None = None,
-        tf32: bool = False,
-        config: dict | None = None,
-        history=(),
-        test_accuracy: float | None = None,
-        name: str = "Model",
-    ):
-        self.spec, self.dtype, self.name = spec, dtype, name
-        self.classes_ = np.arange(spec.sizes[-1]) if classes is None else np.asarray(classes)
-        self.n_features_in_ = spec.sizes[0]
-        self.image_shape = tuple(image_shape) if image_shape else (spec.sizes[0],)
-        self.backend, self.device, self.tf32 = backend, device, tf32
-        self.config = dict(config or {})  # the settings it was trained with, as a checkpoint stores them
-        self.history, self.test_accuracy = list(history), test_accuracy
-        self._params = {_key(on) if on is not None else "host": params}  # where they are -> parameters
-
-    def __repr__(self) -> str:
-        spec = self.spec
-        return f"<xpnet.Model {spec.describe()} {self.dtype}>"
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_params"] = {"host": self.host_params()}
-        return state
-
-    def host_params(self):
-        """The parameters as NumPy arrays [(W (1,out,in), b (1,out,1)), ...] (copied from the
-        device once)."""
-        if "host" not in self._params:
-            self._params["host"] = training.params_to_host(next(iter(self._params.values())))
-        return self._params["host"]
-
-    def _params_on(self, be):
-        key = _key(be)
-        if key not in self._params:
-            self._params[key] = model.params_to_device(be, self.host_params(), self.dtype)
-        return self._params[key]
-
-    def _features(self, X) -> inputs.Features:
-        return inputs.features(
-            X, self.dtype, self.backend, self.device, self.tf32, expect=self.n_features_in_, who=self.name
-        )
-
-    def _logits(self, f: inputs.Features):
-        """The network's logits for checked features: (n, classes) on their backend, a chunk of
-        rows at a time."""
-        params, ops, xp = self._params_on(f.backend), f.backend.ops, f.backend.xp
-        layers = model.layers_of(params)
-        with ops.errors_ignored():
-            out = [
-                model.forward_pass(ops, layers, xb, self.spec)[2]
-                for xb, _ in data.DeviceData(f.x, None).chunks(getattr(xp, self.dtype))
-            ]
-        return xp.concat(out, axis=0) if len(out) > 1 else out[0]
-
-    @in_parameter_words
-    def predict_proba(self, X):
-        """Class probabilities: X (n, features), (n, height, width) or (n, features, 1) ->
-        (n, classes), in X's library and on its device. A sigmoid output's values are divided
-        by their sum, so that each row sums to 1."""
-        f = self._features(X)
-        z, ops, xp = self._logits(f), f.backend.ops, f.backend.xp
-        with ops.errors_ignored():
-            p = model.outputs(ops, z, self.spec)
-            if self.spec.output != "softmax":
-                p = p / xp.sum(p, axis=1, keepdims=True)
-        return f.back(p)
-
-    @in_parameter_words
-    def predict(self, X):
-        """The most probable class of each row: (n,) labels from ``classes_``, in X's library
-        and on its device (labels that are strings come back as a NumPy array)."""
-        f = self._features(X)
-        idx = evaluate.predictions(self._params_on(f.backend), data.DeviceData(f.x, None), self.spec, self.dtype)
-        if f.home[0] is None or self.classes_.dtype.kind not in "iufb":
-            return self.classes_[backends.to_host(idx)]
-        labels = f.backend.asarray(self.classes_)
-        return f.back(f.backend.xp.take(labels, idx, axis=0))
-
-    @in_parameter_words
-    def score(self, X, y, sample_weight=None) -> float:
-        """Mean accuracy of ``predict(X)`` against the labels y (weighted by ``sample_weight``)."""
-        pred = backends.to_host(self.predict(X))
-        y = inputs.labels(y, pred.shape[0], self.name)
-        w = None if sample_weight is None else inputs.on_host(sample_weight)
-        return float(np.average(pred == y, weights=w))
-
-    @in_parameter_words
-    def save(self, path) -> None:
-        """Write an xpnet checkpoint (the model; ``xpnet evaluate``, ``predict``, ``export`` and
-        ``xpnet.load`` read it), atomically."""
-        cfg = self.config | {"image_shape": list(self.image_shape), "num_classes": int(self.spec.sizes[-1])}
-        default = self.classes_.dtype.kind in "iu" and np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
-        metrics = {"history": self.history}
-        if self.test_accuracy is not None:
-            metrics["test_accuracy"] = self.test_accuracy
-        checkpoint.save(
-            path, self.spec, self.host_params(), cfg, metrics, classes=None if default else self.classes_.tolist()
-        )
-
-    @in_parameter_words
-    def to_onnx(self, path) -> None:
-        """Write the network as an ONNX graph (opset 17; see ``xpnet.onnx_export``): input the
-        features as floats (uint8 pixels divided by 255), outputs ``probabilities`` and ``label``."""
-        onnx_export.save(path, self.spec, self.host_params(), self.classes_)
-
-
-def _key(be) -> tuple:
-    """Where a backend's arrays live: (library, device)."""
-    return be.name, str(be.device)
-
-
-@in_parameter_words
-def load(path) -> Model:
-    """The model in an xpnet checkpoint (from ``xpnet train --save``, ``Model.save`` or
-    ``MLPClassifier.save``): its parameters on the host until a ``predict`` puts them where the
-    input is. ValueError naming the file when it is missing or not a valid checkpoint."""
-    spec, params, meta = checkpoint.load(path)
-    cfg, metrics = meta.get("config", {}), meta.get("metrics", {})
-    dtype = cfg.get("dtype") if cfg.get("dtype") in backends.DTYPES else str(params[0][0].dtype)
-    return Model(
-        spec,
-        params,
-        meta.get("classes"),
-        dtype,
-        cfg.get("image_shape"),
-        config=cfg,
-        history=metrics.get("history", ()),
-        test_accuracy=metrics.get("test_accuracy"),
-    )
-
-
-@in_parameter_words
-def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
-    """``xpnet train`` for scripts: the same settings as keyword arguments (``hidden=(128,)``,
-    ``epochs=5``, ``lr=0.1``, ``data_dir=...``, ``save=...``, ``log=...``, ``preset=...``,
-    ``config=...`` (a TOML file), ``resume=...``: each a flag's name), the same data (the
-    bundled MNIST unless ``data_dir``), lines printed (``verbose=0``: none) and the test
-    accuracy at the end; ``callbacks`` as in ``MLPClassifier.fit``. Returns the trained Model
-    (``test_accuracy``, ``history``). A bad setting raises ValueError (or TypeError for a
-    name that is none) naming it; Ctrl-C stops as the command does (after the chunk of steps
-    in flight, writing the checkpoint with ``save``), then raises KeyboardInterrupt."""
-    say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
-    cfg, dataset, be, result = training.train_from(_given(settings), say, _callback_list(callbacks))
-    acc = result.test_correct / result.test_total if result.test_total else None
-    return Model(
-        result.spec,
-        result.params,
-        None,
-        cfg.dtype,
-        dataset.image_shape,
-        on=be,
-        config=cfg.to_checkpoint(),
-        history=result.history,
-        test_accuracy=acc,
-    )
-
-
-RECIPE_KEYWORDS = ("preset", "config", "resume")  # where xpnet.train's settings come from, besides the settings
-
-
-def _given(keywords: dict) -> dict:
-    """``xpnet.train``'s keywords as the settings given, each checked as a config file's value
-    is (``config.value_of``); TypeError for a keyword that is no setting."""
-    given = {}
-    for key, value in keywords.items():
-        if key in RECIPE_KEYWORDS:
-            if not isinstance(value, (str, os.PathLike)):
-                raise ValueError(f"{key}={value!r}: expected a " + ("name" if key == "preset" else "path"))
-            given[key] = nonempty(key, os.fspath(value))
-        elif key in SETTINGS:
-            given[key] = config.value_of(key, value)
-        else:
-            raise TypeError(
-                f"train() got an unexpected setting {key!r}; settings are the flags of xpnet train: "
-                f"{', '.join(sorted(SETTINGS))}, {', '.join(RECIPE_KEYWORDS)}"
-            )
-    return given
-
-
-def _callback_list(callbacks) -> list:
-    """``callbacks`` (None, or an iterable of objects with ``on_epoch_end``) as a list."""
-    if callbacks is None:
-        return []
-    try:
-        return list(callbacks)
-    except TypeError:
-        raise TypeError(f"callbacks={callbacks!r}: expected a list of objects with on_epoch_end(epoch, logs)") from None
-
-
 # MLPClassifier's parameters that are not training settings (or mean something else there), and their defaults
 ESTIMATOR_PARAMETERS = {
     "validation": 0.0,
@@ -275,7 +47,7 @@ ESTIMATOR_PARAMETERS = {
     "verbose": 0,
 }
 # the training settings that are MLPClassifier's parameters of the same name, default and meaning
-SHARED = tuple(name for name, setting in SETTINGS.items() if setting.api)
+API_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.api)
 
 
 def _estimator_init(parameters: dict):
@@ -326,7 +98,7 @@ class MLPClassifier:
     ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``.
     """
 
-    __init__ = _estimator_init({name: SETTINGS[name].default for name in SHARED} | ESTIMATOR_PARAMETERS)
+    __init__ = _estimator_init({name: SETTINGS[name].default for name in API_SETTINGS} | ESTIMATOR_PARAMETERS)
 
     # ---- scikit-learn's estimator protocol, without scikit-learn ------------------------------
 
@@ -451,7 +223,7 @@ class MLPClassifier:
                 f"partial_fit: the network would be {spec.describe()}, the first call's is "
                 f"{self._model.spec.describe()}; call fit to start over"
             )
-        if self.__dict__.get("_state") is not None and self._state_on == _key(f.backend):
+        if self.__dict__.get("_state") is not None and self._state_on == place_of(f.backend):
             return self._state, None
         return None, self.__dict__.get("_resume") or self._host_state()
 
@@ -465,7 +237,7 @@ class MLPClassifier:
             f.backend,
             dataset,
             say=say,
-            callbacks=_callback_list(callbacks),
+            callbacks=callback_list(callbacks),
             state=state,
             resume=resume,
             epochs=epochs,
@@ -475,7 +247,7 @@ class MLPClassifier:
         self.classes_, self.n_features_in_ = classes, int(f.x.shape[1])
         self.history_, self.loss_curve_, self.n_iter_ = history, [e["loss"] for e in history], len(history)
         self._seed_used, self._cfg = seed, cfg
-        self._state, self._state_on, self._resume = result.state, _key(f.backend), None
+        self._state, self._state_on, self._resume = result.state, place_of(f.backend), None
         self._model = Model(
             result.spec,
             result.params,
@@ -516,7 +288,7 @@ class MLPClassifier:
     def _config(self, seed: int, n_val: int, be) -> TrainConfig:
         """The TrainConfig of a run on ``n_val`` held-out rows (none: no early stopping either,
         as in partial_fit) and backend ``be``."""
-        values = {name: config.value_of(name, getattr(self, name)) for name in SHARED}
+        values = {name: config.value_of(name, getattr(self, name)) for name in API_SETTINGS}
         values["early_stop"] = values["early_stop"] if n_val else 0
         cfg = TrainConfig(
             **values,

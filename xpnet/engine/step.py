@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import augment, model, optim, rand
+from xpnet.engine import augment, model, optim, rand
 
 DROPOUT_STREAM = 0xD0  # rand stream of hidden layer i's dropout masks: DROPOUT_STREAM + i - 1
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """What a step does besides the network's own passes."""
+class StepOptions:
+    """What a step does besides the network's own passes: the optimiser and its settings,
+    dropout, max-norm, augmentation, and the seed of its random streams."""
 
-    hyper: optim.Hyper = optim.Hyper()
+    optimizer: optim.Optimizer = optim.Optimizer()
     dropout: float = 0.0  # on hidden layers
     max_norm: float = 0.0  # 0: off
     augment: str = "none"
@@ -40,8 +41,8 @@ class Recipe:
         for plain SGD, whose update is the gradient's own GEMM) and the rand keys of its masks
         and augmentation (``counter``: the step's global index, so a resumed run draws the same
         numbers). Every product is taken here, on the host: the step only reads them."""
-        s = self.hyper.step_scalars(lr, t)
-        s["err_scale"] = (lr if self.hyper.fused else 1.0) / n
+        s = self.optimizer.step_scalars(lr, t)
+        s["err_scale"] = (lr if self.optimizer.fused else 1.0) / n
         if self.augment != "none":
             s["aug"] = rand.key(self.seed, augment.PARAMS_STREAM, counter)
         if self.augment == "elastic":
@@ -66,13 +67,13 @@ class Buffers:
     makes new arrays. Each hidden layer's arrays are (n, size), stored as the op set prefers
     (``ops.feature_major``: as their (size, n) transpose); the output error class-major."""
 
-    def __init__(self, ops, spec: model.Spec, recipe: Recipe, n: int, net: Net):
+    def __init__(self, ops, spec: model.Spec, recipe: StepOptions, n: int, net: Net):
         like = net.layers[0][0]
         sizes, L = spec.sizes, len(spec.sizes) - 1
-        fm = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
+        feature_major = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
 
         def layer(i):
-            return ops.buffer((n, sizes[i]), like, transposed=fm[i])
+            return ops.buffer((n, sizes[i]), like, transposed=feature_major[i])
 
         hidden = range(1, L)
         self.h = [None] + [layer(i) for i in hidden]
@@ -81,9 +82,9 @@ class Buffers:
         if recipe.dropout:
             self.a = [None] + [layer(i) for i in hidden]
             self.masks = [None] + [layer(i) for i in hidden]
-            self.streams = [None] + [rand.Stream(ops, like, (n, sizes[i]), transposed=fm[i]) for i in hidden]
+            self.streams = [None] + [rand.Stream(ops, like, (n, sizes[i]), transposed=feature_major[i]) for i in hidden]
         self.gW = self.gb = [None] * L
-        if not recipe.hyper.fused:
+        if not recipe.optimizer.fused:
             self.gW = [ops.buffer(Wt.shape, Wt, transposed=ops.is_transposed(Wt)) for Wt, _ in net.layers]
             self.gb = [ops.buffer(b.shape, b) for _, b in net.layers]
         self.plan = None
@@ -91,9 +92,11 @@ class Buffers:
             self.plan = augment.Plan(ops, like, n, recipe.image_shape, recipe.augment)
 
 
-def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x, y, s: dict, logits=None, scale=1.0):
+def train_step(
+    ops, spec: model.Spec, recipe: StepOptions, net: Net, bufs: Buffers, x, y, s: dict, logits=None, scale=1.0
+):
     """One optimiser step on the batch x (n, in) (rows: pixels times ``scale`` are the
-    inputs) with targets y (n, classes); ``s``: the step's scalars (``Recipe.scalars``).
+    inputs) with targets y (n, classes); ``s``: the step's scalars (``StepOptions.scalars``).
     Updates ``net`` (in place where the op set writes in place). Returns the logits
     (n, classes), written into ``logits`` where given."""
     if bufs.plan is not None:
@@ -111,12 +114,12 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     # the (small) output error, or into the update GEMMs' alpha where that is free (ops.scale_in_gemm)
     factor = s["err_scale"]
     grad_scale = factor if ops.scale_in_gemm else 1.0
-    hp = recipe.hyper
+    opt = recipe.optimizer
 
     def bias_target(i):
         """Where layer i's bias gradient is summed, as it is computed: (array, alpha, beta)."""
-        if hp.fused:  # plain SGD: into b itself, b <- b - (lr/n) sum(d)
-            alpha, beta = hp.sgd_coefficients(s, False)
+        if opt.fused:  # plain SGD: into b itself, b <- b - (lr/n) sum(d)
+            alpha, beta = opt.sgd_coefficients(s, False)
             return net.layers[i][1], alpha * grad_scale, beta
         return bufs.gb[i], grad_scale, None
 
@@ -133,25 +136,27 @@ def train_step(ops, spec: model.Spec, recipe: Recipe, net: Net, bufs: Buffers, x
     return z
 
 
-def _update(ops, recipe: Recipe, net: Net, bufs: Buffers, s: dict, i: int, d, A, w_scale, b_scale, bias_sum) -> None:
+def _update(
+    ops, recipe: StepOptions, net: Net, bufs: Buffers, s: dict, i: int, d, A, w_scale, b_scale, bias_sum
+) -> None:
     """Layer i's optimiser step from its error d (n, out) and input A (n, in): the gradients
     are dW^T = w_scale * A^T @ d and db = b_scale * (the sum of d over the batch); ``bias_sum``:
     the bias's sum already taken where the backward pass fused it (``bias_target``), else None."""
     Wt, b = net.layers[i]
-    hp = recipe.hyper
-    if hp.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in the scales or in d
-        alpha, beta = hp.sgd_coefficients(s, True)
+    opt = recipe.optimizer
+    if opt.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in the scales or in d
+        alpha, beta = opt.sgd_coefficients(s, True)
         Wt = ops.matmul(A.T, d, out=Wt, alpha=alpha * w_scale, beta=beta)
         if bias_sum is None:
-            alpha, beta = hp.sgd_coefficients(s, False)
+            alpha, beta = opt.sgd_coefficients(s, False)
             bias_sum = ops.sum(d, 0, out=b, alpha=alpha * b_scale, beta=beta)
         b = bias_sum
     else:
         gW = ops.matmul(A.T, d, out=bufs.gW[i], alpha=w_scale)
         gb = bias_sum if bias_sum is not None else ops.sum(d, 0, out=bufs.gb[i], alpha=b_scale)
         sW, sb = net.slots[i]
-        Wt, sW = hp.update(ops, Wt, gW, sW, s, True)
-        b, sb = hp.update(ops, b, gb, sb, s, False)
+        Wt, sW = opt.update(ops, Wt, gW, sW, s, True)
+        b, sb = opt.update(ops, b, gb, sb, s, False)
         net.slots[i] = [sW, sb]
     if recipe.max_norm:
         Wt = optim.max_norm(ops, Wt, recipe.max_norm)
@@ -195,7 +200,7 @@ class Steps:
         self,
         ops,
         spec: model.Spec,
-        recipe: Recipe,
+        recipe: StepOptions,
         X,
         Y,
         batch_size: int,

@@ -29,9 +29,9 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from . import config
-from .errors import UserError, flag
-from .settings import RANGES, SETTINGS, TrainConfig, parse_sizes
+from xpnet import config
+from xpnet.errors import UserError, flag
+from xpnet.settings import RANGES, SETTINGS, TrainConfig, parse_sizes
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")

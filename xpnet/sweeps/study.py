@@ -28,13 +28,15 @@ import time
 import warnings
 from pathlib import Path
 
-from . import backends, checkpoint, data, evaluate, model
-from . import callbacks as cb
-from . import space as space_mod
-from .errors import Diverged, Stopped, UserError
-from .evaluate import format_accuracy
-from .settings import Range, TrainConfig, flag
-from .training import SignalFlag, train
+from xpnet import backends
+from xpnet import callbacks as cb
+from xpnet.engine import data, evaluate
+from xpnet.engine.evaluate import format_accuracy
+from xpnet.errors import Diverged, Stopped, UserError, print_line
+from xpnet.files import atomic, checkpoint, idx
+from xpnet.settings import Range, TrainConfig, flag
+from xpnet.sweeps import space as space_mod
+from xpnet.training import SignalFlag, train
 
 DEFAULT_STORAGE = "sqlite:///xpnet-sweeps.db"
 ATTR = "xpnet"  # the study's user attribute holding its search space (space.Space.to_dict)
@@ -128,13 +130,49 @@ def _journal(url: str, path: str, heartbeat: int | None):
             f"--storage {url}: "
             + (f"folder {Path(path).parent} does not exist" if path else "needs a file: journal:FILE")
         )
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    if Path(path).is_dir():
+        raise UserError(f"--storage {url}: is a directory; give a file such as journal:sweeps.log")
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
     try:
-        backend = JournalFileBackend(path)
+        lock = JournalFileSymlinkLock(path)
+        backend = JournalFileBackend(path, lock)
+        lock.acquire()  # the lock Optuna's writers hold: a partial last line is a dead writer's, not one in flight
+        try:
+            _check_journal(url, path)
+        finally:
+            lock.release()
     except OSError as e:
         raise UserError(f"--storage {url}: cannot open ({e.strerror or e})") from None
     return _heartbeat_journal(backend, heartbeat) if heartbeat else JournalStorage(backend)
+
+
+def _check_journal(url: str, path: str) -> None:
+    """A journal file Optuna can read: UTF-8 lines of JSON objects. A last line cut mid-write (a
+    worker killed while appending) is dropped, its complete records kept, and the user told on
+    stderr; anything else that is not a journal is a UserError naming the file and line."""
+    raw = Path(path).read_bytes()
+    complete, _, partial = raw.rpartition(b"\n")  # no newline at all: all of it partial
+    for number, line in enumerate(complete.split(b"\n") if complete else [], 1):
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise UserError(f"--storage {url}: line {number} is not UTF-8 text: not an Optuna journal") from None
+        except json.JSONDecodeError:
+            raise UserError(
+                f"--storage {url}: line {number} is not JSON: not an Optuna journal, or a damaged one"
+            ) from None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise UserError(f"--storage {url}: line {number} is not a journal record: not an Optuna journal")
+    if partial:
+        with open(path, "r+b") as f:
+            f.truncate(len(raw) - len(partial))
+        kept = complete.count(b"\n") + 1 if complete else 0
+        print(
+            f"xpnet: {path}: its last line was cut mid-write (a worker killed while writing?): dropped "
+            f"{len(partial)} bytes, kept the {kept} complete records",
+            file=sys.stderr,
+        )
 
 
 def _heartbeat_journal(backend, interval: int):
@@ -212,7 +250,7 @@ def create(name: str, space_path: str, url: str | None, say) -> None:
     if not name or not all(c.isalnum() or c in "._-" for c in name) or name[0] in ".-":
         raise UserError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names the trials' folder)")
     space = space_mod.load(space_path)
-    dataset = data.load(space.train.get("data_dir"))
+    dataset = idx.load(space.train.get("data_dir"))
     data.split_validation(dataset.train, space.train.get("validation", TrainConfig.validation))
     optuna = _optuna()
     st = storage(url)
@@ -404,7 +442,7 @@ def work(args, say) -> int:
     """One worker (``xpnet sweep run --workers 1``): the data loaded once, trials until the
     target, the timeout, or SIGINT/SIGTERM (the running trial is then queued again)."""
     study, space = open_study(args.study, args.storage, heartbeat=args.heartbeat, sampled=True)
-    dataset = data.load(space.train.get("data_dir"), test=False)  # trials never read the test set
+    dataset = idx.load(space.train.get("data_dir"), test=False)  # trials never read the test set
     fixed = TrainConfig(**(dataclasses.asdict(TrainConfig()) | space.train))
     backend = backends.resolve(args.backend or fixed.backend, args.device or fixed.device, fixed.tf32)
     try:
@@ -521,7 +559,7 @@ def show(args, say) -> int:
             "trials": rows,
             "best": best,
         }
-        print(json.dumps(doc, allow_nan=False), flush=True)
+        print_line(json.dumps(doc, allow_nan=False))
         return 0
     states = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
     say(
@@ -549,22 +587,20 @@ def best(args, say) -> int:
             f"--study {args.study}: trial {t.number}'s checkpoint {path} is not on this machine "
             f"(written by worker {t.user_attrs.get('worker')}): run this there, or copy the file"
         )
-    if args.save and (Path(args.save).is_dir() or not Path(args.save).parent.is_dir()):
-        raise UserError(f"--save {args.save}: not a file in an existing folder")
-    spec, host_params, meta = checkpoint.load(path)
-    dataset = data.load(space.train.get("data_dir"), num_classes=spec.sizes[-1])
+    if args.save:
+        atomic.writable_target("--save", args.save, "best.npz")
+    saved = checkpoint.load(path)
+    dataset = idx.load(space.train.get("data_dir"), num_classes=saved.spec.sizes[-1])
     be = backends.resolve(args.backend, args.device)
-    dtype = meta.get("config", {}).get("dtype", "float32")
-    params = model.params_to_device(be, host_params, dtype)
-    preds = evaluate.host_predictions(be, params, dataset.test, spec, dtype)
-    correct, total = int((preds == dataset.test.labels).sum()), len(dataset.test)
+    params, dtype = saved.params_on(be)
+    _, correct, total = evaluate.scored(be, params, dataset.test, saved.spec, dtype)
     say(
         f"best: trial {t.number}, val acc {100 * t.value:.2f}%, "
         + " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
     )
     if args.save:
         try:
-            checkpoint.atomic_write(args.save, Path(path).read_bytes())
+            atomic.atomic_write(args.save, Path(path).read_bytes())
         except OSError as e:
             raise UserError(f"--save {args.save}: cannot write ({e.strerror or e})") from None
         say(f"saved {args.save} (trial {t.number}'s checkpoint)")

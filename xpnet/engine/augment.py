@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from . import rand
-from .backends import ops_for
+from xpnet.backends import ops_for
+from xpnet.engine import rand
 
 KINDS = ("none", "shift", "affine", "elastic")
 PARAMS_STREAM, FIELD_STREAM = 0xA11, 0xA12  # rand streams of the per-sample parameters and the elastic field

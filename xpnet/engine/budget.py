@@ -22,11 +22,11 @@ import itertools
 
 import numpy as np
 
-from . import optim
-from .backends.base import Ops
-from .data import CHUNK_ROWS
-from .errors import UserError, named
-from .settings import sizes_text
+from xpnet.backends.base import Ops
+from xpnet.engine import optim
+from xpnet.engine.data import CHUNK_ROWS
+from xpnet.engine.model import sizes_text
+from xpnet.errors import UserError, named
 
 # the flag group each part grows with
 GROUPS = {
@@ -104,7 +104,7 @@ def estimate(
     return {
         "parameters": P,
         "optimiser slots": optim.SLOTS[optimizer] * P,
-        "gradients": 0 if optim.Hyper(optimizer).fused else P,
+        "gradients": 0 if optim.Optimizer(optimizer).fused else P,
         "a batch": batch_bytes(sizes, n, s, rows, dropout, augment, image_shape, hash_size),
         "evaluation": eval_bytes(sizes, min(CHUNK_ROWS, max(n_train, n_other)), s),
         "data": data_bytes(F, C, n_train, n_other, s),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from xpnet.errors import UserError
 
 
 def _pyplot():

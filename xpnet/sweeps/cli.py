@@ -1,11 +1,11 @@
-"""The ``xpnet sweep`` command line: create, run, show, best (the work is in ``xpnet.sweep``,
+"""The ``xpnet sweep`` command line: create, run, show, best (the work is in ``xpnet.sweeps.study``,
 which imports Optuna only when one of them runs)."""
 
 from __future__ import annotations
 
 import argparse
 
-from .flags import device_flags, path_type
+from xpnet.flags import device_flags, path_type
 
 
 def _study_flags(p) -> None:
@@ -94,10 +94,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_sweep(args, say) -> int:
-    """``xpnet sweep COMMAND``: the work, in ``xpnet.sweep``."""
-    from . import sweep
+    """``xpnet sweep COMMAND``: the work, in ``xpnet.sweeps.study``."""
+    from xpnet.sweeps import study
 
     if args.sweep_command == "create":
-        sweep.create(args.study, args.space, args.storage, say)
+        study.create(args.study, args.space, args.storage, say)
         return 0
-    return {"run": sweep.run, "show": sweep.show, "best": sweep.best}[args.sweep_command](args, say)
+    return {"run": study.run, "show": study.show, "best": study.best}[args.sweep_command](args, say)

@@ -1,0 +1,111 @@
+"""Data on the device: the splits of a data set (``Split``, ``Dataset``), moved to the
+backend's device once (``to_device``, ``DeviceData``), the validation split, and the targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from xpnet.backends.base import Ops
+from xpnet.errors import UserError, named
+
+CHUNK_ROWS = 2048  # images per chunk when a device split is read back in order (evaluation)
+
+
+@dataclass
+class Split:
+    """Images (n, rows, cols) uint8 and labels (n,) int64, on the host (a Python API caller's
+    images may be floats, and on a device: see ``to_device``)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class Dataset:
+    """A four-file IDX data set on the host (or training data given in memory: no test split)."""
+
+    train: Split
+    test: Split | None
+    num_classes: int
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def num_features(self) -> int:
+        return int(np.prod(self.image_shape))
+
+
+def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smoothing: float = 0.0) -> np.ndarray:
+    """(n,) int labels -> (n, num_classes) targets: one-hot, or with label smoothing
+    1 - smoothing + smoothing/K for the label and smoothing/K elsewhere."""
+    out = np.full((labels.shape[0], num_classes), smoothing / num_classes, dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] += 1 - smoothing
+    return out
+
+
+@dataclass
+class DeviceData:
+    """A split resident on the device: x (n, features) uint8 pixels, y (n,) int64 labels, and
+    for training, targets (n, classes) floats (one-hot or smoothed).
+
+    Pixels stay bytes on the device (a quarter of the memory and of the bytes each gathered
+    batch moves) and become [0, 1] floats a batch or chunk at a time (``unit_floats``, ``chunks``).
+    """
+
+    x: object
+    y: object
+    onehot: object = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def chunks(self, dtype, size: int = CHUNK_ROWS):
+        """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk or None without labels) over the
+        split, in order."""
+        n = len(self)
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            yield unit_floats(self.x[start:stop, ...], dtype), None if self.y is None else self.y[start:stop]
+
+
+def unit_floats(pixels, dtype):
+    """Device uint8 pixels -> ``dtype`` floats in [0, 1] (floats pass through)."""
+    return Ops(array_namespace(pixels)).unit_floats(pixels, dtype)[0]
+
+
+def to_device(
+    backend, split: Split, dtype: str = "float32", num_classes: int | None = None, smoothing: float = 0.0
+) -> DeviceData:
+    """Move a split to the backend's device, once: uint8 pixels (or floats), labels, and with
+    ``num_classes`` (a training split) the ``dtype`` targets. Images already on the device
+    (arrays of the backend's library there, as ``MLPClassifier`` gives them) are only seen as
+    (n, features), not copied; labels are on the host."""
+    if isinstance(split.images, np.ndarray):
+        x = backend.asarray(np.ascontiguousarray(split.images.reshape(len(split), -1)))
+    else:
+        x = backend.xp.reshape(split.images, (len(split), -1))
+    y = backend.asarray(split.labels)
+    if num_classes is None:
+        return DeviceData(x, y)
+    return DeviceData(x, y, backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing)))
+
+
+def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
+    """The last ``n`` items become the validation split (views, no copy)."""
+    if n == 0:
+        return split, None
+    if not 0 < n < len(split):
+        raise UserError(
+            f"{named('validation')} {n}: must be between 0 and {len(split) - 1} (the training "
+            f"set has {len(split)} images)"
+        )
+    return Split(split.images[:-n, ...], split.labels[:-n]), Split(split.images[-n:, ...], split.labels[-n:])
