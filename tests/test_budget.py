@@ -195,3 +195,52 @@ def test_a_batch_larger_than_the_data_trains(small):
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+
+
+def test_summary_lists_each_layer_the_total_and_the_memory(tmp_path, capsys):
+    """Model.summary, xpnet summary and xpnet train's first lines: the same layer table, total
+    and memory, the parameters counted as the budget counts them."""
+    import xpnet
+    from xpnet import cli
+    from xpnet.engine import model
+
+    spec = model.Spec((784, 16, 10), "relu", "softmax", "auto")
+    lines = budget.summary(spec, "float32", "adam", 64, "numpy on cpu")
+    assert lines[0] == "network 784-16-10 relu/softmax, float32, numpy on cpu"
+    assert lines[2].split() == ["1", "16", "x", "784", "16", "12,560"] and lines[3].split()[-1] == "170"
+    assert lines[4].split() == ["total", f"{budget.parameters(spec.sizes):,}"] == ["total", "12,730"]
+    parts = budget.estimate(spec.sizes, 4, "adam", 64, n_train=64)
+    assert lines[5] == (
+        f"memory: parameters {budget._size(12730 * 4)}, optimiser state "
+        f"{budget._size(parts['optimiser slots'] + parts['gradients'])} (adam), one batch (64 images) "
+        f"{budget._size(parts['a batch'])}"
+    )
+    path = tmp_path / "m.npz"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--hidden",
+                "16",
+                "--epochs",
+                "1",
+                "--validation",
+                "59000",
+                "--optimizer",
+                "adam",
+                "--batch-size",
+                "64",
+                "--save",
+                str(path),
+                "--quiet",
+                "--backend",
+                "numpy",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:8] == lines
+    assert cli.main(["summary", "--model", str(path), "--backend", "numpy"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == lines
+    assert xpnet.load(path).summary().splitlines()[1:] == lines[1:]

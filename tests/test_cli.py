@@ -215,3 +215,19 @@ def test_version_flag_errors_name_the_program_once_and_train_help_is_grouped():
     help_text = xpnet("train", "--help").stdout
     titles = [line[:-1] for line in help_text.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert titles[-7:] == ["recipe", "network", "optimiser", "regularisation", "data", "outputs", "device"], titles
+
+
+def test_versions_report_names_each_library_and_its_devices(capsys):
+    """``xpnet versions`` and ``xpnet.show_versions()``: the same lines, one per library."""
+    import xpnet
+    from xpnet import cli
+
+    assert cli.main(["versions"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    xpnet.show_versions()
+    assert capsys.readouterr().out.splitlines() == out
+    assert out[0] == f"xpnet {xpnet.__version__}" and out[1].startswith("python ")
+    by_library = {line.split(" ")[0].rstrip(":"): line for line in out}
+    assert "BLAS" in by_library["numpy"] and "cpu" in by_library["torch"] and "cpu:0" in by_library["jax"]
+    assert "CPU_DEVICE" in by_library["array-api-strict"] and "cupy" in by_library
+    assert out[-1].startswith("threads: ")

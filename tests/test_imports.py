@@ -15,14 +15,14 @@ ALLOWED: dict[tuple[str, str], str] = {}
 # (the contract an import-linter "layers" contract would state)
 LAYERS = {
     "command line": "__main__ cli flags sweeps.cli",
-    "Python API and sweeps": "xpnet api api.estimator api.model sweeps sweeps.study sweeps.space",
+    "Python API and sweeps": "xpnet api api.estimator api.model sweeps sweeps.study sweeps.space versions",
     "runs": "training explore config",
     "settings, files and checks": "settings inputs callbacks presets files files.idx files.checkpoint files.atomic "
     "files.images files.plots files.onnx_export",
     "numerical engine": "engine engine.model engine.step engine.optim engine.rand engine.augment engine.data "
     "engine.evaluate engine.budget",
     "array libraries": "backends backends.backend backends.devices backends.host backends.base backends.numpy "
-    "backends.cupy backends.cuda_kernels backends.torch backends.jax backends.threads",
+    "backends.cupy backends.cuda_kernels backends.torch backends.jax backends.threads backends.inventory",
     "errors": "errors",
 }
 LAYER_OF = {

@@ -126,6 +126,11 @@ BAD_SPACES = [
     ),
     ("[sweep]\nseeds = 3\n[sweep.params]\nlr = [0.1]", "unknown key 'seeds' in [sweep]"),
     ("[train]\nepochs = 2", "no [sweep.params] table"),
+    ("[train]\nlr = 0.1\n[sweep.params]\nlr = [0.1, 0.2]", "lr is both fixed under [train] and searched"),
+    (
+        "[train]\nlayers = [784, 16, 10]\nhidden = [16]\n[sweep.params]\nlr = [0.1]",
+        "layers and hidden in [train] both given",
+    ),
     ('[train]\nsave = "m.npz"\n[sweep.params]\nlr = [0.1]', "[train] save: set by the sweep"),
     ('[train]\nlr = "fast"\n[sweep.params]\nepochs = [1]', 'lr = "fast": expected a number'),
     ("[train]\nvalidation = 0\n[sweep.params]\nlr = [0.1]", "validation and epochs must be > 0"),

@@ -2,7 +2,7 @@
 
 The Python API (``xpnet.api``), loaded on first use so that ``import xpnet`` stays light (no
 scikit-learn, no array library but NumPy's): ``MLPClassifier``, ``Model``, ``load(path)``
-and ``train(**settings)``.
+and ``train(**settings)``; and ``show_versions()``, the report for bug reports.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import importlib
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["MLPClassifier", "Model", "load", "train", "__version__"]
+__all__ = ["MLPClassifier", "Model", "load", "show_versions", "train", "__version__"]
 
 if TYPE_CHECKING:
     from xpnet.api import MLPClassifier, Model, load, train
+    from xpnet.versions import show_versions
 
 
 def __getattr__(name: str):
     if name in ("MLPClassifier", "Model", "load", "train"):
         return getattr(importlib.import_module(".api", __name__), name)
+    if name == "show_versions":
+        return importlib.import_module(".versions", __name__).show_versions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from xpnet import __version__, backends, presets, settings
-from xpnet.engine import evaluate, model
+from xpnet.engine import budget, evaluate, model
 from xpnet.errors import Diverged, OutputFailed, Stopped, UserError, print_line
 from xpnet.files import checkpoint, idx, images
 from xpnet.files.atomic import writable_target
@@ -150,6 +150,11 @@ def _add_model_commands(sub) -> None:
     _add_json_flag(r)
 
     sub.add_parser("presets", help="list the named training recipes")
+    m = sub.add_parser("summary", help="a saved model's layers, parameters and memory, and where it would compute")
+    _add_model_flag(m)
+    m.add_argument("--batch-size", type=int, metavar="N", help="batch of the memory estimate (default: the model's)")
+    device_flags(m)
+    sub.add_parser("versions", help="xpnet, Python, each array library with its devices, threads: for bug reports")
 
     x = sub.add_parser("export", help="write a saved model as an ONNX graph (for onnxruntime and other runtimes)")
     _add_model_flag(x)
@@ -313,6 +318,26 @@ def cmd_presets(args, say) -> int:
     return 0
 
 
+def cmd_summary(args, say) -> int:
+    saved = checkpoint.load(args.model)
+    cfg = saved.meta.get("config", {})
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    be = pick_backend(args, say)
+    batch = args.batch_size or int(cfg.get("batch_size", 32))
+    for line in budget.summary(saved.spec, saved.dtype, cfg.get("optimizer", "sgd"), batch, f"{be.name} on {be.label}"):
+        say(line)
+    return 0
+
+
+def cmd_versions(args, say) -> int:
+    from xpnet import versions
+
+    for line in versions.lines():
+        say(line)
+    return 0
+
+
 def cmd_imagine(args, say) -> int:
     from xpnet import explore
     from xpnet.files import plots
@@ -417,6 +442,8 @@ COMMANDS = {
     "predict": cmd_predict,
     "export": cmd_export,
     "presets": cmd_presets,
+    "versions": cmd_versions,
+    "summary": cmd_summary,
     "imagine": cmd_imagine,
     "walkthrough": cmd_walkthrough,
     "show": cmd_show,

@@ -314,6 +314,9 @@ def train(
         f"lr {cfg.lr} ({cfg.lr_schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs"
         + (f", resuming at epoch {st.epoch} step {st.step}" if run.resumed else "")
     )
+    where = f"{backend.name} on {backend.label}"
+    for line in budget.summary(run.spec, cfg.dtype, cfg.optimizer, cfg.batch_size, where):
+        say(line)
     callbacks = cb.standard(cfg) + list(callbacks)
     cb.call(callbacks, "on_train_begin", run)
     with SignalFlag() as stop:

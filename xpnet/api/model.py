@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from xpnet import backends, config, inputs, training
-from xpnet.engine import data, evaluate, model
+from xpnet.engine import budget, data, evaluate, model
 from xpnet.errors import Stopped, UserError, parameter_words
 from xpnet.files import checkpoint, onnx_export
 from xpnet.settings import SETTINGS, nonempty
@@ -101,6 +101,16 @@ class Model:
         """The network's logits for checked features: (n, classes) on their backend, a chunk of
         rows at a time."""
         return evaluate.logits(self._params_on(f.backend), data.DeviceData(f.x, None), self.spec, self.dtype)
+
+    def summary(self, batch_size: int | None = None) -> str:
+        """The network, a line each: its layers' shapes and parameters, the total, and the
+        memory of the parameters, the optimiser's state and a step's buffers for one batch of
+        ``batch_size`` (default: the batch size it was trained with, else 32), and where it
+        computes (``xpnet summary --model PATH`` prints the same)."""
+        batch = batch_size or int(self.config.get("batch_size", 32))
+        where = "computed where its input is" if self.backend is None else f"{self.backend} on {self.device or 'auto'}"
+        optimizer = self.config.get("optimizer", "sgd")
+        return "\n".join(budget.summary(self.spec, self.dtype, optimizer, batch, where))
 
     @in_parameter_words
     def predict_proba(self, X):

@@ -2,7 +2,7 @@
 
 A BLAS or OpenMP pool with more threads than free cores is slow out of all proportion: its
 threads spin waiting for partners that are not scheduled, so every small GEMM costs a
-scheduler time slice (two 2-thread trainings on 2 cores ran 68x slower than one). So the pools
+scheduler time slice (`bench/sharing.py` measures it). So the pools
 of NumPy's BLAS (through threadpoolctl) and of PyTorch (``torch.set_num_threads``) get the
 cores this process may use (affinity and cgroup quota) minus those other processes kept busy,
 re-measured from /proc/stat every RECHECK_SECONDS while training (no device sync: host

@@ -111,6 +111,30 @@ def estimate(
     }
 
 
+def summary(spec, dtype: str, optimizer: str, batch: int, where: str) -> list[str]:
+    """A network's summary, a line each: what it is and where it runs (``where``: backend and
+    device), each layer's weight shape, bias and parameters, the total, and the memory of the
+    parameters, the optimiser's state (slots and gradients) and a step's buffers for one
+    batch of ``batch`` (``batch_bytes``, without dropout or augmentation)."""
+    s = np.dtype(dtype).itemsize
+    sizes = spec.sizes
+    lines = [
+        f"network {spec.describe()}, {dtype}, {where}",
+        f"{'layer':>5}  {'weights':>13}  {'bias':>6}  {'parameters':>12}",
+    ]
+    for k, (i, o) in enumerate(itertools.pairwise(sizes), 1):
+        lines.append(f"{k:>5}  {f'{o} x {i}':>13}  {o:>6}  {(i + 1) * o:>12,}")
+    P = parameters(sizes)
+    parts = estimate(sizes, s, optimizer, batch, n_train=batch)
+    state = parts["optimiser slots"] + parts["gradients"]
+    lines += [
+        f"{'total':>5}  {'':>13}  {'':>6}  {P:>12,}",
+        f"memory: parameters {_size(P * s)}, optimiser state {_size(state)} ({optimizer}), "
+        f"one batch ({batch} images) {_size(parts['a batch'])}",
+    ]
+    return lines
+
+
 def check(need: dict[str, int], backend, flags: dict[str, str]) -> None:
     """UserError when the parts of ``need`` add up to more than ``backend.free_memory()``
     (None: unknown, no check), naming the flag text of ``flags`` ({group: text}) whose group

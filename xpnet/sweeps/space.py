@@ -138,6 +138,11 @@ def load(path: str) -> Space:
     params = [_param(origin, key, value) for key, value in sweep["params"].items()]
     if len({p.name for p in params}) < len(params):
         raise UserError(f"{origin}: [sweep.params] names a setting twice (dashes and underscores are the same)")
+    both = next((p.name for p in params if p.name in train), None)
+    if both is not None:
+        raise UserError(
+            f"{origin}: {flag(both)[2:]} is both fixed under [train] and searched under [sweep.params]: keep one"
+        )
     space = Space(params, _fixed(origin, train), sampler, pruner)
     if sampler == "grid":
         for p in params:
