@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 EMULATED_CUPY = Path(__file__).resolve().parent / "emulated"
 if importlib.util.find_spec("cupy") is None:
     sys.path.insert(0, str(EMULATED_CUPY))

@@ -132,7 +132,7 @@ def test_no_test_module_imports_another_or_conftest():
     """Shared test code lives in tests/helpers.py: test modules import it, never each other."""
     tests = Path(__file__).resolve().parent
     found = []
-    for path in tests.glob("*.py"):
+    for path in tests.rglob("test_*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = (
                 [a.name for a in node.names]

@@ -37,6 +37,8 @@ class Callback:
 def epoch_line(logs: dict, epochs: int) -> str:
     """The line ``xpnet train`` prints after each epoch."""
     line = f"epoch {logs['epoch']:>3}/{epochs}  loss {logs['loss']:.4f}"
+    if "val_loss" in logs:
+        line += f"  val loss {logs['val_loss']:.4f}"
     if "val_accuracy" in logs:
         line += f"  val acc {100.0 * logs['val_accuracy']:6.2f}%"
     return line + f"  {logs['seconds']:6.2f}s  {logs['samples_per_s']:9.0f} samples/s"
@@ -84,11 +86,12 @@ class Checkpoint(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stops when validation accuracy has not improved for ``patience`` epochs (``--early-stop``),
+    """Stops when the validation accuracy (or with ``watch="loss"`` the validation loss,
+    ``--early-stop-on``) has not improved for ``patience`` epochs (``--early-stop``),
     keeping the best epoch's parameters on the host for the run to finish with."""
 
-    def __init__(self, patience: int):
-        self.patience = patience
+    def __init__(self, patience: int, watch: str = "accuracy"):
+        self.patience, self.watch = patience, watch
 
     def on_train_begin(self, run) -> None:
         self.run = run
@@ -100,9 +103,10 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
             run.keep(epoch)
         if epoch - self.best_epoch >= self.patience:
+            best = f"loss {run.state.best_val_loss:.4f}" if self.watch == "loss" else f"{100 * run.state.best_val:.2f}%"
             run.say(
-                f"early stop: validation accuracy has not improved for {self.patience} epochs; "
-                f"using epoch {self.best_epoch} ({100 * run.state.best_val:.2f}%)"
+                f"early stop: validation {self.watch} has not improved for {self.patience} epochs; "
+                f"using epoch {self.best_epoch} ({best})"
             )
             return True
         return False
@@ -116,7 +120,7 @@ def standard(cfg) -> list:
     if cfg.save:
         out.append(Checkpoint(only_improved=bool(cfg.early_stop)))
     if cfg.early_stop:
-        out.append(EarlyStopping(cfg.early_stop))
+        out.append(EarlyStopping(cfg.early_stop, cfg.early_stop_on))
     return out
 
 

@@ -157,6 +157,12 @@ class TrainConfig:
         range=Range(0),
         metavar="N",
     )
+    early_stop_on: str = _setting(
+        "accuracy",
+        "what --early-stop watches and keeps the best epoch by: the validation accuracy or the validation loss",
+        "regularisation",
+        choices=("accuracy", "loss"),
+    )
     # data
     data_dir: str | None = _setting(
         None,

@@ -44,6 +44,7 @@ class TrainState:
     loss_partial: float = 0.0  # the summed loss of the epoch's steps already done
     history: list = field(default_factory=list)
     best_val: float = -1.0  # the best validation accuracy so far
+    best_val_loss: float = math.inf  # the lowest validation loss so far
     improved: bool = False  # whether the last epoch reached it
 
 
@@ -74,7 +75,9 @@ class _NonFinite(Exception):
 
 
 def params_to_host(params):
-    return [(np.ascontiguousarray(to_host(W)), to_host(b)) for W, b in params]
+    """Host copies [(W (1,out,in), b (1,out,1)), ...] of the parameters: copies even on NumPy,
+    whose training goes on updating its arrays in place (early stopping keeps a copy)."""
+    return [(np.array(to_host(W), order="C", copy=True), np.array(to_host(b), copy=True)) for W, b in params]
 
 
 def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.Saved | None) -> TrainState:
@@ -102,6 +105,7 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
             float(s["loss_partial"]),
             list(meta.get("metrics", {}).get("history", [])),
             float(s.get("best_val", -1.0)),
+            float(s.get("best_val_loss", math.inf)),
         )
         if s["optimizer"]["name"] != cfg.optimizer:
             raise ValueError(f"it was trained with {named('optimizer')} {s['optimizer']['name']}")
@@ -280,6 +284,7 @@ def saved_state(cfg: TrainConfig, st: TrainState, epoch: int, step: int, rng_sta
         "rng": rng_state,
         "loss_partial": loss_partial,
         "best_val": st.best_val,
+        **({"best_val_loss": st.best_val_loss} if math.isfinite(st.best_val_loss) else {}),
         "optimizer": {"name": cfg.optimizer, "t": st.t},
     }
     return state, [[[to_host(a) for a in slot] for slot in pair] for pair in _public_slots(st.net.slots)]
@@ -322,8 +327,13 @@ def train(
     with SignalFlag() as stop:
         while st.epoch <= last:
             entry = _epoch(run, stop)
-            st.improved = run.val is not None and entry["val_accuracy"] > st.best_val
+            st.improved = run.val is not None and (
+                entry.get("val_loss", math.inf) < st.best_val_loss
+                if cfg.early_stop_on == "loss"
+                else entry["val_accuracy"] > st.best_val
+            )
             st.best_val = max(st.best_val, entry.get("val_accuracy", -1.0))
+            st.best_val_loss = min(st.best_val_loss, entry.get("val_loss", math.inf))
             st.epoch, st.step, st.loss_partial = st.epoch + 1, 0, 0.0
             if any(cb.call(callbacks, "on_epoch_end", entry["epoch"], entry)):
                 break
@@ -371,6 +381,9 @@ def _epoch(run: Run, stop) -> dict:
     if run.val is not None:
         c, t = evaluate.accuracy(run.params, run.val, run.spec, cfg.dtype)
         entry["val_accuracy"] = c / t
+        val_loss = evaluate.mean_loss(run.params, run.val, run.spec, cfg.dtype, cfg.label_smoothing)
+        if math.isfinite(val_loss):  # outputs that overflow on the validation split: no loss to record
+            entry["val_loss"] = val_loss
     st.history.append(entry)
     return entry
 

@@ -95,7 +95,10 @@ class MLPClassifier:
     (divided by 255 on the device). Labels: any (strings, integers that are not 0..K-1):
     ``classes_`` holds them sorted. Results (``predict``, ``predict_proba``) come back in the
     input's library and on its device. Fitted attributes: ``classes_``, ``n_features_in_``,
-    ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``.
+    ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``; with
+    ``validation``: ``validation_scores_`` (each epoch's validation accuracy),
+    ``best_validation_score_``, ``validation_loss_curve_`` (each epoch's validation loss), and
+    without: ``best_loss_`` (the lowest training loss), as scikit-learn names them.
     """
 
     __init__ = _estimator_init({name: SETTINGS[name].default for name in API_SETTINGS} | ESTIMATOR_PARAMETERS)
@@ -246,6 +249,13 @@ class MLPClassifier:
     def _fitted(self, cfg, f: inputs.Features, classes, result, seed: int, history: list) -> None:
         self.classes_, self.n_features_in_ = classes, int(f.x.shape[1])
         self.history_, self.loss_curve_, self.n_iter_ = history, [e["loss"] for e in history], len(history)
+        validated = bool(history) and "val_accuracy" in history[-1]
+        # scikit-learn's names: the validation accuracy per epoch and its best (None without a
+        # validation split), the lowest training loss (None with one); and the validation loss per epoch
+        self.validation_scores_ = [e["val_accuracy"] for e in history] if validated else None
+        self.best_validation_score_ = max(self.validation_scores_) if validated else None
+        self.best_loss_ = None if validated else min(self.loss_curve_, default=None)
+        self.validation_loss_curve_ = [e.get("val_loss", float("nan")) for e in history] if validated else None
         self._seed_used, self._cfg = seed, cfg
         self._state, self._state_on, self._resume = result.state, place_of(f.backend), None
         self._model = Model(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from xpnet.backends import ops_for
 from xpnet.engine import data, model
@@ -46,6 +46,24 @@ def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tu
     xp = array_namespace(split.x)
     correct = xp.sum(xp.astype(predictions(params, split, spec, dtype) == split.y, xp.int64))
     return int(correct), len(split)
+
+
+def mean_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0) -> float:
+    """The training loss (cross-entropy or the quadratic cost, with label smoothing as the
+    step's targets have it) of the network on a labelled device split, averaged over its items;
+    one host read. Infinite or NaN where the network's outputs overflow."""
+    xp = array_namespace(split.x)
+    ops, layers, classes = ops_for(params[0][0]), model.layers_of(params), spec.sizes[-1]
+    every_class = xp.arange(classes, device=device(split.x))
+    total = None
+    with ops.errors_ignored():
+        for rows, labels in split.chunks(getattr(xp, dtype)):
+            z = model.forward_pass(ops, layers, rows, spec)[2]
+            hit = xp.astype(labels[:, None] == every_class[None, :], z.dtype)
+            targets = hit * (1.0 - smoothing) + smoothing / classes
+            part = ops.loss_sum(spec.output, z, targets, 1)
+            total = part if total is None else total + part
+    return float(total) / len(split)
 
 
 def format_accuracy(correct: int, total: int) -> str:

@@ -203,6 +203,7 @@ def _schema():
         "device": _STR,
         "train_accuracy": fraction,
         "val_accuracy": fraction,
+        "val_loss": nonneg,
     }
     rng = {
         "bit_generator": _names((np.random.PCG64.__name__,)),
@@ -216,6 +217,7 @@ def _schema():
         "rng": _table(rng, tuple(rng)),
         "loss_partial": nonneg,
         "best_val": _number(float, -1, 1),
+        "best_val_loss": nonneg,
         "optimizer": _table({"name": _names(optim.OPTIMIZERS), "t": count}, ("name", "t")),
     }
     return _table(

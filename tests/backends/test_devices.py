@@ -20,7 +20,7 @@ import tomllib
 from xpnet import backends
 from xpnet.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_CUPY = textwrap.dedent('''
     """A stand-in for CuPy: NumPy arrays, a configurable failure, and a record of calls."""

@@ -432,3 +432,29 @@ def test_weights_and_labels_that_would_give_a_wrong_answer_are_refused(digits):
         MLPClassifier(**SMALL).fit(X[:4], np.array([1, None, 2, 1], dtype=object))
     with pytest.raises(ValueError, match="X holds a value that is not a number"):
         MLPClassifier(**SMALL).fit(np.array([["abc"] * 64] * 4, dtype=object), y[:4])
+
+
+def test_validation_loss_is_recorded_and_early_stopping_can_watch_it(digits):
+    """Each epoch's record holds the validation loss (the training loss's formula on the held-out
+    rows); the estimator exposes scikit-learn's names; early_stop_on="loss" keeps the epoch of
+    the lowest validation loss."""
+    from xpnet.engine import evaluate
+
+    X, y = digits
+    clf = MLPClassifier(**{**SMALL, "epochs": 12}, validation=0.2, early_stop=2, early_stop_on="loss", lr=2.0).fit(X, y)
+    losses = clf.validation_loss_curve_
+    assert len(losses) == clf.n_iter_ and all(np.isfinite(losses)) and clf.best_loss_ is None
+    assert clf.validation_scores_ == [e["val_accuracy"] for e in clf.history_]
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    best = int(np.argmin(losses))
+    assert clf.n_iter_ - 1 - best >= 2 or clf.n_iter_ == 12  # stopped 2 epochs after the lowest loss
+    # the kept model is the lowest-loss epoch's: its loss on the held-out rows is that epoch's
+    perm = np.random.default_rng([0, xpnet.api.estimator.VALIDATION_STREAM]).permutation(len(y))
+    held = perm[-round(0.2 * len(y)) :]
+    model = clf._fitted_model()
+    be = backends.resolve("numpy", "cpu")
+    split = data.to_device(be, data.Split(X[held].astype(np.float32), clf.classes_.searchsorted(y[held])))
+    got = evaluate.mean_loss(model._params_on(be), split, model.spec, "float32")
+    assert got == pytest.approx(losses[best], rel=1e-5)
+    plain = MLPClassifier(**SMALL).fit(X, y)
+    assert plain.validation_scores_ is None and plain.best_loss_ == min(plain.loss_curve_)
