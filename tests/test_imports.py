@@ -15,7 +15,7 @@ ALLOWED: dict[tuple[str, str], str] = {}
 # (the contract an import-linter "layers" contract would state)
 LAYERS = {
     "command line": "__main__ cli flags sweeps.cli",
-    "Python API and sweeps": "xpnet api api.estimator api.model sweeps sweeps.study sweeps.space versions",
+    "Python API and sweeps": "xpnet api api.estimator api.model sweeps sweeps.study sweeps.space environment",
     "runs": "training explore config",
     "settings, files and checks": "settings inputs callbacks presets files files.idx files.checkpoint files.atomic "
     "files.images files.plots files.onnx_export",
@@ -23,7 +23,7 @@ LAYERS = {
     "engine.evaluate engine.budget",
     "array libraries": "backends backends.backend backends.devices backends.host backends.base backends.numpy "
     "backends.cupy backends.cuda_kernels backends.torch backends.jax backends.threads backends.inventory",
-    "errors": "errors",
+    "errors and the version": "errors version",
 }
 LAYER_OF = {
     ("xpnet" if m == "xpnet" else f"xpnet.{m}"): depth

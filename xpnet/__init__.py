@@ -10,17 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from xpnet.version import __version__
+
 __all__ = ["MLPClassifier", "Model", "load", "show_versions", "train", "__version__"]
 
 if TYPE_CHECKING:
     from xpnet.api import MLPClassifier, Model, load, train
-    from xpnet.versions import show_versions
+    from xpnet.environment import show_versions
 
 
 def __getattr__(name: str):
     if name in ("MLPClassifier", "Model", "load", "train"):
         return getattr(importlib.import_module(".api", __name__), name)
     if name == "show_versions":
-        return importlib.import_module(".versions", __name__).show_versions
+        return importlib.import_module(".environment", __name__).show_versions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

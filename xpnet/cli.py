@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from xpnet import __version__, backends, presets, settings
+from xpnet import backends, presets, settings
 from xpnet.engine import budget, evaluate, model
 from xpnet.errors import Diverged, OutputFailed, Stopped, UserError, print_line
 from xpnet.files import checkpoint, idx, images
@@ -23,6 +23,7 @@ from xpnet.flags import device_flags, path_type, setting_flags
 from xpnet.settings import SETTINGS, Range, TrainConfig
 from xpnet.sweeps import cli as sweep_cli  # xpnet sweep: its flags (Optuna is imported only when it runs)
 from xpnet.training import pick_backend, train_from
+from xpnet.version import __version__
 
 DEFAULTS = TrainConfig()
 
@@ -331,9 +332,9 @@ def cmd_summary(args, say) -> int:
 
 
 def cmd_versions(args, say) -> int:
-    from xpnet import versions
+    from xpnet import environment
 
-    for line in versions.lines():
+    for line in environment.lines():
         say(line)
     return 0
 

@@ -75,6 +75,7 @@ def test_works_without_sklearn():
     assert r.stdout.split() == ["ok", "False"]
 
 
+@pytest.mark.slow
 def test_torch_tensor_in_gives_torch_tensors_out(digits):
     torch = pytest.importorskip("torch")
     X, y = digits
@@ -96,6 +97,7 @@ def test_torch_tensor_in_gives_torch_tensors_out(digits):
     assert isinstance(clf.predict(X[:5]), np.ndarray)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", targets(), indirect=True)
 def test_every_library_in_and_out(digits, target):
     """Arrays of each library (and device) in: the same network as NumPy's, and the answers
@@ -382,6 +384,7 @@ def test_xpnet_train_mirrors_the_command(tmp_path, capsys):
     assert callable(xpnet.train) and xpnet.train is xpnet.api.train
 
 
+@pytest.mark.slow
 def test_gridsearch_over_lr_with_two_jobs(digits):
     model_selection = pytest.importorskip("sklearn.model_selection")
     X, y = digits
@@ -393,6 +396,7 @@ def test_gridsearch_over_lr_with_two_jobs(digits):
     assert search.best_estimator_.score(X, y) > 0.95
 
 
+@pytest.mark.slow
 def test_load_digits_cross_validation(digits):
     """The issue's measure: 5-fold cross_val_score of MinMaxScaler + MLPClassifier(hidden=(64,),
     epochs=50) on load_digits. In folds of shuffled rows: >= 0.96 (0.974 measured); in

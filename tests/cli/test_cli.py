@@ -18,6 +18,7 @@ def _gpu_usable():
     return _cupy_status(0)[0] is not None
 
 
+@pytest.mark.slow
 def test_train_save_evaluate_across_backends_and_predict(tmp_path, mnist):
     model = tmp_path / "m.npz"
     p = xpnet("train", "--backend", "torch", "--epochs", "1", "--hidden", "64", "--save", model, "--quiet")
@@ -92,6 +93,7 @@ def test_device_cuda_trains_on_the_gpu(tmp_path):
     assert float(ACC.match(last_accuracy(p.stdout)).group(1)) > 90.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CUPY_IS_EMULATED, reason="a real CuPy is installed (test_device_cuda_trains_on_the_gpu)")
 def test_device_cuda_trains_on_the_emulated_gpu(tmp_path):
     """The headline command, end to end on the emulated CuPy: CUDA graphs, the fused kernels,

@@ -165,6 +165,7 @@ def test_an_empty_path_is_refused_naming_its_flag(capsys, command, name):
 # --- resuming from another folder ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_checkpoint_resumes_from_another_folder(tmp_path, rng):
     a, b = tmp_path / "a", tmp_path / "b"
     b.mkdir()
@@ -211,6 +212,7 @@ def test_a_checkpoint_resumes_from_another_folder(tmp_path, rng):
 COMBOS = [(a, o, opt) for a in ("sigmoid", "tanh", "relu") for o in ("softmax", "sigmoid") for opt in optim.OPTIMIZERS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
 def test_a_diverging_run_says_one_line_and_warns_nothing(toy, capsys, backend):
     folder, _ = toy
@@ -315,6 +317,7 @@ def _outputs(toy):
     ]
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly_and_a_full_disk_in_one_line(toy):
     """``xpnet ... | head -1`` when the reader has gone: no traceback, the status of a tool a
     closed pipe ended (141); stdout on a full disk: one line naming it, exit 2."""

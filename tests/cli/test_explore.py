@@ -20,6 +20,7 @@ def trained(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", targets(dtype="float32", gpu=False), indirect=True)
 def test_imagined_digits_are_classified_as_intended(trained, target):
     be = target.backend
@@ -32,6 +33,7 @@ def test_imagined_digits_are_classified_as_intended(trained, target):
     assert imgs.std() > 0.02  # not a blank page
 
 
+@pytest.mark.slow
 def test_imagine_cli_writes_a_2x5_grid(trained, tmp_path):
     out = tmp_path / "imagined.png"
     r = xpnet("imagine", "--model", trained, "--out", out, "--steps", "100")
@@ -61,6 +63,7 @@ def test_walkthrough_changes_its_mind_and_settles(mnist):
     assert len(errors) == 25 and errors[-1].count(":") == 11
 
 
+@pytest.mark.slow
 def test_show_plot_and_train_plots(tmp_path):
     xpnet("show", "--count", "20", "--out", tmp_path / "digits.png")
     log = tmp_path / "run.jsonl"
@@ -99,6 +102,7 @@ def test_presets_listed_and_resolved():
     assert "l2 = 5.0" in cfg and "batch-size = 50" in cfg and "hidden = [30]" in cfg
 
 
+@pytest.mark.slow
 def test_single_example_preset_trains(tmp_path):
     r = xpnet("train", "--preset", "single-example", "--validation", "50000", "--quiet")
     acc = float(r.stdout.strip().splitlines()[-1].split()[2].rstrip("%"))

@@ -25,6 +25,7 @@ def _same(a, b):
 SMALL = dict(hidden=(16,), epochs=3, validation=57000, batch_size=20, quiet=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["inside epoch 1", "inside epoch 2", "at the epoch 1/2 boundary"])
 def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch, where):
     be = backends.resolve("numpy", "cpu")
@@ -64,6 +65,7 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
     assert _same(_params(part), _params(full))
 
 
+@pytest.mark.slow
 def test_sigterm_from_outside_then_resume_cli(tmp_path):
     model, ref = tmp_path / "m.npz", tmp_path / "ref.npz"
     args = ["--hidden", "16", "--epochs", "4", "--validation", "50000", "--batch-size", "1", "--quiet"]
@@ -122,6 +124,7 @@ def test_config_file_and_flags_precedence(tmp_path):
     assert_clean_error(xpnet("train", "--config", bad, check=False), "bad.toml", "activation")
 
 
+@pytest.mark.slow
 def test_same_seed_bit_identical_across_processes(tmp_path):
     a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
     args = ["train", "--hidden", "16", "--epochs", "2", "--validation", "55000", "--seed", "5"]

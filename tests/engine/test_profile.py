@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import profile_step  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(profile_step.RECIPES))
 def test_the_same_step_runs_on_every_backend(recipe):
     settings = profile_step.RECIPES[recipe]

@@ -18,6 +18,7 @@ def test_label_smoothing_targets():
     np.testing.assert_allclose(t, [[0.05, 0.85, 0.05, 0.05], [0.85, 0.05, 0.05, 0.05]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", targets(dtype="float32"), indirect=True)
 def test_random_streams_augmentation_and_dropout_identical_on_every_backend(target, mnist):
     """The same seed draws bit-identical numbers and dropout masks everywhere, and the same

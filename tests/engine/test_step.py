@@ -137,6 +137,7 @@ def test_numpy_step_allocates_no_arrays(recipe, mnist):
     assert peak < 160 * 1024, f"{peak} bytes allocated during 3 steps"
 
 
+@pytest.mark.slow
 def test_jax_chunk_compiles_once_across_epochs(mnist, monkeypatch):
     """The jitted chunk is traced once per run and (steps per call, batch size): three epochs
     trace as much as one (a retrace per epoch once cost more than the epoch's steps)."""

@@ -34,6 +34,7 @@ def test_idx_random_bytes(raw):
     assert arr.ndim == ndim and 4 + 4 * ndim + arr.nbytes == len(raw)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(MUTATIONS, st.booleans())
 def test_idx_mutated_files(tmp_path, ops, gz):
@@ -59,6 +60,7 @@ def _png_bytes():
 SEEDS = [b"P5\n4 4\n255\n" + bytes(range(16)), b"P2\n2 2\n15\n0 5 10 15\n"]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(st.binary(max_size=80), st.tuples(st.sampled_from([0, 1, 2]), MUTATIONS)))
 def test_image_loader(tmp_path, case):
@@ -86,6 +88,7 @@ def good_checkpoint(tmp_path_factory):
     return path.read_bytes()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(MUTATIONS)
 def test_checkpoint_loader(tmp_path, good_checkpoint, ops):

@@ -35,7 +35,6 @@ SPACE = """
 data-dir = "{data}"
 epochs = {epochs}
 validation = 200
-hidden = [16]
 batch-size = 4
 
 [sweep]
@@ -168,6 +167,7 @@ def test_space_suggests_settings_of_their_types(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
     from xpnet import backends
     from xpnet.files import idx
@@ -196,6 +196,7 @@ def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
 # --- storages and errors -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_storage_and_study_errors_are_one_line(tmp_path, data_dir):
     make_study(tmp_path, data_dir, "sqlite:///x.db")
     one_line_error(
@@ -277,6 +278,7 @@ def test_other_commands_never_import_optuna():
 # --- workers -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_workers_on_sqlite_complete_n_trials_and_best_reads_the_test_set(tmp_path, data_dir):
     data = shutil.copytree(data_dir, tmp_path / "data")
     make_study(tmp_path, data, "sqlite:///sweeps.db", epochs=20)  # relative to the folder the commands run in
@@ -332,6 +334,7 @@ def _wait_for_running_trial(storage: str, pid: int, folder: Path, timeout: float
     raise AssertionError("the worker started no trial")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_worker_s_trial_is_retried(tmp_path, data_dir, kind):
     storage = f"sqlite:///{tmp_path}/sweeps.db" if kind == "sqlite" else f"journal:{tmp_path}/sweeps.log"
@@ -350,6 +353,7 @@ def test_a_killed_worker_s_trial_is_retried(tmp_path, data_dir, kind):
     assert counted(ts.values()) == 2 and len(ts) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_dir, workers):
     storage = f"sqlite:///{tmp_path}/sweeps.db"
@@ -434,6 +438,7 @@ def _has_user(name: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_postgres_three_workers_share_one_study_each_trial_run_once(tmp_path, data_dir, postgres):
     make_study(tmp_path, data_dir, postgres, epochs=15)
     workers = [
@@ -456,6 +461,7 @@ def test_postgres_three_workers_share_one_study_each_trial_run_once(tmp_path, da
     assert len({pid for pids in ran_by.values() for pid in pids}) == 3
 
 
+@pytest.mark.slow
 def test_a_damaged_journal_is_one_line_and_one_cut_mid_line_is_repaired(tmp_path, data_dir):
     """journal:DIR, a line that is not JSON, bytes that are no journal: one line naming the
     storage; a last line cut mid-write (a worker killed while appending): the partial line

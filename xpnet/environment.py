@@ -9,8 +9,8 @@ import sys
 
 import array_api_compat
 
-from xpnet import __version__
 from xpnet.backends import inventory, threads
+from xpnet.version import __version__
 
 
 def lines() -> list[str]:
