@@ -49,8 +49,10 @@ def recipe(cfg: TrainConfig, n_train: int, image_shape) -> StepOptions:
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list of integers"}
 
 
-def load_toml(path: str, flag_name: str = "--config") -> dict:
-    """The TOML document of ``path``; a UserError naming ``flag_name`` and the file if it cannot be read."""
+def load_toml(path: str, flag_name: str | None = None) -> dict:
+    """The TOML document of ``path``; a UserError naming ``flag_name`` (default: the config
+    setting, as the caller says it) and the file if it cannot be read."""
+    flag_name = flag_name or named("config")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -70,7 +72,7 @@ def from_toml(path: str) -> dict:
     Every key must be a setting (``batch-size`` or ``batch_size``) with a value of its type and,
     where it has choices, one of them; anything else is a UserError naming the file.
     """
-    return settings_from(load_toml(path), f"--config {path}")
+    return settings_from(load_toml(path), f"{named('config')} {path}")
 
 
 def settings_from(doc: dict, origin: str, beside: tuple[str, ...] = ()) -> dict:
@@ -137,6 +139,11 @@ def value_of(name: str, value):
     otherwise. Its choices and range are TrainConfig.check's."""
     kind = SETTINGS[name].kind
     value = value.item() if isinstance(value, (np.integer, np.floating, np.bool_)) else value
+    if name == "dtype" and not isinstance(value, str):  # np.float32, np.dtype("float64")
+        try:
+            value = np.dtype(value).name
+        except TypeError:
+            pass
     if kind is tuple:
         value = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
         if isinstance(value, (tuple, list)):

@@ -86,7 +86,10 @@ def _array(X, who: str):
         try:  # another array-API library: through DLPack, else as NumPy reads it
             X = np.from_dlpack(X)
         except (AttributeError, TypeError, RuntimeError, BufferError, ValueError):
-            X = np.asarray(X)
+            try:
+                X = np.asarray(X)
+            except ValueError as e:  # rows of different lengths
+                raise ValueError(f"{who}: X is not a table of numbers ({str(e).splitlines()[0]})") from None
     X = backends.plain(X)
     if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
         try:
@@ -154,7 +157,7 @@ def _numbers(be: Backend, x, dtype: str):
     return x
 
 
-def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
+def labels(y, n: int, who: str = "MLPClassifier", name: str = "y") -> np.ndarray:
     """y as a host array of n labels; ValueError for missing, misshapen, non-finite or
     continuous labels (a column vector is accepted with a DataConversionWarning)."""
     if y is None:
@@ -169,7 +172,7 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
         )
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"{who}: y should be a 1d array of labels, got an array of shape {y.shape}")
+        raise ValueError(f"{who}: {name} should be a 1d array of labels, got an array of shape {y.shape}")
     if y.shape[0] != n:
         raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {y.shape[0]}]")
     if y.dtype.kind == "f":
@@ -182,6 +185,11 @@ def labels(y, n: int, who: str = "MLPClassifier") -> np.ndarray:
             )
     if y.dtype.kind == "c":
         raise ValueError("Unknown label type: complex")
+    if y.dtype.kind == "O":
+        try:
+            np.unique(y)
+        except TypeError as e:  # labels that cannot be sorted into classes_ (dicts, lists, None)
+            raise TypeError(f"{who}: y holds labels that cannot be ordered into classes ({e})") from None
     return y
 
 

@@ -462,3 +462,26 @@ def test_validation_loss_is_recorded_and_early_stopping_can_watch_it(digits):
     assert got == pytest.approx(losses[best], rel=1e-5)
     plain = MLPClassifier(**SMALL).fit(X, y)
     assert plain.validation_scores_ is None and plain.best_loss_ == min(plain.loss_curve_)
+
+
+def test_hostile_values_are_one_clean_error_naming_what_is_wrong(digits, tmp_path):
+    """Paths that are no paths, ragged X, labels that cannot be ordered, classes of the wrong
+    shape, a config folder, verbose of the wrong kind: ValueError or TypeError naming the
+    parameter in Python's words; a NumPy dtype object is taken as its name."""
+    X, y = digits
+    X, y = X[:60], y[:60]
+    clf = MLPClassifier(**SMALL).fit(X, y)
+    for call, error, message in (
+        (lambda: clf.save(123), TypeError, "path=123: expected a file path"),
+        (lambda: xpnet.load(None), TypeError, "path=None: expected a file path"),
+        (lambda: clf.to_onnx(3.5), TypeError, "path=3.5: expected a file path"),
+        (lambda: MLPClassifier(**SMALL).fit([[1.0, 2.0], [3.0]], [0, 1]), ValueError, "X is not a table of numbers"),
+        (lambda: MLPClassifier(**SMALL).fit(X, [{}] * 60), TypeError, "y holds labels that cannot be ordered"),
+        (lambda: MLPClassifier(**SMALL).partial_fit(X, y, classes=[[0, 1]]), ValueError, "classes should be a 1d"),
+        (lambda: xpnet.train(config=str(tmp_path), verbose=0), ValueError, f"config {tmp_path}: cannot read"),
+        (lambda: xpnet.train(verbose="x", epochs=0), ValueError, "verbose='x'"),
+    ):
+        with pytest.raises(error, match=message) as e:
+            call()
+        assert "--" not in str(e.value)
+    assert MLPClassifier(**SMALL, dtype=np.float64).fit(X, y).predict_proba(X).dtype == np.float64

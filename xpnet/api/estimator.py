@@ -204,7 +204,8 @@ class MLPClassifier:
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-            classes = np.unique(inputs.labels(classes, len(classes), type(self).__name__))
+            given = inputs.on_host(classes)
+            classes = np.unique(inputs.labels(given, given.size, type(self).__name__, "classes"))
             if classes.shape[0] < 2:
                 raise ValueError("partial_fit: classes must hold at least 2 classes")
             return classes
@@ -329,8 +330,9 @@ class MLPClassifier:
         raise ValueError(f"random_state={rs!r}: expected an integer >= 0, None, or a NumPy generator")
 
     def _features(self, X, expect=None) -> inputs.Features:
+        dtype = config.value_of("dtype", self.dtype)  # np.float32 as "float32" (checked by _check_params)
         f = inputs.features(
-            X, self.dtype, self.backend, self.device, self.tf32, self.image_shape, expect, type(self).__name__
+            X, dtype, self.backend, self.device, self.tf32, self.image_shape, expect, type(self).__name__
         )
         if self.augment != "none" and len(f.image_shape) != 2:
             raise ValueError(

@@ -154,14 +154,26 @@ class Model:
         if self.test_accuracy is not None:
             metrics["test_accuracy"] = self.test_accuracy
         checkpoint.save(
-            path, self.spec, self.host_params(), cfg, metrics, classes=None if default else self.classes_.tolist()
+            file_path(path),
+            self.spec,
+            self.host_params(),
+            cfg,
+            metrics,
+            classes=None if default else self.classes_.tolist(),
         )
 
     @in_parameter_words
     def to_onnx(self, path) -> None:
         """Write the network as an ONNX graph (opset 17; see ``xpnet.files.onnx_export``): input the
         features as floats (uint8 pixels divided by 255), outputs ``probabilities`` and ``label``."""
-        onnx_export.save(path, self.spec, self.host_params(), self.classes_)
+        onnx_export.save(file_path(path), self.spec, self.host_params(), self.classes_)
+
+
+def file_path(path, name: str = "path") -> str:
+    """``path`` (a str or os.PathLike) as a str; TypeError naming ``name`` for anything else."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}={path!r}: expected a file path (a str or os.PathLike)")
+    return os.fspath(path)
 
 
 def place_of(be) -> tuple:
@@ -174,7 +186,7 @@ def load(path) -> Model:
     """The model in an xpnet checkpoint (from ``xpnet train --save``, ``Model.save`` or
     ``MLPClassifier.save``): its parameters on the host until a ``predict`` puts them where the
     input is. ValueError naming the file when it is missing or not a valid checkpoint."""
-    saved = checkpoint.load(path)
+    saved = checkpoint.load(file_path(path))
     spec, params, meta = saved
     cfg, metrics = meta.get("config", {}), meta.get("metrics", {})
     dtype = saved.dtype
@@ -200,6 +212,8 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     (``test_accuracy``, ``history``). A bad setting raises ValueError (or TypeError for a
     name that is none) naming it; Ctrl-C stops as the command does (after the chunk of steps
     in flight, writing the checkpoint with ``save``), then raises KeyboardInterrupt."""
+    if verbose not in (0, 1, 2, False, True):
+        raise ValueError(f"verbose={verbose!r}: expected 0 (silent) or 1 (the lines xpnet train prints)")
     say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
     cfg, dataset, be, result = training.train_from(_given(settings), say, callback_list(callbacks))
     acc = result.test_correct / result.test_total if result.test_total else None
