@@ -145,7 +145,7 @@ def value_of(name: str, value):
         except TypeError:
             pass
     if kind is tuple:
-        value = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+        value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
         if isinstance(value, (tuple, list)):
             value = [v.item() if isinstance(v, np.integer) else v for v in value]
     return setting(f"{name}={value!r}", value, kind, None)

@@ -379,9 +379,8 @@ def _epoch(run: Run, stop) -> dict:
         c, t = evaluate.accuracy(run.params, run.train, run.spec, cfg.dtype)
         entry["train_accuracy"] = c / t
     if run.val is not None:
-        c, t = evaluate.accuracy(run.params, run.val, run.spec, cfg.dtype)
+        c, t, val_loss = evaluate.accuracy_and_loss(run.params, run.val, run.spec, cfg.dtype, cfg.label_smoothing)
         entry["val_accuracy"] = c / t
-        val_loss = evaluate.mean_loss(run.params, run.val, run.spec, cfg.dtype, cfg.label_smoothing)
         if math.isfinite(val_loss):  # outputs that overflow on the validation split: no loss to record
             entry["val_loss"] = val_loss
     st.history.append(entry)

@@ -48,22 +48,30 @@ def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tu
     return int(correct), len(split)
 
 
-def mean_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0) -> float:
-    """The training loss (cross-entropy or the quadratic cost, with label smoothing as the
-    step's targets have it) of the network on a labelled device split, averaged over its items;
-    one host read. Infinite or NaN where the network's outputs overflow."""
+def accuracy_and_loss(
+    params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0
+) -> tuple[int, int, float]:
+    """(correct, total, mean loss) of the network on a labelled device split, from one forward
+    pass a chunk at a time: the loss is the training loss (cross-entropy or the quadratic cost,
+    with label smoothing as the step's targets have it) averaged over the items, infinite or NaN
+    where the outputs overflow. Two host reads, at the end."""
     xp = array_namespace(split.x)
     ops, layers, classes = ops_for(params[0][0]), model.layers_of(params), spec.sizes[-1]
     every_class = xp.arange(classes, device=device(split.x))
-    total = None
+    correct = loss = None
     with ops.errors_ignored():
         for rows, labels in split.chunks(getattr(xp, dtype)):
             z = model.forward_pass(ops, layers, rows, spec)[2]
-            hit = xp.astype(labels[:, None] == every_class[None, :], z.dtype)
-            targets = hit * (1.0 - smoothing) + smoothing / classes
-            part = ops.loss_sum(spec.output, z, targets, 1)
-            total = part if total is None else total + part
-    return float(total) / len(split)
+            hits = xp.sum(xp.astype(xp.argmax(z, axis=1) == labels, xp.int64))
+            targets = xp.astype(labels[:, None] == every_class[None, :], z.dtype) * (1.0 - smoothing)
+            part = ops.loss_sum(spec.output, z, targets + smoothing / classes, 1)
+            correct, loss = (hits, part) if correct is None else (correct + hits, loss + part)
+    return int(correct), len(split), float(loss) / len(split)
+
+
+def mean_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0) -> float:
+    """The mean training loss of the network on a labelled device split (``accuracy_and_loss``)."""
+    return accuracy_and_loss(params, split, spec, dtype, smoothing)[2]
 
 
 def format_accuracy(correct: int, total: int) -> str:
