@@ -16,6 +16,7 @@ from pathlib import Path
 
 from xpnet.backends import BACKENDS, DTYPES
 from xpnet.engine import augment, model, optim
+from xpnet.engine.data import CLASS_WEIGHTS
 from xpnet.engine.model import sizes_text
 from xpnet.errors import UserError, flag, named
 from xpnet.files.atomic import writable_target
@@ -182,6 +183,14 @@ class TrainConfig:
         api=False,
         swept="every trial is scored on the same validation split",
         fixed=True,
+    )
+    class_weight: str = _setting(
+        "none",
+        "weigh each training image by its class; balanced: class c weighs n / (classes * n_c), "
+        "n_c its images among the n trained on",
+        "data",
+        choices=CLASS_WEIGHTS,
+        api=False,
     )
     dtype: str = _setting("float32", "floating-point type of the parameters and the arithmetic", "data", choices=DTYPES)
     # outputs

@@ -74,6 +74,13 @@ class _NonFinite(Exception):
         self.step = step
 
 
+def _weighed(weights: np.ndarray | None, split: str) -> np.ndarray | None:
+    """The rows' weights of a split (None: unweighed), refused when they are all 0."""
+    if weights is not None and not weights.sum() > 0:
+        raise UserError(f"every row of the {split} split weighs 0 (its sample and class weights)")
+    return weights
+
+
 def params_to_host(params):
     """Host copies [(W (1,out,in), b (1,out,1)), ...] of the parameters: copies even on NumPy,
     whose training goes on updating its arrays in place (early stopping keeps a copy)."""
@@ -184,14 +191,28 @@ class Run:
         budget.check_run(
             cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend
         )  # before allocating
+        per_class = data.class_weights(train_split.labels, cfg.class_weight)  # from the rows trained on
+        self.weights = _weighed(data.row_weights(train_split, per_class), "training")  # host (n,) or None
+        val_weights = None if val_split is None else _weighed(data.row_weights(val_split, per_class), "validation")
         self.state = state if state is not None else start_state(cfg, self.spec, backend, resume)
-        self.train = data.to_device(backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing)
-        self.val = data.to_device(backend, val_split) if val_split is not None else None
-        self.n = len(self.train)
-        self.steps = Steps(
-            backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, cfg.batch_size, graphs=cfg.cuda_graph
+        self.train = data.to_device(
+            backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing, self.weights
         )
+        self.val = data.to_device(backend, val_split, cfg.dtype, weights=val_weights) if val_split is not None else None
+        self.n = len(self.train)
+        self.mass = self.n if self.weights is None else float(self.weights.sum())  # what an epoch's loss is a mean over
         self.per_epoch = -(-self.n // cfg.batch_size)
+        self.masses = self.batch_masses()
+        self.steps = Steps(
+            backend.ops,
+            self.spec,
+            self.recipe,
+            self.train.x,
+            self.train.onehot,
+            cfg.batch_size,
+            graphs=cfg.cuda_graph,
+            W=self.train.w,
+        )
         self.resumed = resume is not None
         self.threads = threads.Threads(backend.name, cfg.threads)
         self.threads.start()
@@ -211,12 +232,23 @@ class Run:
         cfg = self.cfg
         return optim.lr_at(cfg.lr, cfg.lr_schedule, epoch - 1 + step / self.per_epoch, cfg.epochs, cfg.warmup)
 
+    def batch_masses(self) -> np.ndarray:
+        """What each step of an epoch divides its summed (weighted) loss by (per_epoch,)
+        float64: its rows, times the rows' mean weight where they are weighed. So each step's
+        gradient is an unbiased estimate of the gradient of the weighted mean loss over the
+        training set (scikit-learn's objective), as a step on rows repeated per their integer
+        weights would be; with the whole set in one batch it is exactly that gradient."""
+        starts = np.arange(0, self.n, self.cfg.batch_size)
+        rows = np.minimum(self.cfg.batch_size, self.n - starts).astype(np.float64)
+        return rows if self.weights is None else rows * (self.mass / self.n)
+
     def run_epoch(self, perm, stop=None, bar=None, clock=time.monotonic) -> float:
         """The rest of the current epoch's steps, in the order ``perm`` (device ints); returns
         the epoch's summed loss (one host read). Raises _StopAt when ``stop()`` turns true
         before the epoch's end, _NonFinite when the running loss, read every CHECK_SECONDS,
         is not finite. ``bar`` (tqdm-like) advances every BAR_SECONDS from the steps queued."""
         st, bs, steps = self.state, self.cfg.batch_size, self.steps
+        masses, done_mass = self.masses, np.cumsum(self.masses)
         total = steps.new_total()
         last_check = last_bar = clock()
         for first, k in steps.chunks(st.step, self.per_epoch):
@@ -226,7 +258,7 @@ class Run:
                     self.lr(st.epoch, j),
                     st.t + 1 + j - first,
                     (st.epoch - 1) * self.per_epoch + j,
-                    steps.batch(j),
+                    float(masses[j]),
                 )
                 for j in range(first, first + k)
             ]
@@ -240,7 +272,7 @@ class Run:
                 if not math.isfinite(running):
                     raise _NonFinite(done)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{running / min(done * bs, self.n):.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{running / max(done_mass[done - 1], 1e-300):.4f}", refresh=False)
             if bar is not None and (now - last_bar >= BAR_SECONDS or done == self.per_epoch):
                 last_bar = now
                 bar.update(min(done * bs, self.n) - bar.n)
@@ -354,7 +386,7 @@ def _epoch(run: Run, stop) -> dict:
     bar = _progress(run.n, st.epoch, cfg.epochs, cfg.quiet)
     try:
         with run.backend.ops.errors_ignored():  # overflow shows up as a non-finite loss, reported below
-            loss = run.run_epoch(perm, stop, bar) / run.n
+            loss = run.run_epoch(perm, stop, bar) / run.mass
     except _StopAt as e:
         _stopped(run, stop.signum, st.epoch, e.step, rng_state, e.loss_sum)
     except _NonFinite as e:

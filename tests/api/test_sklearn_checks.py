@@ -30,6 +30,8 @@ CHECKED = [
         dtype="float64",
         threads=1,
     ),
+    # the whole training set in one batch, in float64: sample weights are exactly repeated rows
+    MLPClassifier(hidden=(8,), epochs=30, batch_size=10**6, lr=0.5, lr_schedule="constant", dtype="float64", threads=1),
 ]
 
 EXPECTED_FAILURES = {
@@ -52,8 +54,22 @@ FLOAT32_FAILURES = {
 }
 
 
+# mini-batch SGD on shuffled rows: a row repeated k times can fall in k different batches, a row
+# of weight k in one, so the runs differ (scikit-learn marks its own stochastic MLPs so too)
+MINI_BATCH_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "in mini-batches a repeated row spreads over several batches, a weighted row stays in one; "
+        "with the whole data in one batch (the last recipe) the check passes"
+    ),
+}
+
+
 def expected_failed_checks(estimator):
-    return EXPECTED_FAILURES | (FLOAT32_FAILURES if estimator.dtype == "float32" else {})
+    return (
+        EXPECTED_FAILURES
+        | (FLOAT32_FAILURES if estimator.dtype == "float32" else {})
+        | (MINI_BATCH_FAILURES if estimator.batch_size < 10**6 else {})
+    )
 
 
 with warnings.catch_warnings():

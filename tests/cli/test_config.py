@@ -21,8 +21,8 @@ TYPES = {
     bool: "tf32 cuda_graph quiet",
     int: "early_stop batch_size epochs seed validation threads",
     float: "lr warmup momentum weight_decay dropout max_norm label_smoothing l2",
-    str: "activation output init lr_schedule optimizer augment early_stop_on dtype backend device data_dir save log "
-    "plots",
+    str: "activation output init lr_schedule optimizer augment early_stop_on class_weight dtype backend device "
+    "data_dir save log plots",
     tuple: "layers hidden",
 }
 EXPECTED = {name: kind for kind, names in TYPES.items() for name in names.split()}

@@ -38,8 +38,9 @@ CASES = [(r, "relu", "softmax") for r in RECIPES] + [
 N, BATCH, PER_CALL = 100, 16, 3  # 7 steps an epoch: chunks of 3, 3, and the partial batch of 4
 
 
-def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_CALL):
-    """``epochs`` epochs of Steps on the first N MNIST images; (losses, host layers)."""
+def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_CALL, weights=None):
+    """``epochs`` epochs of Steps on the first N MNIST images (with the rows' ``weights`` (N,)
+    where given); (losses, host layers)."""
     cfg = config.TrainConfig(**{"lr": 0.1, **opts})
     recipe = config.recipe(cfg, N, (28, 28))
     rng = np.random.default_rng(0)
@@ -47,10 +48,13 @@ def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_C
     net = Net(layers, optim.init_slots(recipe.optimizer, ops, layers))
     X = backend.asarray(np.ascontiguousarray(mnist.train.images[:N].reshape(N, -1)))
     Y = backend.asarray(data.one_hot(mnist.train.labels[:N], 10, dtype, cfg.label_smoothing))
-    steps = Steps(ops, spec, recipe, X, Y, BATCH, per_call=per_call)
+    W = None if weights is None else backend.asarray(weights.astype(dtype))
+    steps = Steps(ops, spec, recipe, X, Y, BATCH, per_call=per_call, W=W)
     per_epoch, t, losses = math.ceil(N / BATCH), 0, []
     for epoch in range(1, epochs + 1):
-        perm, total = backend.asarray(rng.permutation(N)), 0.0
+        order, total = rng.permutation(N), 0.0
+        perm = backend.asarray(order)
+        masses = [steps.batch(j) * (1.0 if weights is None else float(weights.mean())) for j in range(per_epoch)]
         for first, k in steps.chunks(0, per_epoch):
             scalars = [
                 recipe.scalars(
@@ -58,23 +62,32 @@ def train_steps(ops, backend, dtype, spec, opts, mnist, epochs=2, per_call=PER_C
                     optim.lr_at(cfg.lr, "cosine", epoch - 1 + j / per_epoch, epochs),
                     t + 1 + j - first,
                     (epoch - 1) * per_epoch + j,
-                    steps.batch(j),
+                    masses[j],
                 )
                 for j in range(first, first + k)
             ]
             total += float(steps.run(net, perm, first, k, scalars, steps.new_total()))
             t += k
-        losses.append(total / N)
+        losses.append(total / (N if weights is None else weights.sum()))
     return np.array(losses), [(backends.to_host(W), backends.to_host(b)) for W, b in net.layers]
 
 
 _REFERENCE = {}
+WEIGHTS = np.random.default_rng(7).choice([0.0, 0.5, 1.0, 3.0], N)  # the rows' weights of the weighed cases
 
 
-def reference_run(spec, opts, mnist):
-    key = (spec, tuple(sorted(opts.items())))
+def reference_run(spec, opts, mnist, weighed=False):
+    key = (spec, tuple(sorted(opts.items())), weighed)
     if key not in _REFERENCE:
-        _REFERENCE[key] = train_steps(reference_ops(), backends.resolve("numpy", "cpu"), "float64", spec, opts, mnist)
+        _REFERENCE[key] = train_steps(
+            reference_ops(),
+            backends.resolve("numpy", "cpu"),
+            "float64",
+            spec,
+            opts,
+            mnist,
+            weights=WEIGHTS if weighed else None,
+        )
     return _REFERENCE[key]
 
 
@@ -91,6 +104,27 @@ def test_step_matches_the_reference_step(target, recipe, activation, output, mni
         assert W.dtype == np.dtype(target.dtype) and b.dtype == np.dtype(target.dtype)
         np.testing.assert_allclose(W, Wr, rtol=rtol, atol=rtol * np.abs(Wr).max())
         np.testing.assert_allclose(b, br, rtol=rtol, atol=rtol * max(np.abs(br).max(), 1e-3))
+
+
+@pytest.mark.parametrize(
+    "recipe,activation,output",
+    [("sgd", "relu", "softmax"), ("adam", "tanh", "sigmoid"), ("best-cpu", "relu", "softmax")],
+)
+def test_weighed_step_matches_the_reference_step(target, recipe, activation, output, mnist):
+    """Rows' weights (some 0, some fractional, some 3) in the output error and the loss: the
+    same losses and parameters as the reference op set's weighed step, and not those of the
+    unweighed run (the weights do something)."""
+    spec = model.Spec((784, 24, 16, 10), activation, output)
+    opts = RECIPES[recipe]
+    ref_loss, ref_layers = reference_run(spec, opts, mnist, weighed=True)
+    loss, layers = train_steps(target.ops, target.backend, target.dtype, spec, opts, mnist, weights=WEIGHTS)
+    rtol = 1e-9 if target.dtype == "float64" else 3e-3
+    np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
+    for (W, b), (Wr, br) in zip(layers, ref_layers):
+        np.testing.assert_allclose(W, Wr, rtol=rtol, atol=rtol * np.abs(Wr).max())
+        np.testing.assert_allclose(b, br, rtol=rtol, atol=rtol * max(np.abs(br).max(), 1e-3))
+    unweighed = reference_run(spec, opts, mnist)[1]
+    assert not np.allclose(layers[-1][0], unweighed[-1][0], rtol=0.01, atol=1e-4)
 
 
 def test_chunking_does_not_change_the_trajectory(mnist):

@@ -39,6 +39,7 @@ def _not_fitted(name: str) -> Exception:
 
 # MLPClassifier's parameters that are not training settings (or mean something else there), and their defaults
 ESTIMATOR_PARAMETERS = {
+    "class_weight": None,
     "validation": 0.0,
     "backend": None,
     "device": None,
@@ -80,6 +81,10 @@ class MLPClassifier:
     ``label_smoothing``, ``augment``, ``early_stop``, ``dtype``, ``backend``, ``device``,
     ``tf32``, ``cuda_graph``, ``threads``. Besides:
 
+    - ``class_weight``: None (every class weighs 1), ``"balanced"`` (class c weighs
+      n / (classes * n_c) over the n rows trained on, as ``--class-weight balanced``), or a
+      dict {label: weight} (labels left out weigh 1); a row's weight is its class's times its
+      ``sample_weight`` (``fit``, ``partial_fit``);
     - ``validation``: the fraction of the rows given to ``fit`` held out to report validation
       accuracy and to pick the epoch with ``early_stop`` (rows drawn at random with
       ``random_state``; 0: none);
@@ -152,11 +157,15 @@ class MLPClassifier:
     # ---- training -----------------------------------------------------------------------------
 
     @in_parameter_words
-    def fit(self, X, y, callbacks=None):
+    def fit(self, X, y, sample_weight=None, callbacks=None):
         """Train a fresh network on X with labels y for ``epochs`` epochs (fewer with
-        ``early_stop``); ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` (and
-        optionally ``on_train_begin(run)``, ``on_train_end(result)``; see ``xpnet.callbacks``),
-        any of which may return True to stop after that epoch. Returns the estimator."""
+        ``early_stop``). ``sample_weight`` (n,): each row's weight in the loss (finite, >= 0;
+        scikit-learn's meaning: a step's loss and gradient are the weighted mean over its batch,
+        an integer weight counts as that many copies of the row within a batch, a zero weight
+        as no row); the validation split's rows keep theirs in its accuracy and loss.
+        ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` (and optionally
+        ``on_train_begin(run)``, ``on_train_end(result)``; see ``xpnet.callbacks``), any of
+        which may return True to stop after that epoch. Returns the estimator."""
         self._check_params()
         f = self._features(X)
         y = inputs.labels(y, f.x.shape[0], type(self).__name__)
@@ -165,27 +174,37 @@ class MLPClassifier:
             raise ValueError(
                 f"{type(self).__name__}: y has only one class ({classes[0]!r}); a classifier needs at least 2 classes"
             )
+        codes = inputs.encode(y, classes)
+        weights = self._row_weights(sample_weight, codes, classes)
         seed = self._seed()
-        x, codes, n_val = self._held_out(f, inputs.encode(y, classes), seed)
+        x, codes, weights, n_val = self._held_out(f, codes, weights, seed)
         cfg = self._config(seed, n_val, f.backend)
         for name in ("_model", "_state", "_resume", "classes_"):
             self.__dict__.pop(name, None)
-        result = self._train(cfg, f, x, codes, classes, callbacks, state=None, resume=None, epochs=None)
+        result = self._train(cfg, f, x, codes, weights, classes, callbacks, state=None, resume=None, epochs=None)
         self._fitted(cfg, f, classes, result, seed, list(result.history))
         return self
 
     @in_parameter_words
-    def partial_fit(self, X, y, classes=None, callbacks=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None, callbacks=None):
         """One epoch on X, y, going on from the previous call's network, optimiser state and
         step count (a first call starts a fresh network). ``classes``: every label there will
-        be, required on the first call. Learning rates follow ``lr_schedule`` over ``epochs``
-        epochs, one per call: past ``epochs`` calls a cosine schedule stays at 0, so use
-        ``lr_schedule="constant"`` for open-ended training. No validation split is held out."""
+        be, required on the first call. ``sample_weight``: as ``fit``'s (``class_weight``
+        "balanced" is refused here: one call's rows do not say the classes' frequencies; give
+        a dict). Learning rates follow ``lr_schedule`` over ``epochs`` epochs, one per call:
+        past ``epochs`` calls a cosine schedule stays at 0, so use ``lr_schedule="constant"``
+        for open-ended training. No validation split is held out."""
         self._check_params()
+        if isinstance(self.class_weight, str):
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit (one call's rows do not give the "
+                "classes' frequencies); pass a dict {label: weight}, for example n / (classes * n_c) over all the data"
+            )
         first = not hasattr(self, "_model")
         classes = self._partial_classes(classes, first)
         f = self._features(X, expect=None if first else self.n_features_in_)
         codes = inputs.encode(inputs.labels(y, f.x.shape[0], type(self).__name__), classes, type(self).__name__)
+        weights = self._row_weights(sample_weight, codes, classes)
         seed = self._seed() if first else self._seed_used
         cfg = self._config(seed, 0, f.backend)
         state, resume = self._continued(cfg, f, classes, first)
@@ -195,7 +214,7 @@ class MLPClassifier:
                 "learning rate is 0 there; use lr_schedule='constant' for open-ended training",
                 stacklevel=2,
             )
-        result = self._train(cfg, f, f.x, codes, classes, callbacks, state=state, resume=resume, epochs=1)
+        result = self._train(cfg, f, f.x, codes, weights, classes, callbacks, state=state, resume=resume, epochs=1)
         self._fitted(cfg, f, classes, result, seed, list(result.history))
         return self
 
@@ -231,10 +250,13 @@ class MLPClassifier:
             return self._state, None
         return None, self.__dict__.get("_resume") or self._host_state()
 
-    def _train(self, cfg, f: inputs.Features, x, codes, classes, callbacks, state, resume, epochs):
-        """training.train on the data set of x (n, features) and label codes (n,)."""
+    def _train(self, cfg, f: inputs.Features, x, codes, weights, classes, callbacks, state, resume, epochs):
+        """training.train on the data set of x (n, features), label codes (n,) and row weights
+        (n,) or None."""
         images = f.backend.xp.reshape(x, (x.shape[0], *f.image_shape))  # a view: what augmentation needs to know
-        dataset = data.Dataset(data.Split(images, codes), None, int(classes.shape[0]), "the arrays given to fit")
+        dataset = data.Dataset(
+            data.Split(images, codes, weights), None, int(classes.shape[0]), "the arrays given to fit"
+        )
         say = (lambda line: print(line, flush=True)) if self.verbose else (lambda line: None)
         return training.train(
             cfg,
@@ -294,6 +316,7 @@ class MLPClassifier:
             raise ValueError("early_stop needs validation > 0 (the fraction of the data held out to watch)")
         if self.verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose={self.verbose!r}: expected 0, 1 or 2")
+        _check_class_weight(self.class_weight)
         self._config(0, 1 if v else 0, None)
 
     def _config(self, seed: int, n_val: int, be) -> TrainConfig:
@@ -303,6 +326,7 @@ class MLPClassifier:
         values["early_stop"] = values["early_stop"] if n_val else 0
         cfg = TrainConfig(
             **values,
+            class_weight="balanced" if isinstance(self.class_weight, str) else "none",
             seed=seed,
             validation=n_val,
             quiet=self.verbose < 2,
@@ -341,12 +365,12 @@ class MLPClassifier:
             )
         return f
 
-    def _held_out(self, f: inputs.Features, codes: np.ndarray, seed: int):
-        """(rows, codes, n_val): with ``validation``, the rows in a random order (from the seed)
-        whose last n_val are held out; else as given."""
+    def _held_out(self, f: inputs.Features, codes: np.ndarray, weights, seed: int):
+        """(rows, codes, weights, n_val): with ``validation``, the rows (and their codes and
+        weights) in a random order (from the seed) whose last n_val are held out; else as given."""
         n = codes.shape[0]
         if not self.validation:
-            return f.x, codes, 0
+            return f.x, codes, weights, 0
         n_val = int(round(self.validation * n))
         if not 0 < n_val < n:
             raise ValueError(
@@ -354,7 +378,28 @@ class MLPClassifier:
                 f"needs at least 1 and fewer than {n}"
             )
         perm = np.random.default_rng([seed, VALIDATION_STREAM]).permutation(n)
-        return f.backend.xp.take(f.x, f.backend.asarray(perm), axis=0), codes[perm], n_val
+        rows = f.backend.xp.take(f.x, f.backend.asarray(perm), axis=0)
+        return rows, codes[perm], None if weights is None else weights[perm], n_val
+
+    def _row_weights(self, sample_weight, codes: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+        """Each row's weight (n,) float64 from ``sample_weight`` and a dict ``class_weight``
+        ("balanced" is weighed by the run, over the rows it trains on); None: every row 1."""
+        n, who = codes.shape[0], type(self).__name__
+        weights = None if sample_weight is None else inputs.weights(sample_weight, n, who)
+        if not isinstance(self.class_weight, dict):
+            return weights
+        index = {label: i for i, label in enumerate(classes.tolist())}
+        per_class = np.ones(classes.shape[0])
+        for label, weight in self.class_weight.items():
+            key = label.item() if isinstance(label, np.generic) else label
+            if key not in index:
+                raise ValueError(
+                    f"class_weight: {label!r} is not a class of y (classes: {classes.tolist()[:10]}"
+                    f"{' ...' if classes.shape[0] > 10 else ''})"
+                )
+            per_class[index[key]] = weight
+        by_row = per_class[codes]
+        return by_row if weights is None else by_row * weights
 
     # ---- the fitted model ---------------------------------------------------------------------
 
@@ -382,6 +427,20 @@ class MLPClassifier:
     def to_onnx(self, path) -> None:
         """Write the fitted network as an ONNX graph (see ``Model.to_onnx``)."""
         self._fitted_model().to_onnx(path)
+
+
+def _check_class_weight(class_weight) -> None:
+    """None, "balanced", or a dict of finite weights >= 0 (ValueError/TypeError naming it)."""
+    if class_weight is None or (isinstance(class_weight, str) and class_weight == "balanced"):
+        return
+    if not isinstance(class_weight, dict):
+        raise (ValueError if isinstance(class_weight, str) else TypeError)(
+            f"class_weight={class_weight!r}: expected None, 'balanced' or a dict {{label: weight}}"
+        )
+    for label, weight in class_weight.items():
+        number = isinstance(weight, (int, float, np.integer, np.floating)) and not isinstance(weight, bool)
+        if not number or not (np.isfinite(weight) and weight >= 0):
+            raise ValueError(f"class_weight[{label!r}] = {weight!r}: expected a finite number >= 0")
 
 
 def _same(a, b) -> bool:

@@ -346,17 +346,19 @@ class Ops:
             out = self.multiply(out, t, out=out)
         return out if is_one(scale) else self.multiply(out, scale, out=out)
 
-    def loss_sum(self, kind: str, z, y, axis: int, total=None):
+    def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None):
         """The loss summed over a batch (0-d): cross-entropy -sum(y log softmax(z)), or the
-        quadratic cost 0.5 * sum((sigmoid(z) - y)^2); with ``total`` (a 0-d float64 array),
-        total plus it (in place where the op set writes in place). Allocates here; called once
-        per chunk."""
+        quadratic cost 0.5 * sum((sigmoid(z) - y)^2); with ``weights`` (z's shape without
+        ``axis``: one per sample) each sample's loss times its weight; with ``total`` (a 0-d
+        float64 array), total plus it (in place where the op set writes in place). Allocates
+        here; called once per chunk."""
         xp = self.xp
         if kind == "softmax":
-            r = -xp.sum(y * self.log_softmax(z, axis))
+            per_sample = -xp.sum(y * self.log_softmax(z, axis), axis=axis)
         else:
             diff = self.sigmoid(z) - y
-            r = 0.5 * xp.sum(diff * diff)
+            per_sample = 0.5 * xp.sum(diff * diff, axis=axis)
+        r = xp.sum(per_sample if weights is None else per_sample * weights)
         return r if total is None else self.add(total, self.astype(r, "float64"), out=total)
 
     # ---- fused formulas: written here from the primitives; a backend may run each as one kernel
@@ -366,13 +368,16 @@ class Ops:
         z = self.affine(x, w, b, out=out, alpha=alpha)
         return self.activate(name, z, out=z)
 
-    def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None):
+    def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None, weights=None):
         """(z + b, e = scale * dLoss/dz of it, total): the output layer's logits from its product z
-        (n, classes), in place where the op set writes in place, their error (``output_error``)
-        and, where ``total`` is given (1, classes), total = beta * total + alpha * e summed over
-        the batch (the bias gradient, or plain SGD's bias update; else None)."""
+        (n, classes), in place where the op set writes in place, their error (``output_error``),
+        each sample's row times its weight where ``weights`` (n,) are given, and, where ``total``
+        is given (1, classes), total = beta * total + alpha * e summed over the batch (the bias
+        gradient, or plain SGD's bias update; else None)."""
         z = self.add(z, b, out=z)
         e = self.output_error(kind, z, y, scale, 1, out=out)
+        if weights is not None:
+            e = self.multiply(e, self.xp.expand_dims(weights, axis=1), out=e)
         return z, e, None if total is None else self.sum(e, 0, out=total, alpha=alpha, beta=beta)
 
     def activation_grad_sum(self, name: str, d, a, out, total, alpha=1.0, beta=None):

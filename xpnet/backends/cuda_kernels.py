@@ -93,16 +93,17 @@ extern "C" __global__ void grad_sum(real* d, const real* a, real* total, const r
 }
 """,
     # one block over the samples i of z, y, d (classes, n): z <- z + b (the logits), the output
-    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), or (a - y) a (1 - a), a = sigmoid(z);
-    # then, unless sum_mode is 0, total[c] <- beta * total[c] (sum_mode 2) + alpha * sum_i d[c, i]
+    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), or (a - y) a (1 - a), a = sigmoid(z),
+    # times sample i's weight w[i] where ``weighted``; then, unless sum_mode is 0,
+    # total[c] <- beta * total[c] (sum_mode 2) + alpha * sum_i d[c, i]
     # (the bias gradient, or with total = b plain SGD's update of b, read above before it changes)
     "output_error": r"""
-extern "C" __global__ void output_error(real* z, const real* b, const real* y, real* d, const real* scale,
-                                        real* total, const real* alpha, const real* beta,
-                                        int n, int classes, int kind, int sum_mode) {
+extern "C" __global__ void output_error(real* z, const real* b, const real* y, const real* w, real* d,
+                                        const real* scale, real* total, const real* alpha, const real* beta,
+                                        int n, int classes, int kind, int sum_mode, int weighted) {
     __shared__ real shared[256];
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        real m = minus_infinity();
+        real m = minus_infinity(), f = weighted ? scale[0] * w[i] : scale[0];
         for (int c = 0; c < classes; ++c) {
             real v = z[(long long)c * n + i] + b[c];
             z[(long long)c * n + i] = v;
@@ -113,13 +114,13 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, r
             for (int c = 0; c < classes; ++c) s += exp(z[(long long)c * n + i] - m);
             for (int c = 0; c < classes; ++c) {
                 long long k = (long long)c * n + i;
-                d[k] = (exp(z[k] - m) / s - y[k]) * scale[0];
+                d[k] = (exp(z[k] - m) / s - y[k]) * f;
             }
         } else {
             for (int c = 0; c < classes; ++c) {
                 long long k = (long long)c * n + i;
                 real a = sigmoid_of(z[k]);
-                d[k] = (a - y[k]) * (((real)1 - a) * a) * scale[0];
+                d[k] = (a - y[k]) * (((real)1 - a) * a) * f;
             }
         }
     }
@@ -133,14 +134,16 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, r
 }
 """,
     # one block: total += the loss summed over ``steps`` blocks of logits z and targets y, each
-    # (classes, n): cross-entropy of softmax(z) (kind 0), or 0.5 * (sigmoid(z) - y)^2 (kind 1)
+    # (classes, n): cross-entropy of softmax(z) (kind 0), or 0.5 * (sigmoid(z) - y)^2 (kind 1), each
+    # sample's times its weight w (steps, n) where ``weighted``
     "loss_sum": r"""
-extern "C" __global__ void loss_sum(const real* z, const real* y, double* total, int steps, int classes, int n,
-                                    int kind) {
+extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w, double* total, int steps,
+                                    int classes, int n, int kind, int weighted) {
     __shared__ double shared[256];
     double partial = 0;
     for (long long j = threadIdx.x; j < (long long)steps * n; j += blockDim.x) {
         long long base = (j / n) * classes * (long long)n + j % n;
+        double sample = 0;
         if (kind == 0) {
             real m = minus_infinity(), s = 0, dot = 0, ysum = 0;
             for (int c = 0; c < classes; ++c) m = fmax(m, z[base + (long long)c * n]);
@@ -150,13 +153,14 @@ extern "C" __global__ void loss_sum(const real* z, const real* y, double* total,
                 dot += y[base + (long long)c * n] * v;
                 ysum += y[base + (long long)c * n];
             }
-            partial += (double)(ysum * log(s) - dot);  // -sum_c y (z - m - log s)
+            sample = (double)(ysum * log(s) - dot);  // -sum_c y (z - m - log s)
         } else {
             for (int c = 0; c < classes; ++c) {
                 real e = sigmoid_of(z[base + (long long)c * n]) - y[base + (long long)c * n];
-                partial += 0.5 * (double)(e * e);
+                sample += 0.5 * (double)(e * e);
             }
         }
+        partial += weighted ? sample * (double)w[j] : sample;
     }
     double s = block_sum(partial, shared);
     if (threadIdx.x == 0) total[0] += s;
@@ -225,20 +229,25 @@ def _ref_grad_sum(d, a, total, alpha, beta, n, act, accumulate):
     t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if accumulate else None)
 
 
-def _ref_output_error(z, b, y, d, scale, total, alpha, beta, n, classes, kind, sum_mode):
+def _ref_output_error(z, b, y, w, d, scale, total, alpha, beta, n, classes, kind, sum_mode, weighted):
     Z = z[: classes * n].reshape(classes, n)
     Z[...] = _REF.add(Z, b[:classes].reshape(classes, 1))
     D = d[: classes * n].reshape(classes, n)
     D[...] = _REF.output_error(OUTPUTS[kind], Z, y[: classes * n].reshape(classes, n), scale[0], 0)
+    if weighted:
+        D[...] = _REF.multiply(D, w[:n].reshape(1, n))
     if sum_mode:
         t = total[:classes].reshape(classes, 1)
         t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)
 
 
-def _ref_loss_sum(z, y, total, steps, classes, n, kind):
+def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted):
     shape = (steps, classes, n)
     count = steps * classes * n
-    total[0] += float(_REF.loss_sum(OUTPUTS[kind], z[:count].reshape(shape), y[:count].reshape(shape), 1))
+    weights = w[: steps * n].reshape(steps, n) if weighted else None
+    total[0] += float(
+        _REF.loss_sum(OUTPUTS[kind], z[:count].reshape(shape), y[:count].reshape(shape), 1, None, weights)
+    )
 
 
 def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b1c, b2, b2c, eps, k0, k1, k2):

@@ -139,14 +139,15 @@ class CupyOps(NumpyOps):
         )
         return out
 
-    def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None):
+    def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None, weights=None):
         if (
             out is None
             or not all(_feature_major(a) for a in (z, y, out))
             or not b.flags.c_contiguous
             or (total is not None and not self._bias_row(total, z))
+            or (weights is not None and not weights.flags.c_contiguous)
         ):
-            return super().logits_and_error(kind, z, b, y, scale, out, total, alpha, beta)
+            return super().logits_and_error(kind, z, b, y, scale, out, total, alpha, beta, weights)
         n, classes = z.shape
         mode = 0 if total is None else 1 if beta is None else 2
         self._launch(
@@ -157,6 +158,7 @@ class CupyOps(NumpyOps):
                 z,
                 b,
                 y,
+                z if weights is None else weights,
                 out,
                 self._scalar(scale, z),
                 z if total is None else total,
@@ -166,6 +168,7 @@ class CupyOps(NumpyOps):
                 self._int(classes),
                 self._int(kernels.OUTPUTS.index(kind)),
                 self._int(mode),
+                self._int(weights is not None),
             ),
         )
         return z, out, total
@@ -234,15 +237,30 @@ class CupyOps(NumpyOps):
         )
         return p, slots
 
-    def loss_sum(self, kind: str, z, y, axis: int, total=None):
-        if total is None or z.ndim != 3 or axis != 1 or not (z.flags.c_contiguous and y.flags.c_contiguous):
-            return super().loss_sum(kind, z, y, axis, total)
+    def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None):
+        if (
+            total is None
+            or z.ndim != 3
+            or axis != 1
+            or not all(a.flags.c_contiguous for a in (z, y) + (() if weights is None else (weights,)))
+        ):
+            return super().loss_sum(kind, z, y, axis, total, weights)
         steps, classes, n = z.shape
         self._launch(
             "loss_sum",
             z,
             (1,),
-            (z, y, total, self._int(steps), self._int(classes), self._int(n), self._int(kernels.OUTPUTS.index(kind))),
+            (
+                z,
+                y,
+                z if weights is None else weights,
+                total,
+                self._int(steps),
+                self._int(classes),
+                self._int(n),
+                self._int(kernels.OUTPUTS.index(kind)),
+                self._int(weights is not None),
+            ),
         )
         return total
 

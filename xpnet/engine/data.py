@@ -12,18 +12,43 @@ from xpnet.backends.base import Ops
 from xpnet.errors import UserError, named
 
 CHUNK_ROWS = 2048  # images per chunk when a device split is read back in order (evaluation)
+CLASS_WEIGHTS = ("none", "balanced")  # how --class-weight weighs a class (``class_weights``)
 
 
 @dataclass
 class Split:
     """Images (n, rows, cols) uint8 and labels (n,) int64, on the host (a Python API caller's
-    images may be floats, and on a device: see ``to_device``)."""
+    images may be floats, and on a device: see ``to_device``), and where given each image's
+    weight (n,) float64 (``MLPClassifier.fit``'s sample_weight): finite, >= 0."""
 
     images: np.ndarray
     labels: np.ndarray
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+def class_weights(labels: np.ndarray, kind: str) -> np.ndarray | None:
+    """Each class's weight (classes,) float64 for (n,) int labels: ``kind`` "none" (None) or
+    "balanced" (class c weighs n / (k * n_c), k the classes present, n_c the labels of c;
+    scikit-learn's meaning)."""
+    if kind == "none":
+        return None
+    counts = np.bincount(labels).astype(np.float64)
+    present = counts > 0
+    out = np.ones_like(counts)
+    out[present] = labels.shape[0] / (np.count_nonzero(present) * counts[present])
+    return out
+
+
+def row_weights(split: Split, per_class: np.ndarray | None) -> np.ndarray | None:
+    """Each row's weight (n,) float64: the split's own weights times its class's (either may
+    be None: 1); None when both are."""
+    if per_class is None:
+        return split.weights
+    by_class = per_class[split.labels]
+    return by_class if split.weights is None else by_class * split.weights
 
 
 @dataclass
@@ -54,8 +79,9 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smooth
 
 @dataclass
 class DeviceData:
-    """A split resident on the device: x (n, features) uint8 pixels, y (n,) int64 labels, and
-    for training, targets (n, classes) floats (one-hot or smoothed).
+    """A split resident on the device: x (n, features) uint8 pixels, y (n,) int64 labels, for
+    training targets (n, classes) floats (one-hot or smoothed), and where the rows are weighed
+    their weights w (n,) floats.
 
     Pixels stay bytes on the device (a quarter of the memory and of the bytes each gathered
     batch moves) and become [0, 1] floats a batch or chunk at a time (``unit_floats``, ``chunks``).
@@ -64,6 +90,7 @@ class DeviceData:
     x: object
     y: object
     onehot: object = None
+    w: object = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -83,24 +110,30 @@ def unit_floats(pixels, dtype):
 
 
 def to_device(
-    backend, split: Split, dtype: str = "float32", num_classes: int | None = None, smoothing: float = 0.0
+    backend,
+    split: Split,
+    dtype: str = "float32",
+    num_classes: int | None = None,
+    smoothing: float = 0.0,
+    weights: np.ndarray | None = None,
 ) -> DeviceData:
-    """Move a split to the backend's device, once: uint8 pixels (or floats), labels, and with
-    ``num_classes`` (a training split) the ``dtype`` targets. Images already on the device
-    (arrays of the backend's library there, as ``MLPClassifier`` gives them) are only seen as
-    (n, features), not copied; labels are on the host."""
+    """Move a split to the backend's device, once: uint8 pixels (or floats), labels, with
+    ``num_classes`` (a training split) the ``dtype`` targets, and the rows' ``weights`` (n,)
+    where given (``row_weights``) as ``dtype``. Images already on the device (arrays of the
+    backend's library there, as ``MLPClassifier`` gives them) are only seen as (n, features),
+    not copied; labels are on the host."""
     if isinstance(split.images, np.ndarray):
         x = backend.asarray(np.ascontiguousarray(split.images.reshape(len(split), -1)))
     else:
         x = backend.xp.reshape(split.images, (len(split), -1))
     y = backend.asarray(split.labels)
-    if num_classes is None:
-        return DeviceData(x, y)
-    return DeviceData(x, y, backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing)))
+    targets = None if num_classes is None else backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing))
+    w = None if weights is None else backend.asarray(weights.astype(dtype))
+    return DeviceData(x, y, targets, w)
 
 
 def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
-    """The last ``n`` items become the validation split (views, no copy)."""
+    """The last ``n`` items become the validation split (views, no copy), with their weights."""
     if n == 0:
         return split, None
     if not 0 < n < len(split):
@@ -108,4 +141,8 @@ def split_validation(split: Split, n: int) -> tuple[Split, Split | None]:
             f"{named('validation')} {n}: must be between 0 and {len(split) - 1} (the training "
             f"set has {len(split)} images)"
         )
-    return Split(split.images[:-n, ...], split.labels[:-n]), Split(split.images[-n:, ...], split.labels[-n:])
+    w = split.weights
+    return (
+        Split(split.images[:-n, ...], split.labels[:-n], None if w is None else w[:-n]),
+        Split(split.images[-n:, ...], split.labels[-n:], None if w is None else w[-n:]),
+    )

@@ -50,23 +50,31 @@ def accuracy(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tu
 
 def accuracy_and_loss(
     params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0
-) -> tuple[int, int, float]:
+) -> tuple[float, float, float]:
     """(correct, total, mean loss) of the network on a labelled device split, from one forward
     pass a chunk at a time: the loss is the training loss (cross-entropy or the quadratic cost,
     with label smoothing as the step's targets have it) averaged over the items, infinite or NaN
-    where the outputs overflow. Two host reads, at the end."""
+    where the outputs overflow. With the split's weights (``split.w``) each item counts as its
+    weight in all three (scikit-learn's weighted accuracy and mean). Host reads at the end."""
     xp = array_namespace(split.x)
     ops, layers, classes = ops_for(params[0][0]), model.layers_of(params), spec.sizes[-1]
     every_class = xp.arange(classes, device=device(split.x))
     correct = loss = None
+    start = 0
     with ops.errors_ignored():
         for rows, labels in split.chunks(getattr(xp, dtype)):
+            w = None if split.w is None else split.w[start : start + rows.shape[0]]
+            start += rows.shape[0]
             z = model.forward_pass(ops, layers, rows, spec)[2]
-            hits = xp.sum(xp.astype(xp.argmax(z, axis=1) == labels, xp.int64))
+            hit = xp.argmax(z, axis=1) == labels
+            hits = xp.sum(xp.astype(hit, xp.int64)) if w is None else xp.sum(xp.astype(hit, w.dtype) * w)
             targets = xp.astype(labels[:, None] == every_class[None, :], z.dtype) * (1.0 - smoothing)
-            part = ops.loss_sum(spec.output, z, targets + smoothing / classes, 1)
+            part = ops.loss_sum(spec.output, z, targets + smoothing / classes, 1, weights=w)
             correct, loss = (hits, part) if correct is None else (correct + hits, loss + part)
-    return int(correct), len(split), float(loss) / len(split)
+    if split.w is None:
+        return int(correct), len(split), float(loss) / len(split)
+    mass = float(xp.sum(xp.astype(split.w, xp.float64)))
+    return float(correct), mass, float(loss) / mass
 
 
 def mean_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0) -> float:

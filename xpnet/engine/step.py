@@ -35,14 +35,16 @@ class StepOptions:
     image_shape: tuple = ()
     seed: int = 0
 
-    def scalars(self, spec: model.Spec, lr: float, t: int, counter: int, n: int) -> dict:
-        """The host scalars of one step on a batch of ``n``: the optimiser's (``lr``; ``t``
-        counts optimiser steps from 1), the output error's scale (the mean's 1/n, times the rate
-        for plain SGD, whose update is the gradient's own GEMM) and the rand keys of its masks
-        and augmentation (``counter``: the step's global index, so a resumed run draws the same
-        numbers). Every product is taken here, on the host: the step only reads them."""
+    def scalars(self, spec: model.Spec, lr: float, t: int, counter: int, mass: float) -> dict:
+        """The host scalars of one step on a batch of ``mass``: its rows, or with sample weights
+        its rows times their mean weight (``training.Run.batch_masses``). They are the
+        optimiser's (``lr``; ``t`` counts optimiser steps from 1), the output error's scale
+        (1/mass, times the rate for plain SGD,
+        whose update is the gradient's own GEMM) and the rand keys of its masks and augmentation
+        (``counter``: the step's global index, so a resumed run draws the same numbers). Every
+        product is taken here, on the host: the step only reads them."""
         s = self.optimizer.step_scalars(lr, t)
-        s["err_scale"] = (lr if self.optimizer.fused else 1.0) / n
+        s["err_scale"] = (lr if self.optimizer.fused else 1.0) / mass if mass > 0 else 0.0  # no weight: no error
         if self.augment != "none":
             s["aug"] = rand.key(self.seed, augment.PARAMS_STREAM, counter)
         if self.augment == "elastic":
@@ -93,12 +95,23 @@ class Buffers:
 
 
 def train_step(
-    ops, spec: model.Spec, recipe: StepOptions, net: Net, bufs: Buffers, x, y, s: dict, logits=None, scale=1.0
+    ops,
+    spec: model.Spec,
+    recipe: StepOptions,
+    net: Net,
+    bufs: Buffers,
+    x,
+    y,
+    s: dict,
+    logits=None,
+    scale=1.0,
+    weights=None,
 ):
     """One optimiser step on the batch x (n, in) (rows: pixels times ``scale`` are the
-    inputs) with targets y (n, classes); ``s``: the step's scalars (``StepOptions.scalars``).
-    Updates ``net`` (in place where the op set writes in place). Returns the logits
-    (n, classes), written into ``logits`` where given."""
+    inputs) with targets y (n, classes) and, where given, the samples' weights (n,) (each
+    sample's error times its weight; ``s["err_scale"]`` then divides by their sum); ``s``: the
+    step's scalars (``StepOptions.scalars``). Updates ``net`` (in place where the op set writes
+    in place). Returns the logits (n, classes), written into ``logits`` where given."""
     if bufs.plan is not None:
         x = augment.apply(ops, bufs.plan, x, s["aug"], s.get("field", 0))
     masks = None
@@ -128,7 +141,14 @@ def train_step(
 
     top = len(net.layers) - 1
     z, d, bias_sum = ops.logits_and_error(
-        spec.output, z, net.layers[top][1], y, 1.0 if ops.scale_in_gemm else factor, bufs.errors[-1], *bias_target(top)
+        spec.output,
+        z,
+        net.layers[top][1],
+        y,
+        1.0 if ops.scale_in_gemm else factor,
+        bufs.errors[-1],
+        *bias_target(top),
+        weights=weights,
     )
     model.backward_pass(
         ops, net.layers, acts, hs, d, spec, update, bufs.errors, masks, bias_target=bias_target, bias_sum=bias_sum
@@ -164,23 +184,25 @@ def _update(
 
 
 class Chunk:
-    """The rows of a chunk of batches, gathered at once: stored pixels (raw), as floats (x) and
-    targets (y); and, step by step, the targets and the logits the steps leave, each step's
-    (classes, batch) block contiguous (``blocks``), so that every product writes its output
-    directly. None entries where the op set makes new arrays."""
+    """The rows of a chunk of batches, gathered at once: stored pixels (raw), as floats (x),
+    targets (y) and, with sample weights W, the rows' weights (w); and, step by step, the
+    targets and the logits the steps leave, each step's (classes, batch) block contiguous
+    (``blocks``), so that every product writes its output directly. None entries where the op
+    set makes new arrays."""
 
-    def __init__(self, ops, like, X, Y, rows: int):
+    def __init__(self, ops, like, X, Y, W, rows: int):
         self.raw = ops.buffer((rows, X.shape[1]), like, X.dtype)
         self.x = ops.buffer((rows, X.shape[1]), like)
         self.y = ops.buffer((rows, Y.shape[1]), like)
+        self.w = None if W is None else ops.buffer((rows,), like)
         self.yc = ops.buffer((rows * Y.shape[1],), like)
         self.z = ops.buffer((rows * Y.shape[1],), like)
 
     def rows(self, ops, rows: int) -> dict:
-        """The first ``rows`` rows of raw, x and y (None where there are no buffers)."""
+        """The first ``rows`` rows of raw, x, y and w (None where there are no buffers)."""
         return {
             name: None if buf is None else ops.slice(buf, 0, rows)
-            for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y))
+            for name, buf in (("raw", self.raw), ("x", self.x), ("y", self.y), ("w", self.w))
         }
 
     @staticmethod
@@ -191,7 +213,8 @@ class Chunk:
 
 class Steps:
     """The training steps of one run: batches of ``batch_size`` rows of X (N, in) (uint8
-    pixels or floats) with targets Y (N, classes), in an epoch's order ``perm``, a chunk of
+    pixels or floats) with targets Y (N, classes) and, where given, the rows' weights W (N,)
+    (floats of Y's dtype), in an epoch's order ``perm``, a chunk of
     steps per call (``per_call``: the op set's choice unless given); a batch larger than N
     is all N rows. Holds the buffers (per batch size), on JAX the compiled chunk, and with
     ``graphs`` on an op set that has them (CuPy) each chunk shape's captured CUDA graph."""
@@ -206,9 +229,10 @@ class Steps:
         batch_size: int,
         per_call: int | None = None,
         graphs: bool = False,
+        W=None,
     ):
         self.ops, self.spec, self.recipe = ops, spec, recipe
-        self.X, self.Y, self.batch_size = X, Y, min(batch_size, X.shape[0])  # buffers are sized by it
+        self.X, self.Y, self.W, self.batch_size = X, Y, W, min(batch_size, X.shape[0])  # buffers are sized by it
         row_bytes = X.shape[1] * _itemsize(ops, X) + Y.shape[1] * _itemsize(ops, Y)
         self.per_call = per_call or ops.steps_per_call(
             self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size
@@ -246,20 +270,21 @@ class Steps:
             self._buffers[bs] = Buffers(ops, self.spec, self.recipe, bs, net)
         if self._chunk is None:
             rows = min(self.per_call * self.batch_size, self.X.shape[0])  # a chunk's steps never pass the epoch's end
-            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, rows)
+            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, self.W, rows)
         inputs = ops.step_inputs(scalars, self.Y.dtype, self._inputs)
         (net.layers, net.slots), total = self._run(
-            (net.layers, net.slots), self.X, self.Y, perm, first, inputs, total, k=k, bs=bs
+            (net.layers, net.slots), self.X, self.Y, self.W, perm, first, inputs, total, k=k, bs=bs
         )
         return total
 
-    def _steps(self, state, X, Y, perm, first, inputs, total, k: int, bs: int):
+    def _steps(self, state, X, Y, W, perm, first, inputs, total, k: int, bs: int):
         """The chunk: gather k * bs rows of perm from ``first * bs``, then k steps."""
         ops, spec, rows, classes = self.ops, self.spec, k * bs, Y.shape[1]
         bufs, c = self._buffers[bs], self._chunk
         idx, part = ops.slice(perm, first * bs, rows), c.rows(ops, rows)
         x, scale = ops.unit_floats(ops.take(X, idx, out=part["raw"]), Y.dtype, out=part["x"])
         y = ops.take(Y, idx, out=part["y"])
+        w = None if W is None else ops.take(W, idx, out=part["w"])
         if ops.in_place:  # each step's targets and logits class-major, in blocks
             yb, zb = (c.blocks(ops, flat, k, bs, classes) for flat in (c.yc, c.z))
             yb = ops.copy(ops.xp.permute_dims(ops.xp.reshape(y, (k, bs, classes)), (0, 2, 1)), out=yb)
@@ -268,17 +293,19 @@ class Steps:
             layers, slots, loss = carry
             net = Net(list(layers), [list(p) for p in slots])
             x_i = ops.slice(x, i * bs, bs)
+            w_i = None if w is None else ops.slice(w, i * bs, bs)
             if ops.in_place:
-                train_step(ops, spec, self.recipe, net, bufs, x_i, yb[i].T, s, zb[i].T, scale)
+                train_step(ops, spec, self.recipe, net, bufs, x_i, yb[i].T, s, zb[i].T, scale, w_i)
             else:
                 y_i = ops.slice(y, i * bs, bs)
-                z = train_step(ops, spec, self.recipe, net, bufs, x_i, y_i, s, None, scale)
-                loss = loss + ops.astype(ops.loss_sum(spec.output, z, y_i, 1), "float64")
+                z = train_step(ops, spec, self.recipe, net, bufs, x_i, y_i, s, None, scale, w_i)
+                loss = loss + ops.astype(ops.loss_sum(spec.output, z, y_i, 1, weights=w_i), "float64")
             return net.layers, net.slots, loss
 
         layers, slots, total = self._loop(body, k, bs, (state[0], state[1], total), inputs)
         if ops.in_place:  # the loss of the whole chunk, once, from the logits its steps left
-            total = ops.loss_sum(spec.output, zb, yb, 1, total=total)
+            wb = None if w is None else ops.xp.reshape(w, (k, bs))
+            total = ops.loss_sum(spec.output, zb, yb, 1, total=total, weights=wb)
         return (layers, slots), total
 
     def _loop(self, body, k: int, bs: int, carry, inputs):
