@@ -1,7 +1,7 @@
 """xpnet: multilayer perceptrons for MNIST-style data, written once against the Python array API.
 
 The Python API (``xpnet.api``), loaded on first use so that ``import xpnet`` stays light (no
-scikit-learn, no array library but NumPy's): ``MLPClassifier``, ``Model``, ``load(path)``
+scikit-learn, no array library but NumPy's): ``MLPClassifier``, ``MLPRegressor``, ``Model``, ``load(path)``
 and ``train(**settings)``; and ``show_versions()``, the report for bug reports.
 """
 
@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 from xpnet.version import __version__
 
-__all__ = ["MLPClassifier", "Model", "load", "show_versions", "train", "__version__"]
+__all__ = ["MLPClassifier", "MLPRegressor", "Model", "load", "show_versions", "train", "__version__"]
 
 if TYPE_CHECKING:
-    from xpnet.api import MLPClassifier, Model, load, train
+    from xpnet.api import MLPClassifier, MLPRegressor, Model, load, train
     from xpnet.environment import show_versions
 
 
 def __getattr__(name: str):
-    if name in ("MLPClassifier", "Model", "load", "train"):
+    if name in ("MLPClassifier", "MLPRegressor", "Model", "load", "train"):
         return getattr(importlib.import_module(".api", __name__), name)
     if name == "show_versions":
         return importlib.import_module(".environment", __name__).show_versions

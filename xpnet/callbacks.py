@@ -41,6 +41,8 @@ def epoch_line(logs: dict, epochs: int) -> str:
         line += f"  val loss {logs['val_loss']:.4f}"
     if "val_accuracy" in logs:
         line += f"  val acc {100.0 * logs['val_accuracy']:6.2f}%"
+    if "val_r2" in logs:
+        line += f"  val R² {logs['val_r2']:.4f}"
     return line + f"  {logs['seconds']:6.2f}s  {logs['samples_per_s']:9.0f} samples/s"
 
 
@@ -103,9 +105,13 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
             run.keep(epoch)
         if epoch - self.best_epoch >= self.patience:
-            best = f"loss {run.state.best_val_loss:.4f}" if self.watch == "loss" else f"{100 * run.state.best_val:.2f}%"
+            if self.watch == "loss":
+                best = f"loss {run.state.best_val_loss:.4f}"
+            else:
+                best = f"R² {run.state.best_val:.4f}" if run.dataset.regression else f"{100 * run.state.best_val:.2f}%"
+            what = "R²" if self.watch == "accuracy" and run.dataset.regression else self.watch
             run.say(
-                f"early stop: validation {self.watch} has not improved for {self.patience} epochs; "
+                f"early stop: validation {what} has not improved for {self.patience} epochs; "
                 f"using epoch {self.best_epoch} ({best})"
             )
             return True

@@ -209,8 +209,20 @@ def cmd_train(args, say) -> int:
     return 0
 
 
+def _classifier(path: str, command: str) -> checkpoint.Saved:
+    """The checkpoint at ``path`` (``--model``), refused in one line when it holds a regressor,
+    which ``command`` (scoring or drawing classes) cannot use."""
+    saved = checkpoint.load(path)
+    if "regression" in saved.meta:
+        raise UserError(
+            f"--model {path}: a regressor (MLPRegressor); xpnet {command} needs a classifier: "
+            "predict with xpnet.load(path).predict(X) in Python"
+        )
+    return saved
+
+
 def cmd_evaluate(args, say) -> int:
-    saved = checkpoint.load(args.model)
+    saved = _classifier(args.model, "evaluate")
     spec = saved.spec
     dataset = idx.load(args.data_dir, num_classes=spec.sizes[-1])
     if dataset.num_features != spec.sizes[0]:
@@ -266,7 +278,7 @@ def _image_shape(path, spec, meta) -> tuple[int, int]:
 
 
 def cmd_predict(args, say) -> int:
-    saved = checkpoint.load(args.model)
+    saved = _classifier(args.model, "predict")
     spec, meta = saved.spec, saved.meta
     shape = _image_shape(args.model, spec, meta)
     inputs = np.stack([images.load_for_model(p, tuple(shape)) for p in args.images])
@@ -308,7 +320,7 @@ def cmd_export(args, say) -> int:
 
     writable_target("--onnx", args.onnx, "model.onnx")
     spec, host_params, meta = checkpoint.load(args.model)
-    onnx_export.save(args.onnx, spec, host_params, meta.get("classes"), flag="--onnx")
+    onnx_export.save(args.onnx, spec, host_params, meta.get("classes"), flag="--onnx", regression="regression" in meta)
     say(f"wrote {args.onnx} ({spec.describe()}, ONNX opset {onnx_export.OPSET})")
     return 0
 
@@ -344,7 +356,7 @@ def cmd_imagine(args, say) -> int:
     from xpnet.files import plots
 
     out = plots.check_output("--out", args.out)
-    saved = checkpoint.load(args.model)
+    saved = _classifier(args.model, "imagine")
     spec, meta = saved.spec, saved.meta
     classes = spec.sizes[-1]
     digits = args.digits or list(range(classes))

@@ -193,6 +193,28 @@ def labels(y, n: int, who: str = "MLPClassifier", name: str = "y") -> np.ndarray
     return y
 
 
+def targets(y, n: int, who: str = "MLPRegressor") -> tuple[np.ndarray, bool]:
+    """A regressor's y, (n,) or (n, t), as host float64 targets (n, t) and whether it was 1-D;
+    ValueError for missing, misshapen, non-numeric or non-finite targets."""
+    if y is None:
+        raise ValueError(f"{who} requires y to be passed, but the target y is None")
+    given = on_host(y)
+    try:
+        if given.dtype.kind not in "biufO":
+            raise TypeError(given.dtype)
+        as_floats = np.asarray(given, dtype=np.float64)  # objects holding numbers are numbers
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: Unknown label type: y must hold real numbers, not {given.dtype} values") from None
+    if given.ndim not in (1, 2) or given.ndim == 2 and given.shape[1] < 1:
+        raise ValueError(f"{who}: y should be (n_samples,) or (n_samples, n_targets), got shape {given.shape}")
+    if given.shape[0] != n:
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {given.shape[0]}]")
+    out = as_floats.reshape(n, -1)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("Input y contains NaN or infinity.")
+    return out, given.ndim == 1
+
+
 def _one_kind(given, y: np.ndarray, who: str) -> np.ndarray:
     """Labels ``y`` (``given`` as NumPy read it) checked to be of one kind: no None, not strings
     mixed with numbers (NumPy would make them all strings, and 9 would come back as '9')."""

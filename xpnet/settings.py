@@ -110,7 +110,10 @@ class TrainConfig:
     )
     activation: str = _setting("relu", "activation of the hidden layers", "network", choices=model.ACTIVATIONS)
     output: str = _setting(
-        "softmax", "softmax + cross-entropy, or sigmoid + quadratic cost", "network", choices=model.OUTPUTS
+        "softmax",
+        "softmax + cross-entropy, sigmoid + quadratic cost, or identity + squared error (least squares)",
+        "network",
+        choices=model.OUTPUTS,
     )
     init: str = _setting(
         "auto",

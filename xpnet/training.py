@@ -43,7 +43,7 @@ class TrainState:
     t: int = 0  # optimiser steps taken since the start of the run
     loss_partial: float = 0.0  # the summed loss of the epoch's steps already done
     history: list = field(default_factory=list)
-    best_val: float = -1.0  # the best validation accuracy so far
+    best_val: float = -math.inf  # the best validation score so far (accuracy, or a regressor's R²)
     best_val_loss: float = math.inf  # the lowest validation loss so far
     improved: bool = False  # whether the last epoch reached it
 
@@ -111,7 +111,7 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
             int(s["optimizer"]["t"]),
             float(s["loss_partial"]),
             list(meta.get("metrics", {}).get("history", [])),
-            float(s.get("best_val", -1.0)),
+            float(s.get("best_val", -math.inf)),
             float(s.get("best_val_loss", math.inf)),
         )
         if s["optimizer"]["name"] != cfg.optimizer:
@@ -191,6 +191,8 @@ class Run:
         budget.check_run(
             cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend
         )  # before allocating
+        if dataset.regression and cfg.class_weight != "none":
+            raise UserError(f"{named('class_weight')} {cfg.class_weight}: a regressor's targets have no classes")
         per_class = data.class_weights(train_split.labels, cfg.class_weight)  # from the rows trained on
         self.weights = _weighed(data.row_weights(train_split, per_class), "training")  # host (n,) or None
         val_weights = None if val_split is None else _weighed(data.row_weights(val_split, per_class), "validation")
@@ -214,6 +216,7 @@ class Run:
             W=self.train.w,
         )
         self.resumed = resume is not None
+        self.score_key = "val_r2" if dataset.regression else "val_accuracy"  # what the validation split is scored by
         self.threads = threads.Threads(backend.name, cfg.threads)
         self.threads.start()
         self.best_params, self.best_epoch = None, None  # what the run finishes with, when kept (``keep``)
@@ -315,7 +318,7 @@ def saved_state(cfg: TrainConfig, st: TrainState, epoch: int, step: int, rng_sta
         "step": step,
         "rng": rng_state,
         "loss_partial": loss_partial,
-        "best_val": st.best_val,
+        **({"best_val": st.best_val} if math.isfinite(st.best_val) else {}),
         **({"best_val_loss": st.best_val_loss} if math.isfinite(st.best_val_loss) else {}),
         "optimizer": {"name": cfg.optimizer, "t": st.t},
     }
@@ -362,9 +365,9 @@ def train(
             st.improved = run.val is not None and (
                 entry.get("val_loss", math.inf) < st.best_val_loss
                 if cfg.early_stop_on == "loss"
-                else entry["val_accuracy"] > st.best_val
+                else entry[run.score_key] > st.best_val
             )
-            st.best_val = max(st.best_val, entry.get("val_accuracy", -1.0))
+            st.best_val = max(st.best_val, entry.get(run.score_key, -math.inf))
             st.best_val_loss = min(st.best_val_loss, entry.get("val_loss", math.inf))
             st.epoch, st.step, st.loss_partial = st.epoch + 1, 0, 0.0
             if any(cb.call(callbacks, "on_epoch_end", entry["epoch"], entry)):
@@ -407,10 +410,14 @@ def _epoch(run: Run, stop) -> dict:
         "backend": run.backend.name,
         "device": run.backend.label,
     }
-    if cfg.log or cfg.plots:
+    if (cfg.log or cfg.plots) and not run.dataset.regression:
         c, t = evaluate.accuracy(run.params, run.train, run.spec, cfg.dtype)
         entry["train_accuracy"] = c / t
-    if run.val is not None:
+    if run.val is not None and run.dataset.regression:
+        entry["val_r2"], val_loss = evaluate.r2_and_loss(run.params, run.val, run.spec, cfg.dtype)
+        if math.isfinite(val_loss):
+            entry["val_loss"] = val_loss
+    elif run.val is not None:
         c, t, val_loss = evaluate.accuracy_and_loss(run.params, run.val, run.spec, cfg.dtype, cfg.label_smoothing)
         entry["val_accuracy"] = c / t
         if math.isfinite(val_loss):  # outputs that overflow on the validation split: no loss to record

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from xpnet.backends import reference_ops
+from xpnet.engine import model
 
 from helpers import RTOL, targets
 
@@ -237,7 +238,7 @@ def test_activations_and_their_gradients(target, data, name):
 
 
 @pytest.mark.parametrize("axis", [0, 1])
-@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("kind", model.OUTPUTS)
 def test_softmax_errors_and_losses(target, rng, axis, kind):
     t, ops = target, target.ops
     z_h = rng.standard_normal((4, 6)) * 5
@@ -312,19 +313,25 @@ def test_dense_and_activation_grad_sum(target, rng, name):
             assert got_sum is total
 
 
-@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
-def test_logits_and_error_and_chunk_loss(target, rng, kind):
+@pytest.mark.parametrize("weighed", [False, True])
+@pytest.mark.parametrize("kind", model.OUTPUTS)
+def test_logits_and_error_and_chunk_loss(target, rng, kind, weighed):
     """The output layer's bias and error from its product, class-major as the step keeps them,
-    and a chunk's loss over its steps' blocks (k, classes, n) added to a running total."""
+    and a chunk's loss over its steps' blocks (k, classes, n) added to a running total; with
+    the samples' weights, each sample's error and loss times its weight."""
     t, ops = target, target.ops
     z_h, b_h = rng.standard_normal((5, 4)) * 3, rng.standard_normal((1, 4))
-    y_h = np.eye(4)[rng.integers(0, 4, 5)]
+    y_h = np.eye(4)[rng.integers(0, 4, 5)] if kind != "identity" else rng.standard_normal((5, 4))
+    w_h = rng.uniform(0.0, 3.0, 5) if weighed else None
     want_z, want_d, _ = REF.logits_and_error(kind, z_h, b_h, y_h, 0.25)
+    if weighed:
+        want_d = want_d * w_h[:, None]
     for total, alpha, beta in ((None, 1.0, None), (b_h, -0.5, 1.0), (np.ones((1, 4)), 2.0, None)):
         z, y, b = _feature_major(t, z_h), _feature_major(t, y_h), t.asarray(b_h)
         out = ops.buffer((5, 4), z, transposed=True) if ops.in_place else None
         into = None if total is None else b if total is b_h else t.asarray(total)  # b itself: SGD's bias update
-        got_z, got_d, got_sum = ops.logits_and_error(kind, z, b, y, 0.25, out, into, alpha, beta)
+        w = None if w_h is None else t.asarray(w_h)
+        got_z, got_d, got_sum = ops.logits_and_error(kind, z, b, y, 0.25, out, into, alpha, beta, weights=w)
         _check(t, got_z, want_z)
         _check(t, got_d, want_d)
         if total is None:
@@ -333,9 +340,19 @@ def test_logits_and_error_and_chunk_loss(target, rng, kind):
             _check(t, got_sum, (0 if beta is None else beta * total) + alpha * want_d.sum(axis=0, keepdims=True))
     blocks_h = rng.standard_normal((3, 4, 5)) * 2
     targets_h = np.stack([np.eye(4)[rng.integers(0, 4, 5)].T for _ in range(3)])
+    weights_h = rng.uniform(0.0, 3.0, (3, 5)) if weighed else None
     total = t.asarray(np.array(1.5), "float64")
-    got = ops.loss_sum(kind, t.asarray(blocks_h), t.asarray(targets_h), 1, total=total)
-    _check(t, got, 1.5 + REF.loss_sum(kind, blocks_h, targets_h, 1))
+    weights = None if weights_h is None else t.asarray(weights_h)
+    got = ops.loss_sum(kind, t.asarray(blocks_h), t.asarray(targets_h), 1, total=total, weights=weights)
+    per_sample = REF.loss_sum(kind, blocks_h, targets_h, 1, weights=np.ones((3, 5)) if weights_h is None else weights_h)
+    _check(t, got, 1.5 + per_sample)
+    if weighed:  # the weights by hand: each (step, sample)'s own loss times its weight
+        each = [
+            REF.loss_sum(kind, blocks_h[i, :, j : j + 1], targets_h[i, :, j : j + 1], 0)
+            for i in range(3)
+            for j in range(5)
+        ]
+        _check(t, got, 1.5 + float(np.dot(np.ravel(each), weights_h.ravel())))
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam", "adamw"])

@@ -34,6 +34,8 @@ CASES = [(r, "relu", "softmax") for r in RECIPES] + [
     ("adam", "sigmoid", "softmax"),
     ("dropout", "tanh", "sigmoid"),
     ("best-cpu", "sigmoid", "softmax"),
+    ("sgd", "relu", "identity"),
+    ("adam", "tanh", "identity"),
 ]
 N, BATCH, PER_CALL = 100, 16, 3  # 7 steps an epoch: chunks of 3, 3, and the partial batch of 4
 
@@ -108,7 +110,12 @@ def test_step_matches_the_reference_step(target, recipe, activation, output, mni
 
 @pytest.mark.parametrize(
     "recipe,activation,output",
-    [("sgd", "relu", "softmax"), ("adam", "tanh", "sigmoid"), ("best-cpu", "relu", "softmax")],
+    [
+        ("sgd", "relu", "softmax"),
+        ("adam", "tanh", "sigmoid"),
+        ("best-cpu", "relu", "softmax"),
+        ("sgd", "relu", "identity"),
+    ],
 )
 def test_weighed_step_matches_the_reference_step(target, recipe, activation, output, mnist):
     """Rows' weights (some 0, some fractional, some 3) in the output error and the loss: the

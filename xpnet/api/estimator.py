@@ -1,9 +1,11 @@
-"""``MLPClassifier``: scikit-learn's estimator interface on any array library, trained by
-``xpnet.training.train``, the loop of ``xpnet train``, on a ``Dataset`` made of the caller's
-arrays (checked and placed by ``xpnet.inputs``); its parameters are the settings of
-``xpnet.settings`` marked for the API, and a few of its own. scikit-learn is optional: nothing
-here imports it, except to raise its NotFittedError and DataConversionWarning and to answer its
-tags (``__sklearn_tags__``), which only scikit-learn asks for.
+"""``MLPClassifier`` and ``MLPRegressor``: scikit-learn's estimator interface on any array
+library, trained by ``xpnet.training.train``, the loop of ``xpnet train``, on a ``Dataset`` made
+of the caller's arrays (checked and placed by ``xpnet.inputs``); their parameters are the
+settings of ``xpnet.settings`` marked for the API, and a few of their own. Both are ``_MLP``:
+they differ only in their targets (class labels, or real values with the identity output and
+the squared error) and in what scores them. scikit-learn is optional: nothing here imports it,
+except to raise its NotFittedError and DataConversionWarning and to answer its tags
+(``__sklearn_tags__``), which only scikit-learn asks for.
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ def _not_fitted(name: str) -> Exception:
     )
 
 
-# MLPClassifier's parameters that are not training settings (or mean something else there), and their defaults
-ESTIMATOR_PARAMETERS = {
-    "class_weight": None,
+# the estimators' parameters that are not training settings (or mean something else there), and their defaults
+SHARED_PARAMETERS = {
     "validation": 0.0,
     "backend": None,
     "device": None,
@@ -47,8 +48,14 @@ ESTIMATOR_PARAMETERS = {
     "random_state": 0,
     "verbose": 0,
 }
+ESTIMATOR_PARAMETERS = {"class_weight": None} | SHARED_PARAMETERS  # MLPClassifier's own
 # the training settings that are MLPClassifier's parameters of the same name, default and meaning
 API_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.api)
+# MLPRegressor's: the same but those about classes (its output is the identity, its loss the squared error)
+REGRESSOR_SETTINGS = tuple(name for name in API_SETTINGS if name not in ("output", "label_smoothing"))
+# where MLPRegressor's defaults differ from the table's (scikit-learn's MLPRegressor's: Adam at 0.001, one
+# hidden layer of 100, 200 epochs; a classifier's SGD at 0.2 overshoots unscaled real targets)
+REGRESSOR_DEFAULTS = {"hidden": (100,), "optimizer": "adam", "lr": 0.001, "epochs": 200}
 
 
 def _estimator_init(parameters: dict):
@@ -69,44 +76,15 @@ def _estimator_init(parameters: dict):
     return __init__
 
 
-class MLPClassifier:
-    """A multilayer-perceptron classifier with scikit-learn's estimator interface, trained by
-    xpnet's one training step on the array library of its input (NumPy, CuPy, PyTorch, JAX,
-    array-api-strict), on the input's device.
+class _MLP:
+    """What MLPClassifier and MLPRegressor share: scikit-learn's estimator protocol, ``fit`` and
+    ``partial_fit`` through ``training.train`` on the input's library and device, the held-out
+    validation rows, the seed, the fitted ``Model``. A subclass says what its targets are
+    (``_fit_targets``, ``_num_outputs``), what else its run's settings hold (``_own_settings``),
+    which epoch record scores it on the validation split (``SCORE_KEY``) and its tags."""
 
-    Every setting of ``xpnet train`` that is not about files has a parameter of the same name
-    and meaning (see ``xpnet train --help``): ``hidden`` (hidden sizes), ``activation``,
-    ``output``, ``init``, ``optimizer``, ``lr``, ``lr_schedule``, ``warmup``, ``momentum``,
-    ``weight_decay``, ``batch_size``, ``epochs``, ``l2``, ``dropout``, ``max_norm``,
-    ``label_smoothing``, ``augment``, ``early_stop``, ``dtype``, ``backend``, ``device``,
-    ``tf32``, ``cuda_graph``, ``threads``. Besides:
-
-    - ``class_weight``: None (every class weighs 1), ``"balanced"`` (class c weighs
-      n / (classes * n_c) over the n rows trained on, as ``--class-weight balanced``), or a
-      dict {label: weight} (labels left out weigh 1); a row's weight is its class's times its
-      ``sample_weight`` (``fit``, ``partial_fit``);
-    - ``validation``: the fraction of the rows given to ``fit`` held out to report validation
-      accuracy and to pick the epoch with ``early_stop`` (rows drawn at random with
-      ``random_state``; 0: none);
-    - ``backend`` / ``device``: None (default) computes where the input is; otherwise as the
-      flags (``backend="torch", device="cuda"``), the input copied there once;
-    - ``image_shape``: (height, width) of flat input rows, for ``augment`` (input shaped
-      (n, height, width) says it by itself);
-    - ``random_state``: the seed (int, default 0 as ``xpnet train``; None: a fresh one per fit;
-      a NumPy RandomState or Generator: a seed drawn from it);
-    - ``verbose``: 0 silent, 1 the per-epoch lines of ``xpnet train``, 2 also a progress bar.
-
-    Inputs X: (n, features), (n, height, width) or (n, features, 1); floats, or uint8 pixels
-    (divided by 255 on the device). Labels: any (strings, integers that are not 0..K-1):
-    ``classes_`` holds them sorted. Results (``predict``, ``predict_proba``) come back in the
-    input's library and on its device. Fitted attributes: ``classes_``, ``n_features_in_``,
-    ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``; with
-    ``validation``: ``validation_scores_`` (each epoch's validation accuracy),
-    ``best_validation_score_``, ``validation_loss_curve_`` (each epoch's validation loss), and
-    without: ``best_loss_`` (the lowest training loss), as scikit-learn names them.
-    """
-
-    __init__ = _estimator_init({name: SETTINGS[name].default for name in API_SETTINGS} | ESTIMATOR_PARAMETERS)
+    SETTING_PARAMETERS: tuple = ()  # the training settings that are its parameters
+    SCORE_KEY = ""  # the epoch record's validation score
 
     # ---- scikit-learn's estimator protocol, without scikit-learn ------------------------------
 
@@ -134,17 +112,6 @@ class MLPClassifier:
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k].default)]
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def __sklearn_tags__(self):
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
-
-        return Tags(
-            estimator_type="classifier",
-            target_tags=TargetTags(required=True),
-            classifier_tags=ClassifierTags(),
-            array_api_support=True,
-            input_tags=InputTags(three_d_array=True),
-        )
-
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "_model")
 
@@ -156,91 +123,42 @@ class MLPClassifier:
 
     # ---- training -----------------------------------------------------------------------------
 
-    @in_parameter_words
-    def fit(self, X, y, sample_weight=None, callbacks=None):
-        """Train a fresh network on X with labels y for ``epochs`` epochs (fewer with
-        ``early_stop``). ``sample_weight`` (n,): each row's weight in the loss (finite, >= 0;
-        scikit-learn's meaning: a step's loss and gradient are the weighted mean over its batch,
-        an integer weight counts as that many copies of the row within a batch, a zero weight
-        as no row); the validation split's rows keep theirs in its accuracy and loss.
-        ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` (and optionally
-        ``on_train_begin(run)``, ``on_train_end(result)``; see ``xpnet.callbacks``), any of
-        which may return True to stop after that epoch. Returns the estimator."""
+    def _fit(self, X, y, sample_weight, callbacks):
+        """``fit``: a fresh network on X and y's targets for ``epochs`` epochs."""
         self._check_params()
         f = self._features(X)
-        y = inputs.labels(y, f.x.shape[0], type(self).__name__)
-        classes = np.unique(y)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"{type(self).__name__}: y has only one class ({classes[0]!r}); a classifier needs at least 2 classes"
-            )
-        codes = inputs.encode(y, classes)
-        weights = self._row_weights(sample_weight, codes, classes)
+        targets, weights, outputs = self._fit_targets(y, f.x.shape[0], sample_weight)
         seed = self._seed()
-        x, codes, weights, n_val = self._held_out(f, codes, weights, seed)
+        x, targets, weights, n_val = self._held_out(f, targets, weights, seed)
         cfg = self._config(seed, n_val, f.backend)
-        for name in ("_model", "_state", "_resume", "classes_"):
+        for name in ("_model", "_state", "_resume", "classes_", "n_outputs_"):
             self.__dict__.pop(name, None)
-        result = self._train(cfg, f, x, codes, weights, classes, callbacks, state=None, resume=None, epochs=None)
-        self._fitted(cfg, f, classes, result, seed, list(result.history))
+        result = self._train(cfg, f, x, targets, weights, outputs, callbacks, state=None, resume=None, epochs=None)
+        self._fitted(cfg, f, outputs, result, seed, list(result.history))
         return self
 
-    @in_parameter_words
-    def partial_fit(self, X, y, classes=None, sample_weight=None, callbacks=None):
-        """One epoch on X, y, going on from the previous call's network, optimiser state and
-        step count (a first call starts a fresh network). ``classes``: every label there will
-        be, required on the first call. ``sample_weight``: as ``fit``'s (``class_weight``
-        "balanced" is refused here: one call's rows do not say the classes' frequencies; give
-        a dict). Learning rates follow ``lr_schedule`` over ``epochs`` epochs, one per call:
-        past ``epochs`` calls a cosine schedule stays at 0, so use ``lr_schedule="constant"``
-        for open-ended training. No validation split is held out."""
-        self._check_params()
-        if isinstance(self.class_weight, str):
-            raise ValueError(
-                "class_weight='balanced' is not supported by partial_fit (one call's rows do not give the "
-                "classes' frequencies); pass a dict {label: weight}, for example n / (classes * n_c) over all the data"
-            )
-        first = not hasattr(self, "_model")
-        classes = self._partial_classes(classes, first)
-        f = self._features(X, expect=None if first else self.n_features_in_)
-        codes = inputs.encode(inputs.labels(y, f.x.shape[0], type(self).__name__), classes, type(self).__name__)
-        weights = self._row_weights(sample_weight, codes, classes)
+    def _partial_fit(self, f: inputs.Features, targets, weights, outputs, first: bool, callbacks):
+        """``partial_fit``: one epoch on the checked features and targets, going on from the
+        previous call's state (a first call starts a fresh network)."""
         seed = self._seed() if first else self._seed_used
         cfg = self._config(seed, 0, f.backend)
-        state, resume = self._continued(cfg, f, classes, first)
+        state, resume = self._continued(cfg, f, outputs, first)
         if not first and cfg.lr_schedule == "cosine" and self.n_iter_ >= cfg.epochs:
             warnings.warn(
                 f"partial_fit: epoch {self.n_iter_ + 1} is past epochs={cfg.epochs}: the cosine schedule's "
                 "learning rate is 0 there; use lr_schedule='constant' for open-ended training",
-                stacklevel=2,
+                stacklevel=3,
             )
-        result = self._train(cfg, f, f.x, codes, weights, classes, callbacks, state=state, resume=resume, epochs=1)
-        self._fitted(cfg, f, classes, result, seed, list(result.history))
+        result = self._train(cfg, f, f.x, targets, weights, outputs, callbacks, state=state, resume=resume, epochs=1)
+        self._fitted(cfg, f, outputs, result, seed, list(result.history))
         return self
 
-    def _partial_classes(self, classes, first: bool) -> np.ndarray:
-        """The classes of a partial_fit call: given on the first, the same (or none) later."""
-        if first:
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            given = inputs.on_host(classes)
-            classes = np.unique(inputs.labels(given, given.size, type(self).__name__, "classes"))
-            if classes.shape[0] < 2:
-                raise ValueError("partial_fit: classes must hold at least 2 classes")
-            return classes
-        if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(
-                f"partial_fit: classes={np.unique(np.asarray(classes)).tolist()} is not classes_ of the "
-                f"first call, {self.classes_.tolist()}"
-            )
-        return self.classes_
-
-    def _continued(self, cfg: TrainConfig, f: inputs.Features, classes, first: bool):
+    def _continued(self, cfg: TrainConfig, f: inputs.Features, outputs, first: bool):
         """(state, resume) to go on from: the previous call's TrainState where it is on this
         backend, else its host copy (after pickling, or on another backend)."""
         if first:
             return None, None
-        spec = config.resolve_spec(cfg, f.x.shape[1], classes.shape[0])
+        spec = config.resolve_spec(cfg, f.x.shape[1], self._num_outputs(outputs))
         if spec != self._model.spec:
             raise ValueError(
                 f"partial_fit: the network would be {spec.describe()}, the first call's is "
@@ -250,12 +168,12 @@ class MLPClassifier:
             return self._state, None
         return None, self.__dict__.get("_resume") or self._host_state()
 
-    def _train(self, cfg, f: inputs.Features, x, codes, weights, classes, callbacks, state, resume, epochs):
-        """training.train on the data set of x (n, features), label codes (n,) and row weights
-        (n,) or None."""
+    def _train(self, cfg, f: inputs.Features, x, targets, weights, outputs, callbacks, state, resume, epochs):
+        """training.train on the data set of x (n, features), targets (label codes (n,) or real
+        values (n, t)) and row weights (n,) or None."""
         images = f.backend.xp.reshape(x, (x.shape[0], *f.image_shape))  # a view: what augmentation needs to know
         dataset = data.Dataset(
-            data.Split(images, codes, weights), None, int(classes.shape[0]), "the arrays given to fit"
+            data.Split(images, targets, weights), None, self._num_outputs(outputs), "the arrays given to fit"
         )
         say = (lambda line: print(line, flush=True)) if self.verbose else (lambda line: None)
         return training.train(
@@ -269,13 +187,13 @@ class MLPClassifier:
             epochs=epochs,
         )
 
-    def _fitted(self, cfg, f: inputs.Features, classes, result, seed: int, history: list) -> None:
-        self.classes_, self.n_features_in_ = classes, int(f.x.shape[1])
+    def _fitted(self, cfg, f: inputs.Features, outputs, result, seed: int, history: list) -> None:
+        self.n_features_in_ = int(f.x.shape[1])
         self.history_, self.loss_curve_, self.n_iter_ = history, [e["loss"] for e in history], len(history)
-        validated = bool(history) and "val_accuracy" in history[-1]
-        # scikit-learn's names: the validation accuracy per epoch and its best (None without a
+        validated = bool(history) and self.SCORE_KEY in history[-1]
+        # scikit-learn's names: the validation score per epoch and its best (None without a
         # validation split), the lowest training loss (None with one); and the validation loss per epoch
-        self.validation_scores_ = [e["val_accuracy"] for e in history] if validated else None
+        self.validation_scores_ = [e[self.SCORE_KEY] for e in history] if validated else None
         self.best_validation_score_ = max(self.validation_scores_) if validated else None
         self.best_loss_ = None if validated else min(self.loss_curve_, default=None)
         self.validation_loss_curve_ = [e.get("val_loss", float("nan")) for e in history] if validated else None
@@ -284,7 +202,7 @@ class MLPClassifier:
         self._model = Model(
             result.spec,
             result.params,
-            classes,
+            outputs if isinstance(outputs, np.ndarray) else None,
             cfg.dtype,
             f.image_shape,
             on=f.backend,
@@ -294,6 +212,7 @@ class MLPClassifier:
             config=cfg.to_checkpoint(),
             history=history,
             name=type(self).__name__,
+            regression=None if isinstance(outputs, np.ndarray) else outputs,
         )
 
     def _host_state(self) -> checkpoint.Saved:
@@ -316,17 +235,20 @@ class MLPClassifier:
             raise ValueError("early_stop needs validation > 0 (the fraction of the data held out to watch)")
         if self.verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose={self.verbose!r}: expected 0, 1 or 2")
-        _check_class_weight(self.class_weight)
         self._config(0, 1 if v else 0, None)
+
+    def _own_settings(self) -> dict:
+        """The run's settings that are not parameters of the same name (by subclass)."""
+        return {}
 
     def _config(self, seed: int, n_val: int, be) -> TrainConfig:
         """The TrainConfig of a run on ``n_val`` held-out rows (none: no early stopping either,
         as in partial_fit) and backend ``be``."""
-        values = {name: config.value_of(name, getattr(self, name)) for name in API_SETTINGS}
+        values = {name: config.value_of(name, getattr(self, name)) for name in self.SETTING_PARAMETERS}
         values["early_stop"] = values["early_stop"] if n_val else 0
         cfg = TrainConfig(
             **values,
-            class_weight="balanced" if isinstance(self.class_weight, str) else "none",
+            **self._own_settings(),
             seed=seed,
             validation=n_val,
             quiet=self.verbose < 2,
@@ -365,12 +287,12 @@ class MLPClassifier:
             )
         return f
 
-    def _held_out(self, f: inputs.Features, codes: np.ndarray, weights, seed: int):
-        """(rows, codes, weights, n_val): with ``validation``, the rows (and their codes and
+    def _held_out(self, f: inputs.Features, targets: np.ndarray, weights, seed: int):
+        """(rows, targets, weights, n_val): with ``validation``, the rows (and their targets and
         weights) in a random order (from the seed) whose last n_val are held out; else as given."""
-        n = codes.shape[0]
+        n = targets.shape[0]
         if not self.validation:
-            return f.x, codes, weights, 0
+            return f.x, targets, weights, 0
         n_val = int(round(self.validation * n))
         if not 0 < n_val < n:
             raise ValueError(
@@ -379,7 +301,149 @@ class MLPClassifier:
             )
         perm = np.random.default_rng([seed, VALIDATION_STREAM]).permutation(n)
         rows = f.backend.xp.take(f.x, f.backend.asarray(perm), axis=0)
-        return rows, codes[perm], None if weights is None else weights[perm], n_val
+        return rows, targets[perm], None if weights is None else weights[perm], n_val
+
+    # ---- the fitted model ---------------------------------------------------------------------
+
+    def _fitted_model(self) -> Model:
+        if not hasattr(self, "_model"):
+            raise _not_fitted(type(self).__name__)
+        return self._model
+
+    def predict(self, X):
+        """The prediction for each row of X, in X's library and on its device."""
+        return self._fitted_model().predict(X)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """The score of ``predict(X)`` against y (weighted by ``sample_weight``)."""
+        return self._fitted_model().score(X, y, sample_weight)
+
+    def save(self, path) -> None:
+        """Write the fitted network as an xpnet checkpoint (``xpnet.load`` reads it back)."""
+        self._fitted_model().save(path)
+
+    def to_onnx(self, path) -> None:
+        """Write the fitted network as an ONNX graph (see ``Model.to_onnx``)."""
+        self._fitted_model().to_onnx(path)
+
+
+class MLPClassifier(_MLP):
+    """A multilayer-perceptron classifier with scikit-learn's estimator interface, trained by
+    xpnet's one training step on the array library of its input (NumPy, CuPy, PyTorch, JAX,
+    array-api-strict), on the input's device.
+
+    Every setting of ``xpnet train`` that is not about files has a parameter of the same name
+    and meaning (see ``xpnet train --help``): ``hidden`` (hidden sizes), ``activation``,
+    ``output``, ``init``, ``optimizer``, ``lr``, ``lr_schedule``, ``warmup``, ``momentum``,
+    ``weight_decay``, ``batch_size``, ``epochs``, ``l2``, ``dropout``, ``max_norm``,
+    ``label_smoothing``, ``augment``, ``early_stop``, ``early_stop_on``, ``dtype``, ``backend``,
+    ``device``, ``tf32``, ``cuda_graph``, ``threads``. Besides:
+
+    - ``class_weight``: None (every class weighs 1), ``"balanced"`` (class c weighs
+      n / (classes * n_c) over the n rows trained on, as ``--class-weight balanced``), or a
+      dict {label: weight} (labels left out weigh 1); a row's weight is its class's times its
+      ``sample_weight`` (``fit``, ``partial_fit``);
+    - ``validation``: the fraction of the rows given to ``fit`` held out to report validation
+      accuracy and to pick the epoch with ``early_stop`` (rows drawn at random with
+      ``random_state``; 0: none);
+    - ``backend`` / ``device``: None (default) computes where the input is; otherwise as the
+      flags (``backend="torch", device="cuda"``), the input copied there once;
+    - ``image_shape``: (height, width) of flat input rows, for ``augment`` (input shaped
+      (n, height, width) says it by itself);
+    - ``random_state``: the seed (int, default 0 as ``xpnet train``; None: a fresh one per fit;
+      a NumPy RandomState or Generator: a seed drawn from it);
+    - ``verbose``: 0 silent, 1 the per-epoch lines of ``xpnet train``, 2 also a progress bar.
+
+    Inputs X: (n, features), (n, height, width) or (n, features, 1); floats, or uint8 pixels
+    (divided by 255 on the device). Labels: any (strings, integers that are not 0..K-1):
+    ``classes_`` holds them sorted. Results (``predict``, ``predict_proba``) come back in the
+    input's library and on its device. Fitted attributes: ``classes_``, ``n_features_in_``,
+    ``n_iter_`` (epochs run), ``history_`` (each epoch's record), ``loss_curve_``; with
+    ``validation``: ``validation_scores_`` (each epoch's validation accuracy),
+    ``best_validation_score_``, ``validation_loss_curve_`` (each epoch's validation loss), and
+    without: ``best_loss_`` (the lowest training loss), as scikit-learn names them.
+    """
+
+    SETTING_PARAMETERS = API_SETTINGS
+    SCORE_KEY = "val_accuracy"
+    __init__ = _estimator_init({name: SETTINGS[name].default for name in API_SETTINGS} | ESTIMATOR_PARAMETERS)
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+            array_api_support=True,
+            input_tags=InputTags(three_d_array=True),
+        )
+
+    @in_parameter_words
+    def fit(self, X, y, sample_weight=None, callbacks=None):
+        """Train a fresh network on X with labels y for ``epochs`` epochs (fewer with
+        ``early_stop``). ``sample_weight`` (n,): each row's weight in the loss (finite, >= 0;
+        scikit-learn's meaning: the objective is the weighted mean loss, an integer weight
+        counts as that many copies of the row, a zero weight as no row; each step divides by
+        its rows times the mean weight); the validation split's rows keep theirs in its accuracy
+        and loss. ``callbacks``: objects with ``on_epoch_end(epoch, logs)`` (and optionally
+        ``on_train_begin(run)``, ``on_train_end(result)``; see ``xpnet.callbacks``), any of
+        which may return True to stop after that epoch. Returns the estimator."""
+        return self._fit(X, y, sample_weight, callbacks)
+
+    def _fit_targets(self, y, n: int, sample_weight):
+        """(label codes (n,), row weights (n,) or None, classes) of fit's y."""
+        y = inputs.labels(y, n, type(self).__name__)
+        classes = np.unique(y)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"{type(self).__name__}: y has only one class ({classes[0]!r}); a classifier needs at least 2 classes"
+            )
+        codes = inputs.encode(y, classes)
+        return codes, self._row_weights(sample_weight, codes, classes), classes
+
+    @staticmethod
+    def _num_outputs(classes) -> int:
+        return int(classes.shape[0])
+
+    @in_parameter_words
+    def partial_fit(self, X, y, classes=None, sample_weight=None, callbacks=None):
+        """One epoch on X, y, going on from the previous call's network, optimiser state and
+        step count (a first call starts a fresh network). ``classes``: every label there will
+        be, required on the first call. ``sample_weight``: as ``fit``'s (``class_weight``
+        "balanced" is refused here: one call's rows do not say the classes' frequencies; give
+        a dict). Learning rates follow ``lr_schedule`` over ``epochs`` epochs, one per call:
+        past ``epochs`` calls a cosine schedule stays at 0, so use ``lr_schedule="constant"``
+        for open-ended training. No validation split is held out."""
+        self._check_params()
+        if isinstance(self.class_weight, str):
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit (one call's rows do not give the "
+                "classes' frequencies); pass a dict {label: weight}, for example n / (classes * n_c) over all the data"
+            )
+        first = not hasattr(self, "_model")
+        classes = self._partial_classes(classes, first)
+        f = self._features(X, expect=None if first else self.n_features_in_)
+        codes = inputs.encode(inputs.labels(y, f.x.shape[0], type(self).__name__), classes, type(self).__name__)
+        weights = self._row_weights(sample_weight, codes, classes)
+        return self._partial_fit(f, codes, weights, classes, first, callbacks)
+
+    def _partial_classes(self, classes, first: bool) -> np.ndarray:
+        """The classes of a partial_fit call: given on the first, the same (or none) later."""
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            given = inputs.on_host(classes)
+            classes = np.unique(inputs.labels(given, given.size, type(self).__name__, "classes"))
+            if classes.shape[0] < 2:
+                raise ValueError("partial_fit: classes must hold at least 2 classes")
+            return classes
+        if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(
+                f"partial_fit: classes={np.unique(np.asarray(classes)).tolist()} is not classes_ of the "
+                f"first call, {self.classes_.tolist()}"
+            )
+        return self.classes_
 
     def _row_weights(self, sample_weight, codes: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
         """Each row's weight (n,) float64 from ``sample_weight`` and a dict ``class_weight``
@@ -401,12 +465,16 @@ class MLPClassifier:
         by_row = per_class[codes]
         return by_row if weights is None else by_row * weights
 
-    # ---- the fitted model ---------------------------------------------------------------------
+    def _fitted(self, cfg, f, classes, result, seed, history) -> None:
+        self.classes_ = classes
+        super()._fitted(cfg, f, classes, result, seed, history)
 
-    def _fitted_model(self) -> Model:
-        if not hasattr(self, "_model"):
-            raise _not_fitted(type(self).__name__)
-        return self._model
+    def _check_params(self) -> None:
+        _check_class_weight(self.class_weight)
+        super()._check_params()
+
+    def _own_settings(self) -> dict:
+        return {"class_weight": "balanced" if isinstance(self.class_weight, str) else "none"}
 
     def predict(self, X):
         """The predicted label of each row of X: (n,), in X's library and on its device."""
@@ -420,13 +488,90 @@ class MLPClassifier:
         """Mean accuracy on X with labels y."""
         return self._fitted_model().score(X, y, sample_weight)
 
-    def save(self, path) -> None:
-        """Write the fitted network as an xpnet checkpoint (``xpnet.load`` reads it back)."""
-        self._fitted_model().save(path)
 
-    def to_onnx(self, path) -> None:
-        """Write the fitted network as an ONNX graph (see ``Model.to_onnx``)."""
-        self._fitted_model().to_onnx(path)
+class MLPRegressor(_MLP):
+    """A multilayer-perceptron regressor with scikit-learn's estimator interface: the network of
+    ``MLPClassifier`` with an identity output trained on the squared error, 0.5 * sum over the
+    targets of (prediction - y)^2 averaged over the rows (scikit-learn's loss), on the array
+    library and device of its input.
+
+    Parameters: those of ``MLPClassifier`` except ``output``, ``label_smoothing`` and
+    ``class_weight``, with scikit-learn's MLPRegressor's defaults where they differ from a
+    classifier's: ``hidden=(100,)``, ``optimizer="adam"``, ``lr=0.001``, ``epochs=200``.
+    ``early_stop`` (with ``validation``) watches the validation R² (``early_stop_on="accuracy"``,
+    the score) or the validation loss (``"loss"``).
+
+    y: (n,) or (n, targets) real values; ``predict`` answers in the same shape, in the input's
+    library and on its device; ``score`` is the R² (scikit-learn's ``r2_score``, targets averaged
+    uniformly). Fitted attributes: ``n_outputs_``, ``n_features_in_``, ``n_iter_``,
+    ``history_``, ``loss_curve_``; with ``validation``: ``validation_scores_`` (each epoch's
+    validation R²), ``best_validation_score_``, ``validation_loss_curve_``; without:
+    ``best_loss_``. Checkpoints (``save``, ``xpnet.load``) and ONNX export (``to_onnx``: the
+    output ``predictions``) keep it a regressor.
+    """
+
+    SETTING_PARAMETERS = REGRESSOR_SETTINGS
+    SCORE_KEY = "val_r2"
+    __init__ = _estimator_init(
+        {name: REGRESSOR_DEFAULTS.get(name, SETTINGS[name].default) for name in REGRESSOR_SETTINGS} | SHARED_PARAMETERS
+    )
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="regressor",
+            target_tags=TargetTags(required=True, single_output=True, multi_output=True),
+            regressor_tags=RegressorTags(),
+            array_api_support=True,
+            input_tags=InputTags(three_d_array=True),
+        )
+
+    @in_parameter_words
+    def fit(self, X, y, sample_weight=None, callbacks=None):
+        """Train a fresh network on X with targets y, (n,) or (n, targets), for ``epochs``
+        epochs (fewer with ``early_stop``); ``sample_weight`` and ``callbacks`` as in
+        ``MLPClassifier.fit``. Returns the estimator."""
+        return self._fit(X, y, sample_weight, callbacks)
+
+    def _fit_targets(self, y, n: int, sample_weight):
+        """(targets (n, t) float64, row weights (n,) or None, the outputs' description) of y."""
+        values, flat = inputs.targets(y, n, type(self).__name__)
+        weights = None if sample_weight is None else inputs.weights(sample_weight, n, type(self).__name__)
+        return values, weights, {"targets": int(values.shape[1]), "flat": flat}
+
+    @staticmethod
+    def _num_outputs(outputs) -> int:
+        return outputs["targets"]
+
+    @in_parameter_words
+    def partial_fit(self, X, y, sample_weight=None, callbacks=None):
+        """One epoch on X, y, going on from the previous call's network, optimiser state and
+        step count (a first call starts a fresh network); y has the first call's number of
+        targets. As ``MLPClassifier.partial_fit`` otherwise."""
+        self._check_params()
+        first = not hasattr(self, "_model")
+        f = self._features(X, expect=None if first else self.n_features_in_)
+        values, weights, outputs = self._fit_targets(y, f.x.shape[0], sample_weight)
+        if not first and outputs["targets"] != self.n_outputs_:
+            raise ValueError(f"partial_fit: y has {outputs['targets']} targets, the first call's had {self.n_outputs_}")
+        return self._partial_fit(f, values, weights, outputs, first, callbacks)
+
+    def _fitted(self, cfg, f, outputs, result, seed, history) -> None:
+        self.n_outputs_ = outputs["targets"]
+        super()._fitted(cfg, f, outputs, result, seed, history)
+
+    def _own_settings(self) -> dict:
+        return {"output": "identity"}
+
+    def predict(self, X):
+        """The predicted targets of each row of X: (n,) (or (n, targets) where y had several),
+        in X's library and on its device."""
+        return self._fitted_model().predict(X)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R² of ``predict(X)`` against y (scikit-learn's ``r2_score``, weighted by ``sample_weight``)."""
+        return self._fitted_model().score(X, y, sample_weight)
 
 
 def _check_class_weight(class_weight) -> None:

@@ -42,7 +42,9 @@ class Model:
 
     ``params``: [(W (1,out,in), b (1,out,1)), ...] on ``on`` (a Backend), or NumPy arrays on
     the host when ``on`` is None. ``backend`` / ``device``: where to compute (None: where each
-    input is). ``classes``: the label of each output (default 0..K-1).
+    input is). ``classes``: the label of each output (default 0..K-1); ``regression``: a
+    regressor's targets instead ({"targets": t, "flat": whether its y was 1-D}): then
+    ``predict`` gives the outputs themselves and ``score`` the R², and ``classes_`` is None.
     """
 
     def __init__(
@@ -60,9 +62,11 @@ class Model:
         history=(),
         test_accuracy: float | None = None,
         name: str = "Model",
+        regression: dict | None = None,
     ):
         self.spec, self.dtype, self.name = spec, dtype, name
-        self.classes_ = np.arange(spec.sizes[-1]) if classes is None else np.asarray(classes)
+        self.regression = dict(regression) if regression is not None else None
+        self.classes_ = None if regression else np.arange(spec.sizes[-1]) if classes is None else np.asarray(classes)
         self.n_features_in_ = spec.sizes[0]
         self.image_shape = tuple(image_shape) if image_shape else (spec.sizes[0],)
         self.backend, self.device, self.tf32 = backend, device, tf32
@@ -115,8 +119,10 @@ class Model:
     @in_parameter_words
     def predict_proba(self, X):
         """Class probabilities: X (n, features), (n, height, width) or (n, features, 1) ->
-        (n, classes), in X's library and on its device. A sigmoid output's values are divided
-        by their sum, so that each row sums to 1."""
+        (n, classes), in X's library and on its device. A sigmoid (or identity) output's values
+        are divided by their sum, so that each row sums to 1. A regressor has none (ValueError)."""
+        if self.regression:
+            raise ValueError(f"{self.name}: a regressor predicts values, not class probabilities; use predict")
         f = self._features(X)
         z, ops, xp = self._logits(f), f.backend.ops, f.backend.xp
         with ops.errors_ignored():
@@ -128,8 +134,12 @@ class Model:
     @in_parameter_words
     def predict(self, X):
         """The most probable class of each row: (n,) labels from ``classes_``, in X's library
-        and on its device (labels that are strings come back as a NumPy array)."""
+        and on its device (labels that are strings come back as a NumPy array); a regressor's
+        predicted targets (n, targets), or (n,) where its y was 1-D."""
         f = self._features(X)
+        if self.regression:
+            z = self._logits(f)
+            return f.back(z[:, 0] if self.regression["flat"] else z)
         idx = evaluate.predictions(self._params_on(f.backend), data.DeviceData(f.x, None), self.spec, self.dtype)
         if f.home[0] is None or self.classes_.dtype.kind not in "iufb":
             return self.classes_[backends.to_host(idx)]
@@ -138,8 +148,13 @@ class Model:
 
     @in_parameter_words
     def score(self, X, y, sample_weight=None) -> float:
-        """Mean accuracy of ``predict(X)`` against the labels y (weighted by ``sample_weight``)."""
+        """Mean accuracy of ``predict(X)`` against the labels y (weighted by ``sample_weight``);
+        a regressor's R² (scikit-learn's ``r2_score``, its targets averaged uniformly)."""
         pred = backends.to_host(self.predict(X))
+        if self.regression:
+            truth, _ = inputs.targets(y, pred.shape[0], self.name)
+            w = None if sample_weight is None else inputs.weights(sample_weight, pred.shape[0], self.name)
+            return r2_score(truth, pred.reshape(truth.shape), w)
         y = inputs.labels(y, pred.shape[0], self.name)
         w = None if sample_weight is None else inputs.weights(sample_weight, pred.shape[0], self.name)
         return float(np.average(pred == y, weights=w))
@@ -149,7 +164,9 @@ class Model:
         """Write an xpnet checkpoint (the model; ``xpnet evaluate``, ``predict``, ``export`` and
         ``xpnet.load`` read it), atomically."""
         cfg = self.config | {"image_shape": list(self.image_shape), "num_classes": int(self.spec.sizes[-1])}
-        default = self.classes_.dtype.kind in "iu" and np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
+        default = self.regression is not None or (
+            self.classes_.dtype.kind in "iu" and np.array_equal(self.classes_, np.arange(self.spec.sizes[-1]))
+        )
         metrics = {"history": self.history}
         if self.test_accuracy is not None:
             metrics["test_accuracy"] = self.test_accuracy
@@ -160,13 +177,26 @@ class Model:
             cfg,
             metrics,
             classes=None if default else self.classes_.tolist(),
+            regression=self.regression,
         )
 
     @in_parameter_words
     def to_onnx(self, path) -> None:
         """Write the network as an ONNX graph (opset 17; see ``xpnet.files.onnx_export``): input the
-        features as floats (uint8 pixels divided by 255), outputs ``probabilities`` and ``label``."""
-        onnx_export.save(file_path(path), self.spec, self.host_params(), self.classes_)
+        features as floats (uint8 pixels divided by 255), outputs ``probabilities`` and ``label``
+        (a regressor's: ``predictions``)."""
+        onnx_export.save(
+            file_path(path), self.spec, self.host_params(), self.classes_, regression=self.regression is not None
+        )
+
+
+def r2_score(truth: np.ndarray, pred: np.ndarray, weights=None) -> float:
+    """scikit-learn's coefficient of determination of host predictions (n, t) against targets
+    (n, t) (``evaluate.r2_of``), each row counting as its weight where given."""
+    w = np.ones(truth.shape[0]) if weights is None else weights
+    mean = np.average(truth, axis=0, weights=w)
+    residual = (w[:, None] * (truth - pred) ** 2).sum(axis=0)
+    return evaluate.r2_of(residual, (w[:, None] * (truth - mean) ** 2).sum(axis=0))
 
 
 def file_path(path, name: str = "path") -> str:
@@ -199,6 +229,8 @@ def load(path) -> Model:
         config=cfg,
         history=metrics.get("history", ()),
         test_accuracy=metrics.get("test_accuracy"),
+        name="MLPRegressor" if "regression" in meta else "Model",
+        regression=meta.get("regression"),
     )
 
 

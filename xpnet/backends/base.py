@@ -333,10 +333,13 @@ class Ops:
 
     def output_error(self, kind: str, z, y, scale, axis: int, out=None):
         """scale * dLoss/dz for logits z and targets y, classes along ``axis``.
-        softmax + cross-entropy: softmax(z) - y; sigmoid + quadratic cost: (a - y) a (1 - a)."""
+        softmax + cross-entropy: softmax(z) - y; sigmoid + quadratic cost: (a - y) a (1 - a);
+        identity + squared error: z - y."""
         if kind == "softmax":
             out = self.softmax(z, axis, out=out)
             out = self.subtract(out, y, out=out)
+        elif kind == "identity":
+            out = self.subtract(z, y, out=out)
         else:
             out = self.sigmoid(z, out=out)
             t = self.work(z.shape, z, "u")
@@ -347,8 +350,9 @@ class Ops:
         return out if is_one(scale) else self.multiply(out, scale, out=out)
 
     def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None):
-        """The loss summed over a batch (0-d): cross-entropy -sum(y log softmax(z)), or the
-        quadratic cost 0.5 * sum((sigmoid(z) - y)^2); with ``weights`` (z's shape without
+        """The loss summed over a batch (0-d): cross-entropy -sum(y log softmax(z)), the
+        quadratic cost 0.5 * sum((sigmoid(z) - y)^2) or the squared error 0.5 * sum((z - y)^2);
+        with ``weights`` (z's shape without
         ``axis``: one per sample) each sample's loss times its weight; with ``total`` (a 0-d
         float64 array), total plus it (in place where the op set writes in place). Allocates
         here; called once per chunk."""
@@ -356,7 +360,7 @@ class Ops:
         if kind == "softmax":
             per_sample = -xp.sum(y * self.log_softmax(z, axis), axis=axis)
         else:
-            diff = self.sigmoid(z) - y
+            diff = (z if kind == "identity" else self.sigmoid(z)) - y
             per_sample = 0.5 * xp.sum(diff * diff, axis=axis)
         r = xp.sum(per_sample if weights is None else per_sample * weights)
         return r if total is None else self.add(total, self.astype(r, "float64"), out=total)

@@ -21,7 +21,7 @@ import numpy as np
 from xpnet.backends.base import Ops
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # the ``act`` argument: an index into this
-OUTPUTS = ("softmax", "sigmoid")  # the ``kind`` argument
+OUTPUTS = ("softmax", "sigmoid", "identity")  # the ``kind`` argument
 RULES = ("momentum", "nesterov", "adam")  # the ``rule`` argument of opt_update
 BLOCK = 256  # threads per block of every kernel
 
@@ -93,7 +93,7 @@ extern "C" __global__ void grad_sum(real* d, const real* a, real* total, const r
 }
 """,
     # one block over the samples i of z, y, d (classes, n): z <- z + b (the logits), the output
-    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), or (a - y) a (1 - a), a = sigmoid(z),
+    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), (a - y) a (1 - a), a = sigmoid(z) (kind 1), or z - y (2),
     # times sample i's weight w[i] where ``weighted``; then, unless sum_mode is 0,
     # total[c] <- beta * total[c] (sum_mode 2) + alpha * sum_i d[c, i]
     # (the bias gradient, or with total = b plain SGD's update of b, read above before it changes)
@@ -116,6 +116,11 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, c
                 long long k = (long long)c * n + i;
                 d[k] = (exp(z[k] - m) / s - y[k]) * f;
             }
+        } else if (kind == 2) {
+            for (int c = 0; c < classes; ++c) {
+                long long k = (long long)c * n + i;
+                d[k] = (z[k] - y[k]) * f;
+            }
         } else {
             for (int c = 0; c < classes; ++c) {
                 long long k = (long long)c * n + i;
@@ -134,7 +139,7 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, c
 }
 """,
     # one block: total += the loss summed over ``steps`` blocks of logits z and targets y, each
-    # (classes, n): cross-entropy of softmax(z) (kind 0), or 0.5 * (sigmoid(z) - y)^2 (kind 1), each
+    # (classes, n): cross-entropy of softmax(z) (kind 0), 0.5 * (sigmoid(z) - y)^2 (1) or 0.5 * (z - y)^2 (2), each
     # sample's times its weight w (steps, n) where ``weighted``
     "loss_sum": r"""
 extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w, double* total, int steps,
@@ -156,7 +161,8 @@ extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w,
             sample = (double)(ysum * log(s) - dot);  // -sum_c y (z - m - log s)
         } else {
             for (int c = 0; c < classes; ++c) {
-                real e = sigmoid_of(z[base + (long long)c * n]) - y[base + (long long)c * n];
+                real v = z[base + (long long)c * n];
+                real e = (kind == 2 ? v : sigmoid_of(v)) - y[base + (long long)c * n];
                 sample += 0.5 * (double)(e * e);
             }
         }

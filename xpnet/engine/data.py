@@ -17,9 +17,10 @@ CLASS_WEIGHTS = ("none", "balanced")  # how --class-weight weighs a class (``cla
 
 @dataclass
 class Split:
-    """Images (n, rows, cols) uint8 and labels (n,) int64, on the host (a Python API caller's
-    images may be floats, and on a device: see ``to_device``), and where given each image's
-    weight (n,) float64 (``MLPClassifier.fit``'s sample_weight): finite, >= 0."""
+    """Images (n, rows, cols) uint8 and labels (n,) int64 (or a regressor's targets (n, t)
+    float64), on the host (a Python API caller's images may be floats, and on a device: see
+    ``to_device``), and where given each image's weight (n,) float64 (``fit``'s sample_weight):
+    finite, >= 0."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -53,12 +54,18 @@ def row_weights(split: Split, per_class: np.ndarray | None) -> np.ndarray | None
 
 @dataclass
 class Dataset:
-    """A four-file IDX data set on the host (or training data given in memory: no test split)."""
+    """A four-file IDX data set on the host (or training data given in memory: no test split).
+    ``num_classes``: the network's outputs (a regressor's targets)."""
 
     train: Split
     test: Split | None
     num_classes: int
     source: str
+
+    @property
+    def regression(self) -> bool:
+        """Whether the targets are real values (n, t) rather than class labels (n,)."""
+        return self.train.labels.ndim == 2
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -79,9 +86,9 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: str = "float32", smooth
 
 @dataclass
 class DeviceData:
-    """A split resident on the device: x (n, features) uint8 pixels, y (n,) int64 labels, for
-    training targets (n, classes) floats (one-hot or smoothed), and where the rows are weighed
-    their weights w (n,) floats.
+    """A split resident on the device: x (n, features) uint8 pixels, y (n,) int64 labels (a
+    regressor's targets (n, t) floats), for training targets (n, classes) floats (one-hot or
+    smoothed; a regressor's targets), and where the rows are weighed their weights w (n,) floats.
 
     Pixels stay bytes on the device (a quarter of the memory and of the bytes each gathered
     batch moves) and become [0, 1] floats a batch or chunk at a time (``unit_floats``, ``chunks``).
@@ -96,12 +103,12 @@ class DeviceData:
         return int(self.x.shape[0])
 
     def chunks(self, dtype, size: int = CHUNK_ROWS):
-        """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk or None without labels) over the
-        split, in order."""
+        """Yield (x chunk as ``dtype`` floats in [0, 1], y chunk (labels or targets) or None
+        without them) over the split, in order."""
         n = len(self)
         for start in range(0, n, size):
             stop = min(start + size, n)
-            yield unit_floats(self.x[start:stop, ...], dtype), None if self.y is None else self.y[start:stop]
+            yield unit_floats(self.x[start:stop, ...], dtype), None if self.y is None else self.y[start:stop, ...]
 
 
 def unit_floats(pixels, dtype):
@@ -126,8 +133,11 @@ def to_device(
         x = backend.asarray(np.ascontiguousarray(split.images.reshape(len(split), -1)))
     else:
         x = backend.xp.reshape(split.images, (len(split), -1))
-    y = backend.asarray(split.labels)
-    targets = None if num_classes is None else backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing))
+    regression = split.labels.ndim == 2
+    y = backend.asarray(split.labels.astype(dtype) if regression else split.labels)
+    targets = None
+    if num_classes is not None:
+        targets = y if regression else backend.asarray(one_hot(split.labels, num_classes, dtype, smoothing))
     w = None if weights is None else backend.asarray(weights.astype(dtype))
     return DeviceData(x, y, targets, w)
 

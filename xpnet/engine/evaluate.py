@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from xpnet.backends import ops_for
+from xpnet.backends import ops_for, to_host
 from xpnet.engine import data, model
 
 
@@ -75,6 +75,45 @@ def accuracy_and_loss(
         return int(correct), len(split), float(loss) / len(split)
     mass = float(xp.sum(xp.astype(split.w, xp.float64)))
     return float(correct), mass, float(loss) / mass
+
+
+def r2_and_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tuple[float, float]:
+    """(R², mean loss) of a regressor on a device split with targets y (n, t): the coefficient
+    of determination averaged over the targets (scikit-learn's ``r2_score``: 1 - residual sum
+    of squares / total sum of squares about the targets' mean; a constant target scores 1 if
+    matched exactly, else 0) and the squared-error loss averaged over the items, from one
+    forward pass a chunk at a time; each item counting as its weight where ``split.w`` is given.
+    Host reads at the end."""
+    xp = array_namespace(split.x)
+    ops, layers = ops_for(params[0][0]), model.layers_of(params)
+    f64 = xp.float64
+    w = None if split.w is None else xp.astype(split.w, f64)[:, None]
+    y = xp.astype(split.y, f64)
+    mass = float(len(split)) if w is None else xp.sum(w)
+    mean = (xp.sum(y, axis=0) if w is None else xp.sum(w * y, axis=0)) / mass
+    centred = (y - mean) ** 2
+    total = xp.sum(centred, axis=0) if w is None else xp.sum(w * centred, axis=0)
+    residual, start = None, 0
+    with ops.errors_ignored():
+        for rows, _ in split.chunks(getattr(xp, dtype)):
+            z = xp.astype(model.forward_pass(ops, layers, rows, spec)[2], f64)
+            part = (z - y[start : start + rows.shape[0], ...]) ** 2
+            if w is not None:
+                part = w[start : start + rows.shape[0], ...] * part
+            start += rows.shape[0]
+            part = xp.sum(part, axis=0)
+            residual = part if residual is None else residual + part
+    residual = to_host(residual)
+    return r2_of(residual, to_host(total)), float(0.5 * residual.sum() / float(mass))
+
+
+def r2_of(residual: np.ndarray, total: np.ndarray) -> float:
+    """R² averaged over the targets (scikit-learn's ``r2_score``) from each target's residual and
+    total sums of squares (t,) on the host: 1 - residual / total; a constant target (total 0)
+    scores 1 where it is matched exactly, else 0."""
+    constant = total == 0
+    r2 = np.where(constant, np.where(residual == 0, 1.0, 0.0), 1.0 - residual / np.where(constant, 1.0, total))
+    return float(np.mean(r2))
 
 
 def mean_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0) -> float:

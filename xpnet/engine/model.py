@@ -20,7 +20,10 @@ import numpy as np
 from xpnet.backends import ops_for
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
-OUTPUTS = ("softmax", "sigmoid")  # softmax + cross-entropy, or sigmoid + quadratic cost
+# the output layer and its loss: softmax + cross-entropy, sigmoid + quadratic cost, or identity + squared
+# error (a regressor's, or least-squares classification); the formulas are the op set's (``output_error``,
+# ``loss_sum``)
+OUTPUTS = ("softmax", "sigmoid", "identity")
 INITS = ("normal", "xavier", "he")
 
 
@@ -215,7 +218,9 @@ def _logits(params, x, spec: Spec):
 
 
 def outputs(ops, z, spec: Spec):
-    """The output layer's activation of logits z (n, out): softmax or sigmoid."""
+    """The output layer's activation of logits z (n, out): softmax, sigmoid, or z itself (identity)."""
+    if spec.output == "identity":
+        return z
     return ops.softmax(z, 1) if spec.output == "softmax" else ops.sigmoid(z)
 
 

@@ -203,6 +203,7 @@ def _schema():
         "device": _STR,
         "train_accuracy": fraction,
         "val_accuracy": fraction,
+        "val_r2": _number(float, hi=1),
         "val_loss": nonneg,
     }
     rng = {
@@ -216,7 +217,7 @@ def _schema():
         "step": count,
         "rng": _table(rng, tuple(rng)),
         "loss_partial": nonneg,
-        "best_val": _number(float, -1, 1),
+        "best_val": _number(float, hi=1),  # an accuracy, or a regressor's R²
         "best_val_loss": nonneg,
         "optimizer": _table({"name": _names(optim.OPTIMIZERS), "t": count}, ("name", "t")),
     }
@@ -228,6 +229,7 @@ def _schema():
             "metrics": _table({"history": _list(_table(epoch_record)), "test_accuracy": fraction}),
             "state": _table(state),
             "classes": _list(_rule(_is_label, "a class label: a string, an integer, a finite number or true/false"), 2),
+            "regression": _table({"targets": size, "flat": _BOOL}, ("targets", "flat")),
             "sha256": _rule(lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), "64 hex digits"),
         },
         ("format", "spec", "sha256"),
@@ -283,11 +285,13 @@ def save(
     state: dict | None = None,
     slots=None,
     classes: list | None = None,
+    regression: dict | None = None,
 ) -> None:
     """Save host parameters [(W, b), ...] (NumPy arrays), the spec, config, metrics and the
     training state needed to resume (epoch, step, host rng state, optimiser settings), with the
     optimiser's slot arrays ``slots`` ([[W slots, b slots], ...], as in optim.init_state), and
-    the labels of the outputs when they are not 0..K-1 (``classes``, JSON scalars).
+    the labels of the outputs when they are not 0..K-1 (``classes``, JSON scalars), or for a
+    regressor its targets ({"targets": t, "flat": whether y was 1-D}).
     Raises NonFinite, writing nothing, when an array or a metadata number is NaN or infinite."""
     arrays = {}
     for i, (W, b) in enumerate(params):
@@ -309,6 +313,8 @@ def save(
     }
     if classes is not None:
         meta["classes"] = list(classes)
+    if regression is not None:
+        meta["regression"] = dict(regression)
     meta["sha256"] = _digest(arrays, meta)
     try:
         text = json.dumps(meta, allow_nan=False).encode()
@@ -369,6 +375,13 @@ def load(path) -> Saved:
             spec = Spec(tuple(s["sizes"]), s["activation"], s["output"], s["init"])
             if "classes" in meta and len(meta["classes"]) != spec.sizes[-1]:
                 raise UserError(f"{path}: {len(meta['classes'])} class labels for {spec.sizes[-1]} outputs")
+            regression = meta.get("regression")
+            if regression is not None and (
+                "classes" in meta or spec.output != "identity" or regression["targets"] != spec.sizes[-1]
+            ):
+                raise UserError(
+                    f"{path}: a regressor needs the identity output, {spec.sizes[-1]} targets and no class labels"
+                )
             opt = meta.get("state", {}).get("optimizer", {}).get("name")
             n_slots = optim.SLOTS[opt] if opt and any(name.startswith("opt") for name in members) else 0
             expected = _expected_shapes(spec, n_slots)

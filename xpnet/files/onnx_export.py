@@ -8,6 +8,8 @@ and gives:
                                sigmoid output's values divided by their sum
   label          (N,)          the class of the largest probability (ArgMax), as its label
                                (Gather from the classes: int64, double, bool or string)
+or, for a regressor (``regression``), only
+  predictions    (N, targets)  what ``MLPRegressor.predict`` gives (the identity output)
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ def _onnx():
     return onnx
 
 
-def build(spec: Spec, params, classes=None, name: str = "xpnet"):
+def build(spec: Spec, params, classes=None, name: str = "xpnet", regression: bool = False):
     """The ``onnx.ModelProto`` of the network ``spec`` with host parameters
-    [(W (1,out,in), b (1,out,1)), ...]; ``classes``: the output labels (default 0..K-1)."""
+    [(W (1,out,in), b (1,out,1)), ...]; ``classes``: the output labels (default 0..K-1);
+    ``regression``: a regressor's graph (its outputs as ``predictions``, no label)."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -45,26 +48,26 @@ def build(spec: Spec, params, classes=None, name: str = "xpnet"):
             numpy_helper.from_array(np.asarray(W[0], dtype), f"W{i}"),
             numpy_helper.from_array(np.asarray(b[0, :, 0], dtype), f"b{i}"),
         ]
-        z = f"z{i}" if i < len(params) - 1 else "logits"
+        z = f"z{i}" if i < len(params) - 1 else "predictions" if regression else "logits"
         nodes.append(helper.make_node("Gemm", [x, f"W{i}", f"b{i}"], [z], transB=1))
         if i < len(params) - 1:
             x = f"a{i}"
             nodes.append(helper.make_node(HIDDEN_OPS[spec.activation], [z], [x]))
-    nodes += _probabilities(helper, numpy_helper, init, spec.output)
-    label_elem = _labels(numpy_helper, init, classes, spec.sizes[-1])
-    nodes += [
-        helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
-        helper.make_node("Gather", ["classes", "index"], ["label"], axis=0),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        name,
-        [helper.make_tensor_value_info("input", elem, ["N", spec.sizes[0]])],
-        [
+    if regression:
+        outputs = [helper.make_tensor_value_info("predictions", elem, ["N", spec.sizes[-1]])]
+    else:
+        nodes += _probabilities(helper, numpy_helper, init, spec.output)
+        label_elem = _labels(numpy_helper, init, classes, spec.sizes[-1])
+        nodes += [
+            helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
+            helper.make_node("Gather", ["classes", "index"], ["label"], axis=0),
+        ]
+        outputs = [
             helper.make_tensor_value_info("probabilities", elem, ["N", spec.sizes[-1]]),
             helper.make_tensor_value_info("label", label_elem, ["N"]),
-        ],
-        init,
+        ]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("input", elem, ["N", spec.sizes[0]])], outputs, init
     )
     m = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xpnet", ir_version=IR_VERSION
@@ -74,12 +77,13 @@ def build(spec: Spec, params, classes=None, name: str = "xpnet"):
 
 
 def _probabilities(helper, numpy_helper, init: list, output: str) -> list:
-    """The nodes from ``logits`` to ``probabilities``."""
+    """The nodes from ``logits`` to ``probabilities`` (a sigmoid's or the identity's outputs
+    divided by their sum)."""
     if output == "softmax":
         return [helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
     init.append(numpy_helper.from_array(np.array([1], np.int64), "class_axis"))
     return [
-        helper.make_node("Sigmoid", ["logits"], ["outputs"]),
+        helper.make_node("Sigmoid" if output == "sigmoid" else "Identity", ["logits"], ["outputs"]),
         helper.make_node("ReduceSum", ["outputs", "class_axis"], ["total"], keepdims=1),
         helper.make_node("Div", ["outputs", "total"], ["probabilities"]),
     ]
@@ -103,12 +107,12 @@ def _labels(numpy_helper, init: list, classes, k: int) -> int:
     return tensor.data_type
 
 
-def save(path, spec: Spec, params, classes=None, flag: str = "path") -> None:
+def save(path, spec: Spec, params, classes=None, flag: str = "path", regression: bool = False) -> None:
     """Write the graph of ``build`` to ``path`` atomically; UserError naming ``flag`` when the
     file cannot be written."""
     from xpnet.files.atomic import atomic_write
 
-    data = build(spec, params, classes).SerializeToString()
+    data = build(spec, params, classes, regression=regression).SerializeToString()
     try:
         atomic_write(path, data)
     except IsADirectoryError:
