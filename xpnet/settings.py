@@ -136,11 +136,22 @@ class TrainConfig:
     epochs: int = _setting(20, "passes over the training images", "optimiser", range=Range(0))
     seed: int = _setting(
         0,
-        "seed of the one host random generator, >= 0",
+        "seed of the one host random generator (initial weights, batch order), >= 0",
         "optimiser",
         range=Range(0),
         api=False,
         swept="each trial's seed is its trial number",
+    )
+    init_seed: int | None = _setting(
+        None,
+        "seed of the initial weights alone, >= 0; --seed then orders the batches (and keys dropout and "
+        "augmentation), so runs that differ only here see the same batches (default: --seed draws both)",
+        "optimiser",
+        range=Range(0),
+        metavar="N",
+        api=False,
+        swept="each trial's seed is its trial number",
+        fixed=True,
     )
     # regularisation
     l2: float = _setting(
@@ -333,7 +344,8 @@ PATHS = tuple(name for name, s in SETTINGS.items() if s.path)
 def check_ranges(values, ranges: dict[str, Range]) -> None:
     """Check each named value (a mapping such as ``vars(args)``) against its Range."""
     for name, allowed in ranges.items():
-        allowed.check(named(name), values[name])
+        if values[name] is not None:  # an optional setting left out
+            allowed.check(named(name), values[name])
 
 
 def nonempty(name: str, value, required: bool = False):

@@ -28,6 +28,9 @@ from xpnet.errors import Diverged, Stopped, UserError, named
 from xpnet.files import checkpoint, idx
 from xpnet.settings import TrainConfig
 
+INIT_STREAM = (
+    0x1417  # with --init-seed, the host generator of the initial weights: default_rng([init_seed, INIT_STREAM])
+)
 CHECK_SECONDS = 10.0  # the running loss is read (a device sync) at least this often, for the divergence check
 BAR_SECONDS = 0.25  # the progress bar is redrawn at most this often
 
@@ -88,11 +91,15 @@ def params_to_host(params):
 
 
 def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.Saved | None) -> TrainState:
-    """A fresh run's state (initial weights from the seed's generator), or a checkpoint's."""
+    """A fresh run's state, or a checkpoint's. A fresh run's initial weights come from the
+    seed's generator, which then orders the batches; or with ``init_seed`` from a generator of
+    their own, the seed's ordering the batches alone (runs differing only in ``init_seed``
+    see the same batches)."""
     optimizer = optim.Optimizer(cfg.optimizer)
     if resume is None:
         rng = np.random.default_rng(cfg.seed)
-        layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, rng), cfg.dtype))
+        init = rng if cfg.init_seed is None else np.random.default_rng([cfg.init_seed, INIT_STREAM])
+        layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, init), cfg.dtype))
         return TrainState(Net(layers, optim.init_slots(optimizer, backend.ops, layers)), rng)
     host_params, meta = resume.params, resume.meta
     if resume.spec != spec:

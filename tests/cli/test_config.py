@@ -19,7 +19,7 @@ PARSER = cli.build_parser()
 # the TOML type of each setting, written out independently of TrainConfig's annotations
 TYPES = {
     bool: "tf32 cuda_graph quiet",
-    int: "early_stop batch_size epochs seed validation threads",
+    int: "early_stop batch_size epochs seed init_seed validation threads",
     float: "lr warmup momentum weight_decay dropout max_norm label_smoothing l2",
     str: "activation output init lr_schedule optimizer augment early_stop_on class_weight dtype backend device "
     "data_dir save log plots",
