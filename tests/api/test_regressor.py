@@ -39,10 +39,11 @@ def test_fits_one_or_several_targets_and_answers_in_the_inputs_library(problem, 
     X, Y = problem
     be = xpnet.api.model.backends.resolve(backend, device)
     Xd = be.asarray(X, "float32")
-    one = MLPRegressor(**QUICK).fit(Xd, Y[:, 0])
+    yd = be.asarray(Y[:, 0], "float32")  # targets in the same library, on the same device
+    one = MLPRegressor(**QUICK).fit(Xd, yd)
     pred = one.predict(Xd)
     assert type(pred) is type(Xd) and tuple(pred.shape) == (200,)
-    assert one.score(Xd, Y[:, 0]) > 0.5 and one.n_outputs_ == 1
+    assert one.score(Xd, yd) > 0.5 and one.n_outputs_ == 1
     two = MLPRegressor(**QUICK).fit(Xd, Y)
     assert tuple(two.predict(Xd).shape) == (200, 2) and two.n_outputs_ == 2
     assert two.score(X, Y) > 0.3
