@@ -33,7 +33,12 @@ def _inputs(images: np.ndarray, dtype) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "activation,output,dtype",
-    [("relu", "softmax", "float32"), ("sigmoid", "sigmoid", "float32"), ("tanh", "softmax", "float64")],
+    [
+        ("relu", "softmax", "float32"),
+        ("sigmoid", "sigmoid", "float32"),
+        ("tanh", "softmax", "float64"),
+        ("relu", "identity", "float32"),
+    ],
 )
 def test_onnx_matches_predict_proba_on_the_test_set(mnist, tmp_path, activation, output, dtype):
     n = 6000
@@ -43,7 +48,7 @@ def test_onnx_matches_predict_proba_on_the_test_set(mnist, tmp_path, activation,
         output=output,
         dtype=dtype,
         epochs=3,
-        lr=0.1 if output == "softmax" else 3.0,
+        lr={"softmax": 0.1, "sigmoid": 3.0, "identity": 0.05}[output],
         threads=1,
     )
     clf.fit(mnist.train.images[:n], mnist.train.labels[:n])

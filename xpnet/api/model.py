@@ -119,16 +119,20 @@ class Model:
     @in_parameter_words
     def predict_proba(self, X):
         """Class probabilities: X (n, features), (n, height, width) or (n, features, 1) ->
-        (n, classes), in X's library and on its device. A sigmoid (or identity) output's values
-        are divided by their sum, so that each row sums to 1. A regressor has none (ValueError)."""
+        (n, classes), in X's library and on its device. A sigmoid output's values are divided by
+        their sum, so that each row sums to 1; an identity output's (least squares: scores, not
+        probabilities) are passed through softmax. A regressor has none (ValueError)."""
         if self.regression:
             raise ValueError(f"{self.name}: a regressor predicts values, not class probabilities; use predict")
         f = self._features(X)
         z, ops, xp = self._logits(f), f.backend.ops, f.backend.xp
         with ops.errors_ignored():
-            p = model.outputs(ops, z, self.spec)
-            if self.spec.output != "softmax":
-                p = p / xp.sum(p, axis=1, keepdims=True)
+            if self.spec.output == "identity":
+                p = ops.softmax(z, 1)
+            else:
+                p = model.outputs(ops, z, self.spec)
+                if self.spec.output == "sigmoid":
+                    p = p / xp.sum(p, axis=1, keepdims=True)
         return f.back(p)
 
     @in_parameter_words

@@ -4,8 +4,9 @@ The graph (opset 17) takes ``input`` (N, features), the network's inputs as floa
 scaled to [0, 1], as xpnet feeds them: uint8 images divided by 255), in the model's float type,
 and gives:
   probabilities  (N, classes)  what ``predict_proba`` gives: Gemm per layer (y = x W^T + b),
-                               the hidden activation (Relu, Sigmoid or Tanh), and Softmax; a
-                               sigmoid output's values divided by their sum
+                               the hidden activation (Relu, Sigmoid or Tanh), and Softmax (of
+                               an identity output's scores too); a sigmoid output's values
+                               divided by their sum
   label          (N,)          the class of the largest probability (ArgMax), as its label
                                (Gather from the classes: int64, double, bool or string)
 or, for a regressor (``regression``), only
@@ -77,13 +78,13 @@ def build(spec: Spec, params, classes=None, name: str = "xpnet", regression: boo
 
 
 def _probabilities(helper, numpy_helper, init: list, output: str) -> list:
-    """The nodes from ``logits`` to ``probabilities`` (a sigmoid's or the identity's outputs
-    divided by their sum)."""
-    if output == "softmax":
+    """The nodes from ``logits`` to ``probabilities``: softmax (of an identity output's scores
+    too), or a sigmoid's outputs divided by their sum."""
+    if output in ("softmax", "identity"):
         return [helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
     init.append(numpy_helper.from_array(np.array([1], np.int64), "class_axis"))
     return [
-        helper.make_node("Sigmoid" if output == "sigmoid" else "Identity", ["logits"], ["outputs"]),
+        helper.make_node("Sigmoid", ["logits"], ["outputs"]),
         helper.make_node("ReduceSum", ["outputs", "class_axis"], ["total"], keepdims=1),
         helper.make_node("Div", ["outputs", "total"], ["probabilities"]),
     ]
