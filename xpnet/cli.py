@@ -165,7 +165,7 @@ def _add_model_commands(sub) -> None:
         metavar="PATH",
         type=path_type("--onnx", required=True),
         help="the .onnx file to write: opset 17 (Gemm, Relu/Sigmoid/Tanh, Softmax); input the pixels "
-        "as floats in [0, 1], outputs probabilities and label",
+        "as floats in [0, 1], outputs probabilities and label (a regressor's: predictions)",
     )
 
     i = sub.add_parser("imagine", help="draw what a trained network thinks each digit looks like")

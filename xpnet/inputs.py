@@ -199,12 +199,13 @@ def targets(y, n: int, who: str = "MLPRegressor") -> tuple[np.ndarray, bool]:
     if y is None:
         raise ValueError(f"{who} requires y to be passed, but the target y is None")
     given = on_host(y)
+    not_numbers = ValueError(f"{who}: Unknown label type: y must hold real numbers, not {given.dtype} values")
+    if given.dtype.kind not in "biufO":
+        raise not_numbers
     try:
-        if given.dtype.kind not in "biufO":
-            raise TypeError(given.dtype)
         as_floats = np.asarray(given, dtype=np.float64)  # objects holding numbers are numbers
     except (TypeError, ValueError):
-        raise ValueError(f"{who}: Unknown label type: y must hold real numbers, not {given.dtype} values") from None
+        raise not_numbers from None
     if given.ndim not in (1, 2) or given.ndim == 2 and given.shape[1] < 1:
         raise ValueError(f"{who}: y should be (n_samples,) or (n_samples, n_targets), got shape {given.shape}")
     if given.shape[0] != n:

@@ -258,7 +258,7 @@ class Run:
         before the epoch's end, _NonFinite when the running loss, read every CHECK_SECONDS,
         is not finite. ``bar`` (tqdm-like) advances every BAR_SECONDS from the steps queued."""
         st, bs, steps = self.state, self.cfg.batch_size, self.steps
-        masses, done_mass = self.masses, np.cumsum(self.masses)
+        masses = self.masses
         total = steps.new_total()
         last_check = last_bar = clock()
         for first, k in steps.chunks(st.step, self.per_epoch):
@@ -282,7 +282,7 @@ class Run:
                 if not math.isfinite(running):
                     raise _NonFinite(done)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{running / max(done_mass[done - 1], 1e-300):.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{running / max(float(masses[:done].sum()), 1e-300):.4f}", refresh=False)
             if bar is not None and (now - last_bar >= BAR_SECONDS or done == self.per_epoch):
                 last_bar = now
                 bar.update(min(done * bs, self.n) - bar.n)

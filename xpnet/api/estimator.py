@@ -215,6 +215,10 @@ class _MLP:
             regression=None if isinstance(outputs, np.ndarray) else outputs,
         )
 
+    def _sample_weights(self, sample_weight, n: int) -> np.ndarray | None:
+        """``sample_weight`` checked as n host floats, or None."""
+        return None if sample_weight is None else inputs.weights(sample_weight, n, type(self).__name__)
+
     def _host_state(self) -> checkpoint.Saved:
         """The training state as a loaded checkpoint holds it."""
         st = self._state
@@ -311,11 +315,13 @@ class _MLP:
         return self._model
 
     def predict(self, X):
-        """The prediction for each row of X, in X's library and on its device."""
+        """The prediction for each row of X, in X's library and on its device: a classifier's
+        label (n,), a regressor's targets (n,) (or (n, targets) where y had several)."""
         return self._fitted_model().predict(X)
 
     def score(self, X, y, sample_weight=None) -> float:
-        """The score of ``predict(X)`` against y (weighted by ``sample_weight``)."""
+        """A classifier's mean accuracy, a regressor's R² (scikit-learn's ``r2_score``), of
+        ``predict(X)`` against y (weighted by ``sample_weight``)."""
         return self._fitted_model().score(X, y, sample_weight)
 
     def save(self, path) -> None:
@@ -448,8 +454,7 @@ class MLPClassifier(_MLP):
     def _row_weights(self, sample_weight, codes: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
         """Each row's weight (n,) float64 from ``sample_weight`` and a dict ``class_weight``
         ("balanced" is weighed by the run, over the rows it trains on); None: every row 1."""
-        n, who = codes.shape[0], type(self).__name__
-        weights = None if sample_weight is None else inputs.weights(sample_weight, n, who)
+        weights = self._sample_weights(sample_weight, codes.shape[0])
         if not isinstance(self.class_weight, dict):
             return weights
         index = {label: i for i, label in enumerate(classes.tolist())}
@@ -476,17 +481,9 @@ class MLPClassifier(_MLP):
     def _own_settings(self) -> dict:
         return {"class_weight": "balanced" if isinstance(self.class_weight, str) else "none"}
 
-    def predict(self, X):
-        """The predicted label of each row of X: (n,), in X's library and on its device."""
-        return self._fitted_model().predict(X)
-
     def predict_proba(self, X):
         """The probability of each class (``classes_`` order) for each row of X: (n, classes)."""
         return self._fitted_model().predict_proba(X)
-
-    def score(self, X, y, sample_weight=None) -> float:
-        """Mean accuracy on X with labels y."""
-        return self._fitted_model().score(X, y, sample_weight)
 
 
 class MLPRegressor(_MLP):
@@ -537,8 +534,7 @@ class MLPRegressor(_MLP):
     def _fit_targets(self, y, n: int, sample_weight):
         """(targets (n, t) float64, row weights (n,) or None, the outputs' description) of y."""
         values, flat = inputs.targets(y, n, type(self).__name__)
-        weights = None if sample_weight is None else inputs.weights(sample_weight, n, type(self).__name__)
-        return values, weights, {"targets": int(values.shape[1]), "flat": flat}
+        return values, self._sample_weights(sample_weight, n), {"targets": int(values.shape[1]), "flat": flat}
 
     @staticmethod
     def _num_outputs(outputs) -> int:
@@ -563,15 +559,6 @@ class MLPRegressor(_MLP):
 
     def _own_settings(self) -> dict:
         return {"output": "identity"}
-
-    def predict(self, X):
-        """The predicted targets of each row of X: (n,) (or (n, targets) where y had several),
-        in X's library and on its device."""
-        return self._fitted_model().predict(X)
-
-    def score(self, X, y, sample_weight=None) -> float:
-        """R² of ``predict(X)`` against y (scikit-learn's ``r2_score``, weighted by ``sample_weight``)."""
-        return self._fitted_model().score(X, y, sample_weight)
 
 
 def _check_class_weight(class_weight) -> None:
