@@ -255,10 +255,20 @@ class Ops:
         """Steps per chunk: as many batches as fit in ``chunk_bytes`` of stored rows (>= 1)."""
         return max(1, self.chunk_bytes // max(1, batch * row_bytes))
 
-    def step_inputs(self, per_step: list, dtype, keep: dict):
+    def step_inputs(self, per_step: list, like, keep: dict):
         """A chunk's host scalars ([{name: float or int key}] per step) as its loop reads them
-        (``keep``: the caller's dict for buffers made once)."""
-        return per_step
+        (``keep``: the caller's dict for buffers made once); a population's per-member values
+        (host arrays (K,)) as (K, 1, 1) arrays on like's device (floats in its dtype, integers
+        in the hash dtype)."""
+        if not any(isinstance(v, numpy.ndarray) for v in per_step[0].values()):
+            return per_step
+        return [{name: self._member_values(v, like) for name, v in s.items()} for s in per_step]
+
+    def _member_values(self, v, like):
+        if not isinstance(v, numpy.ndarray):
+            return v
+        dtype = self.hash_dtype if v.dtype.kind in "iu" else None
+        return self.constant(v.reshape(-1, 1, 1), like, dtype)
 
     graphs = False  # whether ``capture`` records a chunk of steps for replay (CUDA graphs)
 
@@ -318,6 +328,7 @@ class Ops:
 
     def softmax(self, z, axis: int, out=None):
         """exp(z - max) / sum(exp(z - max)) along ``axis``."""
+        axis %= z.ndim
         shape = tuple(1 if k == axis else s for k, s in enumerate(z.shape))
         m = self.max(z, axis, out=self.work(shape, z, "row"))
         out = self.subtract(z, m, out=out)
@@ -349,11 +360,12 @@ class Ops:
             out = self.multiply(out, t, out=out)
         return out if is_one(scale) else self.multiply(out, scale, out=out)
 
-    def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None):
+    def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None, member_axis=None):
         """The loss summed over a batch (0-d): cross-entropy -sum(y log softmax(z)), the
         quadratic cost 0.5 * sum((sigmoid(z) - y)^2) or the squared error 0.5 * sum((z - y)^2);
-        with ``weights`` (z's shape without
-        ``axis``: one per sample) each sample's loss times its weight; with ``total`` (a 0-d
+        with ``weights`` (broadcasting against z without ``axis``: one per sample) each
+        sample's loss times its weight; with ``member_axis`` (an axis of z other than ``axis``,
+        a population's members) summed per member instead: (K,); with ``total`` (a 0-d or (K,)
         float64 array), total plus it (in place where the op set writes in place). Allocates
         here; called once per chunk."""
         xp = self.xp
@@ -362,7 +374,13 @@ class Ops:
         else:
             diff = (z if kind == "identity" else self.sigmoid(z)) - y
             per_sample = 0.5 * xp.sum(diff * diff, axis=axis)
-        r = xp.sum(per_sample if weights is None else per_sample * weights)
+        if weights is not None:
+            per_sample = per_sample * weights
+        if member_axis is None:
+            r = xp.sum(per_sample)
+        else:
+            kept = member_axis % z.ndim - (member_axis % z.ndim > axis % z.ndim)  # its index once ``axis`` is summed
+            r = xp.sum(per_sample, axis=tuple(i for i in range(per_sample.ndim) if i != kept))
         return r if total is None else self.add(total, self.astype(r, "float64"), out=total)
 
     # ---- fused formulas: written here from the primitives; a backend may run each as one kernel
@@ -379,17 +397,17 @@ class Ops:
         is given (1, classes), total = beta * total + alpha * e summed over the batch (the bias
         gradient, or plain SGD's bias update; else None)."""
         z = self.add(z, b, out=z)
-        e = self.output_error(kind, z, y, scale, 1, out=out)
+        e = self.output_error(kind, z, y, scale, -1, out=out)
         if weights is not None:
-            e = self.multiply(e, self.xp.expand_dims(weights, axis=1), out=e)
-        return z, e, None if total is None else self.sum(e, 0, out=total, alpha=alpha, beta=beta)
+            e = self.multiply(e, self.xp.expand_dims(weights, axis=-1), out=e)
+        return z, e, None if total is None else self.sum(e, -2, out=total, alpha=alpha, beta=beta)
 
     def activation_grad_sum(self, name: str, d, a, out, total, alpha=1.0, beta=None):
         """(e = d * f'(a) (``activation_grad``, into out), total = beta * total + alpha * e summed
         over the batch (1, size)): a hidden layer's error and its bias gradient (or, with
         alpha = -lr and beta = 1, plain SGD's bias update)."""
         e = self.activation_grad(name, d, a, out=out)
-        return e, self.sum(e, 0, out=total, alpha=alpha, beta=beta)
+        return e, self.sum(e, -2, out=total, alpha=alpha, beta=beta)
 
     def optimizer_update(self, rule: str, p, g, slots: list, c: dict):
         """One optimiser step of parameter p with gradient g (g may be overwritten) and its
@@ -399,7 +417,7 @@ class Ops:
         adam: m <- b1 m + b1c g, v <- b2 v + b2c g^2 (b1c = 1 - b1, b2c = 1 - b2, taken on the host),
         p <- decay p + step m / (sqrt(c2 v) + eps) (step = -lr / (1 - b1^t), c2 = 1 / (1 - b2^t),
         decay = adamw's 1 - lr * weight_decay, else 1)."""
-        if c["l2c"]:
+        if not is_number(c["l2c"], 0):
             g = self.axpy(c["l2c"], p, g)
         if rule in ("momentum", "nesterov"):
             v = self.axpby(1.0, g, c["mu"], slots[0])

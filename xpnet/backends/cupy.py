@@ -188,7 +188,7 @@ class CupyOps(NumpyOps):
         return d, total
 
     def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
-        if axis != 0 or out is None or not _feature_major(x) or not self._bias_row(out, x):
+        if axis not in (0, -2) or out is None or not _feature_major(x) or not self._bias_row(out, x):
             return super().sum(x, axis, out, alpha, beta)
         self._grad_sum(x, x, out, alpha, beta, kernels.ACTIVATIONS.index("identity"))
         return out
@@ -217,8 +217,8 @@ class CupyOps(NumpyOps):
         )
 
     def optimizer_update(self, rule: str, p, g, slots: list, c: dict):
-        if not _same_layout(p, g, *slots):
-            return super().optimizer_update(rule, p, g, slots, c)
+        if not _same_layout(p, g, *slots) or any(getattr(v, "ndim", 0) for v in c.values()):
+            return super().optimizer_update(rule, p, g, slots, c)  # a population's per-member coefficients too
         per_step = (c["neg_lr"], c.get("neg_lr_mu", 0.0), 1.0) if rule != "adam" else (c["c2"], c["step"], c["decay"])
         self._launch(
             "opt_update",
@@ -237,14 +237,15 @@ class CupyOps(NumpyOps):
         )
         return p, slots
 
-    def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None):
+    def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None, member_axis=None):
         if (
             total is None
+            or member_axis is not None
             or z.ndim != 3
             or axis != 1
             or not all(a.flags.c_contiguous for a in (z, y) + (() if weights is None else (weights,)))
         ):
-            return super().loss_sum(kind, z, y, axis, total, weights)
+            return super().loss_sum(kind, z, y, axis, total, weights, member_axis)
         steps, classes, n = z.shape
         self._launch(
             "loss_sum",
@@ -266,9 +267,13 @@ class CupyOps(NumpyOps):
 
     # ---- a chunk's steps: scalars on the device, CUDA graphs ---------------------------------
 
-    def step_inputs(self, per_step: list, dtype, keep: dict):
-        """The chunk's scalars copied to the device at once (floats in ``dtype``, rand keys as
-        uint32) into buffers kept per chunk length; each step gets 0-d views of its row."""
+    def step_inputs(self, per_step: list, like, keep: dict):
+        """The chunk's scalars copied to the device at once (floats in like's dtype, rand keys as
+        uint32) into buffers kept per chunk length; each step gets 0-d views of its row. A
+        population's per-member values are copied step by step (populations run no graphs)."""
+        if any(isinstance(v, numpy.ndarray) for v in per_step[0].values()):
+            return super().step_inputs(per_step, like, keep)
+        dtype = like.dtype
         names = tuple(per_step[0])
         ints = tuple(n for n in names if isinstance(per_step[0][n], int))
         floats = tuple(n for n in names if n not in ints)

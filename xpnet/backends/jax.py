@@ -27,13 +27,15 @@ class JaxOps(Ops):
     def steps_per_call(self, batch: int, row_bytes: int, flops_per_step: float) -> int:
         return int(min(MAX_STEPS_PER_CALL, max(1, FLOPS_PER_CALL // max(flops_per_step, 1.0))))
 
-    def step_inputs(self, per_step: list, dtype, keep: dict):
-        """Each scalar stacked over the chunk: floats in the model's dtype, keys as uint32."""
+    def step_inputs(self, per_step: list, like, keep: dict):
+        """Each scalar stacked over the chunk: floats in the model's dtype, keys as uint32; a
+        population's per-member values (host arrays (K,)) as (steps, K, 1, 1)."""
         out = {}
         for name in per_step[0]:
             values = [s[name] for s in per_step]
-            host = np.array(values, dtype=np.uint32 if isinstance(values[0], int) else np.dtype(dtype))
-            out[name] = self.xp.asarray(host)
+            ints = isinstance(values[0], int) or getattr(values[0], "dtype", np.dtype("f")).kind in "iu"
+            host = np.array(values, dtype=np.uint32 if ints else np.dtype(like.dtype))
+            out[name] = self.xp.asarray(host.reshape(host.shape + (1, 1)) if host.ndim == 2 else host)
         return out
 
     def loop(self, body, count: int, carry, inputs):

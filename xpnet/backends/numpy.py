@@ -16,6 +16,15 @@ CHUNK_BYTES = 512 << 10  # training rows (as stored) gathered at once: larger ch
 FEATURE_MAJOR_MIN = 256  # hidden layers at least this wide are stored as (size, n): OpenBLAS was faster so
 
 
+def wide(a, b, out) -> bool:
+    """Whether a (K, m, k) @ b (k, n) into out (K, m, n) can run as one (K*m, k) @ (k, n)
+    product: a population's members against the input batch they share, a and out C-contiguous
+    (their reshapes are views)."""
+    return (
+        out is not None and a.ndim == 3 and b.ndim == 2 and a.flags.c_contiguous and out.flags.c_contiguous
+    )
+
+
 class NumpyOps(Ops):
     """In-place primitives on NumPy arrays (and, through ``lib``, CuPy arrays)."""
 
@@ -31,12 +40,12 @@ class NumpyOps(Ops):
 
     def buffer(self, shape, like, dtype=None, transposed: bool = False):
         dt = self._dtype(dtype, like)
-        if transposed:
-            return self.lib.empty(tuple(reversed(shape)), dtype=dt).T
+        if transposed:  # the last two axes swapped in storage
+            return self.lib.empty((*shape[:-2], shape[-1], shape[-2]), dtype=dt).mT
         return self.lib.empty(shape, dtype=dt)
 
     def is_transposed(self, a) -> bool:
-        return a.ndim == 2 and a.strides[-1] != a.itemsize and a.strides[0] == a.itemsize
+        return a.ndim >= 2 and a.strides[-1] != a.itemsize and a.strides[-2] == a.itemsize
 
     def feature_major(self, size: int, n: int) -> bool:
         return size >= FEATURE_MAJOR_MIN
@@ -135,9 +144,13 @@ class NumpyOps(Ops):
 
     def _gemm(self, a, b, out):
         """a @ b into out; out stored transposed is filled as out^T = b^T @ a^T, so the BLAS
-        writes it directly (NumPy's matmul would otherwise not use the BLAS for it)."""
+        writes it directly (NumPy's matmul would otherwise not use the BLAS for it). A stack
+        (K, m, k) times a shared (k, n) is one wide (K*m, k) @ (k, n) GEMM (``wide``)."""
         if out is not None and self.is_transposed(out):
-            self.lib.matmul(b.T, a.T, out=out.T)
+            self._gemm(b.mT, a.mT, out.mT)
+            return out
+        if wide(a, b, out):
+            self._gemm(a.reshape(-1, a.shape[-1]), b, out.reshape(-1, out.shape[-1]))
             return out
         return self.lib.matmul(a, b, out=out)
 

@@ -40,15 +40,15 @@ class TorchOps(Ops):
 
     def buffer(self, shape, like, dtype=None, transposed: bool = False):
         dt = self._dtype(dtype, like)
-        if transposed:
-            return torch.empty(tuple(reversed(shape)), dtype=dt, device=like.device).T
+        if transposed:  # the last two axes swapped in storage
+            return torch.empty((*shape[:-2], shape[-1], shape[-2]), dtype=dt, device=like.device).mT
         return torch.empty(tuple(shape), dtype=dt, device=like.device)
 
     def zeros(self, shape, like, dtype=None):
         return torch.zeros(tuple(shape), dtype=self._dtype(dtype, like), device=like.device)
 
     def is_transposed(self, a) -> bool:
-        return a.dim() == 2 and a.stride(-1) != 1 and a.stride(0) == 1
+        return a.dim() >= 2 and a.stride(-1) != 1 and a.stride(-2) == 1
 
     def _ones(self, shape, like):
         """A cached array of ones (for sums as matrix products)."""
@@ -119,12 +119,14 @@ class TorchOps(Ops):
         return x.clone() if out is None else out.copy_(x)
 
     def axpy(self, alpha, x, y):
+        if not _number(alpha):  # a population's per-member (K, 1, 1) coefficient
+            return y.addcmul_(x, alpha)
         return y.add_(x, alpha=alpha)
 
     def axpby(self, alpha, x, beta, y):
         if not is_one(beta):
             y.mul_(beta)
-        return y.add_(x, alpha=alpha)
+        return self.axpy(alpha, x, y)
 
     # ---- integers, for rand ---------------------------------------------------------------
 
@@ -146,12 +148,12 @@ class TorchOps(Ops):
         if beta is None:
             out = torch.sum(x, dim=axis, keepdim=True, out=out)
             return out if is_one(alpha) else out.mul_(alpha)
-        if x.dim() == 2:  # out = beta * out + alpha * (ones @ x or x @ ones): one GEMV
-            if axis == 0:
+        if x.dim() == 2 and _number(alpha) and _number(beta):  # out = beta * out + alpha * (ones @ x or x @ ones)
+            if axis in (0, -2):
                 return out.addmm_(self._ones((1, x.shape[0]), x), x, beta=beta, alpha=alpha)
             return out.addmm_(x, self._ones((x.shape[1], 1), x), beta=beta, alpha=alpha)
         t = torch.sum(x, dim=axis, keepdim=True, out=self.work(out.shape, out, "sum"))
-        return out.mul_(beta).add_(t, alpha=alpha)
+        return self.axpby(alpha, t, beta, out)
 
     def max(self, x, axis: int, out=None):
         return torch.amax(x, dim=axis, keepdim=True, out=out)
@@ -161,10 +163,8 @@ class TorchOps(Ops):
         return torch.sum(t, dim=axis, keepdim=True, out=out)
 
     def matmul(self, a, b, out=None, alpha=1.0, beta=None):
-        if a.dim() != 2 or b.dim() != 2:  # batched (broadcast) products
-            r = torch.matmul(a, b, out=out)
-            r = r if is_one(alpha) else r.mul_(alpha)
-            return r if beta is None else r.add_(out, alpha=beta)
+        if a.dim() != 2 or b.dim() != 2 or not (_number(alpha) and (beta is None or _number(beta))):
+            return self._batched(a, b, out, alpha, beta)
         if beta is not None:
             return out.addmm_(a, b, beta=beta, alpha=alpha)
         if out is None:
@@ -175,7 +175,34 @@ class TorchOps(Ops):
         return torch.addmm(out, a, b, beta=0, alpha=alpha, out=out)
 
     def affine(self, x, w, b, out=None, alpha=1.0):
+        if w.dim() != 2:
+            return self._batched(x, w, out, alpha).add_(b)
         return torch.addmm(b, x, w, alpha=alpha, out=out)
+
+    def _batched(self, a, b, out, alpha=1.0, beta=None):
+        """alpha * a @ b (plus beta * out) for a population's stacks (K, m, k) (a shared 2-D
+        operand broadcast), alpha and beta numbers or per-member (K, 1, 1) tensors; a stack
+        times a shared operand is one wide GEMM (``numpy.wide``)."""
+        t = self._product(a, b, out if beta is None else self.work(out.shape, out, "gemm"))
+        if not is_one(alpha):
+            t.mul_(alpha)
+        if beta is None:
+            return t
+        if not is_one(beta):
+            out.mul_(beta)
+        return out.add_(t)
+
+    def _product(self, a, b, out):
+        """a @ b into out (new where None), out stored transposed filled through its transpose."""
+        if out is None:
+            return torch.matmul(a, b)
+        if self.is_transposed(out):
+            self._product(b.mT, a.mT, out.mT)
+        elif a.dim() == 3 and b.dim() == 2 and a.is_contiguous() and out.is_contiguous():
+            torch.mm(a.reshape(-1, a.shape[-1]), b, out=out.view(-1, out.shape[-1]))
+        else:
+            torch.matmul(a, b, out=out)
+        return out
 
     def pad(self, x, rows: int, cols: int, out=None):
         if out is None:
@@ -200,9 +227,11 @@ class TorchOps(Ops):
         return op.grad_input(*args(d, a), grad_input=out)
 
     def softmax(self, z, axis: int, out=None):
-        if self.is_transposed(z) and (out is None or self.is_transposed(out)):  # along the storage's own axis:
-            z, axis, out = z.T, 1 - axis, None if out is None else out.T  # ATen's kernel is twice as fast so
-            return (torch.softmax(z, axis, out=out) if out is not None else torch.softmax(z, axis)).T
+        axis %= z.dim()
+        if axis >= z.dim() - 2 and self.is_transposed(z) and (out is None or self.is_transposed(out)):
+            # along the storage's own axis: ATen's kernel is twice as fast so
+            z, axis, out = z.mT, 2 * z.dim() - 3 - axis, None if out is None else out.mT
+            return (torch.softmax(z, axis, out=out) if out is not None else torch.softmax(z, axis)).mT
         return torch.softmax(z, axis, out=out) if out is not None else torch.softmax(z, axis)
 
     def unit_floats(self, pixels, dtype, out=None):

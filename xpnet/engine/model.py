@@ -107,6 +107,25 @@ def params_to_device(backend, host_params, dtype: str):
     return out
 
 
+def population_to_device(backend, members, dtype: str):
+    """K members' host parameters, each [(W (1,out,in), b (1,out,1))], -> a population's
+    layers [(W^T (K,in,out), b (K,1,out))] on the backend's device, in ``dtype``. Each W is a
+    contiguous (K, out, in) seen through its transpose: the members' first-layer weights side
+    by side as one (K*out, in) matrix (the wide GEMM against their shared input), and every
+    member's block contiguous for the batched GEMMs of the deeper layers."""
+    layers = []
+    for per_member in zip(*members):
+        W = np.concatenate([np.asarray(w) for w, _ in per_member]).astype(dtype)
+        b = np.concatenate([np.asarray(b) for _, b in per_member]).astype(dtype)
+        layers.append((backend.asarray(np.ascontiguousarray(W)).mT, backend.asarray(np.ascontiguousarray(b)).mT))
+    return layers
+
+
+def member_layers(layers, k: int):
+    """Member k's layers [(W^T (in,out), b (1,out))] of a population's (``population_to_device``): views."""
+    return [(Wt[k], b[k]) for Wt, b in layers]
+
+
 def layers_of(params):
     """Public [(W (1,out,in), b (1,out,1))] -> [(W^T (in,out), b (1,out))]: views."""
     return [(W[0, ...].T, b[0, ...].T) for W, b in params]
@@ -179,7 +198,7 @@ def backward_pass(
         Wt, _ = layers[i]
         dA = None
         if i > 0 or input_grad:
-            dA = ops.matmul(d, Wt.T, out=errors[i] if errors is not None and i > 0 else None)
+            dA = ops.matmul(d, Wt.mT, out=errors[i] if errors is not None and i > 0 else None)
         consume(i, d, acts[i], bias_sum)
         if i == 0:
             return dA
@@ -198,7 +217,7 @@ def gradients(ops, layers, acts, hs, d, spec: Spec, masks=None, input_grad=False
     grads = [None] * len(layers)
 
     def keep(i, e, A, bias_sum):
-        grads[i] = (ops.matmul(A.T, e), ops.sum(e, 0))
+        grads[i] = (ops.matmul(A.mT, e), ops.sum(e, -2))
 
     dx = backward_pass(ops, layers, acts, hs, d, spec, keep, masks=masks, input_grad=input_grad)
     return (grads, dx) if input_grad else grads

@@ -81,8 +81,8 @@ class Optimizer:
         """The coefficients of ``Ops.optimizer_update`` for a weight or a bias, from the step's
         scalars ``s`` (``step_scalars``) and the settings."""
         c = {
-            "l2c": self.l2 / self.n_train if is_weight and self.l2 else 0.0,
-            "mu": self.momentum,
+            "l2c": s.get("l2c", self.l2 / self.n_train) if is_weight and self.l2 else 0.0,
+            "mu": s.get("mu", self.momentum),
             "b1": self.beta1,
             "b1c": 1.0 - self.beta1,
             "b2": self.beta2,
@@ -107,9 +107,10 @@ def init_slots(opt: Optimizer, ops, layers) -> list:
 
 
 def max_norm(ops, Wt, limit: float):
-    """Rescale each unit's incoming weight vector (a column of W^T (in, out)) to norm <= limit."""
-    row = ops.work((1, Wt.shape[1]), Wt, "max_norm")
-    n = ops.sum_squares(Wt, 0, out=row)
+    """Rescale each unit's incoming weight vector (a column of W^T (in, out), or of each member's
+    (K, in, out)) to norm <= limit (a number, or per member (K, 1, 1))."""
+    row = ops.work((*Wt.shape[:-2], 1, Wt.shape[-1]), Wt, "max_norm")
+    n = ops.sum_squares(Wt, -2, out=row)
     n = ops.sqrt(n, out=n)
     n = ops.add(n, 1e-12, out=n)
     n = ops.divide(limit, n, out=n)

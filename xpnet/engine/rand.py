@@ -74,10 +74,17 @@ class Stream:
         u = ops.astype(b, dtype, out=out)
         return ops.multiply(u, UNIT, out=u)
 
-    def keep_mask(self, ops, k: int, keep: float, dtype, out=None):
+    def keep_mask(self, ops, k: int, keep, dtype, out=None):
         """Inverted-dropout mask for key k: 1/keep where uniform < keep, else 0 (the same
-        elements as ``uniform(k) < keep``, compared on the hash's top 24 bits)."""
+        elements as ``uniform(k) < keep``, compared on the hash's top 24 bits). ``keep``: the
+        rate, or a population's (ceil(keep * 2**24), 1/keep) per member, each (K, 1, 1): then
+        the masks (K, *shape), every member thresholding the same numbers at its own rate."""
         b = bits(ops, self.grid, k, out=self.x, work=self.t)
+        if isinstance(keep, tuple):
+            top, inverse = keep
+            b = ops.right_shift(b, 8, out=b)
+            m = ops.less(b, top, dtype, out=out)
+            return ops.multiply(m, inverse, out=m)
         m = ops.less(b, math.ceil(keep * (1 << 24)) << 8, dtype, out=out)
         return ops.multiply(m, 1.0 / keep, out=m)
 

@@ -16,11 +16,16 @@ step's loss as they go. Nothing is read back to the host.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from xpnet.engine import augment, model, optim, rand
 
 DROPOUT_STREAM = 0xD0  # rand stream of hidden layer i's dropout masks: DROPOUT_STREAM + i - 1
+# a population's per-step scalars that some members lack, and the value that leaves them unchanged
+NEUTRAL = {"decay": 1.0}
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,80 @@ class StepOptions:
     augment: str = "none"
     image_shape: tuple = ()
     seed: int = 0
+    members: tuple = ()  # a population's: each member's own StepOptions (``population``); () for one network
 
-    def scalars(self, spec: model.Spec, lr: float, t: int, counter: int, mass: float) -> dict:
+    @property
+    def size(self) -> int:
+        """The networks trained by each step: K members, or 1."""
+        return len(self.members) or 1
+
+    @property
+    def member_dropout(self) -> bool:
+        """Whether the members drop hidden units at different rates (their masks then differ)."""
+        return len({m.dropout for m in self.members}) > 1
+
+    @staticmethod
+    def population(members) -> StepOptions:
+        """The options of a population step for ``members`` (StepOptions of K >= 2 networks
+        alike but in their scalars: the same optimiser, augmentation and seed, any dropout
+        rates, max-norms, learning rates, momenta and decays). Its own fields switch the step's
+        parts on (dropout and max-norm where any member has them; L2 and decay where any
+        member has them); the members' values come per step (``scalars``)."""
+        first = members[0]
+        opt = first.optimizer
+        optimizer = optim.Optimizer(
+            opt.name,
+            opt.momentum,
+            opt.beta1,
+            opt.beta2,
+            opt.eps,
+            max(m.optimizer.weight_decay for m in members),
+            max(m.optimizer.l2 for m in members),
+            opt.n_train,
+        )
+        return StepOptions(
+            optimizer,
+            max(m.dropout for m in members),
+            max(m.max_norm for m in members),
+            first.augment,
+            first.image_shape,
+            first.seed,
+            tuple(members),
+        )
+
+    def member_constants(self) -> dict:
+        """A population member's scalars that are settings, not per-step values: the momentum,
+        the L2 coefficient, max-norm's limit (inf: off) and dropout's keep rate, as its
+        top 24 bits threshold and its inverse (``rand.Stream.keep_mask``)."""
+        keep = 1.0 - self.dropout
+        return {
+            "mu": self.optimizer.momentum,
+            "l2c": self.optimizer.l2 / self.optimizer.n_train,
+            "max_norm": self.max_norm or math.inf,
+            "keep_bits": math.ceil(keep * (1 << 24)),
+            "inv_keep": 1.0 / keep,
+        }
+
+    def scalars(self, spec: model.Spec, lr, t: int, counter: int, mass: float) -> dict:
+        """The host scalars of one step (``lr``: the rate, or a population's K rates); a
+        population's are each member's (``one``), a value that differs between members a host
+        array (K,) (``ops.step_inputs`` makes it a (K, 1, 1) device array), one they share a
+        number, so that the step keeps its fused forms wherever the members agree."""
+        if not self.members:
+            return self.one(spec, lr, t, counter, mass)
+        each = [m.one(spec, r, t, counter, mass) | m.member_constants() for m, r in zip(self.members, lr)]
+        out = {}
+        for name in dict.fromkeys(k for s in each for k in s):
+            values = [s.get(name, NEUTRAL.get(name)) for s in each]
+            if any(v is None for v in values):  # a rand key: the same for every member that draws it
+                out[name] = next(v for v in values if v is not None)
+            elif all(v == values[0] for v in values):
+                out[name] = values[0]
+            else:
+                out[name] = np.array(values)
+        return out
+
+    def one(self, spec: model.Spec, lr: float, t: int, counter: int, mass: float) -> dict:
         """The host scalars of one step on a batch of ``mass``: its rows, or with sample weights
         its rows times their mean weight (``training.Run.batch_masses``). They are the
         optimiser's (``lr``; ``t`` counts optimiser steps from 1), the output error's scale
@@ -66,16 +143,19 @@ class Net:
 
 class Buffers:
     """What a step on a batch of ``n`` writes into, made once; None entries where the op set
-    makes new arrays. Each hidden layer's arrays are (n, size), stored as the op set prefers
-    (``ops.feature_major``: as their (size, n) transpose); the output error class-major."""
+    makes new arrays. Each hidden layer's arrays are (n, size) (a population's (K, n, size)),
+    stored as the op set prefers (``ops.feature_major``: as their (size, n) transpose; a
+    population's always so, each member's block contiguous for the batched GEMMs); the output
+    error class-major. Dropout masks are (n, size), shared by a population's members unless
+    their rates differ ((K, n, size))."""
 
     def __init__(self, ops, spec: model.Spec, recipe: StepOptions, n: int, net: Net):
         like = net.layers[0][0]
-        sizes, L = spec.sizes, len(spec.sizes) - 1
-        feature_major = [False] + [ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
+        sizes, L, K = spec.sizes, len(spec.sizes) - 1, recipe.size
+        feature_major = [False] + [K > 1 or ops.feature_major(s, n) for s in sizes[1:-1]] + [True]
 
-        def layer(i):
-            return ops.buffer((n, sizes[i]), like, transposed=feature_major[i])
+        def layer(i, members=K > 1):
+            return ops.buffer((K, n, sizes[i]) if members else (n, sizes[i]), like, transposed=feature_major[i])
 
         hidden = range(1, L)
         self.h = [None] + [layer(i) for i in hidden]
@@ -83,7 +163,7 @@ class Buffers:
         self.a = self.masks = self.streams = None
         if recipe.dropout:
             self.a = [None] + [layer(i) for i in hidden]
-            self.masks = [None] + [layer(i) for i in hidden]
+            self.masks = [None] + [layer(i, recipe.member_dropout) for i in hidden]
             self.streams = [None] + [rand.Stream(ops, like, (n, sizes[i]), transposed=feature_major[i]) for i in hidden]
         self.gW = self.gb = [None] * L
         if not recipe.optimizer.fused:
@@ -116,7 +196,7 @@ def train_step(
         x = augment.apply(ops, bufs.plan, x, s["aug"], s.get("field", 0))
     masks = None
     if recipe.dropout:
-        keep = 1.0 - recipe.dropout
+        keep = (s["keep_bits"], s["inv_keep"]) if recipe.member_dropout else 1.0 - recipe.dropout
         masks = [
             bufs.streams[i].keep_mask(ops, s[f"drop{i}"], keep, x.dtype, out=bufs.masks[i])
             for i in range(1, len(spec.sizes) - 1)
@@ -126,7 +206,8 @@ def train_step(
     # too, so that each update is the gradient's own GEMM: the factor (``err_scale``) goes into
     # the (small) output error, or into the update GEMMs' alpha where that is free (ops.scale_in_gemm)
     factor = s["err_scale"]
-    grad_scale = factor if ops.scale_in_gemm else 1.0
+    in_gemm = ops.scale_in_gemm and isinstance(factor, (int, float))  # a GEMM's alpha is a number
+    grad_scale = factor if in_gemm else 1.0
     opt = recipe.optimizer
 
     def bias_target(i):
@@ -145,7 +226,7 @@ def train_step(
         z,
         net.layers[top][1],
         y,
-        1.0 if ops.scale_in_gemm else factor,
+        1.0 if in_gemm else factor,
         bufs.errors[-1],
         *bias_target(top),
         weights=weights,
@@ -166,20 +247,20 @@ def _update(
     opt = recipe.optimizer
     if opt.fused:  # W <- decay * W - lr * dW, b <- b - lr * db, the lr already in the scales or in d
         alpha, beta = opt.sgd_coefficients(s, True)
-        Wt = ops.matmul(A.T, d, out=Wt, alpha=alpha * w_scale, beta=beta)
+        Wt = ops.matmul(A.mT, d, out=Wt, alpha=alpha * w_scale, beta=beta)
         if bias_sum is None:
             alpha, beta = opt.sgd_coefficients(s, False)
-            bias_sum = ops.sum(d, 0, out=b, alpha=alpha * b_scale, beta=beta)
+            bias_sum = ops.sum(d, -2, out=b, alpha=alpha * b_scale, beta=beta)
         b = bias_sum
     else:
-        gW = ops.matmul(A.T, d, out=bufs.gW[i], alpha=w_scale)
-        gb = bias_sum if bias_sum is not None else ops.sum(d, 0, out=bufs.gb[i], alpha=b_scale)
+        gW = ops.matmul(A.mT, d, out=bufs.gW[i], alpha=w_scale)
+        gb = bias_sum if bias_sum is not None else ops.sum(d, -2, out=bufs.gb[i], alpha=b_scale)
         sW, sb = net.slots[i]
         Wt, sW = opt.update(ops, Wt, gW, sW, s, True)
         b, sb = opt.update(ops, b, gb, sb, s, False)
         net.slots[i] = [sW, sb]
     if recipe.max_norm:
-        Wt = optim.max_norm(ops, Wt, recipe.max_norm)
+        Wt = optim.max_norm(ops, Wt, s.get("max_norm", recipe.max_norm))
     net.layers[i] = (Wt, b)
 
 
@@ -190,13 +271,13 @@ class Chunk:
     (``blocks``), so that every product writes its output directly. None entries where the op
     set makes new arrays."""
 
-    def __init__(self, ops, like, X, Y, W, rows: int):
+    def __init__(self, ops, like, X, Y, W, rows: int, members: int = 1):
         self.raw = ops.buffer((rows, X.shape[1]), like, X.dtype)
         self.x = ops.buffer((rows, X.shape[1]), like)
         self.y = ops.buffer((rows, Y.shape[1]), like)
         self.w = None if W is None else ops.buffer((rows,), like)
         self.yc = ops.buffer((rows * Y.shape[1],), like)
-        self.z = ops.buffer((rows * Y.shape[1],), like)
+        self.z = ops.buffer((members * rows * Y.shape[1],), like)
 
     def rows(self, ops, rows: int) -> dict:
         """The first ``rows`` rows of raw, x, y and w (None where there are no buffers)."""
@@ -206,9 +287,11 @@ class Chunk:
         }
 
     @staticmethod
-    def blocks(ops, flat, k: int, bs: int, classes: int):
-        """k blocks (k, classes, bs) at the start of the flat buffer ``flat``."""
-        return ops.xp.reshape(ops.slice(flat, 0, k * classes * bs), (k, classes, bs))
+    def blocks(ops, flat, k: int, bs: int, classes: int, members: int = 1):
+        """k blocks (k, classes, bs) (a population's (k, K, classes, bs)) at the start of the
+        flat buffer ``flat``."""
+        shape = (k, classes, bs) if members == 1 else (k, members, classes, bs)
+        return ops.xp.reshape(ops.slice(flat, 0, math.prod(shape)), shape)
 
 
 class Steps:
@@ -234,10 +317,11 @@ class Steps:
         self.ops, self.spec, self.recipe = ops, spec, recipe
         self.X, self.Y, self.W, self.batch_size = X, Y, W, min(batch_size, X.shape[0])  # buffers are sized by it
         row_bytes = X.shape[1] * _itemsize(ops, X) + Y.shape[1] * _itemsize(ops, Y)
+        self.members = recipe.size
         self.per_call = per_call or ops.steps_per_call(
-            self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size
+            self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size * self.members
         )
-        self.graphs = graphs and ops.graphs
+        self.graphs = graphs and ops.graphs and self.members == 1  # a population's per-member scalars come per step
         self._buffers, self._chunk, self._inputs, self._graphs = {}, None, {}, {}
         self._run = ops.compile(self._steps, static_argnames=("k", "bs"), donate_argnames=("state",))
 
@@ -257,8 +341,9 @@ class Steps:
         return min(self.batch_size, self.X.shape[0] - step * self.batch_size)
 
     def new_total(self):
-        """A zero float64 0-d device array for an epoch's summed loss (``run`` adds to it)."""
-        return self.ops.zeros((), self.Y, "float64")
+        """A zero float64 device array for an epoch's summed loss (``run`` adds to it): 0-d, or
+        a population's (K,), one per member."""
+        return self.ops.zeros(() if self.members == 1 else (self.members,), self.Y, "float64")
 
     def run(self, net: Net, perm, first: int, k: int, scalars: list, total):
         """Steps first .. first+k-1 (one chunk, from ``chunks``) with their host scalars;
@@ -270,8 +355,8 @@ class Steps:
             self._buffers[bs] = Buffers(ops, self.spec, self.recipe, bs, net)
         if self._chunk is None:
             rows = min(self.per_call * self.batch_size, self.X.shape[0])  # a chunk's steps never pass the epoch's end
-            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, self.W, rows)
-        inputs = ops.step_inputs(scalars, self.Y.dtype, self._inputs)
+            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, self.W, rows, self.members)
+        inputs = ops.step_inputs(scalars, self.Y, self._inputs)
         (net.layers, net.slots), total = self._run(
             (net.layers, net.slots), self.X, self.Y, self.W, perm, first, inputs, total, k=k, bs=bs
         )
@@ -279,14 +364,15 @@ class Steps:
 
     def _steps(self, state, X, Y, W, perm, first, inputs, total, k: int, bs: int):
         """The chunk: gather k * bs rows of perm from ``first * bs``, then k steps."""
-        ops, spec, rows, classes = self.ops, self.spec, k * bs, Y.shape[1]
+        ops, spec, rows, classes, K = self.ops, self.spec, k * bs, Y.shape[1], self.members
+        members = None if K == 1 else 0  # a population's member axis of each step's logits
         bufs, c = self._buffers[bs], self._chunk
         idx, part = ops.slice(perm, first * bs, rows), c.rows(ops, rows)
         x, scale = ops.unit_floats(ops.take(X, idx, out=part["raw"]), Y.dtype, out=part["x"])
         y = ops.take(Y, idx, out=part["y"])
         w = None if W is None else ops.take(W, idx, out=part["w"])
         if ops.in_place:  # each step's targets and logits class-major, in blocks
-            yb, zb = (c.blocks(ops, flat, k, bs, classes) for flat in (c.yc, c.z))
+            yb, zb = c.blocks(ops, c.yc, k, bs, classes), c.blocks(ops, c.z, k, bs, classes, K)
             yb = ops.copy(ops.xp.permute_dims(ops.xp.reshape(y, (k, bs, classes)), (0, 2, 1)), out=yb)
 
         def body(i, s, carry):
@@ -295,17 +381,23 @@ class Steps:
             x_i = ops.slice(x, i * bs, bs)
             w_i = None if w is None else ops.slice(w, i * bs, bs)
             if ops.in_place:
-                train_step(ops, spec, self.recipe, net, bufs, x_i, yb[i].T, s, zb[i].T, scale, w_i)
+                train_step(ops, spec, self.recipe, net, bufs, x_i, yb[i].mT, s, zb[i].mT, scale, w_i)
             else:
                 y_i = ops.slice(y, i * bs, bs)
                 z = train_step(ops, spec, self.recipe, net, bufs, x_i, y_i, s, None, scale, w_i)
-                loss = loss + ops.astype(ops.loss_sum(spec.output, z, y_i, 1, weights=w_i), "float64")
+                step_loss = ops.loss_sum(spec.output, z, y_i, -1, weights=w_i, member_axis=members)
+                loss = loss + ops.astype(step_loss, "float64")
             return net.layers, net.slots, loss
 
         layers, slots, total = self._loop(body, k, bs, (state[0], state[1], total), inputs)
         if ops.in_place:  # the loss of the whole chunk, once, from the logits its steps left
-            wb = None if w is None else ops.xp.reshape(w, (k, bs))
-            total = ops.loss_sum(spec.output, zb, yb, 1, total=total, weights=wb)
+            if K == 1:
+                wb = None if w is None else ops.xp.reshape(w, (k, bs))
+                total = ops.loss_sum(spec.output, zb, yb, 1, total=total, weights=wb)
+            else:  # (k, K, classes, bs) logits against (k, 1, classes, bs) targets
+                wb = None if w is None else ops.xp.reshape(w, (k, 1, bs))
+                yk = ops.xp.expand_dims(yb, axis=1)
+                total = ops.loss_sum(spec.output, zb, yk, 2, total=total, weights=wb, member_axis=1)
         return (layers, slots), total
 
     def _loop(self, body, k: int, bs: int, carry, inputs):
