@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -93,35 +94,35 @@ class StepOptions:
             "inv_keep": 1.0 / keep,
         }
 
-    def scalars(self, spec: model.Spec, lr, t: int, counter: int, mass: float) -> dict:
-        """The host scalars of one step (``lr``: the rate, or a population's K rates); a
-        population's are each member's (``one``), a value that differs between members a host
-        array (K,) (``ops.step_inputs`` makes it a (K, 1, 1) device array), one they share a
-        number, so that the step keeps its fused forms wherever the members agree."""
-        if not self.members:
-            return self.one(spec, lr, t, counter, mass)
-        each = [m.one(spec, r, t, counter, mass) | m.member_constants() for m, r in zip(self.members, lr)]
-        out = {}
-        for name in dict.fromkeys(k for s in each for k in s):
-            values = [s.get(name, NEUTRAL.get(name)) for s in each]
-            if any(v is None for v in values):  # a rand key: the same for every member that draws it
-                out[name] = next(v for v in values if v is not None)
-            elif all(v == values[0] for v in values):
-                out[name] = values[0]
-            else:
-                out[name] = np.array(values)
-        return out
+    @cached_property
+    def constants(self) -> dict:
+        """A population's members' settings as step scalars (``member_constants``, ``merged``)."""
+        return merged([m.member_constants() for m in self.members])
 
-    def one(self, spec: model.Spec, lr: float, t: int, counter: int, mass: float) -> dict:
+    def scalars(self, spec: model.Spec, lr, t: int, counter: int, mass: float) -> dict:
         """The host scalars of one step on a batch of ``mass``: its rows, or with sample weights
         its rows times their mean weight (``training.Run.batch_masses``). They are the
-        optimiser's (``lr``; ``t`` counts optimiser steps from 1), the output error's scale
-        (1/mass, times the rate for plain SGD,
-        whose update is the gradient's own GEMM) and the rand keys of its masks and augmentation
-        (``counter``: the step's global index, so a resumed run draws the same numbers). Every
-        product is taken here, on the host: the step only reads them."""
+        optimiser's (``lr``: the rate, or a population's K rates; ``t`` counts optimiser steps
+        from 1), the output error's scale (``optimizer_scalars``) and the rand keys of its masks
+        and augmentation (``counter``: the step's global index, so a resumed run draws the same
+        numbers). Every product is taken here, on the host: the step only reads them. A
+        population's are its members' (``merged``) and their settings (``constants``)."""
+        s = self.keys(spec, counter)
+        if not self.members:
+            return s | self.optimizer_scalars(lr, t, mass)
+        return s | merged([m.optimizer_scalars(r, t, mass) for m, r in zip(self.members, lr)]) | self.constants
+
+    def optimizer_scalars(self, lr: float, t: int, mass: float) -> dict:
+        """The optimiser's scalars of step ``t`` at rate ``lr`` (``Optimizer.step_scalars``) and
+        the output error's scale: 1/mass, times the rate for plain SGD, whose update is the
+        gradient's own GEMM."""
         s = self.optimizer.step_scalars(lr, t)
         s["err_scale"] = (lr if self.optimizer.fused else 1.0) / mass if mass > 0 else 0.0  # no weight: no error
+        return s
+
+    def keys(self, spec: model.Spec, counter: int) -> dict:
+        """The rand keys of step ``counter``'s augmentation and dropout masks."""
+        s = {}
         if self.augment != "none":
             s["aug"] = rand.key(self.seed, augment.PARAMS_STREAM, counter)
         if self.augment == "elastic":
@@ -130,6 +131,19 @@ class StepOptions:
             for i in range(1, len(spec.sizes) - 1):
                 s[f"drop{i}"] = rand.key(self.seed, DROPOUT_STREAM + i - 1, counter)
         return s
+
+
+def merged(each: list) -> dict:
+    """A population's scalars from its members' (dicts of numbers): a number where they
+    agree, a host array (K,) where they differ (``ops.step_inputs`` makes it a (K, 1, 1)
+    device array), so that the step keeps its fused forms wherever the members agree. A
+    scalar some members lack takes the value that leaves them unchanged (``NEUTRAL``)."""
+    out = {}
+    for name in dict.fromkeys(k for s in each for k in s):
+        values = [s.get(name, NEUTRAL.get(name)) for s in each]
+        first = values[0]
+        out[name] = first if all(v == first for v in values) else np.array(values)
+    return out
 
 
 @dataclass
