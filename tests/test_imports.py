@@ -16,7 +16,7 @@ ALLOWED: dict[tuple[str, str], str] = {}
 LAYERS = {
     "command line": "__main__ cli flags sweeps.cli",
     "Python API and sweeps": "xpnet api api.estimator api.model sweeps sweeps.study sweeps.space environment",
-    "runs": "training explore config",
+    "runs": "training population explore config",
     "settings, files and checks": "settings inputs callbacks presets files files.idx files.checkpoint files.atomic "
     "files.images files.plots files.onnx_export",
     "numerical engine": "engine engine.model engine.step engine.optim engine.rand engine.augment engine.data "

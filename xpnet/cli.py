@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from xpnet import backends, presets, settings
+from xpnet import backends, config, population, presets, settings
 from xpnet.engine import budget, evaluate, model
 from xpnet.errors import Diverged, OutputFailed, Stopped, UserError, print_line
 from xpnet.files import checkpoint, idx, images
@@ -104,6 +104,14 @@ def _add_train(sub) -> None:
     )
     rec.add_argument("--resume", metavar="PATH", help="continue the training saved in this checkpoint")
     rec.add_argument("--print-config", action="store_true", help="print the resolved configuration as TOML and exit")
+    rec.add_argument(
+        "--population-seeds",
+        type=int,
+        metavar="N",
+        help="train N networks of this recipe together, initial weights from --init-seed (or --seed) S to S+N-1, "
+        "each saving and logging to its file with -initI before the suffix; prints their test accuracy's mean "
+        "and spread",
+    )
     for group in settings.GROUPS:
         setting_flags(t.add_argument_group(group), [s for s in SETTINGS.values() if s.group == group])
 
@@ -205,7 +213,18 @@ def _add_data_commands(sub) -> None:
 
 
 def cmd_train(args, say) -> int:
-    train_from(vars(args), say)
+    given = vars(args)
+    count = given.pop("population_seeds", None)
+    if count is None:
+        train_from(given, say)
+        return 0
+    cfg = population.resolved(given)
+    if given.get("print_config"):
+        for line in config.to_toml(cfg):
+            say(line)
+        return 0
+    _, _, results = population.train_from(population.seeded(cfg, count), say)
+    say(population.summary(results))
     return 0
 
 

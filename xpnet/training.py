@@ -59,9 +59,10 @@ class Result:
     test_correct: int = 0
     test_total: int = 0
     state: TrainState | None = None  # where the run ended (``train(..., state=)`` goes on from it)
+    failure: str | None = None  # why a population's member stopped short (it diverged); None: it finished
 
 
-class _StopAt(Exception):
+class StopAt(Exception):
     """A signal asked to stop: steps [0, step) of the epoch are done."""
 
     def __init__(self, step: int, loss_sum: float):
@@ -69,7 +70,7 @@ class _StopAt(Exception):
         self.step, self.loss_sum = step, loss_sum
 
 
-class _NonFinite(Exception):
+class NonFinite(Exception):
     """The running loss was NaN or infinite when read after ``step`` steps."""
 
     def __init__(self, step: int):
@@ -97,9 +98,8 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
     see the same batches)."""
     optimizer = optim.Optimizer(cfg.optimizer)
     if resume is None:
-        rng = np.random.default_rng(cfg.seed)
-        init = rng if cfg.init_seed is None else np.random.default_rng([cfg.init_seed, INIT_STREAM])
-        layers = model.layers_of(model.params_to_device(backend, model.init_params_host(spec, init), cfg.dtype))
+        rng, host_params = initial(cfg, spec)
+        layers = model.layers_of(model.params_to_device(backend, host_params, cfg.dtype))
         return TrainState(Net(layers, optim.init_slots(optimizer, backend.ops, layers)), rng)
     host_params, meta = resume.params, resume.meta
     if resume.spec != spec:
@@ -133,6 +133,15 @@ def start_state(cfg: TrainConfig, spec: model.Spec, backend, resume: checkpoint.
         slots = [_slots_from_host(backend, cfg.dtype, zeros, saved) for zeros, saved in zip(slots, meta["slots"])]
     state.net = Net(layers, slots)
     return state
+
+
+def initial(cfg: TrainConfig, spec: model.Spec):
+    """A fresh run's (host generator, initial parameters on the host): the weights drawn from
+    the seed's generator, which then orders the batches, or with ``init_seed`` from a generator
+    of their own."""
+    rng = np.random.default_rng(cfg.seed)
+    init = rng if cfg.init_seed is None else np.random.default_rng([cfg.init_seed, INIT_STREAM])
+    return rng, model.init_params_host(spec, init)
 
 
 def _slots_from_host(backend, dtype: str, zeros, saved):
@@ -188,7 +197,9 @@ class SignalFlag:
 class Run:
     """One training run: the data on the device, the steps, the state, and the reporting."""
 
-    def __init__(self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, state=None):
+    def __init__(
+        self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, state=None, members: int = 1
+    ):
         cfg.check()
         self.cfg, self.backend, self.dataset, self.say = cfg, backend, dataset, say
         self.spec = config.resolve_spec(cfg, dataset.num_features, dataset.num_classes)
@@ -196,7 +207,7 @@ class Run:
         self.recipe = config.recipe(cfg, len(train_split), dataset.image_shape)
         n_other = len(dataset.train) - len(train_split) + len(dataset.test or ())  # validation and test images
         budget.check_run(
-            cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend
+            cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend, members
         )  # before allocating
         if dataset.regression and cfg.class_weight != "none":
             raise UserError(f"{named('class_weight')} {cfg.class_weight}: a regressor's targets have no classes")
@@ -254,8 +265,8 @@ class Run:
 
     def run_epoch(self, perm, stop=None, bar=None, clock=time.monotonic) -> float:
         """The rest of the current epoch's steps, in the order ``perm`` (device ints); returns
-        the epoch's summed loss (one host read). Raises _StopAt when ``stop()`` turns true
-        before the epoch's end, _NonFinite when the running loss, read every CHECK_SECONDS,
+        the epoch's summed loss (one host read). Raises StopAt when ``stop()`` turns true
+        before the epoch's end, NonFinite when the running loss, read every CHECK_SECONDS,
         is not finite. ``bar`` (tqdm-like) advances every BAR_SECONDS from the steps queued."""
         st, bs, steps = self.state, self.cfg.batch_size, self.steps
         masses = self.masses
@@ -278,17 +289,22 @@ class Run:
             self.threads.tick()
             if now - last_check >= CHECK_SECONDS:
                 last_check = now
-                running = float(total) + st.loss_partial
-                if not math.isfinite(running):
-                    raise _NonFinite(done)
+                running = self.read(total) + st.loss_partial
+                if not np.isfinite(running).any():  # a population goes on while any member does
+                    raise NonFinite(done)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{running / max(float(masses[:done].sum()), 1e-300):.4f}", refresh=False)
+                    mean = np.min(running) / max(float(masses[:done].sum()), 1e-300)
+                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
             if bar is not None and (now - last_bar >= BAR_SECONDS or done == self.per_epoch):
                 last_bar = now
                 bar.update(min(done * bs, self.n) - bar.n)
             if stop is not None and stop() and done < self.per_epoch:
-                raise _StopAt(done, float(total) + st.loss_partial)
-        return float(total) + st.loss_partial
+                raise StopAt(done, self.read(total) + st.loss_partial)
+        return self.read(total) + st.loss_partial
+
+    def read(self, total) -> float:
+        """The summed loss ``total`` (``Steps.new_total``) on the host (a device sync)."""
+        return float(total)
 
     def save(self, epoch: int, step: int, rng_state, loss_partial: float, metrics=None, params=None) -> None:
         """Write the checkpoint (model, optimiser slots, and the state to resume at epoch/step)."""
@@ -309,7 +325,7 @@ class Run:
                 slots,
             )
         except checkpoint.NonFinite:  # nothing written: the file keeps the last good state
-            raise _diverged(
+            raise diverged(
                 cfg,
                 st.history if Path(cfg.save).is_file() else [],
                 f"epoch {epoch}, step {step}",
@@ -368,22 +384,28 @@ def train(
     cb.call(callbacks, "on_train_begin", run)
     with SignalFlag() as stop:
         while st.epoch <= last:
-            entry = _epoch(run, stop)
-            st.improved = run.val is not None and (
-                entry.get("val_loss", math.inf) < st.best_val_loss
-                if cfg.early_stop_on == "loss"
-                else entry[run.score_key] > st.best_val
-            )
-            st.best_val = max(st.best_val, entry.get(run.score_key, -math.inf))
-            st.best_val_loss = min(st.best_val_loss, entry.get("val_loss", math.inf))
-            st.epoch, st.step, st.loss_partial = st.epoch + 1, 0, 0.0
-            if any(cb.call(callbacks, "on_epoch_end", entry["epoch"], entry)):
+            if epoch_done(run, _epoch(run, stop), callbacks):
                 break
             if stop():
                 _stopped(run, stop.signum, st.epoch, 0, st.rng.bit_generator.state, 0.0)
-    result = _finish(run)
+    result = finish(run)
     cb.call(callbacks, "on_train_end", result)
     return result
+
+
+def epoch_done(run: Run, entry: dict, callbacks) -> bool:
+    """After an epoch's report ``entry``: the best validation scores so far, the state moved to
+    the next epoch, then the callbacks; whether any of them asks to stop."""
+    cfg, st = run.cfg, run.state
+    st.improved = run.val is not None and (
+        entry.get("val_loss", math.inf) < st.best_val_loss
+        if cfg.early_stop_on == "loss"
+        else entry[run.score_key] > st.best_val
+    )
+    st.best_val = max(st.best_val, entry.get(run.score_key, -math.inf))
+    st.best_val_loss = min(st.best_val_loss, entry.get("val_loss", math.inf))
+    st.epoch, st.step, st.loss_partial = st.epoch + 1, 0, 0.0
+    return any(cb.call(callbacks, "on_epoch_end", entry["epoch"], entry))
 
 
 def _epoch(run: Run, stop) -> dict:
@@ -393,20 +415,27 @@ def _epoch(run: Run, stop) -> dict:
     rng_state = st.rng.bit_generator.state  # before this epoch's permutation: enough to redo it
     perm = run.backend.asarray(st.rng.permutation(run.n))  # the epoch's one host->device copy
     start = st.step
-    bar = _progress(run.n, st.epoch, cfg.epochs, cfg.quiet)
+    bar = progress(run.n, st.epoch, cfg.epochs, cfg.quiet)
     try:
         with run.backend.ops.errors_ignored():  # overflow shows up as a non-finite loss, reported below
             loss = run.run_epoch(perm, stop, bar) / run.mass
-    except _StopAt as e:
+    except StopAt as e:
         _stopped(run, stop.signum, st.epoch, e.step, rng_state, e.loss_sum)
-    except _NonFinite as e:
-        raise _diverged(cfg, st.history, f"epoch {st.epoch}, step {e.step}") from None
+    except NonFinite as e:
+        raise diverged(cfg, st.history, f"epoch {st.epoch}, step {e.step}") from None
     finally:
         if bar is not None:
             bar.close()
     if not math.isfinite(loss):
-        raise _diverged(cfg, st.history, f"epoch {st.epoch}")
-    seconds = time.perf_counter() - t0
+        raise diverged(cfg, st.history, f"epoch {st.epoch}")
+    return report(run, loss, time.perf_counter() - t0, start)
+
+
+def report(run: Run, loss: float, seconds: float, start: int) -> dict:
+    """The epoch's entry (appended to the history) after its steps from ``start`` took
+    ``seconds`` to a mean ``loss``: the rates, and the validation (and with --log or --plots
+    the training) scores of the network as it is now."""
+    cfg, st = run.cfg, run.state
     entry = {
         "epoch": st.epoch,
         "step": st.epoch * run.per_epoch,
@@ -433,7 +462,7 @@ def _epoch(run: Run, stop) -> dict:
     return entry
 
 
-def _finish(run: Run) -> Result:
+def finish(run: Run) -> Result:
     """The test set, read once (unless the data set has none): the final checkpoint, the
     pictures and the result line."""
     cfg, backend, dataset, say = run.cfg, run.backend, run.dataset, run.say
@@ -459,7 +488,7 @@ def _finish(run: Run) -> Result:
     return result
 
 
-def _progress(total: int, epoch: int, epochs: int, quiet: bool):
+def progress(total: int, epoch: int, epochs: int, quiet: bool):
     """A tqdm bar on a terminal, or None."""
     if quiet or not sys.stderr.isatty():
         return None
@@ -468,7 +497,7 @@ def _progress(total: int, epoch: int, epochs: int, quiet: bool):
     return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="img", leave=False, file=sys.stderr)
 
 
-def _diverged(cfg: TrainConfig, history, where: str, what: str = "the loss is not finite") -> Diverged:
+def diverged(cfg: TrainConfig, history, where: str, what: str = "the loss is not finite") -> Diverged:
     kept = f"; {cfg.save} holds the last good epoch" if cfg.save and history else ""
     return Diverged(f"training diverged at {where}: {what}; try a smaller {named('lr')} (now {cfg.lr}){kept}")
 

@@ -86,7 +86,7 @@ def test_divergence_is_caught_mid_epoch_after_check_seconds(mnist, monkeypatch):
     run, perm = _small_run(mnist, lr=1e30, activation="relu")
     monkeypatch.setattr(run.steps, "chunks", lambda first, last: ((j, 1) for j in range(first, last)))
     with run.backend.ops.errors_ignored():
-        with pytest.raises(training._NonFinite) as e:
+        with pytest.raises(training.NonFinite) as e:
             run.run_epoch(perm, clock=_ticking(training.CHECK_SECONDS))
         assert e.value.step < run.per_epoch
         run.state.step = 0

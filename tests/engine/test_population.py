@@ -57,10 +57,20 @@ def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool
         for epoch in range(1, epochs + 1):
             perm, total = backend.asarray(rng.permutation(N)), run.new_total()
             for first, k in run.chunks(0, min(per_epoch, steps - t)):
-                rates = [optim.lr_at(c.lr, "cosine", epoch - 1 + j / per_epoch, epochs) for j in range(first, first + k) for c in group]
+                rates = [
+                    optim.lr_at(c.lr, "cosine", epoch - 1 + j / per_epoch, epochs)
+                    for j in range(first, first + k)
+                    for c in group
+                ]
                 rates = np.reshape(rates, (k, len(group)))
                 scalars = [
-                    recipe.scalars(SPEC, r if len(group) > 1 else float(r[0]), t + 1 + i, (epoch - 1) * per_epoch + first + i, run.batch(first + i))
+                    recipe.scalars(
+                        SPEC,
+                        r if len(group) > 1 else float(r[0]),
+                        t + 1 + i,
+                        (epoch - 1) * per_epoch + first + i,
+                        run.batch(first + i),
+                    )
                     for i, r in enumerate(rates)
                 ]
                 total = run.run(net, perm, first, k, scalars, total)
@@ -68,7 +78,9 @@ def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool
             history.append(np.atleast_1d(backends.to_host(total)))
         losses.append(np.array(history))
         host_layers = [(backends.to_host(W), backends.to_host(b)) for W, b in net.layers]
-        layers += [[(W[k], b[k]) for W, b in host_layers] for k in range(len(group))] if len(group) > 1 else [host_layers]
+        layers += (
+            [[(W[k], b[k]) for W, b in host_layers] for k in range(len(group))] if len(group) > 1 else [host_layers]
+        )
     return np.concatenate(losses, axis=1), layers
 
 

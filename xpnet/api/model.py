@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from xpnet import backends, config, inputs, training
+from xpnet import backends, config, inputs, population, training
 from xpnet.engine import budget, data, evaluate, model
 from xpnet.errors import Stopped, UserError, parameter_words
 from xpnet.files import checkpoint, onnx_export
@@ -248,10 +248,42 @@ def train(*, callbacks=(), verbose: int = 1, **settings) -> Model:
     (``test_accuracy``, ``history``). A bad setting raises ValueError (or TypeError for a
     name that is none) naming it; Ctrl-C stops as the command does (after the chunk of steps
     in flight, writing the checkpoint with ``save``), then raises KeyboardInterrupt."""
+    say = _printer(verbose)
+    cfg, dataset, be, result = training.train_from(_given(settings), say, callback_list(callbacks))
+    return _trained(cfg, dataset, be, result)
+
+
+@in_parameter_words
+def train_population(members, *, callbacks=None, verbose: int = 1, **settings) -> list[Model]:
+    """K networks of one shape trained together, one step for all (``xpnet.population``):
+    ``members`` is a list of K >= 2 dicts, each a member's own settings (any of lr,
+    lr_schedule, warmup, momentum, weight_decay, l2, dropout, max_norm, init_seed, epochs,
+    early_stop, early_stop_on, save, log, plots), over the ``settings`` they share (keywords as
+    ``train``'s; ``preset`` and ``config`` too). Each member trains, prints (prefixed by its
+    index), saves and stops as ``train`` with its settings would, and its result equals that
+    run's. ``callbacks``: None, or one list per member. Returns one Model per member, in order
+    (``test_accuracy`` None for a member that diverged; its history ends there)."""
+    if not isinstance(members, (list, tuple)) or not all(isinstance(m, dict) for m in members):
+        raise TypeError(f"members={members!r}: expected a list of dicts, each a member's settings")
+    if callbacks is not None and (not isinstance(callbacks, (list, tuple)) or len(callbacks) != len(members)):
+        raise ValueError(f"callbacks: expected one list per member ({len(members)}), got {callbacks!r}")
+    say = _printer(verbose)
+    cfgs = [population.resolved(_given({**settings, **m})) for m in members]
+    per_member = None if callbacks is None else [callback_list(c) for c in callbacks]
+    dataset, be, results = population.train_from(cfgs, say, per_member)
+    say(population.summary(results))
+    return [_trained(c, dataset, be, r) for c, r in zip(cfgs, results)]
+
+
+def _printer(verbose):
+    """``say`` for ``verbose``: print each line, or nothing."""
     if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose={verbose!r}: expected 0 (silent) or 1 (the lines xpnet train prints)")
-    say = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
-    cfg, dataset, be, result = training.train_from(_given(settings), say, callback_list(callbacks))
+    return (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
+
+
+def _trained(cfg, dataset, be, result) -> Model:
+    """The Model of a training ``result`` (``training.Result``) of ``cfg`` on ``dataset``."""
     acc = result.test_correct / result.test_total if result.test_total else None
     return Model(
         result.spec,

@@ -20,9 +20,7 @@ def wide(a, b, out) -> bool:
     """Whether a (K, m, k) @ b (k, n) into out (K, m, n) can run as one (K*m, k) @ (k, n)
     product: a population's members against the input batch they share, a and out C-contiguous
     (their reshapes are views)."""
-    return (
-        out is not None and a.ndim == 3 and b.ndim == 2 and a.flags.c_contiguous and out.flags.c_contiguous
-    )
+    return out is not None and a.ndim == 3 and b.ndim == 2 and a.flags.c_contiguous and out.flags.c_contiguous
 
 
 class NumpyOps(Ops):

@@ -93,19 +93,23 @@ def estimate(
     image_shape=(),
     hash_size: int = 4,
     chunk_bytes: int = Ops.chunk_bytes,
+    members: int = 1,
 ) -> dict[str, int]:
     """Bytes by part (the module's table) of training ``sizes`` on n_train images (n_other more
     in validation and test) in batches of ``batch``; a chunk gathers as many batches as fit in
-    ``chunk_bytes`` of stored rows (the op set's), at least one, at most the training set."""
+    ``chunk_bytes`` of stored rows (the op set's), at least one, at most the training set. A
+    population of ``members`` networks has each one's parameters, slots, gradients and a
+    batch's buffers (its members share the data, and are evaluated one at a time)."""
     F, C = sizes[0], sizes[-1]
     n = min(batch, n_train)
     rows = min(n_train, n * max(1, chunk_bytes // (n * (F + C * s))))
     P = parameters(sizes) * s
+    K = members
     return {
-        "parameters": P,
-        "optimiser slots": optim.SLOTS[optimizer] * P,
-        "gradients": 0 if optim.Optimizer(optimizer).fused else P,
-        "a batch": batch_bytes(sizes, n, s, rows, dropout, augment, image_shape, hash_size),
+        "parameters": K * P,
+        "optimiser slots": K * optim.SLOTS[optimizer] * P,
+        "gradients": 0 if optim.Optimizer(optimizer).fused else K * P,
+        "a batch": K * batch_bytes(sizes, n, s, rows, dropout, augment, image_shape, hash_size),
         "evaluation": eval_bytes(sizes, min(CHUNK_ROWS, max(n_train, n_other)), s),
         "data": data_bytes(F, C, n_train, n_other, s),
     }
@@ -151,8 +155,9 @@ def check(need: dict[str, int], backend, flags: dict[str, str]) -> None:
     )
 
 
-def check_run(cfg, sizes, n_train: int, n_other: int, image_shape, backend) -> None:
-    """``check`` for a training run of ``cfg`` with layer ``sizes`` on the backend's device."""
+def check_run(cfg, sizes, n_train: int, n_other: int, image_shape, backend, members: int = 1) -> None:
+    """``check`` for a training run of ``cfg`` with layer ``sizes`` on the backend's device (a
+    population of ``members`` such networks)."""
     need = estimate(
         sizes,
         np.dtype(cfg.dtype).itemsize,
@@ -165,6 +170,7 @@ def check_run(cfg, sizes, n_train: int, n_other: int, image_shape, backend) -> N
         image_shape,
         np.dtype(backend.ops.hash_dtype).itemsize,
         backend.ops.chunk_bytes,
+        members,
     )
     layers = (
         f"{named('layers')} {sizes_text(cfg.layers)}"

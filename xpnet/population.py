@@ -1,0 +1,283 @@
+"""Populations: K networks of one shape trained together by the population step, each its own run.
+
+A population's members share what makes the step one step (the layer sizes, activation,
+output, batch size, dtype, backend and device, the data, the batch order ``seed``, the
+augmentation and label smoothing) and may differ in ``MEMBER_SETTINGS``: the learning rate and
+its schedule, the optimiser's momentum and decays, dropout, max-norm, the initial weights
+(``init_seed``), the epochs and early stopping, and where each writes. Each member is a
+``training.Run`` of its own (``Member``): its history, callbacks, checkpoint and result are
+those of the solo run with its settings, and equal it (``tests/engine/test_population.py``).
+
+A member stops on its own (its epochs, early stopping, a callback, a non-finite loss) at an
+epoch's end, where the losses are read anyway: from then on its learning rate is 0 (so its
+weights no longer move) and nothing of it is read; the others go on. No step reads anything
+back to the host.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from xpnet import callbacks as cb
+from xpnet import config, training
+from xpnet.backends import to_host
+from xpnet.engine import model, optim
+from xpnet.engine.step import Net, StepOptions, Steps
+from xpnet.errors import Stopped, UserError, named
+from xpnet.files import idx
+from xpnet.settings import TrainConfig
+
+# what members may differ in; every other setting is the population's
+MEMBER_SETTINGS = (
+    "lr",
+    "lr_schedule",
+    "warmup",
+    "momentum",
+    "weight_decay",
+    "l2",
+    "dropout",
+    "max_norm",
+    "init_seed",
+    "epochs",
+    "early_stop",
+    "early_stop_on",
+    "save",
+    "log",
+    "plots",
+)
+OUTPUTS = ("save", "log", "plots")  # files a member writes: no two members may share one
+
+
+def check(cfgs: list) -> None:
+    """Refuse members that cannot train together: a UserError naming the setting."""
+    if len(cfgs) < 2:
+        raise UserError(f"a population needs at least 2 members, got {len(cfgs)}")
+    first = cfgs[0]
+    for f in fields(TrainConfig):
+        if f.name in MEMBER_SETTINGS:
+            continue
+        for k, c in enumerate(cfgs[1:], 1):
+            if getattr(c, f.name) != getattr(first, f.name):
+                raise UserError(
+                    f"{named(f.name)}: member {k} has {getattr(c, f.name)!r}, member 0 {getattr(first, f.name)!r}; "
+                    f"a population's members differ only in {', '.join(named(m) for m in MEMBER_SETTINGS)}"
+                )
+    if len({c.init_seed is None for c in cfgs}) > 1:
+        raise UserError(
+            f"{named('init_seed')}: give it to every member or to none (without it a member's weights are drawn "
+            f"from {named('seed')}'s generator, which would then order its batches differently)"
+        )
+    for name in OUTPUTS:
+        given = [getattr(c, name) for c in cfgs if getattr(c, name)]
+        if len(set(given)) < len(given):
+            raise UserError(f"{named(name)}: two members write the same {given[0]}; give each its own")
+
+
+class Member(training.Run):
+    """Member ``k`` of a population: its own settings, state (its slice of the population's
+    arrays: views on the op sets that write in place, refreshed at each epoch's end on the
+    others), history, callbacks, checkpoint and result; the data and steps the population's."""
+
+    def __init__(self, cfg: TrainConfig, population: PopulationRun, k: int, say):
+        cfg.check()
+        self.cfg, self.backend, self.dataset, self.say, self.k = cfg, population.backend, population.dataset, say, k
+        for name in ("spec", "weights", "train", "val", "n", "mass", "per_epoch", "masses", "score_key", "threads"):
+            setattr(self, name, getattr(population, name))
+        self.recipe = config.recipe(cfg, self.n, self.dataset.image_shape)
+        self.steps, self.resumed, self.best_params, self.best_epoch = population.steps, False, None, None
+        self.state = training.TrainState(None, population.state.rng)
+        self.failure = None  # why it stopped early, when it diverged
+
+
+class PopulationRun(training.Run):
+    """The K members' shared run: the data on the device, the population's state (its layers
+    [(W^T (K,in,out), b (K,1,out))], ``model.population_to_device``) and steps, and the members."""
+
+    def __init__(self, cfgs: list, backend, dataset, say=print, member_say=None):
+        check(cfgs)
+        super().__init__(cfgs[0], backend, dataset, say, members=len(cfgs))  # data, and the memory of K
+        starts = [training.initial(c, self.spec) for c in cfgs]
+        rng = starts[0][0]  # every member's batch order (equal for all: ``check``)
+        layers = model.population_to_device(backend, [params for _, params in starts], cfgs[0].dtype)
+        member_say = member_say or (lambda k: lambda line: say(f"[{k}] {line}"))
+        self.members = [Member(c, self, k, member_say(k)) for k, c in enumerate(cfgs)]
+        self.recipe = StepOptions.population([m.recipe for m in self.members])
+        net = Net(layers, optim.init_slots(self.recipe.optimizer, backend.ops, layers))
+        self.state = training.TrainState(net, rng)
+        for m in self.members:
+            m.state.rng = rng
+        self.steps = Steps(
+            backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, self.cfg.batch_size, W=self.train.w
+        )
+        self.live = [m.cfg.epochs >= 1 for m in self.members]  # members still training
+        self.share()
+
+    def lr(self, epoch: int, step: int):
+        """Each member's rate at step ``step`` of epoch ``epoch`` (K,): 0 once it has stopped."""
+        return np.array([m.lr(epoch, step) if live else 0.0 for m, live in zip(self.members, self.live)])
+
+    def read(self, total) -> np.ndarray:
+        return np.asarray(to_host(total), dtype=np.float64)
+
+    def share(self) -> None:
+        """Each member's state: views of its slice of the population's layers and slots, its
+        optimiser's step count (a member's checkpoint is then an ordinary one)."""
+        net = self.state.net
+        for k, m in enumerate(self.members):
+            slots = [[[s[k] for s in sW], [s[k] for s in sb]] for sW, sb in net.slots]
+            m.state.net = Net(model.member_layers(net.layers, k), slots)
+            if self.live[k]:
+                m.state.t = self.state.t
+
+
+def train_population(cfgs: list, backend, dataset, say=print, callbacks=None) -> list:
+    """Train the members ``cfgs`` (TrainConfigs, ``check``) together on ``dataset``; each
+    prints its lines (prefixed by its index), writes its --log and --save, and stops as its
+    solo run would. ``callbacks``: per member, a list (as ``training.train``'s). Returns each
+    member's ``training.Result`` (a diverged member's with ``failure`` set and no test score)."""
+    pop = PopulationRun(cfgs, backend, dataset, say)
+    st, members, K = pop.state, pop.members, len(cfgs)
+    rates = sorted({c.lr for c in cfgs})
+    say(
+        f"training a population of {K} {pop.spec.describe()} on {pop.n} images ({dataset.source}), "
+        f"{backend.name} on {backend.label}, {pop.cfg.dtype}, lr {rates[0]}"
+        + (f" to {rates[-1]}" if len(rates) > 1 else "")
+        + f", batch {pop.cfg.batch_size}, up to {max(c.epochs for c in cfgs)} epochs"
+    )
+    lists = [cb.standard(m.cfg) + list((callbacks or [()] * K)[k]) for k, m in enumerate(members)]
+    for m, cbs in zip(members, lists):
+        cb.call(cbs, "on_train_begin", m)
+    with training.SignalFlag() as stop:
+        while any(pop.live):
+            _epoch(pop, stop, lists)
+            if stop():
+                _stopped(pop, stop.signum, st.epoch, 0, st.rng.bit_generator.state, np.zeros(K))
+    results = []
+    for m, cbs in zip(members, lists):
+        if m.failure is None:
+            result = training.finish(m)
+        else:
+            result = training.Result(m.spec, m.params, m.state.history, state=m.state)
+            result.failure = m.failure
+        cb.call(cbs, "on_train_end", result)
+        results.append(result)
+    return results
+
+
+def _epoch(pop: PopulationRun, stop, lists) -> None:
+    """One epoch of every live member: the steps, then each member's report and callbacks."""
+    st = pop.state
+    t0 = time.perf_counter()
+    rng_state = st.rng.bit_generator.state
+    perm = pop.backend.asarray(st.rng.permutation(pop.n))
+    bar = training.progress(pop.n, st.epoch, max(c.cfg.epochs for c in pop.members), pop.cfg.quiet)
+    try:
+        with pop.backend.ops.errors_ignored():
+            losses = pop.run_epoch(perm, stop, bar) / pop.mass
+    except training.StopAt as e:
+        pop.share()
+        _stopped(pop, stop.signum, st.epoch, e.step, rng_state, e.loss_sum)
+    except training.NonFinite as e:
+        losses = np.full(len(pop.members), math.nan)
+        where = f"epoch {st.epoch}, step {e.step}"
+    else:
+        where = f"epoch {st.epoch}"
+    finally:
+        if bar is not None:
+            bar.close()
+    pop.share()
+    seconds = time.perf_counter() - t0
+    for k, m in enumerate(pop.members):
+        if not pop.live[k]:
+            continue
+        if not math.isfinite(losses[k]):
+            m.failure = str(training.diverged(m.cfg, m.state.history, where))
+            m.say(m.failure)
+            pop.live[k] = False
+            continue
+        entry = training.report(m, float(losses[k]), seconds, 0)
+        if training.epoch_done(m, entry, lists[k]) or m.state.epoch > m.cfg.epochs:
+            pop.live[k] = False
+    st.epoch, st.step = st.epoch + 1, 0
+
+
+def _stopped(pop: PopulationRun, signum, epoch: int, step: int, rng_state, loss_partial) -> None:
+    """After SIGINT/SIGTERM: each live member's resumable checkpoint (where it has --save) at
+    epoch/step, as its solo run would write it; then Stopped."""
+    name = signal.Signals(signum).name
+    for k, m in enumerate(pop.members):
+        if pop.live[k] and m.cfg.save:
+            m.state.t = pop.state.t
+            m.save(epoch, step, rng_state, float(loss_partial[k]))
+    saved = [m.cfg.save for k, m in enumerate(pop.members) if pop.live[k] and m.cfg.save]
+    pop.say(
+        f"{name}: stopped at epoch {epoch}, step {step}; "
+        + (f"saved {', '.join(saved)} (each resumes with xpnet train --resume PATH)" if saved else "nothing saved")
+    )
+    raise Stopped(128 + signum)
+
+
+def seeded(cfg: TrainConfig, count: int) -> list:
+    """``count`` members of one recipe differing in their initial weights (``--population-seeds``):
+    init seeds S .. S+count-1 from S = ``init_seed`` (or ``seed``), each writing its files with
+    ``-init{seed}`` before the suffix."""
+    if count < 2:
+        raise UserError(f"{named('population_seeds')} {count}: a population needs at least 2 members")
+    first = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    return [
+        replace(
+            cfg,
+            init_seed=first + i,
+            **{name: _member_path(getattr(cfg, name), first + i) for name in OUTPUTS if getattr(cfg, name)},
+        )
+        for i in range(count)
+    ]
+
+
+def _member_path(path: str, init_seed: int) -> str:
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-init{init_seed}{p.suffix}"))
+
+
+def summary(results: list) -> str:
+    """The population's test accuracy in one line: mean, spread (sample standard deviation),
+    the range and how many members reached the end."""
+    accs = [100.0 * r.test_correct / r.test_total for r in results if r.test_total and r.failure is None]
+    if not accs:
+        return f"population of {len(results)}: no member finished"
+    spread = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+    return (
+        f"population of {len(results)}: test accuracy mean {np.mean(accs):.2f}% ± {spread:.2f} "
+        f"(min {min(accs):.2f}%, max {max(accs):.2f}%, {len(accs)} of {len(results)} finished)"
+    )
+
+
+def train_from(cfgs: list, say, callbacks=None):
+    """``xpnet train --population-seeds`` and ``xpnet.train_population``: the members checked,
+    each --plots folder checked, the data loaded and checked (once), then trained together.
+    Returns (the data, the backend, each member's Result)."""
+    check(cfgs)
+    for c in cfgs:
+        if c.plots:
+            from xpnet.files import plots
+
+            plots.check_output(named("plots"), c.plots, folder=True)
+    dataset = idx.load(cfgs[0].data_dir)
+    be = training.pick_backend(cfgs[0], say)
+    return dataset, be, train_population(cfgs, be, dataset, say, callbacks)
+
+
+def resolved(given: dict) -> TrainConfig:
+    """One member's settings from those given (``config.resolve``); a population starts afresh."""
+    cfg, resume = config.resolve(given)
+    if resume is not None:
+        raise UserError(
+            f"{named('resume')}: a population trains from the start; resume a member's checkpoint on its own"
+        )
+    return cfg
