@@ -275,9 +275,8 @@ def train_from(cfgs: list, say, callbacks=None):
 
 def resolved(given: dict) -> TrainConfig:
     """One member's settings from those given (``config.resolve``); a population starts afresh."""
-    cfg, resume = config.resolve(given)
-    if resume is not None:
+    if "resume" in given:
         raise UserError(
             f"{named('resume')}: a population trains from the start; resume a member's checkpoint on its own"
         )
-    return cfg
+    return config.resolve(given)[0]
