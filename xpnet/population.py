@@ -27,7 +27,7 @@ import numpy as np
 from xpnet import callbacks as cb
 from xpnet import config, training
 from xpnet.backends import to_host
-from xpnet.engine import model, optim
+from xpnet.engine import data, evaluate, model, optim
 from xpnet.engine.step import Net, StepOptions, Steps
 from xpnet.errors import Stopped, UserError, named
 from xpnet.files import idx
@@ -116,6 +116,7 @@ class PopulationRun(training.Run):
             backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, self.cfg.batch_size, W=self.train.w
         )
         self.live = [m.cfg.epochs >= 1 for m in self.members]  # members still training
+        self.test = None  # the test split on the device, once a member needs it
         self.share()
 
     def lr(self, epoch: int, step: int):
@@ -139,10 +140,11 @@ class PopulationRun(training.Run):
 def train_population(cfgs: list, backend, dataset, say=print, callbacks=None) -> list:
     """Train the members ``cfgs`` (TrainConfigs, ``check``) together on ``dataset``; each
     prints its lines (prefixed by its index), writes its --log and --save, and stops as its
-    solo run would. ``callbacks``: per member, a list (as ``training.train``'s). Returns each
-    member's ``training.Result`` (a diverged member's with ``failure`` set and no test score)."""
+    solo run would, finished (tested, saved, ``on_train_end``) at the epoch's end where it
+    stops. ``callbacks``: per member, a list (as ``training.train``'s). Returns each member's
+    ``training.Result`` (a diverged member's with ``failure`` set and no test score)."""
     pop = PopulationRun(cfgs, backend, dataset, say)
-    st, members, K = pop.state, pop.members, len(cfgs)
+    st, K = pop.state, len(cfgs)
     rates = sorted({c.lr for c in cfgs})
     say(
         f"training a population of {K} {pop.spec.describe()} on {pop.n} images ({dataset.source}), "
@@ -150,33 +152,27 @@ def train_population(cfgs: list, backend, dataset, say=print, callbacks=None) ->
         + (f" to {rates[-1]}" if len(rates) > 1 else "")
         + f", batch {pop.cfg.batch_size}, up to {max(c.epochs for c in cfgs)} epochs"
     )
-    lists = [cb.standard(m.cfg) + list((callbacks or [()] * K)[k]) for k, m in enumerate(members)]
-    for m, cbs in zip(members, lists):
+    lists = [cb.standard(m.cfg) + list((callbacks or [()] * K)[k]) for k, m in enumerate(pop.members)]
+    for m, cbs in zip(pop.members, lists):
         cb.call(cbs, "on_train_begin", m)
+    results = [None] * K
     with training.SignalFlag() as stop:
+        _finish(pop, [k for k in range(K) if not pop.live[k]], results, lists)  # members of 0 epochs
         while any(pop.live):
-            _epoch(pop, stop, lists)
-            if stop():
+            _finish(pop, _epoch(pop, stop, lists), results, lists)
+            if stop() and any(pop.live):
                 _stopped(pop, stop.signum, st.epoch, 0, st.rng.bit_generator.state, np.zeros(K))
-    results = []
-    for m, cbs in zip(members, lists):
-        if m.failure is None:
-            result = training.finish(m)
-        else:
-            result = training.Result(m.spec, m.params, m.state.history, state=m.state)
-            result.failure = m.failure
-        cb.call(cbs, "on_train_end", result)
-        results.append(result)
     return results
 
 
-def _epoch(pop: PopulationRun, stop, lists) -> None:
-    """One epoch of every live member: the steps, then each member's report and callbacks."""
-    st = pop.state
+def _epoch(pop: PopulationRun, stop, lists) -> list:
+    """One epoch of every live member: the steps, then each member's report (its validation
+    scores taken for all members at once) and callbacks; returns the members that stopped."""
+    st, cfg = pop.state, pop.cfg
     t0 = time.perf_counter()
     rng_state = st.rng.bit_generator.state
     perm = pop.backend.asarray(st.rng.permutation(pop.n))
-    bar = training.progress(pop.n, st.epoch, max(c.cfg.epochs for c in pop.members), pop.cfg.quiet)
+    bar = training.progress(pop.n, st.epoch, max(c.cfg.epochs for c in pop.members), cfg.quiet)
     try:
         with pop.backend.ops.errors_ignored():
             losses = pop.run_epoch(perm, stop, bar) / pop.mass
@@ -193,18 +189,45 @@ def _epoch(pop: PopulationRun, stop, lists) -> None:
             bar.close()
     pop.share()
     seconds = time.perf_counter() - t0
+    val = None
+    if pop.val is not None and not pop.dataset.regression:
+        val = evaluate.scores(st.net.layers, pop.val, pop.spec, cfg.dtype, cfg.label_smoothing)
+    stopped = []
     for k, m in enumerate(pop.members):
         if not pop.live[k]:
             continue
+        pop.live[k] = False
+        stopped.append(k)
         if not math.isfinite(losses[k]):
             m.failure = str(training.diverged(m.cfg, m.state.history, where))
             m.say(m.failure)
-            pop.live[k] = False
             continue
-        entry = training.report(m, float(losses[k]), seconds, 0)
-        if training.epoch_done(m, entry, lists[k]) or m.state.epoch > m.cfg.epochs:
-            pop.live[k] = False
+        mine = None if val is None else (val[0][k], val[1], float(val[2][k]))
+        entry = training.report(m, float(losses[k]), seconds, 0, mine)
+        if not training.epoch_done(m, entry, lists[k]) and m.state.epoch <= m.cfg.epochs:
+            pop.live[k] = True
+            stopped.pop()
     st.epoch, st.step = st.epoch + 1, 0
+    return stopped
+
+
+def _finish(pop: PopulationRun, members: list, results: list, lists) -> None:
+    """The members that stopped: each tested (the test predictions of every member taken at
+    once), saved and reported as its solo run's end (``training.finish``); a diverged one's
+    result without."""
+    preds = None
+    if members and pop.dataset.test is not None:
+        if pop.test is None:
+            pop.test = data.to_device(pop.backend, pop.dataset.test)
+        preds = to_host(evaluate.population_predictions(pop.state.net.layers, pop.test, pop.spec, pop.cfg.dtype))
+    for k in members:
+        m = pop.members[k]
+        if m.failure is None:
+            result = training.finish(m, None if preds is None else preds[k])
+        else:
+            result = training.Result(m.spec, m.params, m.state.history, state=m.state, failure=m.failure)
+        cb.call(lists[k], "on_train_end", result)
+        results[k] = result
 
 
 def _stopped(pop: PopulationRun, signum, epoch: int, step: int, rng_state, loss_partial) -> None:

@@ -431,10 +431,11 @@ def _epoch(run: Run, stop) -> dict:
     return report(run, loss, time.perf_counter() - t0, start)
 
 
-def report(run: Run, loss: float, seconds: float, start: int) -> dict:
+def report(run: Run, loss: float, seconds: float, start: int, val=None) -> dict:
     """The epoch's entry (appended to the history) after its steps from ``start`` took
     ``seconds`` to a mean ``loss``: the rates, and the validation (and with --log or --plots
-    the training) scores of the network as it is now."""
+    the training) scores of the network as it is now; ``val``: a classifier's validation
+    (correct, total, mean loss) where already known (a population scores its members at once)."""
     cfg, st = run.cfg, run.state
     entry = {
         "epoch": st.epoch,
@@ -454,31 +455,34 @@ def report(run: Run, loss: float, seconds: float, start: int) -> dict:
         if math.isfinite(val_loss):
             entry["val_loss"] = val_loss
     elif run.val is not None:
-        c, t, val_loss = evaluate.accuracy_and_loss(run.params, run.val, run.spec, cfg.dtype, cfg.label_smoothing)
-        entry["val_accuracy"] = c / t
+        smoothing = cfg.label_smoothing
+        c, t, val_loss = val or evaluate.accuracy_and_loss(run.params, run.val, run.spec, cfg.dtype, smoothing)
+        entry["val_accuracy"] = float(c / t)
         if math.isfinite(val_loss):  # outputs that overflow on the validation split: no loss to record
             entry["val_loss"] = val_loss
     st.history.append(entry)
     return entry
 
 
-def finish(run: Run) -> Result:
+def finish(run: Run, preds=None) -> Result:
     """The test set, read once (unless the data set has none): the final checkpoint, the
-    pictures and the result line."""
+    pictures and the result line. ``preds``: the test predictions (host (n,)) of the network as
+    it is, where already known (a population predicts for its members at once)."""
     cfg, backend, dataset, say = run.cfg, run.backend, run.dataset, run.say
     params = run.params
     if run.best_params is not None:
         params = model.params_to_device(backend, run.best_params, cfg.dtype)
-    result, preds, metrics = Result(run.spec, params, run.state.history, state=run.state), None, {}
+    result, metrics = Result(run.spec, params, run.state.history, state=run.state), {}
     if dataset.test is not None:
-        preds = evaluate.host_predictions(backend, params, dataset.test, run.spec, cfg.dtype)
+        if preds is None or run.best_params is not None:
+            preds = evaluate.host_predictions(backend, params, dataset.test, run.spec, cfg.dtype)
         result.test_correct, result.test_total = int((preds == dataset.test.labels).sum()), len(dataset.test)
         metrics = {"test_accuracy": result.test_correct / result.test_total}
     if cfg.save:
         done = run.best_epoch + 1 if run.best_params is not None else run.state.epoch  # where a resume would go on
         run.save(done, 0, run.state.rng.bit_generator.state, 0.0, metrics, params=params_to_host(params))
         say(f"saved {cfg.save}")
-    if preds is None:
+    if dataset.test is None:
         return result
     say(
         format_accuracy(result.test_correct, result.test_total)

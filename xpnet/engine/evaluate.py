@@ -56,8 +56,18 @@ def accuracy_and_loss(
     with label smoothing as the step's targets have it) averaged over the items, infinite or NaN
     where the outputs overflow. With the split's weights (``split.w``) each item counts as its
     weight in all three (scikit-learn's weighted accuracy and mean). Host reads at the end."""
+    correct, total, loss = scores(model.layers_of(params), split, spec, dtype, smoothing)
+    return (int(correct) if split.w is None else float(correct)), total, float(loss)
+
+
+def scores(layers, split: data.DeviceData, spec: model.Spec, dtype: str, smoothing: float = 0.0):
+    """``accuracy_and_loss`` of a network's ``layers`` [(W^T (in,out), b (1,out))], or of a
+    population's [(W^T (K,in,out), b (K,1,out))] all at once (the split's rows converted and
+    multiplied by the members' first-layer weights once): (correct, total, mean loss) on the
+    host, correct and loss (K,) arrays for a population."""
     xp = array_namespace(split.x)
-    ops, layers, classes = ops_for(params[0][0]), model.layers_of(params), spec.sizes[-1]
+    ops, classes = ops_for(layers[0][0]), spec.sizes[-1]
+    members = 0 if layers[0][0].ndim == 3 else None  # the member axis of the logits (K, n, classes)
     every_class = xp.arange(classes, device=device(split.x))
     correct = loss = None
     start = 0
@@ -66,15 +76,25 @@ def accuracy_and_loss(
             w = None if split.w is None else split.w[start : start + rows.shape[0]]
             start += rows.shape[0]
             z = model.forward_pass(ops, layers, rows, spec)[2]
-            hit = xp.argmax(z, axis=1) == labels
-            hits = xp.sum(xp.astype(hit, xp.int64)) if w is None else xp.sum(xp.astype(hit, w.dtype) * w)
+            hit = xp.argmax(z, axis=-1) == labels
+            hits = xp.sum(xp.astype(hit, xp.int64) if w is None else xp.astype(hit, w.dtype) * w, axis=-1)
             targets = xp.astype(labels[:, None] == every_class[None, :], z.dtype) * (1.0 - smoothing)
-            part = ops.loss_sum(spec.output, z, targets + smoothing / classes, 1, weights=w)
+            part = ops.loss_sum(spec.output, z, targets + smoothing / classes, -1, weights=w, member_axis=members)
             correct, loss = (hits, part) if correct is None else (correct + hits, loss + part)
-    if split.w is None:
-        return int(correct), len(split), float(loss) / len(split)
-    mass = float(xp.sum(xp.astype(split.w, xp.float64)))
-    return float(correct), mass, float(loss) / mass
+    mass = len(split) if split.w is None else float(xp.sum(xp.astype(split.w, xp.float64)))
+    return to_host(correct), mass, np.asarray(to_host(loss), dtype=np.float64) / mass
+
+
+def population_predictions(layers, split: data.DeviceData, spec: model.Spec, dtype: str):
+    """Each member's predicted classes for every item of a device split, from a population's
+    ``layers`` (``scores``): (K, n) int64 device array."""
+    xp, ops = array_namespace(split.x), ops_for(layers[0][0])
+    with ops.errors_ignored():
+        out = [
+            xp.argmax(model.forward_pass(ops, layers, rows, spec)[2], axis=-1)
+            for rows, _ in split.chunks(getattr(xp, dtype))
+        ]
+    return xp.concat(out, axis=-1) if len(out) > 1 else out[0]
 
 
 def r2_and_loss(params, split: data.DeviceData, spec: model.Spec, dtype: str) -> tuple[float, float]:
