@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,47 @@ def test_a_trial_reports_each_epoch_and_stops_when_pruned(tmp_path, data_dir):
             t.state.name == state and sorted(t.intermediate_values) == list(range(1, epochs + 1)) and len(log) == epochs
         )
         assert t.value == log[-1]["val_accuracy"] and t.user_attrs["seed"] == 0
+
+
+def test_a_population_of_trials_trains_together_each_as_it_would_alone(tmp_path, data_dir):
+    """``--population``: four trials asked at once, split by their shape into two populations;
+    each reports every epoch, one is pruned on its own, each is told as it ends, and each
+    complete one's value is the solo run of its settings (float64)."""
+    from xpnet import backends, training
+    from xpnet.files import idx
+    from xpnet.sweeps import study as sweep
+
+    class PruneTrial2(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number == 2 and trial.last_step >= 2
+
+    float64 = SPACE.replace("batch-size = 4", 'batch-size = 4\ndtype = "float64"')
+    (tmp_path / "space.toml").write_text(float64.format(data=data_dir, epochs=4))
+    s = space.load(str(tmp_path / "space.toml"))
+    dataset, be = idx.load(str(data_dir), test=False), backends.resolve("numpy", "cpu")
+    lines = []
+    objective = sweep.Objective("s", s, dataset, be, str(tmp_path), 1, lambda line: lines.append(line))
+    study = optuna.create_study(direction="maximize", pruner=PruneTrial2())
+    objective.population(study, [study.ask() for _ in range(4)])
+    ts = study.trials
+    assert [t.state.name for t in ts] == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
+    order = [int(line.split()[1]) for line in lines]  # told as each ended: trial 2 before its population's others
+    mates = [t.number for t in ts if t.params["hidden"] == ts[2].params["hidden"] and t.number != 2]
+    assert sorted(order) == [0, 1, 2, 3] and all(order.index(2) < order.index(k) for k in mates)
+    assert "pruned" in lines[order.index(2)]
+    assert {t.user_attrs["seed"] for t in ts} == {0} and [t.user_attrs["init_seed"] for t in ts] == [0, 1, 2, 3]
+    assert len({t.params["hidden"] for t in ts}) == 2  # two shapes: two populations (or a lone trial)
+    for t in ts:
+        log = [
+            json.loads(line) for line in (tmp_path / "s" / f"trial-{t.number}" / "log.jsonl").read_text().splitlines()
+        ]
+        epochs = 2 if t.number == 2 else 4
+        assert sorted(t.intermediate_values) == list(range(1, epochs + 1)) and len(log) == epochs
+        if t.state.name == "COMPLETE":
+            cfg, _ = objective.prepare(t)  # the trial's settings again, from its attributes
+            alone = training.train(replace(cfg, save=None), be, dataset, say=lambda line: None)
+            assert t.value == log[-1]["val_accuracy"] == alone.history[-1]["val_accuracy"]
+            assert log[-1]["loss"] == pytest.approx(alone.history[-1]["loss"], rel=1e-10)
 
 
 # --- storages and errors -----------------------------------------------------------------------
@@ -374,6 +416,38 @@ def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_d
     assert len(stopped) == workers and not any(t.state.name == "RUNNING" for t in ts)
     waiting = sorted(t.system_attrs["failed_trial"] for t in ts if t.state.name == "WAITING")
     assert waiting == sorted(t.number for t in stopped)  # the next sweep run runs them first
+
+
+def test_population_workers_finish_the_trials_on_sqlite(tmp_path, data_dir):
+    """``sweep run --population 3 --trials 5``: the worker asks 3 trials, then the 2 the target
+    still needs; every trial complete, with its checkpoint, its batch order shared with the
+    trials asked with it and its initial weights from its own number."""
+    storage = f"sqlite:///{tmp_path}/sweeps.db"
+    make_study(tmp_path, data_dir, storage, epochs=2)
+    p = xpnet("sweep", "run", "--study", "s", "--storage", storage, "--trials", 5, "--population", 3, cwd=tmp_path)
+    ts = trials(storage)
+    assert [t.state.name for t in ts] == ["COMPLETE"] * 5 and p.stdout.count(" complete ") == 5
+    assert [t.user_attrs["init_seed"] for t in ts] == [0, 1, 2, 3, 4]
+    assert [t.user_attrs["seed"] for t in ts] == [0, 0, 0, 3, 3]
+    assert all(Path(t.user_attrs["checkpoint"]).is_file() for t in ts)
+
+
+@pytest.mark.slow
+def test_ctrl_c_queues_every_trial_of_a_population_again(tmp_path, data_dir):
+    storage = f"sqlite:///{tmp_path}/sweeps.db"
+    make_study(tmp_path, data_dir, storage, epochs=400)
+    parent = popen("sweep", "run", "--study", "s", "--storage", storage, "--population", 3, cwd=tmp_path)
+    end = time.monotonic() + 60
+    while sum(t.state.name == "RUNNING" for t in trials(storage)) < 3 and time.monotonic() < end:
+        time.sleep(0.2)
+    time.sleep(1.0)  # training
+    parent.send_signal(signal.SIGINT)
+    out, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "interrupted: worker stopped; trials 0, 1, 2 are queued to run again" in err
+    ts = trials(storage)
+    waiting = sorted(t.system_attrs["failed_trial"] for t in ts if t.state.name == "WAITING")
+    assert waiting == [0, 1, 2] and not any(t.state.name == "RUNNING" for t in ts)
 
 
 # --- a real PostgreSQL server ------------------------------------------------------------------

@@ -54,6 +54,14 @@ def add_parser(sub) -> None:
     r.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds (default: no limit)")
     r.add_argument("--workers", type=int, default=1, metavar="J", help="worker processes to start here")
     r.add_argument(
+        "--population",
+        type=int,
+        default=1,
+        metavar="K",
+        help="each worker asks for K trials at once and trains those that share the network's shape, batch "
+        "and data together, one step for all (their batch order shared, each its own initial weights)",
+    )
+    r.add_argument(
         "--threads",
         type=int,
         default=0,

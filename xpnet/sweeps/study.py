@@ -24,11 +24,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
-from xpnet import backends
+from xpnet import backends, population
 from xpnet import callbacks as cb
 from xpnet.engine import data, evaluate
 from xpnet.engine.evaluate import format_accuracy
@@ -49,6 +50,7 @@ RUN_RANGES = {
     "timeout": Range(0, above=True),
     "heartbeat": Range(1, 3600),
     "threads": Range(0, 4096),
+    "population": Range(1, 1024),
 }  # sweep run's numeric flags
 STORAGE_HELP = "expected sqlite:///FILE, postgresql+psycopg://USER@HOST[:PORT]/DB or journal:FILE"
 
@@ -299,6 +301,59 @@ class _Report(cb.Callback):
         return next(e for e in reversed(history) if best is None or e["epoch"] == best)["val_accuracy"]
 
 
+class _Told(cb.Callback):
+    """A population member's trial told to the study when its run ends (``on_train_end``):
+    complete with its validation accuracy, pruned, or failed with its error; ``done`` then
+    prints its line."""
+
+    def __init__(self, study, trial, report: _Report, done):
+        self.study, self.trial, self.report, self.done = study, trial, report, done
+
+    def on_train_end(self, result) -> None:
+        if getattr(result, "failure", None):
+            self.fail(result.failure)
+            return
+        self.trial.set_user_attr("epochs", len(result.history))
+        states = _optuna().trial.TrialState
+        if self.report.pruned_at is not None:
+            frozen = self.study.tell(self.trial, state=states.PRUNED)
+        else:
+            frozen = self.study.tell(self.trial, self.report.value())
+        self.done(self.study, frozen)
+
+    def fail(self, error: str) -> None:
+        self.trial.set_user_attr("error", error)
+        self.done(self.study, self.study.tell(self.trial, state=_optuna().trial.TrialState.FAIL))
+
+
+class _Heartbeats:
+    """While a population trains, a thread recording every running trial's heartbeat (where the
+    storage keeps them), as Optuna's own loop does for the one trial it runs."""
+
+    def __init__(self, study, trials):
+        self.storage, self.trials = study._storage, trials
+        self.stopped = threading.Event()
+        interval = getattr(self.storage, "get_heartbeat_interval", None)  # a storage that keeps heartbeats
+        self.interval = interval() if interval is not None else None
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.interval):
+            for trial in self.trials:
+                self.storage.record_heartbeat(trial._trial_id)
+
+    def __enter__(self):
+        if self.interval:
+            for trial in self.trials:
+                self.storage.record_heartbeat(trial._trial_id)
+            self.thread = threading.Thread(target=self._beat, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        return False
+
+
 class Objective:
     """What a worker runs for each trial: train with the trial's settings, return its validation accuracy."""
 
@@ -307,6 +362,7 @@ class Objective:
         self.out, self.threads, self.say = out, threads, say
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.trial = None  # the trial in progress, or the last one
+        self.running = []  # a population's trials in flight
         self.signals = None  # a training.SignalFlag while the worker runs: SIGINT/SIGTERM outside training
 
     def check(self) -> None:
@@ -316,26 +372,10 @@ class Objective:
 
     def __call__(self, trial) -> float:
         self.trial = trial
-        folder = Path(self.out, self.study_name, f"trial-{trial.number}").absolute()
-        folder.mkdir(parents=True, exist_ok=True)
-        seed = trial.user_attrs.get(
-            "seed", trial.number
-        )  # a retry (its attributes copied) repeats the trial it replaces
-        settings = self.space.suggest(trial)
-        log = folder / "log.jsonl"
-        log.unlink(missing_ok=True)
-        cfg = TrainConfig(
-            **(
-                dataclasses.asdict(TrainConfig())
-                | settings
-                | {"seed": seed, "save": str(folder / "model.npz"), "quiet": True, "threads": self.threads}
-            )
-        )
-        for key, value in (("worker", self.worker), ("seed", seed), ("checkpoint", cfg.save), ("log", str(log))):
-            trial.set_user_attr(key, value)
+        cfg, log = self.prepare(trial)
         report = _Report(trial, self.check)
         try:  # the log through its callback, not cfg.log: that would add a pass over the training set per epoch
-            train(cfg, self.backend, self.dataset, say=lambda line: None, callbacks=[report, cb.JsonLog(str(log))])
+            train(cfg, self.backend, self.dataset, say=lambda line: None, callbacks=[report, cb.JsonLog(log)])
         except (Diverged, UserError) as e:
             trial.set_user_attr("error", str(e))
             raise
@@ -343,6 +383,66 @@ class Objective:
         if report.pruned_at is not None:
             raise _optuna().TrialPruned(f"pruned after epoch {report.pruned_at}")
         return report.value()
+
+    def prepare(self, trial, seed: int | None = None, init_seed: int | None = None) -> tuple[TrainConfig, str]:
+        """A trial's settings (its suggested ones over the study's fixed ones) and the path of its
+        log, its folder made and its attributes set: the worker, the checkpoint, the log, and the
+        seed (the trial's number; in a population the population's, ``seed``) and ``init_seed``
+        (None; in a population the trial's number). A retry (its attributes copied) repeats the
+        trial it replaces."""
+        folder = Path(self.out, self.study_name, f"trial-{trial.number}").absolute()
+        folder.mkdir(parents=True, exist_ok=True)
+        if "seed" in trial.user_attrs:
+            seed, init_seed = trial.user_attrs["seed"], trial.user_attrs.get("init_seed")
+        elif seed is None:
+            seed = trial.number
+        settings = self.space.suggest(trial)
+        log = folder / "log.jsonl"
+        log.unlink(missing_ok=True)
+        cfg = TrainConfig(
+            **(
+                dataclasses.asdict(TrainConfig())
+                | settings
+                | {
+                    "seed": seed,
+                    "init_seed": init_seed,
+                    "save": str(folder / "model.npz"),
+                    "quiet": True,
+                    "threads": self.threads,
+                }
+            )
+        )
+        attrs = {"worker": self.worker, "seed": seed, "checkpoint": cfg.save, "log": str(log)}
+        for key, value in attrs.items() | ({"init_seed": init_seed}.items() if init_seed is not None else ()):
+            trial.set_user_attr(key, value)
+        return cfg, str(log)
+
+    def population(self, study, trials: list) -> None:
+        """``trials`` (asked at once, ``--population K``) trained together: those that share
+        every setting but a population's member settings (``population.MEMBER_SETTINGS``) as one
+        population (the batch order of the first fresh trial's number, each member's initial
+        weights from its own number), the others alone; each reports every epoch to the pruner
+        and is told to the study as it finishes, while every trial in flight beats."""
+        self.running = list(trials)
+        fresh = [t.number for t in trials if "seed" not in t.user_attrs]
+        prepared = [self.prepare(t, fresh[0] if fresh else None, t.number) for t in trials]
+        groups: dict = {}
+        for trial, (cfg, log) in zip(trials, prepared):
+            key = tuple(v for f, v in dataclasses.asdict(cfg).items() if f not in population.MEMBER_SETTINGS)
+            groups.setdefault(key, []).append((trial, cfg, log))
+        with _Heartbeats(study, trials):
+            for members in groups.values():
+                told = [_Told(study, trial, _Report(trial, self.check), self.done) for trial, _, _ in members]
+                lists = [[t.report, cb.JsonLog(log), t] for t, (_, _, log) in zip(told, members)]
+                cfgs = [cfg for _, cfg, _ in members]
+                try:
+                    if len(members) == 1:
+                        train(cfgs[0], self.backend, self.dataset, say=lambda line: None, callbacks=lists[0])
+                    else:
+                        population.train_population(cfgs, self.backend, self.dataset, lambda line: None, lists)
+                except (Diverged, UserError) as e:  # a lone trial's own failure (a population's are its members')
+                    told[0].fail(str(e))
+        self.running = []
 
     def done(self, study, frozen) -> None:
         """Optuna's callback after each trial: one line."""
@@ -403,8 +503,9 @@ def _next_step(study, target: int | None) -> str:
     return "go" if waiting or done + running < target else "wait"
 
 
-def _work(study, objective: Objective, target: int | None, deadline: float | None) -> None:
-    """Run trials until the study has ``target`` counted trials or ``deadline`` (monotonic) passes."""
+def _work(study, objective: Objective, target: int | None, deadline: float | None, members: int = 1) -> None:
+    """Run trials until the study has ``target`` counted trials or ``deadline`` (monotonic)
+    passes: one at a time, or ``members`` asked at once and trained as populations."""
     optuna = _optuna()
     while deadline is None or time.monotonic() < deadline:
         step = _next_step(study, target)
@@ -415,7 +516,24 @@ def _work(study, objective: Objective, target: int | None, deadline: float | Non
             time.sleep(POLL_SECONDS)
             optuna.storages.fail_stale_trials(study)
             continue
-        study.optimize(objective, n_trials=1, catch=(Diverged, UserError), callbacks=[objective.done])
+        if members == 1:
+            study.optimize(objective, n_trials=1, catch=(Diverged, UserError), callbacks=[objective.done])
+            continue
+        optuna.storages.fail_stale_trials(study)  # as study.optimize does before each trial
+        with warnings.catch_warnings():  # Optuna's warning that ask() has no heartbeat: _Heartbeats beats
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            asked = [study.ask() for _ in range(_room(study, target, members))]
+        objective.population(study, asked)
+
+
+def _room(study, target: int | None, members: int) -> int:
+    """How many trials to ask for at once: ``members``, or fewer where the target needs fewer
+    (counting the finished and the running), at least one."""
+    if target is None:
+        return members
+    trials = study.get_trials(deepcopy=False)
+    busy = sum(map(_counted, trials)) + sum(t.state.name == "RUNNING" for t in trials)
+    return max(1, min(members, target - busy))
 
 
 def _requeue(study, trial) -> int | None:
@@ -460,21 +578,20 @@ def work(args, say) -> int:
         with (
             SignalFlag() as objective.signals
         ):  # a signal stops the worker at the next check, or training after its chunk
-            _work(study, objective, target, deadline)
+            _work(study, objective, target, deadline, args.population)
         finished = sum(map(_counted, study.get_trials(deepcopy=False)))
         say(
             f"worker {objective.worker}: done: the study holds {finished} finished trials"
             + (f" (--trials {target})" if target is not None else "")
         )
     except (Stopped, KeyboardInterrupt) as e:
-        again = _requeue(study, objective.trial)
+        again = [n for n in (_requeue(study, t) for t in objective.running or [objective.trial]) if n is not None]
         if not args.spawned:
-            print(
-                "xpnet: interrupted: worker stopped"
-                + (f"; trial {again} is queued to run again" if again is not None else ""),
-                file=sys.stderr,
-                flush=True,
-            )
+            queued = ""
+            if again:
+                queued = f"; trial{'s' * (len(again) > 1)} {', '.join(map(str, again))} "
+                queued += f"{'are' if len(again) > 1 else 'is'} queued to run again"
+            print(f"xpnet: interrupted: worker stopped{queued}", file=sys.stderr, flush=True)
         raise Stopped(getattr(e, "exit_code", 130)) from None
     return 0
 
@@ -513,7 +630,7 @@ def _spawn(args, threads: int, say) -> int:
         str(args.heartbeat),
         "--spawned",
     ]
-    for name in ("storage", "trials", "timeout", "device", "backend"):
+    for name in ("storage", "trials", "timeout", "device", "backend", "population"):
         if getattr(args, name) is not None:
             cmd += [f"--{name}", str(getattr(args, name))]
     say(f"starting {args.workers} workers, {_threads(threads)} each")
