@@ -51,13 +51,17 @@ from workload import GPU_CONFIGS, Impl, flops_per_step, make_workload  # noqa: E
 
 from xpnet.files import idx  # noqa: E402
 
-PARTS = ("tests", "bench", "train", "best")
-PART_WEIGHTS = {"tests": 3, "bench": 4, "train": 1, "best": 2}  # each part's share of the budget left
+PARTS = ("tests", "bench", "train", "best", "population")
+# each part's share of the budget left
+PART_WEIGHTS = {"tests": 3, "bench": 4, "train": 1, "best": 2, "population": 1.5}
 # --emulate: the tests last, with what the others leave (the emulated suite takes longer than the budget)
 EMULATED_PARTS, EMULATED_WEIGHTS = (
-    ("bench", "train", "best", "tests"),
-    {"tests": 1.5, "bench": 3, "train": 5, "best": 1.5},
+    ("bench", "train", "best", "population", "tests"),
+    {"tests": 1.5, "bench": 3, "train": 5, "best": 1.5, "population": 1.5},
 )
+# bench/population.py's arguments: K = 16 members of A against 16 solo runs (emulated: 2, for the time)
+POPULATION_ARGS = ["--configs", "A", "--members", "16", "--rounds", "1"]
+EMULATED_POPULATION_ARGS = ["--configs", "A", "--members", "2", "--rounds", "1"]
 SPENT = "time budget spent"
 ROOF_N = 8192
 LIBRARIES = ("numpy", "cupy", "torch", "jax", "jaxlib", "array_api_compat", "array_api_strict", "xpnet")
@@ -531,6 +535,17 @@ def train_run(extra: list[str], args, budget: Budget, note: str = "") -> dict:
     }
 
 
+def population_part(args, budget: Budget) -> dict:
+    """``bench/population.py`` on CuPy: a population of A against its members run one after
+    another (the table it prints), within the part's budget."""
+    extra = EMULATED_POPULATION_ARGS if args.emulate else POPULATION_ARGS
+    cmd = [sys.executable, str(HERE / "population.py"), "--backend", "cupy", "--device", args.device, *extra]
+    entry = {"command": shlex.join(["python", "bench/population.py", *cmd[2:]])}
+    log(entry["command"])
+    rc, lines, seconds = run_command(cmd, budget.left(), subprocess_env(args.emulate))
+    return entry | {"rc": rc, "seconds": seconds, "lines": lines[-8:]}
+
+
 # ---- the report ------------------------------------------------------------------------
 
 
@@ -584,6 +599,11 @@ def render(everything: dict) -> str:
                 "",
             ]
             out += ["```", *r["tail"], "```", ""] if r.get("tail") else []
+    r = everything.get("population")
+    if r and "command" in r:
+        out += ["## Populations (`bench/population.py`)", ""]
+        out += [f"`{r['command']}`: exit {r['rc']}, {r['seconds']:.0f}s", ""]
+        out += [*r["lines"], ""]
     return "\n".join(out) + "\n"
 
 
@@ -728,8 +748,10 @@ def main(argv=None) -> int:
                 bench_part(args, share, everything, save)
             elif part == "train":
                 everything["train"] = train_run(epochs, args, share, "emulated: 1 epoch" if args.emulate else "")
-            else:
+            elif part == "best":
                 everything["best"] = train_run(best_extra, args, share, best_note)
+            else:
+                everything["population"] = population_part(args, share)
         except Exception as e:  # a part's own failure (not an implementation's): recorded, the others run
             everything[part] = everything.get(part) or {}
             everything[part]["error"] = reason(e, part)

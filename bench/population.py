@@ -130,11 +130,14 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--backend", default="numpy")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N with --backend cupy or torch")
     p.add_argument("--json", help="write the numbers here too")
     args = p.parse_args(argv)
-    backend = backends.resolve(args.backend, "cpu")
+    backend = backends.resolve(args.backend, args.device)
     results = [bench(k, args.members, args.epochs, args.rounds, backend) for k in args.configs.split(",")]
     machine = f"{os.cpu_count()} CPUs, {backend.name} on {backend.label}, numpy {np.__version__}"
+    if backend.name != "numpy":
+        machine += f", {backend.name} {backend.xp.__version__ if hasattr(backend.xp, '__version__') else ''}".rstrip()
     print("\n".join(table(results, machine)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -110,7 +110,25 @@ class StepOptions:
         s = self.keys(spec, counter)
         if not self.members:
             return s | self.optimizer_scalars(lr, t, mass)
-        return s | merged([m.optimizer_scalars(r, t, mass) for m, r in zip(self.members, lr)]) | self.constants
+        return s | self.member_scalars(np.asarray(lr, dtype=np.float64), t, mass) | self.constants
+
+    @cached_property
+    def optimizer_groups(self) -> list:
+        """The members grouped by their optimiser's settings: [(a member's options, the
+        members' indices)], so that each group's scalars are one computation on their rates."""
+        groups: dict = {}
+        for k, m in enumerate(self.members):
+            groups.setdefault(m.optimizer, (m, []))[1].append(k)
+        return [(m, np.array(ks)) for m, ks in groups.values()]
+
+    def member_scalars(self, lr, t: int, mass: float) -> dict:
+        """Each member's ``optimizer_scalars`` at its rate (``lr`` (K,)), as ``merged`` gives
+        them, computed once per group of members alike (``optimizer_groups``) on their rates."""
+        out: dict = {}
+        for options, ks in self.optimizer_groups:
+            for name, value in options.optimizer_scalars(lr[ks], t, mass).items():
+                out.setdefault(name, np.full(len(self.members), NEUTRAL.get(name, np.nan)))[ks] = value
+        return {name: float(v[0]) if (v == v[0]).all() else v for name, v in out.items()}
 
     def optimizer_scalars(self, lr: float, t: int, mass: float) -> dict:
         """The optimiser's scalars of step ``t`` at rate ``lr`` (``Optimizer.step_scalars``) and
@@ -148,8 +166,9 @@ def merged(each: list) -> dict:
 
 @dataclass
 class Net:
-    """The trained state on the device: layers [(W^T (in,out), b (1,out))] (``model.layers_of``)
-    and the optimiser's slots [[W^T slots], [b slots]] per layer."""
+    """The trained state on the device: layers [(W^T (in,out), b (1,out))] (``model.layers_of``;
+    a population's [(W^T (K,in,out), b (K,1,out))], ``model.population_to_device``) and the
+    optimiser's slots [[W^T slots], [b slots]] per layer, shaped like them."""
 
     layers: list
     slots: list = field(default_factory=list)

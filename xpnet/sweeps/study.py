@@ -310,7 +310,7 @@ class _Told(cb.Callback):
         self.study, self.trial, self.report, self.done = study, trial, report, done
 
     def on_train_end(self, result) -> None:
-        if getattr(result, "failure", None):
+        if result.failure:
             self.fail(result.failure)
             return
         self.trial.set_user_attr("epochs", len(result.history))
