@@ -136,8 +136,6 @@ def main(argv=None) -> int:
     backend = backends.resolve(args.backend, args.device)
     results = [bench(k, args.members, args.epochs, args.rounds, backend) for k in args.configs.split(",")]
     machine = f"{os.cpu_count()} CPUs, {backend.name} on {backend.label}, numpy {np.__version__}"
-    if backend.name != "numpy":
-        machine += f", {backend.name} {backend.xp.__version__ if hasattr(backend.xp, '__version__') else ''}".rstrip()
     print("\n".join(table(results, machine)))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
