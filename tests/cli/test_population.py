@@ -187,3 +187,17 @@ def test_python_api_trains_members_and_refuses_what_cannot_share_a_step(tmp_path
         xpnet.train_population({"lr": 0.1}, **shared)
     with pytest.raises(ValueError, match="^callbacks: expected one list per member"):
         xpnet.train_population([{}, {}], callbacks=[[]], **shared)
+
+
+def test_the_memory_estimate_counts_every_member():
+    """K members need K times a network's parameters, slots, gradients and batch buffers (the
+    data and the evaluation once); a population that cannot fit is refused before any work."""
+    from xpnet.engine import budget
+
+    one = budget.estimate((784, 512, 10), 4, "adam", 128, 60000, 10000)
+    many = budget.estimate((784, 512, 10), 4, "adam", 128, 60000, 10000, members=16)
+    for part in ("parameters", "optimiser slots", "gradients", "a batch"):
+        assert many[part] == 16 * one[part]
+    assert many["data"] == one["data"] and many["evaluation"] == one["evaluation"]
+    with pytest.raises(ValueError, match="^hidden 4096,4096: the run needs about .*more than the"):
+        xpnet.train_population([{"init_seed": k} for k in range(2000)], hidden=(4096, 4096), epochs=1, verbose=0)
