@@ -28,7 +28,7 @@ from xpnet import callbacks as cb
 from xpnet import config, training
 from xpnet.backends import to_host
 from xpnet.engine import data, evaluate, model, optim
-from xpnet.engine.step import Net, StepOptions, Steps
+from xpnet.engine.step import Net, StepOptions
 from xpnet.errors import Stopped, UserError, named
 from xpnet.files import idx
 from xpnet.settings import TrainConfig
@@ -80,17 +80,17 @@ def check(cfgs: list) -> None:
 
 
 class Member(training.Run):
-    """Member ``k`` of a population: its own settings, state (its slice of the population's
-    arrays: views on the op sets that write in place, refreshed at each epoch's end on the
-    others), history, callbacks, checkpoint and result; the data and steps the population's."""
+    """Member ``k`` of a population: its own settings, step options (its part of the
+    population's), state (its slice of the population's arrays: views on the op sets that write
+    in place, refreshed at each epoch's end on the others), history, callbacks, checkpoint and
+    result; the data and steps the population's."""
 
     def __init__(self, cfg: TrainConfig, population: PopulationRun, k: int, say):
-        cfg.check()
         self.cfg, self.backend, self.dataset, self.say, self.k = cfg, population.backend, population.dataset, say, k
         for name in ("spec", "weights", "train", "val", "n", "mass", "per_epoch", "masses", "score_key", "threads"):
             setattr(self, name, getattr(population, name))
-        self.recipe = config.recipe(cfg, self.n, self.dataset.image_shape)
-        self.steps, self.resumed, self.best_params, self.best_epoch = population.steps, False, None, None
+        self.recipe, self.steps = population.recipe.members[k], population.steps
+        self.resumed, self.best_params, self.best_epoch = False, None, None
         self.state = training.TrainState(None, population.state.rng)
         self.failure = None  # why it stopped early, when it diverged
 
@@ -101,23 +101,27 @@ class PopulationRun(training.Run):
 
     def __init__(self, cfgs: list, backend, dataset, say=print, member_say=None):
         check(cfgs)
-        super().__init__(cfgs[0], backend, dataset, say, members=len(cfgs))  # data, and the memory of K
-        starts = [training.initial(c, self.spec) for c in cfgs]
-        rng = starts[0][0]  # every member's batch order (equal for all: ``check``)
-        layers = model.population_to_device(backend, [params for _, params in starts], cfgs[0].dtype)
+        for c in cfgs[1:]:  # the first is checked by Run
+            c.check()
+        self.cfgs = cfgs
+        super().__init__(cfgs[0], backend, dataset, say)  # the memory of K checked before any allocation
         member_say = member_say or (lambda k: lambda line: say(f"[{k}] {line}"))
         self.members = [Member(c, self, k, member_say(k)) for k, c in enumerate(cfgs)]
-        self.recipe = StepOptions.population([m.recipe for m in self.members])
-        net = Net(layers, optim.init_slots(self.recipe.optimizer, backend.ops, layers))
-        self.state = training.TrainState(net, rng)
-        for m in self.members:
-            m.state.rng = rng
-        self.steps = Steps(
-            backend.ops, self.spec, self.recipe, self.train.x, self.train.onehot, self.cfg.batch_size, W=self.train.w
-        )
         self.live = [m.cfg.epochs >= 1 for m in self.members]  # members still training
         self.test = None  # the test split on the device, once a member needs it
         self.share()
+
+    def step_options(self, n_train: int, image_shape) -> StepOptions:
+        return StepOptions.population([config.recipe(c, n_train, image_shape) for c in self.cfgs])
+
+    def start(self, resume) -> training.TrainState:
+        """The members' initial weights side by side (``model.population_to_device``) and the
+        batch order they share (equal for all: ``check``)."""
+        starts = [training.initial(c, self.spec) for c in self.cfgs]
+        layers = model.population_to_device(self.backend, [params for _, params in starts], self.cfg.dtype)
+        return training.TrainState(
+            Net(layers, optim.init_slots(self.recipe.optimizer, self.backend.ops, layers)), starts[0][0]
+        )
 
     def lr(self, epoch: int, step: int):
         """Each member's rate at step ``step`` of epoch ``epoch`` (K,): 0 once it has stopped."""
@@ -287,10 +291,7 @@ def train_from(cfgs: list, say, callbacks=None):
     Returns (the data, the backend, each member's Result)."""
     check(cfgs)
     for c in cfgs:
-        if c.plots:
-            from xpnet.files import plots
-
-            plots.check_output(named("plots"), c.plots, folder=True)
+        training.check_plots(c)
     dataset = idx.load(cfgs[0].data_dir)
     be = training.pick_backend(cfgs[0], say)
     return dataset, be, train_population(cfgs, be, dataset, say, callbacks)

@@ -23,7 +23,7 @@ from xpnet import callbacks as cb
 from xpnet.backends import threads, to_host
 from xpnet.engine import budget, data, evaluate, model, optim
 from xpnet.engine.evaluate import format_accuracy
-from xpnet.engine.step import Net, Steps
+from xpnet.engine.step import Net, StepOptions, Steps
 from xpnet.errors import Diverged, Stopped, UserError, named
 from xpnet.files import checkpoint, idx
 from xpnet.settings import TrainConfig
@@ -197,24 +197,22 @@ class SignalFlag:
 class Run:
     """One training run: the data on the device, the steps, the state, and the reporting."""
 
-    def __init__(
-        self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, state=None, members: int = 1
-    ):
+    def __init__(self, cfg: TrainConfig, backend, dataset: data.Dataset, say=print, resume=None, state=None):
         cfg.check()
         self.cfg, self.backend, self.dataset, self.say = cfg, backend, dataset, say
         self.spec = config.resolve_spec(cfg, dataset.num_features, dataset.num_classes)
         train_split, val_split = data.split_validation(dataset.train, cfg.validation)
-        self.recipe = config.recipe(cfg, len(train_split), dataset.image_shape)
+        self.recipe = self.step_options(len(train_split), dataset.image_shape)
         n_other = len(dataset.train) - len(train_split) + len(dataset.test or ())  # validation and test images
         budget.check_run(
-            cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend, members
+            cfg, self.spec.sizes, len(train_split), n_other, dataset.image_shape, backend, self.recipe.size
         )  # before allocating
         if dataset.regression and cfg.class_weight != "none":
             raise UserError(f"{named('class_weight')} {cfg.class_weight}: a regressor's targets have no classes")
         per_class = data.class_weights(train_split.labels, cfg.class_weight)  # from the rows trained on
         self.weights = _weighed(data.row_weights(train_split, per_class), "training")  # host (n,) or None
         val_weights = None if val_split is None else _weighed(data.row_weights(val_split, per_class), "validation")
-        self.state = state if state is not None else start_state(cfg, self.spec, backend, resume)
+        self.state = state if state is not None else self.start(resume)
         self.train = data.to_device(
             backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing, self.weights
         )
@@ -238,6 +236,14 @@ class Run:
         self.threads = threads.Threads(backend.name, cfg.threads)
         self.threads.start()
         self.best_params, self.best_epoch = None, None  # what the run finishes with, when kept (``keep``)
+
+    def step_options(self, n_train: int, image_shape) -> StepOptions:
+        """What the run's step does (``config.recipe``); a population's step, its members'."""
+        return config.recipe(self.cfg, n_train, image_shape)
+
+    def start(self, resume) -> TrainState:
+        """The state the run starts from: fresh, or the checkpoint ``resume``'s (``start_state``)."""
+        return start_state(self.cfg, self.spec, self.backend, resume)
 
     def keep(self, epoch: int) -> None:
         """Finish with the parameters as they are now, after ``epoch`` (a host copy), rather
@@ -559,6 +565,14 @@ class Outcome(NamedTuple):
     result: Result
 
 
+def check_plots(cfg: TrainConfig) -> None:
+    """With --plots, a folder the pictures can be written to, before any training."""
+    if cfg.plots:
+        from xpnet.files import plots
+
+        plots.check_output(named("plots"), cfg.plots, folder=True)
+
+
 def train_from(given: dict, say, callbacks=()) -> Outcome | None:
     """``xpnet train`` (and ``xpnet.train``) from the settings given (and ``preset``, ``config``,
     ``resume``, ``print_config``; see ``config.resolve``): the settings resolved and checked,
@@ -568,10 +582,7 @@ def train_from(given: dict, say, callbacks=()) -> Outcome | None:
         for line in config.to_toml(cfg):
             say(line)
         return None
-    if cfg.plots:  # a folder the pictures can be written to, before any training
-        from xpnet.files import plots
-
-        plots.check_output(named("plots"), cfg.plots, folder=True)
+    check_plots(cfg)
     dataset = idx.load(cfg.data_dir)  # fully validated before any training
     be = pick_backend(cfg, say)
     return Outcome(cfg, dataset, be, train(cfg, be, dataset, say=say, resume=resume, callbacks=callbacks))

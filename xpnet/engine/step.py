@@ -47,7 +47,7 @@ class StepOptions:
         """The networks trained by each step: K members, or 1."""
         return len(self.members) or 1
 
-    @property
+    @cached_property
     def member_dropout(self) -> bool:
         """Whether the members drop hidden units at different rates (their masks then differ)."""
         return len({m.dropout for m in self.members}) > 1
@@ -96,8 +96,9 @@ class StepOptions:
 
     @cached_property
     def constants(self) -> dict:
-        """A population's members' settings as step scalars (``member_constants``, ``merged``)."""
-        return merged([m.member_constants() for m in self.members])
+        """A population's members' settings as step scalars (``member_constants``, ``shared_or_each``)."""
+        each = [m.member_constants() for m in self.members]
+        return {name: shared_or_each(np.array([c[name] for c in each])) for name in each[0]}
 
     def scalars(self, spec: model.Spec, lr, t: int, counter: int, mass: float) -> dict:
         """The host scalars of one step on a batch of ``mass``: its rows, or with sample weights
@@ -106,7 +107,7 @@ class StepOptions:
         from 1), the output error's scale (``optimizer_scalars``) and the rand keys of its masks
         and augmentation (``counter``: the step's global index, so a resumed run draws the same
         numbers). Every product is taken here, on the host: the step only reads them. A
-        population's are its members' (``merged``) and their settings (``constants``)."""
+        population's are its members' (``member_scalars``) and their settings (``constants``)."""
         s = self.keys(spec, counter)
         if not self.members:
             return s | self.optimizer_scalars(lr, t, mass)
@@ -122,13 +123,15 @@ class StepOptions:
         return [(m, np.array(ks)) for m, ks in groups.values()]
 
     def member_scalars(self, lr, t: int, mass: float) -> dict:
-        """Each member's ``optimizer_scalars`` at its rate (``lr`` (K,)), as ``merged`` gives
-        them, computed once per group of members alike (``optimizer_groups``) on their rates."""
+        """Each member's ``optimizer_scalars`` at its rate (``lr`` (K,)), computed once per group
+        of members alike (``optimizer_groups``) on their rates; a scalar some members lack takes
+        the value that leaves them unchanged (``NEUTRAL``); each shared or per member
+        (``shared_or_each``)."""
         out: dict = {}
         for options, ks in self.optimizer_groups:
             for name, value in options.optimizer_scalars(lr[ks], t, mass).items():
                 out.setdefault(name, np.full(len(self.members), NEUTRAL.get(name, np.nan)))[ks] = value
-        return {name: float(v[0]) if (v == v[0]).all() else v for name, v in out.items()}
+        return {name: shared_or_each(v) for name, v in out.items()}
 
     def optimizer_scalars(self, lr: float, t: int, mass: float) -> dict:
         """The optimiser's scalars of step ``t`` at rate ``lr`` (``Optimizer.step_scalars``) and
@@ -151,17 +154,11 @@ class StepOptions:
         return s
 
 
-def merged(each: list) -> dict:
-    """A population's scalars from its members' (dicts of numbers): a number where they
-    agree, a host array (K,) where they differ (``ops.step_inputs`` makes it a (K, 1, 1)
-    device array), so that the step keeps its fused forms wherever the members agree. A
-    scalar some members lack takes the value that leaves them unchanged (``NEUTRAL``)."""
-    out = {}
-    for name in dict.fromkeys(k for s in each for k in s):
-        values = [s.get(name, NEUTRAL.get(name)) for s in each]
-        first = values[0]
-        out[name] = first if all(v == first for v in values) else np.array(values)
-    return out
+def shared_or_each(values: np.ndarray):
+    """A population's scalar from its members' values (K,): a number (int or float) where they
+    agree, so that the step keeps its fused forms; else the host array, which
+    ``ops.step_inputs`` makes a (K, 1, 1) device array."""
+    return values[0].item() if (values == values[0]).all() else values
 
 
 @dataclass
