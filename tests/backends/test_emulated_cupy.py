@@ -14,6 +14,7 @@ if not CUPY_IS_EMULATED:  # helpers (via conftest) puts the emulator first on sy
     pytest.skip("a real CuPy is installed: these tests are about the emulator", allow_module_level=True)
 
 import cupy  # noqa: E402
+import cupy.cublas  # noqa: E402  (as in real CuPy, `import cupy` leaves it out)
 from cupy import _emulation  # noqa: E402
 
 
@@ -146,11 +147,109 @@ def test_matmul_rules():
     cupy.matmul(strided, b, out=out_c)
     assert delta(before) == {"allocations": 1, "launches": 2}
     batch = cupy.ones((2, 4, 3), numpy.float32)
+    stack = cupy.ones((2, 3, 4), numpy.float32)
     before = _emulation.snapshot()
-    r3 = cupy.matmul(b.T, cupy.ones((2, 3, 4), numpy.float32)[:, :, :])  # 2-D x 3-D
+    r3 = cupy.matmul(b.T, stack)  # 2-D (F-ordered: copied) x 3-D (broadcast: pointer arrays)
     assert r3.shape == (2, 5, 4)
-    assert delta(before)["launches"] == 2  # ones (a fill kernel) + one cuBLAS launch
+    assert delta(before) == {"allocations": 1 + 3 + 1, "launches": 1 + 3 + 1}  # copy, pointers, cuBLAS
+    out3 = cupy.empty((2, 4, 4), numpy.float32)
+    before = _emulation.snapshot()
+    cupy.matmul(stack.mT, stack, out=out3)  # a batched operand not C-contiguous: copied
+    assert delta(before) == {"allocations": 1, "launches": 2}
+    before = _emulation.snapshot()
+    cupy.matmul(batch, stack, out=out3)  # C-contiguous stacks of one batch: one launch
+    assert delta(before) == {"launches": 1}
     assert cupy.matmul(batch, b).shape == (2, 4, 5)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_strided_batched_gemm_binding(dtype):
+    """cupy_backends' sgemm/dgemmStridedBatched: raw pointers, column-major operands with
+    their transposes, leading dimensions and batch strides (0: shared), host or device alpha
+    and beta, one launch, nothing allocated; a pointer outside any buffer is refused."""
+    from cupy_backends.cuda.libs import cublas as lib
+
+    rng = numpy.random.default_rng(0)
+    A = rng.standard_normal((3, 4, 5)).astype(dtype)  # column-major op(A) (4, 5) per batch is A[i].T
+    B = rng.standard_normal((5, 6)).astype(dtype)  # shared by the batches
+    C = rng.standard_normal((3, 6, 4)).astype(dtype)  # column-major (4, 6) per batch
+    a, b, c = cupy.asarray(A), cupy.asarray(B), cupy.asarray(C)
+    gemm = lib.sgemmStridedBatched if dtype == numpy.float32 else lib.dgemmStridedBatched
+    handle = cupy.cuda.device.get_cublas_handle()
+    alpha, beta = numpy.array([2.0], dtype), numpy.array([0.5], dtype)
+    before = _emulation.snapshot()
+    # column-major C (4, 6) = 2 * op(A) (4, 5) @ op(B) (5, 6) + 0.5 C, where each A[i] (4, 5) is read
+    # column-major as its (5, 4) transpose (ld 5, batch stride 20, op T), B (5, 6) as (6, 5) (ld 6, op T)
+    gemm(
+        handle,
+        1,
+        1,
+        4,
+        6,
+        5,
+        alpha.ctypes.data,
+        a.data.ptr,
+        5,
+        20,
+        b.data.ptr,
+        6,
+        0,
+        beta.ctypes.data,
+        c.data.ptr,
+        4,
+        24,
+        3,
+    )
+    assert delta(before) == {"launches": 1}
+    want = 2 * numpy.swapaxes(A @ B, 1, 2) + 0.5 * C  # c[i] holds column-major C's transpose
+    numpy.testing.assert_allclose(c.get(), want, rtol=1e-5)
+    lib.setPointerMode(handle, lib.CUBLAS_POINTER_MODE_DEVICE)
+    try:
+        d_alpha, d_beta = cupy.asarray(numpy.array(1.0, dtype)), cupy.asarray(numpy.array(0.0, dtype))
+        gemm(
+            handle,
+            1,
+            1,
+            4,
+            6,
+            5,
+            d_alpha.data.ptr,
+            a.data.ptr,
+            5,
+            20,
+            b.data.ptr,
+            6,
+            0,
+            d_beta.data.ptr,
+            c.data.ptr,
+            4,
+            24,
+            3,
+        )
+    finally:
+        lib.setPointerMode(handle, lib.CUBLAS_POINTER_MODE_HOST)
+    numpy.testing.assert_allclose(c.get(), numpy.swapaxes(A @ B, 1, 2), rtol=1e-5)
+    with pytest.raises(RuntimeError, match="past the end"):  # batch stride too large for the buffer
+        gemm(
+            handle,
+            1,
+            1,
+            4,
+            6,
+            5,
+            alpha.ctypes.data,
+            a.data.ptr,
+            5,
+            40,
+            b.data.ptr,
+            6,
+            0,
+            beta.ctypes.data,
+            c.data.ptr,
+            4,
+            24,
+            3,
+        )
 
 
 def test_cublas_gemm_semantics():

@@ -13,7 +13,7 @@ def _gpu_usable():
     """A real GPU through a real CuPy (not the emulated one, which subprocesses do not see)."""
     if importlib.util.find_spec("cupy") is None or CUPY_IS_EMULATED:
         return False
-    from xpnet.backends import _cupy_status
+    from xpnet.backends.devices import _cupy_status
 
     return _cupy_status(0)[0] is not None
 

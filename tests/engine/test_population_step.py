@@ -51,7 +51,7 @@ def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool
     losses, layers = [], []
     for recipe, net_layers, group in groups:
         net = Net(net_layers, optim.init_slots(recipe.optimizer, ops, net_layers))
-        run = Steps(ops, SPEC, recipe, X, Y, BATCH, per_call=PER_CALL)
+        run = Steps(ops, SPEC, recipe, X, Y, BATCH, per_call=PER_CALL, graphs=True)  # CuPy: chunks replayed
         per_epoch, t, rng, history = math.ceil(N / BATCH), 0, np.random.default_rng(0), []
         epochs = -(-steps // per_epoch)
         for epoch in range(1, epochs + 1):

@@ -138,16 +138,19 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, c
     }
 }
 """,
-    # one block: total += the loss summed over ``steps`` blocks of logits z and targets y, each
-    # (classes, n): cross-entropy of softmax(z) (kind 0), 0.5 * (sigmoid(z) - y)^2 (1) or 0.5 * (z - y)^2 (2), each
-    # sample's times its weight w (steps, n) where ``weighted``
+    # one block per member m: total[m] += the loss summed over ``steps`` blocks of logits z
+    # (steps, members, classes, n) against targets y (steps, classes, n) shared by the members:
+    # cross-entropy of softmax(z) (kind 0), 0.5 * (sigmoid(z) - y)^2 (1) or 0.5 * (z - y)^2 (2), each
+    # sample's times its weight w (steps, n) where ``weighted``; a solo run is members = 1
     "loss_sum": r"""
 extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w, double* total, int steps,
-                                    int classes, int n, int kind, int weighted) {
+                                    int classes, int n, int kind, int weighted, int members) {
     __shared__ double shared[256];
     double partial = 0;
+    long long block = (long long)classes * n;
     for (long long j = threadIdx.x; j < (long long)steps * n; j += blockDim.x) {
-        long long base = (j / n) * classes * (long long)n + j % n;
+        long long t = (j / n) * block + j % n;  // sample j in y
+        long long base = ((j / n) * members + blockIdx.x) * block + j % n;  // in z
         double sample = 0;
         if (kind == 0) {
             real m = minus_infinity(), s = 0, dot = 0, ysum = 0;
@@ -155,21 +158,21 @@ extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w,
             for (int c = 0; c < classes; ++c) {
                 real v = z[base + (long long)c * n] - m;
                 s += exp(v);
-                dot += y[base + (long long)c * n] * v;
-                ysum += y[base + (long long)c * n];
+                dot += y[t + (long long)c * n] * v;
+                ysum += y[t + (long long)c * n];
             }
             sample = (double)(ysum * log(s) - dot);  // -sum_c y (z - m - log s)
         } else {
             for (int c = 0; c < classes; ++c) {
                 real v = z[base + (long long)c * n];
-                real e = (kind == 2 ? v : sigmoid_of(v)) - y[base + (long long)c * n];
+                real e = (kind == 2 ? v : sigmoid_of(v)) - y[t + (long long)c * n];
                 sample += 0.5 * (double)(e * e);
             }
         }
         partial += weighted ? sample * (double)w[j] : sample;
     }
     double s = block_sum(partial, shared);
-    if (threadIdx.x == 0) total[0] += s;
+    if (threadIdx.x == 0) total[blockIdx.x] += s;
 }
 """,
     # one optimiser step of count parameters p with gradient g and slots s0 (s1): momentum and
@@ -247,13 +250,12 @@ def _ref_output_error(z, b, y, w, d, scale, total, alpha, beta, n, classes, kind
         t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)
 
 
-def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted):
-    shape = (steps, classes, n)
+def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted, members):
     count = steps * classes * n
-    weights = w[: steps * n].reshape(steps, n) if weighted else None
-    total[0] += float(
-        _REF.loss_sum(OUTPUTS[kind], z[:count].reshape(shape), y[:count].reshape(shape), 1, None, weights)
-    )
+    Z = z[: count * members].reshape(steps, members, classes, n)
+    Y = y[:count].reshape(steps, 1, classes, n)
+    weights = w[: steps * n].reshape(steps, 1, n) if weighted else None
+    total[:members] += _REF.loss_sum(OUTPUTS[kind], Z, Y, 2, None, weights, member_axis=1)
 
 
 def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b1c, b2, b2c, eps, k0, k1, k2):

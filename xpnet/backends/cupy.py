@@ -22,10 +22,12 @@ laid out as it expects falls back to the base op set's formula.
 from __future__ import annotations
 
 import cupy
+import cupy.cublas  # a submodule that `import cupy` leaves out
 import numpy
+from cupy_backends.cuda.libs import cublas as cublas_lib
 
 from xpnet.backends import cuda_kernels as kernels
-from xpnet.backends.numpy import NumpyOps
+from xpnet.backends.numpy import NumpyOps, wide
 
 CHUNK_BYTES = 4 << 20  # training rows gathered at once (not yet measured on a GPU)
 
@@ -33,6 +35,11 @@ CHUNK_BYTES = 4 << 20  # training rows gathered at once (not yet measured on a G
 def _feature_major(a) -> bool:
     """A 2-D (n, size) array stored contiguously as its (size, n) transpose."""
     return a.ndim == 2 and a.flags.f_contiguous
+
+
+def _integral(v) -> bool:
+    """A rand key (an int, or a population's per-member uint32 array), not a float."""
+    return isinstance(v, (int, numpy.integer)) or (isinstance(v, numpy.ndarray) and v.dtype.kind in "iu")
 
 
 def _on_host(x) -> bool:
@@ -43,6 +50,25 @@ def _on_host(x) -> bool:
 def _gemm_output(out) -> bool:
     """An output cuBLAS writes directly: 2-D, C- or F-contiguous."""
     return out is not None and out.ndim == 2 and (out.flags.c_contiguous or out.flags.f_contiguous)
+
+
+def _matrix_layout(x):
+    """(transposed, leading dimension, batch stride) of a 2-D or 3-D array's matrices as cuBLAS
+    reads them (in elements; a 2-D array is shared by every batch: stride 0), or None where
+    cuBLAS cannot read it in place (a matrix neither row- nor column-contiguous)."""
+    if x.ndim not in (2, 3) or x.dtype.char not in "fd" or any(s < 0 for s in x.strides):
+        return None
+    rows, cols = x.shape[-2:]
+    sr, sc = (s // x.itemsize for s in x.strides[-2:])
+    batch = x.strides[0] // x.itemsize if x.ndim == 3 else 0
+    if (cols == 1 or sc == 1) and (rows == 1 or sr >= cols):
+        return False, max(sr if rows > 1 else cols, cols, 1), batch
+    if (rows == 1 or sr == 1) and (cols == 1 or sc >= rows):
+        return True, max(sc if cols > 1 else rows, rows, 1), batch
+    return None
+
+
+_COEFFICIENTS = {}  # dtype char -> (host 1, host 0): alpha and beta of the batched GEMMs
 
 
 def _same_layout(*arrays) -> bool:
@@ -122,7 +148,52 @@ class CupyOps(NumpyOps):
     def _gemm(self, a, b, out):
         if _gemm_output(out) and a.ndim == b.ndim == 2:
             return cupy.cublas.gemm("N", "N", a, b, out=out)
+        if out is not None and out.ndim == 3 and not self.is_transposed(out) and not wide(a, b, out):
+            if self._gemm_batched(a, b, out):
+                return out
         return super()._gemm(a, b, out)
+
+    def _gemm_batched(self, a, b, out) -> bool:
+        """out[i] = a[i] @ b[i] for a population's stacks (a shared 2-D operand broadcast) as one
+        strided-batched cuBLAS GEMM reading every operand where it lies (transposed views
+        included), as ``cupy.matmul`` would not: it copies operands that are not C-contiguous and
+        allocates pointer arrays to broadcast. False where the layouts do not allow it."""
+        K, m, n = out.shape
+        la, lb, lc = _matrix_layout(a), _matrix_layout(b), _matrix_layout(out)
+        if (
+            None in (la, lb, lc)
+            or lc[0]
+            or not a.dtype == b.dtype == out.dtype
+            or any(x.ndim == 3 and x.shape[0] != K for x in (a, b))
+        ):
+            return False
+        one, zero = _COEFFICIENTS.setdefault(out.dtype.char, (numpy.ones(1, out.dtype), numpy.zeros(1, out.dtype)))
+        handle = cupy.cuda.device.get_cublas_handle()
+        if cublas_lib.getPointerMode(handle) != cublas_lib.CUBLAS_POINTER_MODE_HOST:
+            cublas_lib.setPointerMode(handle, cublas_lib.CUBLAS_POINTER_MODE_HOST)
+        gemm = cublas_lib.sgemmStridedBatched if out.dtype.char == "f" else cublas_lib.dgemmStridedBatched
+        # row-major out = a @ b is column-major out^T = b^T @ a^T: cuBLAS's A is b, its B is a
+        gemm(
+            handle,
+            int(lb[0]),
+            int(la[0]),
+            n,
+            m,
+            a.shape[-1],
+            one.ctypes.data,
+            b.data.ptr,
+            lb[1],
+            lb[2],
+            a.data.ptr,
+            la[1],
+            la[2],
+            zero.ctypes.data,
+            out.data.ptr,
+            lc[1],
+            lc[2],
+            K,
+        )
+        return True
 
     # ---- the fused formulas ------------------------------------------------------------------
 
@@ -238,19 +309,21 @@ class CupyOps(NumpyOps):
         return p, slots
 
     def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None, member_axis=None):
+        """A chunk's logits blocks (steps, classes, n), or a population's (steps, K, classes, n)
+        against targets (steps, 1, classes, n) summed per member (``member_axis`` 1): one kernel."""
+        solo = member_axis is None and z.ndim == 3 and axis == 1
+        population = member_axis == 1 and z.ndim == 4 and axis == 2 and y.shape[1] == 1
         if (
             total is None
-            or member_axis is not None
-            or z.ndim != 3
-            or axis != 1
-            or not all(a.flags.c_contiguous for a in (z, y) + (() if weights is None else (weights,)))
+            or not (solo or population)
+            or not all(a.flags.c_contiguous for a in (z, y, total) + (() if weights is None else (weights,)))
         ):
             return super().loss_sum(kind, z, y, axis, total, weights, member_axis)
-        steps, classes, n = z.shape
+        steps, members, classes, n = z.shape if population else (z.shape[0], 1, *z.shape[1:])
         self._launch(
             "loss_sum",
             z,
-            (1,),
+            (members,),
             (
                 z,
                 y,
@@ -261,6 +334,7 @@ class CupyOps(NumpyOps):
                 self._int(n),
                 self._int(kernels.OUTPUTS.index(kind)),
                 self._int(weights is not None),
+                self._int(members),
             ),
         )
         return total
@@ -269,26 +343,48 @@ class CupyOps(NumpyOps):
 
     def step_inputs(self, per_step: list, like, keep: dict):
         """The chunk's scalars copied to the device at once (floats in like's dtype, rand keys as
-        uint32) into buffers kept per chunk length; each step gets 0-d views of its row. A
-        population's per-member values are copied step by step (populations run no graphs)."""
-        if any(isinstance(v, numpy.ndarray) for v in per_step[0].values()):
-            return super().step_inputs(per_step, like, keep)
-        dtype = like.dtype
-        names = tuple(per_step[0])
-        ints = tuple(n for n in names if isinstance(per_step[0][n], int))
+        uint32) into buffers kept per chunk length and layout; each step gets 0-d views of its
+        row, and a population's per-member values (host arrays (K,)) (K, 1, 1) views of K
+        columns, so that a captured chunk re-reads them on every replay."""
+        first = per_step[0]
+        names = tuple(first)
+        ints = tuple(n for n in names if _integral(first[n]))
         floats = tuple(n for n in names if n not in ints)
-        key = (len(per_step), names)
+        widths = {n: numpy.size(first[n]) for n in names}
+
+        def columns(group):  # name -> its first column, and the row's width
+            starts, at = {}, 0
+            for n in group:
+                starts[n], at = at, at + widths[n]
+            return starts, at
+
+        (f_at, f_width), (i_at, i_width) = columns(floats), columns(ints)
+        key = (len(per_step), names, tuple(widths.values()))
         if key not in keep:
             keep[key] = (
-                cupy.empty((len(per_step), len(floats)), dtype=dtype),
-                cupy.empty((len(per_step), max(1, len(ints))), dtype=numpy.uint32),
+                cupy.empty((len(per_step), max(1, f_width)), dtype=like.dtype),
+                cupy.empty((len(per_step), max(1, i_width)), dtype=numpy.uint32),
             )
         f, i = keep[key]
-        f.set(numpy.array([[s[n] for n in floats] for s in per_step], dtype=dtype))
+
+        def rows(group, dtype):
+            return numpy.array([numpy.concatenate([numpy.ravel(s[n]) for n in group]) for s in per_step], dtype=dtype)
+
+        if floats:
+            f.set(rows(floats, like.dtype))
         if ints:
-            i.set(numpy.array([[s[n] for n in ints] for s in per_step], dtype=numpy.uint32))
+            i.set(rows(ints, numpy.uint32))
+
+        def view(buf, k, at, n):
+            if widths[n] == 1 and not isinstance(first[n], numpy.ndarray):
+                return buf[k, at]
+            return buf[k, at : at + widths[n]].reshape(widths[n], 1, 1)
+
         return [
-            {**{n: f[k, j] for j, n in enumerate(floats)}, **{n: i[k, j] for j, n in enumerate(ints)}}
+            {
+                **{n: view(f, k, f_at[n], n) for n in floats},
+                **{n: view(i, k, i_at[n], n) for n in ints},
+            }
             for k in range(len(per_step))
         ]
 

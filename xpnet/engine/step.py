@@ -351,7 +351,7 @@ class Steps:
         self.per_call = per_call or ops.steps_per_call(
             self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size * self.members
         )
-        self.graphs = graphs and ops.graphs and self.members == 1  # a population's per-member scalars come per step
+        self.graphs = graphs and ops.graphs
         self._buffers, self._chunk, self._inputs, self._graphs = {}, None, {}, {}
         self._run = ops.compile(self._steps, static_argnames=("k", "bs"), donate_argnames=("state",))
 

@@ -143,4 +143,4 @@ def is_available() -> bool:
 
 _POOL = cuda.MemoryPool()
 
-from cupy import cublas, fft, linalg  # noqa: E402,F401
+from cupy import fft, linalg  # noqa: E402,F401  (real CuPy imports these, not cublas: `import cupy.cublas` does)

@@ -103,9 +103,15 @@ def _elementwise(fn, args, outs, kw, kind="elementwise"):
     _em.launch(
         lambda: fn(*ops, out=np_outs, **kw),
         kind,
-        lambda: fn(*ops, out=tuple(numpy.empty_like(o) for o in np_outs), **kw),
+        lambda: _validate(fn, ops, np_outs, kw),
     )
     return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _validate(fn, ops, np_outs, kw) -> None:
+    """What ``fn`` would raise, run into scratch (during a capture: the values are not real)."""
+    with numpy.errstate(all="ignore"):
+        fn(*ops, out=tuple(numpy.empty_like(o) for o in np_outs), **kw)
 
 
 class ufunc:
@@ -720,14 +726,24 @@ def _matmul_shape(sa, sb):
 
 
 def matmul(a, b, out=None, *, dtype=None, casting="same_kind", **kw):
-    """One cuBLAS launch (batched and broadcast included). Operands neither C- nor F-ordered
-    are copied first; an ``out`` that is not C-contiguous or has another dtype gets the
-    product in a temporary, then a copy kernel into ``out`` (CuPy's rules)."""
+    """One cuBLAS launch (batched and broadcast included). 2-D operands neither C- nor
+    F-ordered are copied first, and operands of a batched product (over 2-D) that are not
+    C-contiguous; a broadcast batch allocates pointer arrays; an ``out`` that is not
+    C-contiguous or has another dtype gets the product in a temporary, then a copy kernel
+    into ``out`` (CuPy 14's rules)."""
     _em.check_fail("cublas")
     _check_devices([x for x in (a, b, out) if isinstance(x, ndarray)])
-    a, b = _blas_operand(a), _blas_operand(b)
+    batched = max(getattr(a, "ndim", 0), getattr(b, "ndim", 0)) > 2
+    if batched:  # CuPy's batched matmul: ascontiguousarray of each operand
+        a, b = (x if x._a.flags.c_contiguous else x.copy() for x in (_blas_operand(a), _blas_operand(b)))
+    else:
+        a, b = _blas_operand(a), _blas_operand(b)
     rdt = numpy.result_type(a.dtype, b.dtype) if dtype is None else numpy.dtype(dtype)
     shape = _matmul_shape(a.shape, b.shape)
+    if batched and (a.shape[:-2] != shape[:-2] or b.shape[:-2] != shape[:-2]):
+        for _ in range(3):  # a broadcast batch: CuPy's pointer arrays for gemmBatched, each filled by a kernel
+            _em.allocate(numpy.empty(int(numpy.prod(shape[:-2])), numpy.uintp))
+            _em.launch(lambda: None, "elementwise")
     factor = 2 if _em.fail == "wrong" else 1
     A, B = a._a, b._a
 

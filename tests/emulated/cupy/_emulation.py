@@ -130,6 +130,9 @@ def _free(nbytes: int) -> None:
     memory["free"] += nbytes
 
 
+_buffers: dict = {}  # id -> (address, nbytes, weakref to the buffer): device pointers resolved
+
+
 def allocate(a: numpy.ndarray) -> None:
     """A new device buffer holding ``a`` (a fresh NumPy array)."""
     _forbid_in_capture(f"allocation of a {tuple(a.shape)} {a.dtype} array")
@@ -137,6 +140,28 @@ def allocate(a: numpy.ndarray) -> None:
     memory["used"] += a.nbytes
     memory["free"] = max(0, memory["free"] - a.nbytes)
     weakref.finalize(a, _free, a.nbytes)
+    key = id(a)
+    _buffers[key] = (a.__array_interface__["data"][0], a.nbytes, weakref.ref(a, lambda _: _buffers.pop(key, None)))
+
+
+def at_pointer(ptr: int, dtype, shape: tuple, strides: tuple) -> numpy.ndarray:
+    """A writable view of the live device buffer holding address ``ptr``: elements of dtype at
+    ``strides`` (in elements) from it, as a library given a raw pointer would read them."""
+    for start, nbytes, ref in list(_buffers.values()):
+        base = ref()
+        if base is not None and start <= ptr < start + max(nbytes, 1):
+            flat = base.reshape(-1, order="A") if base.flags.c_contiguous or base.flags.f_contiguous else None
+            if flat is None or flat.dtype != numpy.dtype(dtype):
+                raise RuntimeError(f"pointer {ptr:#x}: a {base.dtype} buffer read as {numpy.dtype(dtype)}")
+            offset = (ptr - start) // flat.itemsize
+            last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
+            if last >= flat.size:
+                raise RuntimeError(f"pointer {ptr:#x}: read past the end of its buffer (an illegal address)")
+            itemsize = flat.itemsize
+            return numpy.lib.stride_tricks.as_strided(
+                flat[offset:], shape, tuple(s * itemsize for s in strides), writeable=True
+            )
+    raise RuntimeError(f"pointer {ptr:#x} is not in a live device buffer (an illegal address)")
 
 
 def host_sync(what: str) -> None:
