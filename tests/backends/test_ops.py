@@ -179,6 +179,36 @@ def test_reductions(target, data, axis):
         )
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_products_cublaslt_refuses_are_written_another_way(monkeypatch, rng, dtype):
+    """On CUDA an in-place addmm with beta and a one-row or one-column operand goes to
+    cuBLASLt, which refuses it (every plain-SGD step failed so on an H100): the torch op set
+    then sums through a GEMV and multiplies into scratch. Those forms, forced here on the CPU,
+    give the same sums and products."""
+    torch = pytest.importorskip("torch")
+    from xpnet import backends
+    from xpnet.backends import torch as torch_ops
+
+    t = backends.resolve("torch", "cpu")
+    ops = t.ops
+    monkeypatch.setattr(torch_ops, "_lt_refuses", lambda *mats: True)
+    x_h = rng.standard_normal((7, 5))
+    x = torch.as_tensor(x_h.T.copy(), dtype=getattr(torch, dtype)).mT  # feature-major, as a step's errors
+    for axis, shape in ((0, (1, 5)), (1, (7, 1))):
+        prior = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+        out = torch.tensor(prior, dtype=x.dtype)  # a copy: prior stays the reference's
+        got = ops.sum(x, axis, out=out, alpha=-0.5, beta=1.0)
+        assert got is out
+        np.testing.assert_allclose(got.numpy(), REF.sum(x_h, axis, out=prior.copy(), alpha=-0.5, beta=1.0), rtol=1e-6)
+    a_h, b_h = rng.standard_normal((1, 4)), rng.standard_normal((4, 3))  # the partial last batch of one row
+    out = torch.ones((1, 3), dtype=x.dtype)
+    got = ops.matmul(
+        torch.as_tensor(a_h, dtype=x.dtype), torch.as_tensor(b_h, dtype=x.dtype), out=out, alpha=-2.0, beta=1.0
+    )
+    assert got is out
+    np.testing.assert_allclose(got.numpy(), 1.0 - 2.0 * a_h @ b_h, rtol=1e-6)
+
+
 @pytest.mark.parametrize("a_t", [False, True])
 @pytest.mark.parametrize("b_t", [False, True])
 @pytest.mark.parametrize("alpha,beta", [(1.0, None), (-0.25, None), (-1.0, 1.0), (-0.5, 0.97), (2.0, 1.0)])

@@ -25,6 +25,14 @@ def _number(x) -> bool:
     return isinstance(x, (int, float))
 
 
+def _lt_refuses(*mats) -> bool:
+    """Whether an in-place ``addmm_`` with beta on these CUDA operands would fail: PyTorch sends
+    it to cuBLASLt, whose heuristic answers CUBLAS_STATUS_INVALID_VALUE for an operand of one
+    row or column (seen on an H100, torch 2.11, CUDA 13: every plain-SGD step failed at the
+    bias update, ones (1, n) @ d). Such products are written another way there."""
+    return mats[0].is_cuda and any(1 in m.shape for m in mats)
+
+
 class TorchOps(Ops):
     """In-place primitives on PyTorch tensors."""
 
@@ -149,6 +157,10 @@ class TorchOps(Ops):
             out = torch.sum(x, dim=axis, keepdim=True, out=out)
             return out if is_one(alpha) else out.mul_(alpha)
         if x.dim() == 2 and _number(alpha) and _number(beta):  # out = beta * out + alpha * (ones @ x or x @ ones)
+            rows = x.mT if axis in (0, -2) else x
+            if _lt_refuses(x):  # a GEMV into out's elements instead
+                out.view(-1).addmv_(rows, self._ones((rows.shape[1],), x), beta=beta, alpha=alpha)
+                return out
             if axis in (0, -2):
                 return out.addmm_(self._ones((1, x.shape[0]), x), x, beta=beta, alpha=alpha)
             return out.addmm_(x, self._ones((x.shape[1], 1), x), beta=beta, alpha=alpha)
@@ -166,6 +178,8 @@ class TorchOps(Ops):
         if a.dim() != 2 or b.dim() != 2 or not (_number(alpha) and (beta is None or _number(beta))):
             return self._batched(a, b, out, alpha, beta)
         if beta is not None:
+            if _lt_refuses(a, b):  # the product into scratch (beta 0: plain cuBLAS), then added
+                return self.axpby(alpha, torch.mm(a, b, out=self.work(out.shape, out, "gemm")), beta, out)
             return out.addmm_(a, b, beta=beta, alpha=alpha)
         if out is None:
             r = torch.mm(a, b)
