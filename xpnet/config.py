@@ -39,11 +39,19 @@ def resolve_spec(cfg: TrainConfig, num_features: int, num_classes: int) -> model
 
 
 def recipe(cfg: TrainConfig, n_train: int, image_shape) -> StepOptions:
-    """The step's recipe: the optimiser and its settings, dropout, max-norm, augmentation."""
+    """The step's recipe: the optimiser and its settings, dropout, max-norm, augmentation, label smoothing."""
     if cfg.augment != "none" and len(image_shape) != 2:
         raise UserError(f"{named('augment')} {cfg.augment}: needs 2-D images, the data's are {tuple(image_shape)}")
     optimizer = optim.Optimizer(cfg.optimizer, cfg.momentum, weight_decay=cfg.weight_decay, l2=cfg.l2, n_train=n_train)
-    return StepOptions(optimizer, cfg.dropout, cfg.max_norm, cfg.augment, tuple(image_shape), cfg.seed)
+    return StepOptions(
+        optimizer,
+        cfg.dropout,
+        cfg.max_norm,
+        cfg.augment,
+        tuple(image_shape),
+        cfg.seed,
+        label_smoothing=cfg.label_smoothing,
+    )
 
 
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list of integers"}

@@ -1,12 +1,13 @@
 """Populations: K networks of one shape trained together by the population step, each its own run.
 
 A population's members share what makes the step one step (the layer sizes, activation,
-output, batch size, dtype, backend and device, the data, the batch order ``seed``, the
-augmentation and label smoothing) and may differ in ``MEMBER_SETTINGS``: the learning rate and
-its schedule, the optimiser's momentum and decays, dropout, max-norm, the initial weights
+output, batch size, dtype, backend and device, the data, the batch order ``seed`` and the
+augmentation) and may differ in ``MEMBER_SETTINGS``: the learning rate and its schedule, the
+optimiser's momentum and decays, dropout, max-norm, label smoothing, the initial weights
 (``init_seed``), the epochs and early stopping, and where each writes. Each member is a
 ``training.Run`` of its own (``Member``): its history, callbacks, checkpoint and result are
-those of the solo run with its settings, and equal it (``tests/engine/test_population.py``).
+those of the solo run with its settings, and equal it (``tests/engine/test_population_step.py``,
+``tests/cli/test_population.py``).
 
 A member stops on its own (its epochs, early stopping, a callback, a non-finite loss) at an
 epoch's end, where the losses are read anyway: from then on its learning rate is 0 (so its
@@ -43,6 +44,7 @@ MEMBER_SETTINGS = (
     "l2",
     "dropout",
     "max_norm",
+    "label_smoothing",
     "init_seed",
     "epochs",
     "early_stop",
@@ -108,6 +110,10 @@ class PopulationRun(training.Run):
         member_say = member_say or (lambda k: lambda line: say(f"[{k}] {line}"))
         self.members = [Member(c, self, k, member_say(k)) for k, c in enumerate(cfgs)]
         self.live = [m.cfg.epochs >= 1 for m in self.members]  # members still training
+        each = self.recipe.member_smoothing  # the validation loss's label smoothing, per member where it differs
+        self.val_smoothing = (
+            cfgs[0].label_smoothing if each is None else backend.ops.constant(each.reshape(-1, 1, 1), self.train.onehot)
+        )
         self.test = None  # the test split on the device, once a member needs it
         self.share()
 
@@ -195,7 +201,7 @@ def _epoch(pop: PopulationRun, stop, lists) -> list:
     seconds = time.perf_counter() - t0
     val = None
     if pop.val is not None and not pop.dataset.regression:
-        val = evaluate.scores(st.net.layers, pop.val, pop.spec, cfg.dtype, cfg.label_smoothing)
+        val = evaluate.scores(st.net.layers, pop.val, pop.spec, cfg.dtype, pop.val_smoothing)
     stopped = []
     for k, m in enumerate(pop.members):
         if not pop.live[k]:

@@ -214,7 +214,7 @@ class Run:
         val_weights = None if val_split is None else _weighed(data.row_weights(val_split, per_class), "validation")
         self.state = state if state is not None else self.start(resume)
         self.train = data.to_device(
-            backend, train_split, cfg.dtype, dataset.num_classes, cfg.label_smoothing, self.weights
+            backend, train_split, cfg.dtype, dataset.num_classes, self.recipe.target_smoothing, self.weights
         )
         self.val = data.to_device(backend, val_split, cfg.dtype, weights=val_weights) if val_split is not None else None
         self.n = len(self.train)

@@ -129,7 +129,7 @@ def test_replayed_steps_equal_eager_steps_bit_for_bit(mnist, recipe):
 
 
 MEMBERS = [  # a population's members: every scalar differs somewhere
-    {"lr": 0.05, "dropout": 0.2, "init_seed": 1},
+    {"lr": 0.05, "dropout": 0.2, "label_smoothing": 0.1, "init_seed": 1},
     {"lr": 0.2, "dropout": 0.4, "l2": 2.0, "init_seed": 2},
     {"lr": 0.1, "max_norm": 1.5, "init_seed": 3},
 ]

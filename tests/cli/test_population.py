@@ -23,9 +23,9 @@ SMALL = dict(hidden=(16,), epochs=3, validation=57000, batch_size=20, quiet=True
 def _members(**settings):
     base = training.TrainConfig(**{**SMALL, **settings})
     return [
-        replace(base, lr=0.05, init_seed=1),
+        replace(base, lr=0.05, init_seed=1, label_smoothing=0.1),
         replace(base, lr=0.2, init_seed=2, momentum=0.5, dropout=0.2),
-        replace(base, lr=0.1, init_seed=3, l2=1.0, max_norm=2.0),
+        replace(base, lr=0.1, init_seed=3, l2=1.0, max_norm=2.0, label_smoothing=0.2),
     ]
 
 

@@ -1,7 +1,7 @@
 """The population step: K networks trained by one step, each member equal to its solo run.
 
 Each member of a population differs from the others in its scalars (learning rate, momentum,
-L2, weight decay, dropout rate, max-norm, initial weights) and shares the batch order; after
+L2, weight decay, dropout rate, max-norm, label smoothing, initial weights) and shares the batch order; after
 many steps its parameters and its losses must be its solo run's, on every backend.
 """
 
@@ -26,6 +26,7 @@ POPULATIONS = {  # members' settings, one dict each; every population shares the
     "dropout": [{"dropout": 0.5}, {"dropout": 0.1, "lr": 0.05}, {"lr": 0.2}],
     "same-dropout": [{"dropout": 0.3, "lr": 0.05}, {"dropout": 0.3, "lr": 0.2}],
     "augment": [{"augment": "shift", "lr": 0.05}, {"augment": "shift", "lr": 0.15}],
+    "smoothing": [{"label_smoothing": 0.1}, {"label_smoothing": 0.3, "lr": 0.05}, {"lr": 0.2}],
 }
 
 
@@ -41,7 +42,6 @@ def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool
     recipes = [config.recipe(c, N, (28, 28)) for c in cfgs]
     host = [model.init_params_host(SPEC, np.random.default_rng([c.init_seed, 0x1417])) for c in cfgs]
     X = backend.asarray(np.ascontiguousarray(mnist.train.images[:N].reshape(N, -1)))
-    Y = backend.asarray(data.one_hot(mnist.train.labels[:N], 10, dtype))
     if population:
         groups = [(StepOptions.population(recipes), model.population_to_device(backend, host, dtype), cfgs)]
     else:
@@ -50,6 +50,8 @@ def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool
         ]
     losses, layers = [], []
     for recipe, net_layers, group in groups:
+        # the targets as a run makes them: smoothed, unless the population's members smooth them each
+        Y = backend.asarray(data.one_hot(mnist.train.labels[:N], 10, dtype, recipe.target_smoothing))
         net = Net(net_layers, optim.init_slots(recipe.optimizer, ops, net_layers))
         run = Steps(ops, SPEC, recipe, X, Y, BATCH, per_call=PER_CALL, graphs=True)  # CuPy: chunks replayed
         per_epoch, t, rng, history = math.ceil(N / BATCH), 0, np.random.default_rng(0), []
@@ -99,7 +101,7 @@ def test_each_member_is_its_solo_run_in_float64(name, mnist):
     assert len({float(np.abs(W).sum()) for W, _ in (m[0] for m in pop)}) == len(members)  # they did differ
 
 
-@pytest.mark.parametrize("name", ["sgd-lr", "adamw", "dropout", "momentum"])
+@pytest.mark.parametrize("name", ["sgd-lr", "adamw", "dropout", "momentum", "smoothing"])
 def test_population_step_on_every_backend(target, name, mnist):
     """Two epochs of a population on each backend (the emulated CuPy too) against its members
     run alone on the same backend."""

@@ -139,17 +139,18 @@ extern "C" __global__ void output_error(real* z, const real* b, const real* y, c
 }
 """,
     # one block per member m: total[m] += the loss summed over ``steps`` blocks of logits z
-    # (steps, members, classes, n) against targets y (steps, classes, n) shared by the members:
+    # (steps, members, classes, n) against targets y (steps, classes, n) shared by the members
+    # (y_members 1) or each member's (steps, members, classes, n) (y_members = members):
     # cross-entropy of softmax(z) (kind 0), 0.5 * (sigmoid(z) - y)^2 (1) or 0.5 * (z - y)^2 (2), each
     # sample's times its weight w (steps, n) where ``weighted``; a solo run is members = 1
     "loss_sum": r"""
 extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w, double* total, int steps,
-                                    int classes, int n, int kind, int weighted, int members) {
+                                    int classes, int n, int kind, int weighted, int members, int y_members) {
     __shared__ double shared[256];
     double partial = 0;
     long long block = (long long)classes * n;
     for (long long j = threadIdx.x; j < (long long)steps * n; j += blockDim.x) {
-        long long t = (j / n) * block + j % n;  // sample j in y
+        long long t = ((j / n) * y_members + (y_members > 1 ? blockIdx.x : 0)) * block + j % n;  // in y
         long long base = ((j / n) * members + blockIdx.x) * block + j % n;  // in z
         double sample = 0;
         if (kind == 0) {
@@ -250,10 +251,10 @@ def _ref_output_error(z, b, y, w, d, scale, total, alpha, beta, n, classes, kind
         t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)
 
 
-def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted, members):
+def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted, members, y_members):
     count = steps * classes * n
     Z = z[: count * members].reshape(steps, members, classes, n)
-    Y = y[:count].reshape(steps, 1, classes, n)
+    Y = y[: count * y_members].reshape(steps, y_members, classes, n)
     weights = w[: steps * n].reshape(steps, 1, n) if weighted else None
     total[:members] += _REF.loss_sum(OUTPUTS[kind], Z, Y, 2, None, weights, member_axis=1)
 

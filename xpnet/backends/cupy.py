@@ -310,9 +310,12 @@ class CupyOps(NumpyOps):
 
     def loss_sum(self, kind: str, z, y, axis: int, total=None, weights=None, member_axis=None):
         """A chunk's logits blocks (steps, classes, n), or a population's (steps, K, classes, n)
-        against targets (steps, 1, classes, n) summed per member (``member_axis`` 1): one kernel."""
+        against targets (steps, 1, classes, n) or each member's (steps, K, classes, n), summed
+        per member (``member_axis`` 1): one kernel."""
         solo = member_axis is None and z.ndim == 3 and axis == 1
-        population = member_axis == 1 and z.ndim == 4 and axis == 2 and y.shape[1] == 1
+        population = (
+            member_axis == 1 and z.ndim == 4 and axis == 2 and y.shape in (z.shape, (z.shape[0], 1, *z.shape[2:]))
+        )
         if (
             total is None
             or not (solo or population)
@@ -335,6 +338,7 @@ class CupyOps(NumpyOps):
                 self._int(kernels.OUTPUTS.index(kind)),
                 self._int(weights is not None),
                 self._int(members),
+                self._int(y.shape[1] if population else 1),
             ),
         )
         return total

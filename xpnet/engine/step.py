@@ -41,6 +41,19 @@ class StepOptions:
     image_shape: tuple = ()
     seed: int = 0
     members: tuple = ()  # a population's: each member's own StepOptions (``population``); () for one network
+    label_smoothing: float = 0.0  # the targets': made with it (``target_smoothing``), or smoothed per member
+
+    @cached_property
+    def member_smoothing(self):
+        """A population's members' label smoothing (K,) where they differ: the step then smooths
+        one-hot targets per member (``Steps``); None where one value serves (the targets carry it)."""
+        values = np.array([m.label_smoothing for m in self.members])
+        return None if len(set(values.tolist())) <= 1 else values
+
+    @property
+    def target_smoothing(self) -> float:
+        """The label smoothing the training targets are made with (``data.to_device``)."""
+        return 0.0 if self.member_smoothing is not None else self.label_smoothing
 
     @property
     def size(self) -> int:
@@ -56,7 +69,7 @@ class StepOptions:
     def population(members) -> StepOptions:
         """The options of a population step for ``members`` (StepOptions of K >= 2 networks
         alike but in their scalars: the same optimiser, augmentation and seed, any dropout
-        rates, max-norms, learning rates, momenta and decays). Its own fields switch the step's
+        rates, max-norms, learning rates, momenta, decays and label smoothing). Its own fields switch the step's
         parts on (dropout and max-norm where any member has them; L2 and decay where any
         member has them); the members' values come per step (``scalars``)."""
         first = members[0]
@@ -79,6 +92,7 @@ class StepOptions:
             first.image_shape,
             first.seed,
             tuple(members),
+            first.label_smoothing,
         )
 
     def member_constants(self) -> dict:
@@ -298,16 +312,18 @@ class Chunk:
     """The rows of a chunk of batches, gathered at once: stored pixels (raw), as floats (x),
     targets (y) and, with sample weights W, the rows' weights (w); and, step by step, the
     targets and the logits the steps leave, each step's (classes, batch) block contiguous
-    (``blocks``), so that every product writes its output directly. None entries where the op
-    set makes new arrays."""
+    (``blocks``), so that every product writes its output directly, and where a population's
+    members smooth their labels differently, each member's targets (ys). None entries where
+    the op set makes new arrays."""
 
-    def __init__(self, ops, like, X, Y, W, rows: int, members: int = 1):
+    def __init__(self, ops, like, X, Y, W, rows: int, members: int = 1, smoothed: bool = False):
         self.raw = ops.buffer((rows, X.shape[1]), like, X.dtype)
         self.x = ops.buffer((rows, X.shape[1]), like)
         self.y = ops.buffer((rows, Y.shape[1]), like)
         self.w = None if W is None else ops.buffer((rows,), like)
         self.yc = ops.buffer((rows * Y.shape[1],), like)
         self.z = ops.buffer((members * rows * Y.shape[1],), like)
+        self.ys = ops.buffer((members * rows * Y.shape[1],), like) if smoothed else None  # each member's targets
 
     def rows(self, ops, rows: int) -> dict:
         """The first ``rows`` rows of raw, x, y and w (None where there are no buffers)."""
@@ -353,6 +369,10 @@ class Steps:
         )
         self.graphs = graphs and ops.graphs
         self._buffers, self._chunk, self._inputs, self._graphs = {}, None, {}, {}
+        self.smoothing = None  # per-member label smoothing: (1 - s, s / classes), each (K, 1, 1), Y one-hot
+        if recipe.member_smoothing is not None:
+            s = recipe.member_smoothing.reshape(-1, 1, 1)
+            self.smoothing = (ops.constant(1.0 - s, Y), ops.constant(s / Y.shape[1], Y))
         self._run = ops.compile(self._steps, static_argnames=("k", "bs"), donate_argnames=("state",))
 
     def chunks(self, first: int, last: int):
@@ -385,7 +405,9 @@ class Steps:
             self._buffers[bs] = Buffers(ops, self.spec, self.recipe, bs, net)
         if self._chunk is None:
             rows = min(self.per_call * self.batch_size, self.X.shape[0])  # a chunk's steps never pass the epoch's end
-            self._chunk = Chunk(ops, net.layers[0][0], self.X, self.Y, self.W, rows, self.members)
+            self._chunk = Chunk(
+                ops, net.layers[0][0], self.X, self.Y, self.W, rows, self.members, self.smoothing is not None
+            )
         inputs = ops.step_inputs(scalars, self.Y, self._inputs)
         (net.layers, net.slots), total = self._run(
             (net.layers, net.slots), self.X, self.Y, self.W, perm, first, inputs, total, k=k, bs=bs
@@ -404,6 +426,8 @@ class Steps:
         if ops.in_place:  # each step's targets and logits class-major, in blocks
             yb, zb = c.blocks(ops, c.yc, k, bs, classes), c.blocks(ops, c.z, k, bs, classes, K)
             yb = ops.copy(ops.xp.permute_dims(ops.xp.reshape(y, (k, bs, classes)), (0, 2, 1)), out=yb)
+            if self.smoothing is not None:  # (k, K, classes, bs): each member's smoothed targets
+                yb = self._smoothed(ops.xp.expand_dims(yb, axis=1), c.blocks(ops, c.ys, k, bs, classes, K))
 
         def body(i, s, carry):
             layers, slots, loss = carry
@@ -414,6 +438,8 @@ class Steps:
                 train_step(ops, spec, self.recipe, net, bufs, x_i, yb[i].mT, s, zb[i].mT, scale, w_i)
             else:
                 y_i = ops.slice(y, i * bs, bs)
+                if self.smoothing is not None:
+                    y_i = self._smoothed(y_i)  # (K, bs, classes)
                 z = train_step(ops, spec, self.recipe, net, bufs, x_i, y_i, s, None, scale, w_i)
                 step_loss = ops.loss_sum(spec.output, z, y_i, -1, weights=w_i, member_axis=members)
                 loss = loss + ops.astype(step_loss, "float64")
@@ -424,11 +450,18 @@ class Steps:
             if K == 1:
                 wb = None if w is None else ops.xp.reshape(w, (k, bs))
                 total = ops.loss_sum(spec.output, zb, yb, 1, total=total, weights=wb)
-            else:  # (k, K, classes, bs) logits against (k, 1, classes, bs) targets
+            else:  # (k, K, classes, bs) logits against (k, 1, classes, bs) targets (or each member's)
                 wb = None if w is None else ops.xp.reshape(w, (k, 1, bs))
-                yk = ops.xp.expand_dims(yb, axis=1)
+                yk = yb if self.smoothing is not None else ops.xp.expand_dims(yb, axis=1)
                 total = ops.loss_sum(spec.output, zb, yk, 2, total=total, weights=wb, member_axis=1)
         return (layers, slots), total
+
+    def _smoothed(self, y, out=None):
+        """One-hot targets y (..., 1 or n, classes, ...) smoothed by each member's label
+        smoothing: y (1 - s) + s / classes, the member axis third from the end."""
+        keep, spread = self.smoothing
+        ops = self.ops
+        return ops.add(ops.multiply(y, keep, out=out), spread, out=out)
 
     def _loop(self, body, k: int, bs: int, carry, inputs):
         """``ops.loop`` over the chunk's steps; with graphs, a chunk of full batches of each
