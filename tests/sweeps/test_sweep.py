@@ -396,6 +396,32 @@ def test_a_killed_worker_s_trial_is_retried(tmp_path, data_dir, kind):
 
 
 @pytest.mark.slow
+def test_a_killed_population_worker_s_trials_are_each_retried(tmp_path, data_dir):
+    """kill -9 of a ``--population 3`` worker mid-training: every trial of its population has
+    beaten (the worker beats for each, Optuna for none of ask/tell trials), so the next worker
+    fails all three as stale and retries each once, with its parameters, its batch order and
+    its initial weights."""
+    storage = f"sqlite:///{tmp_path}/sweeps.db"
+    make_study(tmp_path, data_dir, storage, epochs=80)
+    flags = ("--study", "s", "--storage", storage, "--trials", 3, "--heartbeat", 1, "--population", 3)
+    victim = popen("sweep", "run", *flags, cwd=tmp_path)
+    _wait_for_running_trial(storage, victim.pid, tmp_path)
+    running = [t.number for t in trials(storage) if t.state.name == "RUNNING"]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert running == [0, 1, 2]
+    xpnet("sweep", "run", *flags, cwd=tmp_path)  # another worker: the three again, as one population
+    ts = {t.number: t for t in trials(storage)}
+    for killed in running:
+        assert ts[killed].state.name == "FAIL" and "error" not in ts[killed].user_attrs
+        retries = [t for t in ts.values() if t.system_attrs.get("failed_trial") == killed]
+        assert len(retries) == 1 and retries[0].state.name == "COMPLETE", (killed, retries)
+        assert retries[0].params == ts[killed].params
+        assert (retries[0].user_attrs["seed"], retries[0].user_attrs["init_seed"]) == (0, killed)
+    assert counted(ts.values()) == 3 and len(ts) == 6
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_stops_the_workers_and_queues_their_trials_again(tmp_path, data_dir, workers):
     storage = f"sqlite:///{tmp_path}/sweeps.db"
