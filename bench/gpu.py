@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -63,6 +64,7 @@ EMULATED_PARTS, EMULATED_WEIGHTS = (
 POPULATION_ARGS = ["--configs", "A", "--members", "16", "--rounds", "1"]
 EMULATED_POPULATION_ARGS = ["--configs", "A", "--members", "2", "--rounds", "1"]
 SPENT = "time budget spent"
+TEST_WORKERS = 8  # pytest-xdist workers of the tests part, where xdist is installed
 ROOF_N = 8192
 LIBRARIES = ("numpy", "cupy", "torch", "jax", "jaxlib", "array_api_compat", "array_api_strict", "xpnet")
 # what xpnet on CuPy must reach on plain SGD after a chunk's first step (checked with --emulate)
@@ -235,9 +237,11 @@ def tests_part(budget: Budget, emulate: bool) -> dict:
     """pytest in subprocesses, one selection after the other, each within what is left of the
     part's budget: the summary line, the failures, the time taken."""
     selections = [["-k", "cupy-emulated"]] if emulate else [["-m", "gpu"], ["-m", "not gpu", "-k", "cupy-cuda"]]
+    # on the GPU machine (16 cores) pytest-xdist's workers share the GPU: the suite in seconds, not minutes
+    parallel = [] if emulate or importlib.util.find_spec("xdist") is None else ["-n", str(TEST_WORKERS)]
     runs = []
     for sel in selections:
-        cmd = [sys.executable, "-m", "pytest", *sel, "-p", "no:cacheprovider", "-q", "-rfE"]
+        cmd = [sys.executable, "-m", "pytest", *sel, *parallel, "-p", "no:cacheprovider", "-q", "-rfE", "--tb=line"]
         entry = {"command": shlex.join(["pytest", *cmd[3:]])}
         if budget.spent():
             runs.append(entry | {"skipped": SPENT})
@@ -267,6 +271,8 @@ def tests_part(budget: Budget, emulate: bool) -> dict:
             "summary": summary.strip("= "),
             "seconds": seconds,
             "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))],
+            # --tb=line: each failure's file, line and error, what a diagnosis needs first
+            "errors": sorted({ln for ln in lines if re.match(r"^/\S+:\d+: ", ln)})[:60],
             "tail": lines[-30:] if rc not in (0, 5) else [],
         }  # 5: nothing selected
         log(f"  {entry['summary']}")
@@ -581,6 +587,8 @@ def render(everything: dict) -> str:
                 continue
             out += [f"- `{t['command']}`: {t['summary']} in {t['seconds']:.0f}s (exit code {t['rc']})"]
             out += [f"  - {f}" for f in t["failures"]]
+            if t.get("errors"):
+                out += ["  - where (`--tb=line`, each distinct line once):"] + [f"    - `{e}`" for e in t["errors"]]
         out.append("")
     if "configs" in everything.get("bench", {}):
         out += _render_bench(everything["bench"], everything["emulate"])
