@@ -191,7 +191,13 @@ def test_torch_products_cublaslt_refuses_are_written_another_way(monkeypatch, rn
 
     t = backends.resolve("torch", "cpu")
     ops = t.ops
-    monkeypatch.setattr(torch_ops, "_lt_refuses", lambda *mats: True)
+    asked = []  # the operands each product would hand to addmm_: the CUDA check sees a ones row or column
+
+    def refuses(*mats):
+        asked.append([tuple(m.shape) for m in mats])
+        return True
+
+    monkeypatch.setattr(torch_ops, "_lt_refuses", refuses)
     x_h = rng.standard_normal((7, 5))
     x = torch.as_tensor(x_h.T.copy(), dtype=getattr(torch, dtype)).mT  # feature-major, as a step's errors
     for axis, shape in ((0, (1, 5)), (1, (7, 1))):
@@ -207,6 +213,7 @@ def test_torch_products_cublaslt_refuses_are_written_another_way(monkeypatch, rn
     )
     assert got is out
     np.testing.assert_allclose(got.numpy(), 1.0 - 2.0 * a_h @ b_h, rtol=1e-6)
+    assert asked == [[(1, 7), (7, 5)], [(5, 1), (7, 5)], [(1, 4), (4, 3)]]
 
 
 @pytest.mark.parametrize("a_t", [False, True])

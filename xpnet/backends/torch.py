@@ -26,10 +26,11 @@ def _number(x) -> bool:
 
 
 def _lt_refuses(*mats) -> bool:
-    """Whether an in-place ``addmm_`` with beta on these CUDA operands would fail: PyTorch sends
-    it to cuBLASLt, whose heuristic answers CUBLAS_STATUS_INVALID_VALUE for an operand of one
-    row or column (seen on an H100, torch 2.11, CUDA 13: every plain-SGD step failed at the
-    bias update, ones (1, n) @ d). Such products are written another way there."""
+    """Whether an in-place ``addmm_`` with beta on these CUDA operands would fail: PyTorch can
+    send it to cuBLASLt, whose heuristic answers CUBLAS_STATUS_INVALID_VALUE for an operand of
+    one row or column. On an H100 (torch 2.11, CUDA 13) every plain-SGD step failed so, and
+    only plain SGD's (its bias update is ones (1, n) @ d with beta 1; bench/RESULTS-gpu.md).
+    Such products are written another way there."""
     return mats[0].is_cuda and any(1 in m.shape for m in mats)
 
 
@@ -157,13 +158,13 @@ class TorchOps(Ops):
             out = torch.sum(x, dim=axis, keepdim=True, out=out)
             return out if is_one(alpha) else out.mul_(alpha)
         if x.dim() == 2 and _number(alpha) and _number(beta):  # out = beta * out + alpha * (ones @ x or x @ ones)
-            rows = x.mT if axis in (0, -2) else x
-            if _lt_refuses(x):  # a GEMV into out's elements instead
+            down = axis in (0, -2)
+            ones = self._ones((1, x.shape[0]) if down else (x.shape[1], 1), x)
+            if _lt_refuses(ones, x):  # a GEMV into out's elements instead
+                rows = x.mT if down else x
                 out.view(-1).addmv_(rows, self._ones((rows.shape[1],), x), beta=beta, alpha=alpha)
                 return out
-            if axis in (0, -2):
-                return out.addmm_(self._ones((1, x.shape[0]), x), x, beta=beta, alpha=alpha)
-            return out.addmm_(x, self._ones((x.shape[1], 1), x), beta=beta, alpha=alpha)
+            return out.addmm_(ones, x, beta=beta, alpha=alpha) if down else out.addmm_(x, ones, beta=beta, alpha=alpha)
         t = torch.sum(x, dim=axis, keepdim=True, out=self.work(out.shape, out, "sum"))
         return self.axpby(alpha, t, beta, out)
 
