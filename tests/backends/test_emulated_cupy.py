@@ -162,6 +162,19 @@ def test_matmul_rules():
     assert cupy.matmul(batch, b).shape == (2, 4, 5)
 
 
+def test_import_cupy_leaves_out_cublas():
+    """As real CuPy 14: ``import cupy`` does not import the ``cupy.cublas`` submodule (code that
+    calls it imports it; the first GPU run failed where xpnet did not)."""
+    import subprocess
+
+    from helpers import EMULATED_CUPY
+
+    code = "import cupy, sys; print(hasattr(cupy, 'cublas')); import cupy.cublas; print(hasattr(cupy, 'cublas'))"
+    env = {"PYTHONPATH": str(EMULATED_CUPY), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False", "True"]
+
+
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_strided_batched_gemm_binding(dtype):
     """cupy_backends' sgemm/dgemmStridedBatched: raw pointers, column-major operands with
