@@ -235,6 +235,28 @@ def test_a_population_of_trials_trains_together_each_as_it_would_alone(tmp_path,
             assert log[-1]["loss"] == pytest.approx(alone.history[-1]["loss"], rel=1e-10)
 
 
+def test_a_population_refused_before_training_fails_each_of_its_trials(tmp_path, data_dir, monkeypatch):
+    """A population that cannot start (its memory refused, say) leaves none of its trials
+    running: each is told failed with the reason."""
+    from xpnet import backends, population
+    from xpnet.files import idx
+    from xpnet.sweeps import study as sweep
+
+    def refused(*args, **kwargs):
+        raise UserError("--hidden 30: the population needs more memory than is free")
+
+    monkeypatch.setattr(population, "train_population", refused)
+    one_shape = SPACE.replace('hidden = ["16", "16,8"]\n', "")  # the three trials form one population
+    (tmp_path / "space.toml").write_text(one_shape.format(data=data_dir, epochs=2))
+    s = space.load(str(tmp_path / "space.toml"))
+    dataset, be = idx.load(str(data_dir), test=False), backends.resolve("numpy", "cpu")
+    objective = sweep.Objective("s", s, dataset, be, str(tmp_path), 1, lambda line: None)
+    study = optuna.create_study(direction="maximize")
+    objective.population(study, [study.ask() for _ in range(3)])
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+    assert all("more memory" in t.user_attrs["error"] for t in study.trials)
+
+
 # --- storages and errors -----------------------------------------------------------------------
 
 

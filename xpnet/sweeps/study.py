@@ -308,6 +308,7 @@ class _Told(cb.Callback):
 
     def __init__(self, study, trial, report: _Report, done):
         self.study, self.trial, self.report, self.done = study, trial, report, done
+        self.told = False
 
     def on_train_end(self, result) -> None:
         if result.failure:
@@ -319,10 +320,12 @@ class _Told(cb.Callback):
             frozen = self.study.tell(self.trial, state=states.PRUNED)
         else:
             frozen = self.study.tell(self.trial, self.report.value())
+        self.told = True
         self.done(self.study, frozen)
 
     def fail(self, error: str) -> None:
         self.trial.set_user_attr("error", error)
+        self.told = True
         self.done(self.study, self.study.tell(self.trial, state=_optuna().trial.TrialState.FAIL))
 
 
@@ -440,8 +443,10 @@ class Objective:
                         train(cfgs[0], self.backend, self.dataset, say=lambda line: None, callbacks=lists[0])
                     else:
                         population.train_population(cfgs, self.backend, self.dataset, lambda line: None, lists)
-                except (Diverged, UserError) as e:  # a lone trial's own failure (a population's are its members')
-                    told[0].fail(str(e))
+                except (Diverged, UserError) as e:  # a lone trial's failure, or a population refused before training
+                    for t in told:  # (a member's own failure is told by its run)
+                        if not t.told:
+                            t.fail(str(e))
         self.running = []
 
     def done(self, study, frozen) -> None:
