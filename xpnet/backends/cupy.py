@@ -167,7 +167,9 @@ class CupyOps(NumpyOps):
             or any(x.ndim == 3 and x.shape[0] != K for x in (a, b))
         ):
             return False
-        one, zero = _COEFFICIENTS.setdefault(out.dtype.char, (numpy.ones(1, out.dtype), numpy.zeros(1, out.dtype)))
+        if out.dtype.char not in _COEFFICIENTS:
+            _COEFFICIENTS[out.dtype.char] = numpy.ones(1, out.dtype), numpy.zeros(1, out.dtype)
+        one, zero = _COEFFICIENTS[out.dtype.char]
         handle = cupy.cuda.device.get_cublas_handle()
         if cublas_lib.getPointerMode(handle) != cublas_lib.CUBLAS_POINTER_MODE_HOST:
             cublas_lib.setPointerMode(handle, cublas_lib.CUBLAS_POINTER_MODE_HOST)
