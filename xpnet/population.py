@@ -21,6 +21,7 @@ import math
 import signal
 import time
 from dataclasses import fields, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,7 @@ MEMBER_SETTINGS = (
     "plots",
 )
 OUTPUTS = ("save", "log", "plots")  # files a member writes: no two members may share one
+LANE_MEMBERS = 2  # the fewest members a group stepped in a thread of its own has (``PopulationRun.lanes``)
 
 
 def check(cfgs: list) -> None:
@@ -120,6 +122,15 @@ class PopulationRun(training.Run):
     def step_options(self, n_train: int, image_shape) -> StepOptions:
         return StepOptions.population([config.recipe(c, n_train, image_shape) for c in self.cfgs])
 
+    def lanes(self) -> int:
+        """On an op set with ``lanes`` (NumPy), one group of members per core the run may use
+        (``threads.Threads``; ``--threads``), each of at least LANE_MEMBERS members: the
+        elementwise passes of a population's step, which NumPy runs on one core, then run on
+        all of them (each group's products on its own core)."""
+        if not self.backend.ops.lanes:
+            return 1
+        return max(1, min(self.threads.count or 1, len(self.members) // LANE_MEMBERS))
+
     def start(self, resume) -> training.TrainState:
         """The members' initial weights side by side (``model.population_to_device``) and the
         batch order they share (equal for all: ``check``)."""
@@ -130,8 +141,27 @@ class PopulationRun(training.Run):
         )
 
     def lr(self, epoch: int, step: int):
-        """Each member's rate at step ``step`` of epoch ``epoch`` (K,): 0 once it has stopped."""
-        return np.array([m.lr(epoch, step) if live else 0.0 for m, live in zip(self.members, self.live)])
+        """Each member's rate at step ``step`` of epoch ``epoch`` (K,): 0 once it has stopped.
+        One ``optim.lr_at`` per group of members on the same schedule (``schedule_groups``),
+        their base rates an array: each rate the solo run's to the bit."""
+        rates = np.zeros(len(self.members))
+        progress = epoch - 1 + step / self.per_epoch
+        for (schedule, epochs, warmup), ks in self.schedule_groups:
+            rates[ks] = optim.lr_at(self.base_lrs[ks], schedule, progress, epochs, warmup)
+        return np.where(self.live, rates, 0.0)
+
+    @cached_property
+    def base_lrs(self) -> np.ndarray:
+        """The members' base learning rates (K,)."""
+        return np.array([c.lr for c in self.cfgs], dtype=np.float64)
+
+    @cached_property
+    def schedule_groups(self) -> list:
+        """The members grouped by their schedule: [((schedule, epochs, warm-up), indices)]."""
+        groups: dict = {}
+        for k, c in enumerate(self.cfgs):
+            groups.setdefault((c.lr_schedule, c.epochs, c.warmup), []).append(k)
+        return [(key, np.array(ks)) for key, ks in groups.items()]
 
     def read(self, total) -> np.ndarray:
         return np.asarray(to_host(total), dtype=np.float64)

@@ -237,6 +237,10 @@ class Run:
         self.threads.start()
         self.best_params, self.best_epoch = None, None  # what the run finishes with, when kept (``keep``)
 
+    def lanes(self) -> int:
+        """How many groups of members a chunk's steps run in, side by side (``Steps.run``): 1."""
+        return 1
+
     def step_options(self, n_train: int, image_shape) -> StepOptions:
         """What the run's step does (``config.recipe``); a population's step, its members'."""
         return config.recipe(self.cfg, n_train, image_shape)
@@ -289,7 +293,7 @@ class Run:
                 )
                 for j in range(first, first + k)
             ]
-            total = steps.run(st.net, perm, first, k, scalars, total)
+            total = steps.run(st.net, perm, first, k, scalars, total, lanes=self.lanes())
             st.t += k
             done, now = first + k, clock()
             self.threads.tick()

@@ -59,9 +59,9 @@ def _counted_epoch(run: training.Run, emulation) -> dict:
     not the epoch's one read of its loss), per step."""
     counts, real = {}, run.steps.run
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         before = emulation.snapshot()
-        out = real(*args)
+        out = real(*args, **kwargs)
         for key, value in emulation.snapshot().items():
             counts[key] = counts.get(key, 0) + value - before[key]
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from xpnet.backends import threads
@@ -95,3 +97,51 @@ def test_usable_cores_is_at_least_one_and_at_most_the_affinity():
     import os
 
     assert 1 <= threads.usable_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_at_once_runs_tasks_side_by_side_with_one_blas_thread_each():
+    """Each task in a thread of its own (the first in the caller's), all running at the same
+    time; NumPy's BLAS pool one thread meanwhile and as it was after; the caller's NumPy error
+    state in every task; results in order; a task's error raised once all have ended."""
+    import threading
+
+    import numpy as np
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    original = blas_threads()
+    try:
+        threads._blas_limit(2)
+        before = blas_threads()
+        barrier = threading.Barrier(3, timeout=10)  # passes only if all three run at once
+
+        def task(k):
+            barrier.wait()
+            return k, threading.get_ident(), blas_threads(), np.geterr()["over"]
+
+        with np.errstate(over="raise"):
+            results = threads.at_once([lambda k=k: task(k) for k in range(3)])
+        assert [k for k, *_ in results] == [0, 1, 2]
+        assert len({ident for _, ident, _, _ in results}) == 3 and results[0][1] == threading.get_ident()
+        assert all(b == [1] * len(before) for _, _, b, _ in results)
+        assert [over for *_, over in results] == ["raise"] * 3
+        assert blas_threads() == before
+
+        ended = []
+
+        def failing():
+            raise ValueError("lane 0")
+
+        def slow():
+            time.sleep(0.2)
+            ended.append(True)
+
+        with pytest.raises(ValueError, match="lane 0"):
+            threads.at_once([failing, slow])
+        assert ended == [True]  # waited for
+        assert blas_threads() == before
+    finally:
+        threads._blas_limit(max(original))

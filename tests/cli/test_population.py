@@ -12,6 +12,7 @@ import pytest
 
 import xpnet
 from xpnet import backends, population, training
+from xpnet.backends import threads
 from xpnet.files import checkpoint
 
 from helpers import assert_clean_error, last_accuracy
@@ -56,6 +57,60 @@ def test_each_member_is_its_solo_run(mnist, optimizer):
         assert member.test_correct == alone.test_correct
         assert _close(training.params_to_host(member.params), training.params_to_host(alone.params), 1e-10)
     assert len({r.test_correct for r in together} | {r.history[-1]["loss"] for r in together}) > 3
+
+
+def test_each_member_s_learning_rate_is_its_solo_run_s_to_the_bit(mnist):
+    """The population's rates (one ``lr_at`` per schedule group, on an array of base rates)
+    are each member's own run's, bit for bit, at every step of every epoch: schedules, warm-ups
+    and epoch counts mixed; a stopped member's rate is 0."""
+    base = training.TrainConfig(**{**SMALL, "epochs": 4})
+    cfgs = [
+        replace(base, lr=0.1),
+        replace(base, lr=0.3, lr_schedule="cosine", warmup=1.5),
+        replace(base, lr=0.07, lr_schedule="cosine", warmup=1.5),
+        replace(base, lr=0.2, lr_schedule="step", epochs=5),
+        replace(base, lr=0.013, lr_schedule="cosine", epochs=2),
+    ]
+    pop = population.PopulationRun(cfgs, backends.resolve("numpy", "cpu"), mnist, say=_quiet)
+    assert len(pop.schedule_groups) == 4
+    for epoch in range(1, 5):
+        for step in range(0, pop.per_epoch, 7):
+            rates = pop.lr(epoch, step)
+            assert rates.tolist() == [m.lr(epoch, step) for m in pop.members]
+    pop.live[1] = False
+    rates = pop.lr(2, 3)
+    assert rates[1] == 0.0 and rates[2] == pop.members[2].lr(2, 3)
+
+
+def test_members_stepped_in_groups_side_by_side_are_their_solo_runs(mnist, monkeypatch):
+    """With two cores to use (``threads=2``), a population of four on NumPy is stepped in two
+    groups of two, side by side (``threads.at_once``): every member's history and weights are
+    still its solo run's. One group on one core, with fewer than four members, or on an op set
+    without lanes."""
+    be = backends.resolve("numpy", "cpu")
+    first = _members()[0]
+    cfgs = [replace(c, dtype="float64", threads=2) for c in _members() + [replace(first, lr=0.3, init_seed=4)]]
+    calls = []
+    real = threads.at_once
+    monkeypatch.setattr(threads, "at_once", lambda tasks: calls.append(len(tasks)) or real(tasks))
+    together = population.train_population(cfgs, be, mnist, say=_quiet)
+    assert calls and set(calls) == {2}
+    for cfg, member in zip(cfgs, together):
+        alone = training.train(cfg, be, mnist, say=_quiet)
+        for mine, theirs in zip(member.history, alone.history):
+            assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-10)
+            assert mine["val_accuracy"] == theirs["val_accuracy"]
+        assert member.test_correct == alone.test_correct
+        assert _close(training.params_to_host(member.params), training.params_to_host(alone.params), 1e-10)
+
+    def lanes(cfgs):
+        return population.PopulationRun(cfgs, be, mnist, say=_quiet).lanes()
+
+    assert lanes(cfgs) == 2
+    assert lanes(cfgs[:3]) == 1
+    assert lanes([replace(c, threads=1) for c in cfgs]) == 1
+    monkeypatch.setattr(type(be.ops), "lanes", False)
+    assert lanes(cfgs) == 1
 
 
 def test_float32_members_score_as_their_solo_runs(mnist):

@@ -28,15 +28,26 @@ POPULATIONS = {  # members' settings, one dict each; every population shares the
     "augment": [{"augment": "shift", "lr": 0.05}, {"augment": "shift", "lr": 0.15}],
     "smoothing": [{"label_smoothing": 0.1}, {"label_smoothing": 0.3, "lr": 0.05}, {"lr": 0.2}],
 }
+# six members for groups stepped side by side: in 2 groups (3 + 3) and in 3 (2 + 2 + 2) some groups'
+# members agree in what the population's differ in (smoothing, dropout, L2), the others do not
+LANES = [
+    {"label_smoothing": 0.1, "dropout": 0.3, "lr": 0.05},
+    {"label_smoothing": 0.1, "dropout": 0.3, "lr": 0.2},
+    {"label_smoothing": 0.1, "dropout": 0.3, "l2": 2.0},
+    {"label_smoothing": 0.2, "dropout": 0.1, "l2": 2.0, "max_norm": 0.9},
+    {"lr": 0.3, "dropout": 0.5, "momentum": 0.5},
+    {"lr": 0.15},
+]
 
 
 def member_config(opts: dict, k: int) -> config.TrainConfig:
     return config.TrainConfig(**{"lr": 0.1, "init_seed": 10 + k, **opts})
 
 
-def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool):
-    """``steps`` steps on the first N MNIST images, of the members together (one population)
-    or of each alone; (per-epoch losses (epochs, K), each member's host layers)."""
+def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool, lanes: int = 1):
+    """``steps`` steps on the first N MNIST images, of the members together (one population,
+    stepped in ``lanes`` groups) or of each alone; (per-epoch losses (epochs, K), each member's
+    host layers)."""
     ops = backend.ops
     cfgs = [member_config(m, k) for k, m in enumerate(members)]
     recipes = [config.recipe(c, N, (28, 28)) for c in cfgs]
@@ -75,7 +86,7 @@ def run_steps(backend, dtype, members: list, mnist, steps: int, population: bool
                     )
                     for i, r in enumerate(rates)
                 ]
-                total = run.run(net, perm, first, k, scalars, total)
+                total = run.run(net, perm, first, k, scalars, total, lanes=lanes)
                 t += k
             history.append(np.atleast_1d(backends.to_host(total)))
         losses.append(np.array(history))
@@ -114,3 +125,24 @@ def test_population_step_on_every_backend(target, name, mnist):
         for (W, b), (W0, b0) in zip(mine, theirs):
             np.testing.assert_allclose(W, W0, atol=tol, rtol=tol)
             np.testing.assert_allclose(b, b0, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adamw"])
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_members_stepped_in_groups_side_by_side_are_their_solo_runs(optimizer, lanes, mnist):
+    """A population stepped in groups of members, each group in a thread of its own
+    (``Steps.lane_steps``), float64, 100 steps: every member within 1e-10 of its solo run, and
+    the same numbers as the population stepped whole."""
+    be = backends.resolve("numpy", "cpu")
+    members = [{**m, "optimizer": optimizer} for m in LANES]
+    if optimizer == "adamw":
+        members = [{**m, "lr": m.get("lr", 0.1) / 30, "weight_decay": 0.05 * k} for k, m in enumerate(members)]
+    split, parts = run_steps(be, "float64", members, mnist, 100, population=True, lanes=lanes)
+    whole, pop = run_steps(be, "float64", members, mnist, 100, population=True)
+    alone, solo = run_steps(be, "float64", members, mnist, 100, population=False)
+    np.testing.assert_allclose(split, whole, rtol=1e-13)
+    np.testing.assert_allclose(split, alone, rtol=1e-10)
+    for k, (mine, together, theirs) in enumerate(zip(parts, pop, solo)):
+        for (W, b), (W1, b1), (W0, b0) in zip(mine, together, theirs):
+            assert np.abs(W - W1).max() < 1e-13 and np.abs(b - b1).max() < 1e-13, k
+            assert np.abs(W - W0).max() < 1e-10 and np.abs(b - b0).max() < 1e-10, k

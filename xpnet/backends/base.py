@@ -70,6 +70,8 @@ class Ops:
     hash_dtype = "uint32"  # integer dtype of rand's hashing (products taken modulo 2**32)
     weight_layout = "out_in"  # how weights are stored: W (out, in) contiguous, or "in_out": W^T
     chunk_bytes = 512 << 10  # training rows (as stored) gathered at once
+    lanes = False  # whether a population's members may be stepped in groups side by side, one thread each
+    # (``Steps.run``): an op set that writes in place and whose kernels release the GIL on the CPU
     scale_in_gemm = False  # put the error's 1/n (and SGD's rate) into the update GEMMs' alpha (free with
     # alpha, as in torch's addmm) rather than into the output error (one small pass)
 
@@ -293,15 +295,16 @@ class Ops:
     # ---- the network's formulas -----------------------------------------------------------
 
     def sigmoid(self, z, out=None):
-        """1 / (1 + exp(-z)), evaluated as exp(min(z, 0)) / (1 + exp(-|z|)): no overflow, and
-        full relative precision for large negative z (torch.sigmoid's accuracy)."""
+        """1 / (1 + exp(-z)), evaluated with one exp, e = exp(-|z|), as max(e, [z > 0]) / (1 + e):
+        e / (1 + e) for z <= 0 and 1 / (1 + e) for z > 0 (e is 1 at z = 0). No overflow, full
+        relative precision for large negative z (torch.sigmoid's accuracy), and NaN stays NaN."""
         t = self.work(z.shape, z)
         t = self.abs(z, out=t)
         t = self.negative(t, out=t)
         t = self.exp(t, out=t)
+        out = self.greater(z, 0.0, out=out)
+        out = self.maximum(out, t, out=out)
         t = self.add(t, 1.0, out=t)
-        out = self.minimum(z, 0.0, out=out)
-        out = self.exp(out, out=out)
         return self.divide(out, t, out=out)
 
     def activate(self, name: str, z, out=None):

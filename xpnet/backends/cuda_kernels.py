@@ -28,8 +28,10 @@ BLOCK = 256  # threads per block of every kernel
 _HELPERS = r"""
 __device__ __forceinline__ real minus_infinity() { return (real)-__longlong_as_double(0x7ff0000000000000LL); }
 __device__ __forceinline__ real sigmoid_of(real z) {
-    // exp(min(z, 0)) / (1 + exp(-|z|)): no overflow, full relative precision for large negative z
-    return exp(fmin(z, (real)0)) / ((real)1 + exp(-fabs(z)));
+    // base.Ops.sigmoid's: e = exp(-|z|), (z > 0 ? 1 : e) / (1 + e): one exp, no overflow, full
+    // relative precision for large negative z, NaN kept
+    real e = exp(-fabs(z));
+    return (z > (real)0 ? (real)1 : e) / ((real)1 + e);
 }
 __device__ __forceinline__ real activate(real z, int act) {
     if (act == 0) return fmax(z, (real)0);

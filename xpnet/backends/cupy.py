@@ -88,6 +88,7 @@ class CupyOps(NumpyOps):
     chunk_bytes = CHUNK_BYTES
     take_mode = {}  # CuPy's take has no mode (it wraps) and writes into out directly
     graphs = True
+    lanes = False  # one GPU: its members are already one step's kernels
     _sum_reduce = staticmethod(cupy.sum)
     _max_reduce = staticmethod(cupy.max)
 

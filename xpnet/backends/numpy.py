@@ -29,6 +29,7 @@ class NumpyOps(Ops):
     name = "numpy"
     lib = numpy
     in_place = True
+    lanes = True
     weight_layout = "in_out"  # OpenBLAS runs the layer GEMMs faster with W^T contiguous
     chunk_bytes = CHUNK_BYTES
     _sum_reduce = staticmethod(numpy.add.reduce)  # without np.sum's Python wrapper

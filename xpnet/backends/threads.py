@@ -12,9 +12,12 @@ and GPUs need no CPU threads: those are left alone.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import nullcontext
 
 RECHECK_SECONDS = 0.2  # how often the other processes' load is re-measured while training
 SAMPLE_SECONDS = 0.05  # the first measurement, before training starts
@@ -101,15 +104,42 @@ class Threads:
 
 
 _controller = None
+_pool = None  # the threads of ``at_once``, made on first use
 
 
-def _blas_limit(count: int) -> None:
-    """NumPy's BLAS pool to ``count`` threads (threadpoolctl; nothing when it is missing)."""
+def _blas_controller():
+    """threadpoolctl's controller of this process's pools (made once), or None without it."""
     global _controller
     try:
         import threadpoolctl
     except ImportError:
-        return
+        return None
     if _controller is None:
         _controller = threadpoolctl.ThreadpoolController()
-    _controller.limit(limits=count, user_api="blas")
+    return _controller
+
+
+def _blas_limit(count: int) -> None:
+    """NumPy's BLAS pool to ``count`` threads (threadpoolctl; nothing when it is missing)."""
+    controller = _blas_controller()
+    if controller is not None:
+        controller.limit(limits=count, user_api="blas")
+
+
+def at_once(tasks: list) -> list:
+    """Run the callables side by side, the first in this thread and each other in a thread of
+    its own, and wait for all of them; meanwhile NumPy's BLAS pool is one thread (each task's
+    products on its own core: pools of several threads per task would spin, as above). Each
+    runs in a copy of the caller's context (NumPy's error state with it). Returns their results
+    in order; raises the first task's error once every task has ended."""
+    global _pool
+    if _pool is None or _pool._max_workers < len(tasks) - 1:
+        _pool = ThreadPoolExecutor(max_workers=max(1, len(tasks) - 1), thread_name_prefix="xpnet-lane")
+    controller = _blas_controller()
+    with nullcontext() if controller is None else controller.limit(limits=1, user_api="blas"):
+        futures = [_pool.submit(contextvars.copy_context().run, task) for task in tasks[1:]]
+        try:
+            first = tasks[0]()
+        finally:
+            wait(futures)
+    return [first] + [f.result() for f in futures]

@@ -118,8 +118,10 @@ def max_norm(ops, Wt, limit: float):
     return ops.multiply(Wt, n, out=Wt)
 
 
-def lr_at(base_lr: float, schedule: str, progress: float, epochs: int, warmup: float = 0.0) -> float:
-    """Learning rate at ``progress`` epochs into a run of ``epochs`` (a float: per-step schedules).
+def lr_at(base_lr, schedule: str, progress: float, epochs: int, warmup: float = 0.0):
+    """Learning rate at ``progress`` epochs into a run of ``epochs`` (a float: per-step schedules);
+    ``base_lr`` a float, or an array of rates on one schedule (a population's: each element
+    rounded as the float's would be).
 
     constant: base_lr; cosine: base_lr * (1 + cos(pi * progress / epochs)) / 2, from base_lr
     towards 0; step: base_lr halved every max(1, epochs // 4) epochs. During the first
@@ -134,5 +136,5 @@ def lr_at(base_lr: float, schedule: str, progress: float, epochs: int, warmup: f
     else:
         raise ValueError(f"unknown schedule {schedule!r}")
     if warmup > 0 and progress < warmup:
-        lr *= (progress + 1e-2) / warmup
+        lr = lr * ((progress + 1e-2) / warmup)
     return lr

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
+from xpnet.backends import threads
 from xpnet.engine import augment, model, optim, rand
 
 DROPOUT_STREAM = 0xD0  # rand stream of hidden layer i's dropout masks: DROPOUT_STREAM + i - 1
@@ -368,7 +369,7 @@ class Steps:
             self.batch_size, row_bytes, spec.flops_per_sample() * self.batch_size * self.members
         )
         self.graphs = graphs and ops.graphs
-        self._buffers, self._chunk, self._inputs, self._graphs = {}, None, {}, {}
+        self._buffers, self._chunk, self._inputs, self._graphs, self._lanes = {}, None, {}, {}, {}
         self.smoothing = None  # per-member label smoothing: (1 - s, s / classes), each (K, 1, 1), Y one-hot
         if recipe.member_smoothing is not None:
             s = recipe.member_smoothing.reshape(-1, 1, 1)
@@ -395,10 +396,14 @@ class Steps:
         a population's (K,), one per member."""
         return self.ops.zeros(() if self.members == 1 else (self.members,), self.Y, "float64")
 
-    def run(self, net: Net, perm, first: int, k: int, scalars: list, total):
+    def run(self, net: Net, perm, first: int, k: int, scalars: list, total, lanes: int = 1):
         """Steps first .. first+k-1 (one chunk, from ``chunks``) with their host scalars;
         updates ``net``; returns ``total`` (from ``new_total``) plus the chunk's summed loss, in
-        place where the op set writes in place (a device array, not read)."""
+        place where the op set writes in place (a device array, not read). ``lanes`` > 1 (a
+        population of at least 2 * lanes members, on an op set with ``lanes``): the members
+        stepped in that many groups side by side (``lane_steps``)."""
+        if lanes > 1:
+            return self._run_lanes(net, perm, first, k, scalars, total, lanes)
         ops = self.ops
         bs = self.batch(first)
         if bs not in self._buffers:  # made here, outside any trace: concrete arrays
@@ -413,6 +418,49 @@ class Steps:
             (net.layers, net.slots), self.X, self.Y, self.W, perm, first, inputs, total, k=k, bs=bs
         )
         return total
+
+    def _run_lanes(self, net: Net, perm, first: int, k: int, scalars: list, total, lanes: int):
+        """``run`` of each group of members (``lane_steps``) on views of their slice of the net,
+        the scalars and ``total``, side by side, one thread each (``threads.at_once``)."""
+        tasks = []
+        for members, part in self.lane_steps(lanes):
+            view = Net(
+                [(W[members], b[members]) for W, b in net.layers],
+                [[[s[members] for s in sW], [s[members] for s in sb]] for sW, sb in net.slots],
+            )
+            theirs = [{n: v[members] if isinstance(v, np.ndarray) else v for n, v in s.items()} for s in scalars]
+            tasks.append(partial(part.run, view, perm, first, k, theirs, total[members]))
+        threads.at_once(tasks)
+        return total
+
+    def lane_steps(self, count: int) -> list:
+        """The population's members in ``count`` groups of consecutive members, each stepped by
+        a Steps of its own, a population of its members (their own step options, buffers and
+        op set instance, whose scratch arrays are its own) that writes into the population's
+        arrays: [(the members' slice, Steps)], made once per count. Each member's step is the
+        one it has in the whole population: the per-step scalars are the population's, sliced,
+        and where the targets are one-hot for per-member label smoothing each group smooths them."""
+        lanes = self._lanes.get(count)
+        if lanes is None:
+            assert self.ops.in_place and self.members >= 2 * count, (self.ops.name, self.members, count)
+            bounds = [self.members * i // count for i in range(count + 1)]
+            lanes = self._lanes[count] = []
+            for lo, hi in zip(bounds, bounds[1:]):
+                members = slice(lo, hi)
+                part = Steps(
+                    type(self.ops)(self.ops.xp),
+                    self.spec,
+                    StepOptions.population(self.recipe.members[members]),
+                    self.X,
+                    self.Y,
+                    self.batch_size,
+                    self.per_call,
+                    W=self.W,
+                )
+                if self.smoothing is not None:
+                    part.smoothing = tuple(a[members] for a in self.smoothing)
+                lanes.append((members, part))
+        return lanes
 
     def _steps(self, state, X, Y, W, perm, first, inputs, total, k: int, bs: int):
         """The chunk: gather k * bs rows of perm from ``first * bs``, then k steps."""
