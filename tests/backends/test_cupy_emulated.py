@@ -9,6 +9,8 @@ run on the emulated CuPy as their ``cupy-emulated`` target; this file holds what
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -170,6 +172,25 @@ def test_a_population_replays_cuda_graphs_without_host_reads_or_allocations(mnis
         results.append([(backends.to_host(W), backends.to_host(b)) for W, b in run.state.net.layers])
     for (W, b), (We, be) in zip(*results):
         assert np.array_equal(W, We) and np.array_equal(b, be)
+
+
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_a_population_steps_in_as_many_kernels_as_one_network(mnist, emulation, name):
+    """16 members of A (or B), plain SGD at rates spread over a decade: the population's step is
+    the solo step's kernels with a member axis (one wide GEMM, the fused bias + activation,
+    output error and bias-update kernels over every member's features, strided-batched GEMMs
+    with SGD's alpha and beta), as many per step as one network's, replayed as CUDA graphs."""
+    settings, budget = BUDGETS[name]
+    batch = settings["batch_size"]
+    base = TrainConfig(**{"validation": 0, "quiet": True, "epochs": 3, "cuda_graph": True, **settings})
+    cfgs = [replace(base, lr=float(lr), init_seed=k) for k, lr in enumerate(np.geomspace(base.lr / 10, base.lr, 16))]
+    split = data.Split(mnist.train.images[: 24 * batch], mnist.train.labels[: 24 * batch])
+    dataset = data.Dataset(split, split, 10, "emulated")
+    pop = population.PopulationRun(cfgs, backends.resolve("cupy", "cuda"), dataset, say=lambda line: None)
+    solo = _run(mnist, 24 * batch, cuda_graph=True, **settings)
+    together, alone = _per_step(pop, emulation)[-1], _per_step(solo, emulation)[-1]
+    assert together["launches"] <= budget and together["launches"] == alone["launches"], (together, alone)
+    assert together["host_syncs"] == together["allocations"] == 0 and together["graph_launches"] > 0
 
 
 def test_a_host_read_inside_a_captured_step_is_refused(mnist, monkeypatch):

@@ -94,18 +94,30 @@ extern "C" __global__ void grad_sum(real* d, const real* a, real* total, const r
         total[blockIdx.x] = (accumulate ? beta[0] * total[blockIdx.x] : (real)0) + alpha[0] * s;
 }
 """,
-    # one block over the samples i of z, y, d (classes, n): z <- z + b (the logits), the output
-    # error d <- scale * dLoss/dz: softmax(z) - y (kind 0), (a - y) a (1 - a), a = sigmoid(z) (kind 1), or z - y (2),
-    # times sample i's weight w[i] where ``weighted``; then, unless sum_mode is 0,
+    # one block per member m over the samples i of its z, d (classes, n) (members such blocks one
+    # after the other) and its targets y (one block shared, y_members 1, or each member's): z <- z + b
+    # (the logits), the output error d <- scale * dLoss/dz: softmax(z) - y (kind 0),
+    # (a - y) a (1 - a), a = sigmoid(z) (kind 1), or z - y (2), times sample i's weight w[i] where
+    # ``weighted`` (scale[m] where ``scale_each``, else scale[0]); then, unless sum_mode is 0,
     # total[c] <- beta * total[c] (sum_mode 2) + alpha * sum_i d[c, i]
-    # (the bias gradient, or with total = b plain SGD's update of b, read above before it changes)
+    # (the bias gradient, or with total = b plain SGD's update of b, read above before it changes);
+    # b and total: members rows of classes; a solo run is members = 1
     "output_error": r"""
 extern "C" __global__ void output_error(real* z, const real* b, const real* y, const real* w, real* d,
                                         const real* scale, real* total, const real* alpha, const real* beta,
-                                        int n, int classes, int kind, int sum_mode, int weighted) {
+                                        int n, int classes, int kind, int sum_mode, int weighted,
+                                        int members, int y_members, int scale_each) {
     __shared__ real shared[256];
+    long long member = blockIdx.x, block = (long long)classes * n;
+    if (member >= members) return;
+    z += member * block;
+    d += member * block;
+    b += member * classes;
+    if (y_members > 1) y += member * block;
+    if (sum_mode != 0) total += member * classes;
+    real sc = scale[scale_each ? member : 0];
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        real m = minus_infinity(), f = weighted ? scale[0] * w[i] : scale[0];
+        real m = minus_infinity(), f = weighted ? sc * w[i] : sc;
         for (int c = 0; c < classes; ++c) {
             real v = z[(long long)c * n + i] + b[c];
             z[(long long)c * n + i] = v;
@@ -241,16 +253,21 @@ def _ref_grad_sum(d, a, total, alpha, beta, n, act, accumulate):
     t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if accumulate else None)
 
 
-def _ref_output_error(z, b, y, w, d, scale, total, alpha, beta, n, classes, kind, sum_mode, weighted):
-    Z = z[: classes * n].reshape(classes, n)
-    Z[...] = _REF.add(Z, b[:classes].reshape(classes, 1))
-    D = d[: classes * n].reshape(classes, n)
-    D[...] = _REF.output_error(OUTPUTS[kind], Z, y[: classes * n].reshape(classes, n), scale[0], 0)
-    if weighted:
-        D[...] = _REF.multiply(D, w[:n].reshape(1, n))
-    if sum_mode:
-        t = total[:classes].reshape(classes, 1)
-        t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)
+def _ref_output_error(
+    z, b, y, w, d, scale, total, alpha, beta, n, classes, kind, sum_mode, weighted, members, y_members, scale_each
+):
+    block = classes * n
+    for m in range(members):
+        Z = z[m * block : (m + 1) * block].reshape(classes, n)
+        Z[...] = _REF.add(Z, b[m * classes : (m + 1) * classes].reshape(classes, 1))
+        Y = y[(m if y_members > 1 else 0) * block :][:block].reshape(classes, n)
+        D = d[m * block : (m + 1) * block].reshape(classes, n)
+        D[...] = _REF.output_error(OUTPUTS[kind], Z, Y, scale[m if scale_each else 0], 0)
+        if weighted:
+            D[...] = _REF.multiply(D, w[:n].reshape(1, n))
+        if sum_mode:
+            t = total[m * classes : (m + 1) * classes].reshape(classes, 1)
+            t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if sum_mode == 2 else None)
 
 
 def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted, members, y_members):

@@ -37,6 +37,39 @@ def _feature_major(a) -> bool:
     return a.ndim == 2 and a.flags.f_contiguous
 
 
+def _features(x):
+    """A layer's batch as the fused kernels read it, (n, features) stored feature-major (each
+    feature's n values contiguous): a 2-D (n, size) stored so as itself, a population's
+    (K, n, size) stored as (K, size, n) as the (n, K*size) of every member's features (a view);
+    None where it is not so laid out."""
+    if x.ndim == 2:
+        return x if _feature_major(x) else None
+    if x.ndim == 3 and x.mT.flags.c_contiguous:
+        K, n, size = x.shape
+        return x.mT.reshape(K * size, n).T
+    return None
+
+
+def _class_major(x):
+    """Logits, targets or an output error (n, classes), or a population's (K, n, classes),
+    stored class-major: their (classes, n) (or (K, classes, n)) transpose, C-contiguous; else None."""
+    return x.mT if x.ndim in (2, 3) and x.mT.flags.c_contiguous else None
+
+
+def _per_feature(v, features: int):
+    """A bias row (1, size), or a population's (K, 1, size), C-contiguous, as the (1, K*size)
+    row of every member's features; None where it is not that (or not ``features`` long)."""
+    if v is None or v.ndim not in (2, 3) or v.shape[-2] != 1 or v.size != features or not v.flags.c_contiguous:
+        return None
+    return v.reshape(1, features)
+
+
+def _one_value(v) -> bool:
+    """A coefficient all of whose uses read one value: None, a number or a 0-d device scalar
+    (not a population's per-member (K, 1, 1))."""
+    return v is None or _on_host(v) or v.ndim == 0
+
+
 def _integral(v) -> bool:
     """A rand key (an int, or a population's per-member uint32 array), not a float."""
     return isinstance(v, (int, numpy.integer)) or (isinstance(v, numpy.ndarray) and v.dtype.kind in "iu")
@@ -68,7 +101,7 @@ def _matrix_layout(x):
     return None
 
 
-_COEFFICIENTS = {}  # dtype char -> (host 1, host 0): alpha and beta of the batched GEMMs
+_COEFFICIENTS = {}  # (dtype char, value) -> the value as a host array: alpha and beta of the batched GEMMs
 
 
 def _same_layout(*arrays) -> bool:
@@ -139,6 +172,9 @@ class CupyOps(NumpyOps):
     # ---- products ----------------------------------------------------------------------------
 
     def matmul(self, a, b, out=None, alpha=1.0, beta=None):
+        if out is not None and out.ndim == 3 and _on_host(alpha) and (beta is None or _on_host(beta)):
+            if self._product(a, b, out, alpha, 0.0 if beta is None else beta):
+                return out
         if not (_gemm_output(out) and a.ndim == b.ndim == 2):
             return super().matmul(a, b, out, alpha, beta)
         beta = 0.0 if beta is None else beta
@@ -154,11 +190,25 @@ class CupyOps(NumpyOps):
                 return out
         return super()._gemm(a, b, out)
 
-    def _gemm_batched(self, a, b, out) -> bool:
-        """out[i] = a[i] @ b[i] for a population's stacks (a shared 2-D operand broadcast) as one
-        strided-batched cuBLAS GEMM reading every operand where it lies (transposed views
-        included), as ``cupy.matmul`` would not: it copies operands that are not C-contiguous and
-        allocates pointer arrays to broadcast. False where the layouts do not allow it."""
+    def _product(self, a, b, out, alpha: float, beta: float) -> bool:
+        """out = alpha * a @ b + beta * out for a population's stacks (out (K, m, n), stored either
+        way) as one cuBLAS call: the wide 2-D GEMM where a stack meets the operand its members
+        share, else the strided-batched one (the update GEMMs of plain SGD, alpha and beta
+        included). False where the layouts do not allow it."""
+        if self.is_transposed(out):  # out^T = b^T @ a^T
+            a, b, out = b.mT, a.mT, out.mT
+        if wide(a, b, out):
+            flat = out.reshape(-1, out.shape[-1])
+            cupy.cublas.gemm("N", "N", a.reshape(-1, a.shape[-1]), b, out=flat, alpha=alpha, beta=beta)
+            return True
+        return out.flags.c_contiguous and self._gemm_batched(a, b, out, alpha, beta)
+
+    def _gemm_batched(self, a, b, out, alpha: float = 1.0, beta: float = 0.0) -> bool:
+        """out[i] = alpha * a[i] @ b[i] + beta * out[i] for a population's stacks (a shared 2-D
+        operand broadcast) as one strided-batched cuBLAS GEMM reading every operand where it
+        lies (transposed views included), as ``cupy.matmul`` would not: it copies operands that
+        are not C-contiguous and allocates pointer arrays to broadcast. False where the layouts
+        do not allow it."""
         K, m, n = out.shape
         la, lb, lc = _matrix_layout(a), _matrix_layout(b), _matrix_layout(out)
         if (
@@ -168,9 +218,7 @@ class CupyOps(NumpyOps):
             or any(x.ndim == 3 and x.shape[0] != K for x in (a, b))
         ):
             return False
-        if out.dtype.char not in _COEFFICIENTS:
-            _COEFFICIENTS[out.dtype.char] = numpy.ones(1, out.dtype), numpy.zeros(1, out.dtype)
-        one, zero = _COEFFICIENTS[out.dtype.char]
+        host_alpha, host_beta = (self._host_coefficient(v, out.dtype) for v in (alpha, beta))
         handle = cupy.cuda.device.get_cublas_handle()
         if cublas_lib.getPointerMode(handle) != cublas_lib.CUBLAS_POINTER_MODE_HOST:
             cublas_lib.setPointerMode(handle, cublas_lib.CUBLAS_POINTER_MODE_HOST)
@@ -183,14 +231,14 @@ class CupyOps(NumpyOps):
             n,
             m,
             a.shape[-1],
-            one.ctypes.data,
+            host_alpha.ctypes.data,
             b.data.ptr,
             lb[1],
             lb[2],
             a.data.ptr,
             la[1],
             la[2],
-            zero.ctypes.data,
+            host_beta.ctypes.data,
             out.data.ptr,
             lc[1],
             lc[2],
@@ -198,44 +246,66 @@ class CupyOps(NumpyOps):
         )
         return True
 
+    @staticmethod
+    def _host_coefficient(value: float, dtype):
+        """``value`` as a one-element host array of ``dtype`` (cuBLAS's host pointer mode reads it
+        during the call), made once per value."""
+        key = (numpy.dtype(dtype).char, float(value))
+        host = _COEFFICIENTS.get(key)
+        if host is None:
+            host = _COEFFICIENTS[key] = numpy.full(1, value, dtype)
+        return host
+
     # ---- the fused formulas ------------------------------------------------------------------
 
     def dense(self, name: str, x, w, b, out=None, alpha=1.0):
-        if out is None or not _feature_major(out) or not b.flags.c_contiguous:
+        rows = None if out is None else _features(out)
+        bias = None if rows is None else _per_feature(b, rows.shape[1])
+        if bias is None:
             return super().dense(name, x, w, b, out, alpha)
         out = self.matmul(x, w, out=out, alpha=alpha)
-        n, size = out.shape
+        n, size = rows.shape  # a population's: every member's features
         self._launch(
             "bias_act",
             out,
             kernels.grid(n * size),
-            (out, b, self._int(n), self._int(size), self._int(kernels.ACTIVATIONS.index(name))),
+            (rows, bias, self._int(n), self._int(size), self._int(kernels.ACTIVATIONS.index(name))),
         )
         return out
 
     def logits_and_error(self, kind: str, z, b, y, scale, out=None, total=None, alpha=1.0, beta=None, weights=None):
+        """The solo kernel's, or a population's (z, out (K, n, classes), b and total (K, 1, classes),
+        y shared (n, classes) or each member's (K, n, classes), ``scale`` shared or (K, 1, 1)):
+        one block per member."""
+        members = z.shape[0] if z.ndim == 3 else 1
+        zc, yc, dc = (None if a is None else _class_major(a) for a in (z, y, out))
+        bias = _per_feature(b, members * z.shape[-1])
+        row = None if total is None else _per_feature(total, members * z.shape[-1])
+        scales = 1 if _one_value(scale) else scale.size if scale.flags.c_contiguous else 0
         if (
-            out is None
-            or not all(_feature_major(a) for a in (z, y, out))
-            or not b.flags.c_contiguous
-            or (total is not None and not self._bias_row(total, z))
+            any(v is None for v in (zc, yc, dc, bias))
+            or (total is not None and row is None)
+            or y.ndim > z.ndim
+            or (y.ndim == 3 and y.shape[0] != members)
+            or scales not in (1, members)
+            or not (_one_value(alpha) and _one_value(beta))
             or (weights is not None and not weights.flags.c_contiguous)
         ):
             return super().logits_and_error(kind, z, b, y, scale, out, total, alpha, beta, weights)
-        n, classes = z.shape
+        n, classes = z.shape[-2:]
         mode = 0 if total is None else 1 if beta is None else 2
         self._launch(
             "output_error",
             z,
-            (1,),
+            (members,),
             (
-                z,
-                b,
-                y,
-                z if weights is None else weights,
-                out,
-                self._scalar(scale, z),
-                z if total is None else total,
+                zc,
+                bias,
+                yc,
+                zc if weights is None else weights,
+                dc,
+                self._scalar(scale, z) if scales == 1 else scale,
+                zc if total is None else row,
                 self._scalar(alpha, z),
                 self._scalar(0.0 if beta is None else beta, z),
                 self._int(n),
@@ -243,33 +313,47 @@ class CupyOps(NumpyOps):
                 self._int(kernels.OUTPUTS.index(kind)),
                 self._int(mode),
                 self._int(weights is not None),
+                self._int(members),
+                self._int(y.shape[0] if y.ndim == 3 else 1),
+                self._int(scales > 1),
             ),
         )
         return z, out, total
 
     def activation_grad(self, name: str, d, a, out=None):
-        if out is not d or not _same_layout(d, a):
+        if out is not d or d.shape != a.shape:
             return super().activation_grad(name, d, a, out)
+        if not _same_layout(d, a):  # a population's (K, n, size) stored as (K, size, n): as its features
+            d2, a2 = _features(d), _features(a)
+            if d2 is None or a2 is None:
+                return super().activation_grad(name, d, a, out)
+            d, a = d2, a2
         self._launch(
             "act_grad", d, kernels.grid(d.size), (d, a, self._int(d.size), self._int(kernels.ACTIVATIONS.index(name)))
         )
-        return d
+        return out
 
     def activation_grad_sum(self, name: str, d, a, out, total, alpha=1.0, beta=None):
-        if out is not d or not (_feature_major(d) and _feature_major(a)) or not self._bias_row(total, d):
+        rows, acts = _features(d), _features(a)
+        row = None if rows is None else _per_feature(total, rows.shape[1])
+        if (
+            out is not d
+            or row is None
+            or acts is None
+            or acts.shape != rows.shape
+            or not (_one_value(alpha) and _one_value(beta))
+        ):
             return super().activation_grad_sum(name, d, a, out, total, alpha, beta)
-        self._grad_sum(d, a, total, alpha, beta, kernels.ACTIVATIONS.index(name))
+        self._grad_sum(rows, acts, row, alpha, beta, kernels.ACTIVATIONS.index(name))
         return d, total
 
     def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
-        if axis not in (0, -2) or out is None or not _feature_major(x) or not self._bias_row(out, x):
+        rows = _features(x) if out is not None and axis % x.ndim == x.ndim - 2 else None
+        row = None if rows is None else _per_feature(out, rows.shape[1])
+        if row is None or not (_one_value(alpha) and _one_value(beta)):
             return super().sum(x, axis, out, alpha, beta)
-        self._grad_sum(x, x, out, alpha, beta, kernels.ACTIVATIONS.index("identity"))
+        self._grad_sum(rows, rows, row, alpha, beta, kernels.ACTIVATIONS.index("identity"))
         return out
-
-    @staticmethod
-    def _bias_row(total, d) -> bool:
-        return total.shape == (1, d.shape[1]) and total.flags.c_contiguous
 
     def _grad_sum(self, d, a, total, alpha, beta, act: int) -> None:
         """One block per feature: d <- d * f'(a) (act "identity": unchanged), total <- beta *
