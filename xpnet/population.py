@@ -21,16 +21,16 @@ import math
 import signal
 import time
 from dataclasses import fields, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
 
 from xpnet import callbacks as cb
 from xpnet import config, training
-from xpnet.backends import to_host
+from xpnet.backends import threads, to_host
 from xpnet.engine import data, evaluate, model, optim
-from xpnet.engine.step import Net, StepOptions
+from xpnet.engine.step import Net, StepOptions, member_groups
 from xpnet.errors import Stopped, UserError, named
 from xpnet.files import idx
 from xpnet.settings import TrainConfig
@@ -121,6 +121,40 @@ class PopulationRun(training.Run):
 
     def step_options(self, n_train: int, image_shape) -> StepOptions:
         return StepOptions.population([config.recipe(c, n_train, image_shape) for c in self.cfgs])
+
+    def scores(self, split) -> tuple:
+        """``evaluate.scores`` of every member on a device split: (correct (K,), total, mean loss
+        (K,)), each member's loss with its own label smoothing; the groups of members the step
+        runs side by side (``lanes``) scored side by side too."""
+        smoothing = self.val_smoothing
+
+        def score(members):
+            each = smoothing[members] if getattr(smoothing, "ndim", 0) else smoothing
+            return evaluate.scores(self.layers(members), split, self.spec, self.cfg.dtype, each)
+
+        parts = self.in_groups(score)
+        return np.concatenate([p[0] for p in parts]), parts[0][1], np.concatenate([p[2] for p in parts])
+
+    def predictions(self, split) -> np.ndarray:
+        """Every member's predicted classes for each item of a device split (K, n), on the host;
+        the groups of members side by side as in ``scores``."""
+
+        def predict(members):
+            return to_host(evaluate.population_predictions(self.layers(members), split, self.spec, self.cfg.dtype))
+
+        return np.concatenate(self.in_groups(predict))
+
+    def layers(self, members: slice) -> list:
+        """The population's layers of ``members`` [(W^T (k,in,out), b (k,1,out))]: views."""
+        return [(W[members], b[members]) for W, b in self.state.net.layers]
+
+    def in_groups(self, fn) -> list:
+        """[fn(members)] for each group of members of ``lanes``, side by side (``threads.at_once``),
+        or [fn(all members)]."""
+        count = self.lanes()
+        if count == 1:
+            return [fn(slice(None))]
+        return threads.at_once([partial(fn, members) for members in member_groups(len(self.members), count)])
 
     def lanes(self) -> int:
         """On an op set with ``lanes`` (NumPy), one group of members per core the run may use
@@ -231,7 +265,7 @@ def _epoch(pop: PopulationRun, stop, lists) -> list:
     seconds = time.perf_counter() - t0
     val = None
     if pop.val is not None and not pop.dataset.regression:
-        val = evaluate.scores(st.net.layers, pop.val, pop.spec, cfg.dtype, pop.val_smoothing)
+        val = pop.scores(pop.val)
     stopped = []
     for k, m in enumerate(pop.members):
         if not pop.live[k]:
@@ -259,7 +293,7 @@ def _finish(pop: PopulationRun, members: list, results: list, lists) -> None:
     if members and pop.dataset.test is not None:
         if pop.test is None:
             pop.test = data.to_device(pop.backend, pop.dataset.test)
-        preds = to_host(evaluate.population_predictions(pop.state.net.layers, pop.test, pop.spec, pop.cfg.dtype))
+        preds = pop.predictions(pop.test)
     for k in members:
         m = pop.members[k]
         if m.failure is None:

@@ -145,3 +145,16 @@ def test_at_once_runs_tasks_side_by_side_with_one_blas_thread_each():
         assert blas_threads() == before
     finally:
         threads._blas_limit(max(original))
+
+
+def test_scratch_arrays_are_each_thread_s_own():
+    """Ops called side by side (``at_once``) do not share a scratch array (``Ops.work``)."""
+    import numpy as np
+
+    from xpnet import backends
+
+    ops = backends.resolve("numpy", "cpu").ops
+    like = np.zeros((3, 4), np.float32)
+    mine = ops.work((3, 4), like)
+    here, there = threads.at_once([lambda: ops.work((3, 4), like), lambda: ops.work((3, 4), like)])
+    assert here is mine and there is not mine and there.shape == (3, 4)

@@ -83,10 +83,10 @@ def test_each_member_s_learning_rate_is_its_solo_run_s_to_the_bit(mnist):
 
 
 def test_members_stepped_in_groups_side_by_side_are_their_solo_runs(mnist, monkeypatch):
-    """With two cores to use (``threads=2``), a population of four on NumPy is stepped in two
-    groups of two, side by side (``threads.at_once``): every member's history and weights are
-    still its solo run's. One group on one core, with fewer than four members, or on an op set
-    without lanes."""
+    """With two cores to use (``threads=2``), a population of four on NumPy is stepped, scored
+    and tested in two groups of two, side by side (``threads.at_once``): every member's history,
+    validation scores, test accuracy and weights are still its solo run's. One group on one
+    core, with fewer than four members, or on an op set without lanes."""
     be = backends.resolve("numpy", "cpu")
     first = _members()[0]
     cfgs = [replace(c, dtype="float64", threads=2) for c in _members() + [replace(first, lr=0.3, init_seed=4)]]
@@ -94,11 +94,12 @@ def test_members_stepped_in_groups_side_by_side_are_their_solo_runs(mnist, monke
     real = threads.at_once
     monkeypatch.setattr(threads, "at_once", lambda tasks: calls.append(len(tasks)) or real(tasks))
     together = population.train_population(cfgs, be, mnist, say=_quiet)
-    assert calls and set(calls) == {2}
+    assert len(calls) > 6 and set(calls) == {2}  # the steps' chunks, the validation scores, the test
     for cfg, member in zip(cfgs, together):
         alone = training.train(cfg, be, mnist, say=_quiet)
         for mine, theirs in zip(member.history, alone.history):
             assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-10)
+            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-10)  # its own smoothing
             assert mine["val_accuracy"] == theirs["val_accuracy"]
         assert member.test_correct == alone.test_correct
         assert _close(training.params_to_host(member.params), training.params_to_host(alone.params), 1e-10)

@@ -16,6 +16,8 @@ a backend may replace one by a faster library kernel (tested against this one).
 
 from __future__ import annotations
 
+import threading
+
 import numpy
 
 M32 = 0xFFFFFFFF  # hashing works modulo 2**32
@@ -103,13 +105,14 @@ class Ops:
 
     def work(self, shape, like, slot: str = "t"):
         """A scratch array for use inside one op, shaped ``shape`` on like's device and in its
-        dtype (laid out like ``like`` when the shapes match), made on first use and kept;
-        None where ops make new arrays."""
+        dtype (laid out like ``like`` when the shapes match), made on first use and kept, one
+        per thread (ops called side by side, ``threads.at_once``, do not share it); None where
+        ops make new arrays."""
         if not self.in_place:
             return None
         cache = self.__dict__.setdefault("_work", {})
         same = shape == like.shape
-        key = (shape, like.dtype, self.device_key(like), slot, same and self.is_transposed(like))
+        key = (shape, like.dtype, self.device_key(like), slot, same and self.is_transposed(like), threading.get_ident())
         buf = cache.get(key)
         if buf is None:
             buf = cache[key] = self.buffer(tuple(shape), like, transposed=key[-1])

@@ -443,10 +443,8 @@ class Steps:
         lanes = self._lanes.get(count)
         if lanes is None:
             assert self.ops.in_place and self.members >= 2 * count, (self.ops.name, self.members, count)
-            bounds = [self.members * i // count for i in range(count + 1)]
             lanes = self._lanes[count] = []
-            for lo, hi in zip(bounds, bounds[1:]):
-                members = slice(lo, hi)
+            for members in member_groups(self.members, count):
                 part = Steps(
                     type(self.ops)(self.ops.xp),
                     self.spec,
@@ -525,6 +523,12 @@ class Steps:
             self._graphs[k] = ops.capture(lambda: ops.loop(body, k, carry, inputs))
         ops.replay(self._graphs[k])
         return carry
+
+
+def member_groups(members: int, count: int) -> list:
+    """``members`` split into ``count`` groups of consecutive members, as even as can be: slices."""
+    bounds = [members * i // count for i in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def _itemsize(ops, a) -> int:
