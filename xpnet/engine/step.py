@@ -435,9 +435,9 @@ class Steps:
 
     def lane_steps(self, count: int) -> list:
         """The population's members in ``count`` groups of consecutive members, each stepped by
-        a Steps of its own, a population of its members (their own step options, buffers and
-        op set instance, whose scratch arrays are its own) that writes into the population's
-        arrays: [(the members' slice, Steps)], made once per count. Each member's step is the
+        a Steps of its own, a population of its members (their own step options and buffers;
+        the op set's scratch arrays are per thread) that writes into the population's arrays:
+        [(the members' slice, Steps)], made once per count. Each member's step is the
         one it has in the whole population: the per-step scalars are the population's, sliced,
         and where the targets are one-hot for per-member label smoothing each group smooths them."""
         lanes = self._lanes.get(count)
@@ -446,7 +446,7 @@ class Steps:
             lanes = self._lanes[count] = []
             for members in member_groups(self.members, count):
                 part = Steps(
-                    type(self.ops)(self.ops.xp),
+                    self.ops,
                     self.spec,
                     StepOptions.population(self.recipe.members[members]),
                     self.X,
