@@ -111,11 +111,11 @@ class Ops:
         if not self.in_place:
             return None
         cache = self.__dict__.setdefault("_work", {})
-        same = shape == like.shape
-        key = (shape, like.dtype, self.device_key(like), slot, same and self.is_transposed(like), threading.get_ident())
+        transposed = shape == like.shape and self.is_transposed(like)
+        key = (shape, like.dtype, self.device_key(like), slot, transposed, threading.get_ident())
         buf = cache.get(key)
         if buf is None:
-            buf = cache[key] = self.buffer(tuple(shape), like, transposed=key[-1])
+            buf = cache[key] = self.buffer(tuple(shape), like, transposed=transposed)
         return buf
 
     def is_transposed(self, a) -> bool:
