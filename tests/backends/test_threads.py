@@ -158,3 +158,7 @@ def test_scratch_arrays_are_each_thread_s_own():
     mine = ops.work((3, 4), like)
     here, there = threads.at_once([lambda: ops.work((3, 4), like), lambda: ops.work((3, 4), like)])
     assert here is mine and there is not mine and there.shape == (3, 4)
+    # laid out like their array, whichever thread asks
+    for like in (np.zeros(5, np.float32), np.zeros((3, 4), np.float32), np.zeros((4, 3), np.float32).T):
+        for work in threads.at_once([lambda like=like: ops.work(like.shape, like)] * 2):
+            assert work.shape == like.shape and work.strides == like.strides
