@@ -104,7 +104,7 @@ class Threads:
 
 
 _controller = None
-_pool = None  # the threads of ``at_once``, made on first use
+_pool, _pool_size = None, 0  # the threads of ``at_once``, made on first use (and grown)
 
 
 def _blas_controller():
@@ -132,9 +132,12 @@ def at_once(tasks: list) -> list:
     products on its own core: pools of several threads per task would spin, as above). Each
     runs in a copy of the caller's context (NumPy's error state with it). Returns their results
     in order; raises the first task's error once every task has ended."""
-    global _pool
-    if _pool is None or _pool._max_workers < len(tasks) - 1:
-        _pool = ThreadPoolExecutor(max_workers=max(1, len(tasks) - 1), thread_name_prefix="xpnet-lane")
+    global _pool, _pool_size
+    if _pool_size < len(tasks) - 1:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool_size = max(1, len(tasks) - 1)
+        _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="xpnet-lane")
     controller = _blas_controller()
     with nullcontext() if controller is None else controller.limit(limits=1, user_api="blas"):
         futures = [_pool.submit(contextvars.copy_context().run, task) for task in tasks[1:]]
