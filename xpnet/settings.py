@@ -257,7 +257,8 @@ class TrainConfig:
     )
     threads: int = _setting(
         0,
-        "CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s)",
+        "CPU threads for NumPy's BLAS and PyTorch (default 0: the cores free of other work, re-checked every 0.2 s; "
+        "fix it for bit-identical reruns: sums differ in the last bits between thread counts)",
         "device",
         range=Range(0, 4096),
         metavar="N",

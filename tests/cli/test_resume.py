@@ -22,7 +22,9 @@ def _same(a, b):
     return all(np.array_equal(Wa, Wb) and np.array_equal(ba, bb) for (Wa, ba), (Wb, bb) in zip(a, b))
 
 
-SMALL = dict(hidden=(16,), epochs=3, validation=57000, batch_size=20, quiet=True)
+SMALL = dict(
+    hidden=(16,), epochs=3, validation=57000, batch_size=20, quiet=True, threads=1
+)  # bits follow the BLAS thread count
 
 
 @pytest.mark.slow
@@ -68,7 +70,19 @@ def test_interrupted_then_resumed_is_bit_identical(tmp_path, mnist, monkeypatch,
 @pytest.mark.slow
 def test_sigterm_from_outside_then_resume_cli(tmp_path):
     model, ref = tmp_path / "m.npz", tmp_path / "ref.npz"
-    args = ["--hidden", "16", "--epochs", "4", "--validation", "50000", "--batch-size", "1", "--quiet"]
+    args = [
+        "--hidden",
+        "16",
+        "--epochs",
+        "4",
+        "--validation",
+        "50000",
+        "--batch-size",
+        "1",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     xpnet("train", *args, "--save", ref)
     p = subprocess.Popen(
         [sys.executable, "-m", "xpnet", "train", *args, "--save", str(model)],
@@ -127,7 +141,7 @@ def test_config_file_and_flags_precedence(tmp_path):
 @pytest.mark.slow
 def test_same_seed_bit_identical_across_processes(tmp_path):
     a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
-    args = ["train", "--hidden", "16", "--epochs", "2", "--validation", "55000", "--seed", "5"]
+    args = ["train", "--hidden", "16", "--epochs", "2", "--validation", "55000", "--threads", "1", "--seed", "5"]
     xpnet(*args, "--save", a)
     xpnet(*args, "--save", b)
     xpnet(*args[:-1], "6", "--save", c)

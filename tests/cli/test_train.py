@@ -16,7 +16,7 @@ def test_one_epoch_reaches_90_percent_validation(mnist):
 
 def test_same_seed_bit_identical_on_numpy(mnist):
     be = backends.resolve("numpy", "cpu")
-    cfg = training.TrainConfig(hidden=(16,), epochs=1, validation=55000, quiet=True)
+    cfg = training.TrainConfig(hidden=(16,), epochs=1, validation=55000, quiet=True, threads=1)
     a = training.params_to_host(training.train(cfg, be, mnist, say=lambda s: None).params)
     b = training.params_to_host(training.train(cfg, be, mnist, say=lambda s: None).params)
     for (Wa, ba), (Wb, bb) in zip(a, b):

@@ -130,6 +130,7 @@ def test_adam_dropout_augment_resume_is_bit_identical(tmp_path, mnist, monkeypat
         label_smoothing=0.1,
         warmup=0.5,
         quiet=True,
+        threads=1,  # bits follow the BLAS thread count
     )
     full, part = tmp_path / "full.npz", tmp_path / "part.npz"
     training.train(training.TrainConfig(save=str(full), **opts), be, mnist, say=lambda s: None)
