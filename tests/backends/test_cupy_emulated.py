@@ -174,22 +174,42 @@ def test_a_population_replays_cuda_graphs_without_host_reads_or_allocations(mnis
         assert np.array_equal(W, We) and np.array_equal(b, be)
 
 
-@pytest.mark.parametrize("name", ["A", "B"])
-def test_a_population_steps_in_as_many_kernels_as_one_network(mnist, emulation, name):
-    """16 members of A (or B), plain SGD at rates spread over a decade: the population's step is
-    the solo step's kernels with a member axis (one wide GEMM, the fused bias + activation,
-    output error and bias-update kernels over every member's features, strided-batched GEMMs
-    with SGD's alpha and beta), as many per step as one network's, replayed as CUDA graphs."""
+# populations whose members differ in more than the rate: each member's (name, its settings)
+DIFFERING = {
+    "sgd": lambda k: {},
+    "sgd-l2": lambda k: {"l2": 0.5 * (k + 1)},
+    "momentum": lambda k: {"optimizer": "momentum", "momentum": 0.8 + 0.01 * k, "l2": 0.5 * k},
+    "nesterov": lambda k: {"optimizer": "nesterov", "momentum": 0.9 - 0.02 * k},
+    "adamw": lambda k: {"optimizer": "adamw", "weight_decay": 0.01 * k},
+}
+
+
+@pytest.mark.parametrize(
+    "name, optimizer",
+    [("A", "sgd"), ("B", "sgd"), ("A", "sgd-l2"), ("A", "momentum"), ("B", "nesterov"), ("A", "adamw")],
+)
+def test_a_population_steps_in_as_many_kernels_as_one_network(mnist, emulation, name, optimizer):
+    """16 members of A (or B) at rates spread over a decade, and differing in momentum, L2 or
+    weight decay: the population's step is the solo step's kernels with a member axis (one wide
+    GEMM, the fused bias + activation, output error and bias-update kernels over every member's
+    features, strided-batched GEMMs with SGD's alpha and beta, one optimiser kernel per
+    parameter reading each member's coefficients), as many per step as one network's (plain
+    SGD with L2 differing: one more per weight matrix), replayed as CUDA graphs."""
     settings, budget = BUDGETS[name]
     batch = settings["batch_size"]
     base = TrainConfig(**{"validation": 0, "quiet": True, "epochs": 3, "cuda_graph": True, **settings})
-    cfgs = [replace(base, lr=float(lr), init_seed=k) for k, lr in enumerate(np.geomspace(base.lr / 10, base.lr, 16))]
+    rates = np.geomspace(base.lr / 10, base.lr, 16) / (1 if optimizer == "sgd" else 100)
+    cfgs = [replace(base, lr=float(lr), init_seed=k, **DIFFERING[optimizer](k)) for k, lr in enumerate(rates)]
     split = data.Split(mnist.train.images[: 24 * batch], mnist.train.labels[: 24 * batch])
     dataset = data.Dataset(split, split, 10, "emulated")
     pop = population.PopulationRun(cfgs, backends.resolve("cupy", "cuda"), dataset, say=lambda line: None)
-    solo = _run(mnist, 24 * batch, cuda_graph=True, **settings)
+    solo = _run(mnist, 24 * batch, cuda_graph=True, **settings, **DIFFERING[optimizer](1))
     together, alone = _per_step(pop, emulation)[-1], _per_step(solo, emulation)[-1]
-    assert together["launches"] <= budget and together["launches"] == alone["launches"], (together, alone)
+    # plain SGD's decays 1 - lr * l2 / N differ per member: cuBLAS's beta is one value, so each
+    # weight matrix is scaled by its members' decays first (one kernel) and the product added
+    scalings = len(settings["hidden"]) + 1 if optimizer == "sgd-l2" else 0
+    assert together["launches"] == alone["launches"] + scalings, (together, alone)
+    assert optimizer != "sgd" or together["launches"] <= budget
     assert together["host_syncs"] == together["allocations"] == 0 and together["graph_launches"] > 0
 
 

@@ -409,3 +409,41 @@ def test_optimizer_update(target, rng, optimizer):
             _check(t, got_p, want_p)
             for got, want in zip(got_slots, want_slots):
                 _check(t, got, want)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adamw"])
+def test_optimizer_update_reads_each_member_s_coefficients(target, rng, optimizer):
+    """A population's update: p, g and slots (K, in, out), stored as such or (as a population's
+    weights are) as their (K, out, in) transpose, with coefficients that differ per member
+    ((K, 1, 1) device arrays: rates, momenta, L2, adamw's decays): each member's block is the
+    update its own scalars make alone."""
+    from xpnet.engine import optim
+
+    t, ops, K = target, target.ops, 3
+    opts = [
+        optim.Optimizer(optimizer, momentum=0.5 + 0.2 * k, weight_decay=0.1 * k, l2=2.0 * k, n_train=50)
+        for k in range(K)
+    ]
+    scalars = [o.step_scalars(0.05 * (k + 1), 3) for k, o in enumerate(opts)]
+    p_h, g_h = rng.standard_normal((K, 4, 5)), rng.standard_normal((K, 4, 5))
+    slots_h = [rng.uniform(0.0, 1.0, (K, 4, 5)) for _ in range(opts[0].slots)]
+    for is_weight in (True, False):
+        want = [
+            o.update(REF, p_h[k].copy(), g_h[k].copy(), [a[k].copy() for a in slots_h], s, is_weight)
+            for k, (o, s) in enumerate(zip(opts, scalars))
+        ]
+        each = [o.coefficients(s, is_weight) for o, s in zip(opts, scalars)]
+        c = {
+            name: each[0][name]
+            if len({e[name] for e in each}) == 1
+            else t.asarray(np.reshape([e[name] for e in each], (K, 1, 1)))
+            for name in each[0]
+        }
+        assert sum(not isinstance(v, float) for v in c.values()) >= (3 if is_weight else 2)  # they differ
+        for layout in (lambda h: t.asarray(np.swapaxes(h, 1, 2).copy()).mT, t.asarray):
+            p, slots = layout(p_h), [layout(a) for a in slots_h]
+            got_p, got_slots = ops.optimizer_update(opts[0].rule, p, layout(g_h), slots, c)
+            for k, (want_p, want_slots) in enumerate(want):
+                _check(t, got_p[k, ...], want_p)
+                for got, wanted in zip(got_slots, want_slots):
+                    _check(t, got[k, ...], wanted)

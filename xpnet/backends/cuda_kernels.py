@@ -193,23 +193,30 @@ extern "C" __global__ void loss_sum(const real* z, const real* y, const real* w,
     # one optimiser step of count parameters p with gradient g and slots s0 (s1): momentum and
     # nesterov (k0 = -lr, k1 = -lr * momentum), adam (k0 = c2, k1 = -lr * c1, k2 = adamw's
     # decay 1 - lr * weight_decay, or 1; b1c = 1 - b1, b2c = 1 - b2 rounded from the host's
-    # doubles); l2c couples the seeds' L2 into g (weights only)
+    # doubles); l2c couples the seeds' L2 into g (weights only). The parameters are ``members``
+    # blocks of count / members (a population's, one member's after another; a solo run's: one):
+    # coefficient j of (l2c, mu, k0, k1, k2) is member m's at [m] where bit j of ``each`` is set,
+    # else the one value at [0]
     "opt_update": r"""
 extern "C" __global__ void opt_update(real* p, const real* g, real* s0, real* s1, int count, int rule,
-                                      real l2c, real mu, real b1, real b1c, real b2, real b2c, real eps,
-                                      const real* k0, const real* k1, const real* k2) {
+                                      const real* l2c, const real* mu, real b1, real b1c, real b2, real b2c,
+                                      real eps, const real* k0, const real* k1, const real* k2, int members,
+                                      int each) {
+    int per = count / members;
     for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < count; k += gridDim.x * blockDim.x) {
-        real gk = g[k] + l2c * p[k];
+        int m = k / per;
+        real gk = g[k] + l2c[each & 1 ? m : 0] * p[k];
+        real c0 = k0[each & 4 ? m : 0], c1 = k1[each & 8 ? m : 0];
         if (rule < 2) {
-            real v = mu * s0[k] + gk;
+            real v = mu[each & 2 ? m : 0] * s0[k] + gk;
             s0[k] = v;
-            p[k] = rule == 0 ? p[k] + k0[0] * v : (p[k] + k0[0] * gk) + k1[0] * v;
+            p[k] = rule == 0 ? p[k] + c0 * v : (p[k] + c0 * gk) + c1 * v;
         } else {
-            real m = b1 * s0[k] + b1c * gk;
+            real m1 = b1 * s0[k] + b1c * gk;
             real v = b2 * s1[k] + b2c * (gk * gk);
-            s0[k] = m;
+            s0[k] = m1;
             s1[k] = v;
-            p[k] = p[k] * k2[0] + k1[0] * (m / (sqrt(v * k0[0]) + eps));
+            p[k] = p[k] * k2[each & 16 ? m : 0] + c1 * (m1 / (sqrt(v * c0) + eps));
         }
     }
 }
@@ -278,12 +285,22 @@ def _ref_loss_sum(z, y, w, total, steps, classes, n, kind, weighted, members, y_
     total[:members] += _REF.loss_sum(OUTPUTS[kind], Z, Y, 2, None, weights, member_axis=1)
 
 
-def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b1c, b2, b2c, eps, k0, k1, k2):
-    c = {"l2c": l2c, "mu": mu, "b1": b1, "b1c": b1c, "b2": b2, "b2c": b2c, "eps": eps}
-    c |= {"neg_lr": k0[0], "neg_lr_mu": k1[0]} if rule < 2 else {"c2": k0[0], "step": k1[0], "decay": k2[0]}
-    slots = [s0[:count]] if rule < 2 else [s0[:count], s1[:count]]
-    new_p, new_slots = _REF.optimizer_update(RULES[rule], p[:count], g[:count].copy(), slots, c)
-    p[:count] = new_p
+def _ref_opt_update(p, g, s0, s1, count, rule, l2c, mu, b1, b1c, b2, b2c, eps, k0, k1, k2, members, each):
+    per = count // members
+
+    def coefficient(v, bit):  # each member's (members, 1), or the one value
+        return v[:members].reshape(members, 1) if each & bit else v[0]
+
+    c = {"l2c": coefficient(l2c, 1), "mu": coefficient(mu, 2), "b1": b1, "b1c": b1c, "b2": b2, "b2c": b2c, "eps": eps}
+    k = {key: coefficient(v, bit) for key, v, bit in (("k0", k0, 4), ("k1", k1, 8), ("k2", k2, 16))}
+    c |= {"neg_lr": k["k0"], "neg_lr_mu": k["k1"]} if rule < 2 else {"c2": k["k0"], "step": k["k1"], "decay": k["k2"]}
+
+    def blocks(a):  # the members' blocks of a's first count elements, (members, per)
+        return a[:count].reshape(members, per)
+
+    slots = [blocks(s0)] if rule < 2 else [blocks(s0), blocks(s1)]
+    new_p, new_slots = _REF.optimizer_update(RULES[rule], blocks(p), blocks(g).copy(), slots, c)
+    blocks(p)[...] = new_p
     for old, new in zip(slots, new_slots):
         old[...] = new
 

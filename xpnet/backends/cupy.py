@@ -70,6 +70,18 @@ def _one_value(v) -> bool:
     return v is None or _on_host(v) or v.ndim == 0
 
 
+def _per_member(v, like) -> bool:
+    """A population's per-member coefficient as the kernels read it beside like's (K, ...)
+    stacks: a contiguous device array of one value per member ((K, 1, 1)) in like's dtype."""
+    return (
+        isinstance(v, cupy.ndarray)
+        and like.ndim == 3
+        and v.size == like.shape[0]
+        and v.flags.c_contiguous
+        and v.dtype == like.dtype
+    )
+
+
 def _integral(v) -> bool:
     """A rand key (an int, or a population's per-member uint32 array), not a float."""
     return isinstance(v, (int, numpy.integer)) or (isinstance(v, numpy.ndarray) and v.dtype.kind in "iu")
@@ -172,6 +184,9 @@ class CupyOps(NumpyOps):
     # ---- products ----------------------------------------------------------------------------
 
     def matmul(self, a, b, out=None, alpha=1.0, beta=None):
+        if out is not None and out.ndim == 3 and _on_host(alpha) and _per_member(beta, out):
+            cupy.multiply(out, beta, out=out)  # each member's beta (plain SGD's decays), then a product added
+            beta = 1.0
         if out is not None and out.ndim == 3 and _on_host(alpha) and (beta is None or _on_host(beta)):
             if self._product(a, b, out, alpha, 0.0 if beta is None else beta):
                 return out
@@ -375,22 +390,37 @@ class CupyOps(NumpyOps):
         )
 
     def optimizer_update(self, rule: str, p, g, slots: list, c: dict):
-        if not _same_layout(p, g, *slots) or any(getattr(v, "ndim", 0) for v in c.values()):
-            return super().optimizer_update(rule, p, g, slots, c)  # a population's per-member coefficients too
+        """The solo kernel's, or a population's (p, g and slots (K, ...) stored alike, one member's
+        elements after another's: C-contiguous, or weights (K, in, out) as their (K, out, in)
+        transpose): its per-member coefficients ((K, 1, 1) device arrays: rates, momenta, L2,
+        adamw's decay) read by member, the one kernel still."""
         per_step = (c["neg_lr"], c.get("neg_lr_mu", 0.0), 1.0) if rule != "adam" else (c["c2"], c["step"], c["decay"])
+        each = [c["l2c"], c["mu"], *per_step]  # bit j of the kernel's ``each``: coefficient j per member
+        flags = sum(1 << j for j, v in enumerate(each) if not _one_value(v))
+        arrays = (p, g, *slots)
+        if all(x.ndim == 3 and x.shape == p.shape and x.mT.flags.c_contiguous for x in arrays):
+            arrays = tuple(x.mT for x in arrays)  # a population's weights (K, in, out) stored as (K, out, in)
+        stacked = arrays[0].ndim == 3 and arrays[0].flags.c_contiguous  # one member's elements after another's
+        if (
+            not _same_layout(*arrays)
+            or not all(_on_host(c[k]) for k in ("b1", "b1c", "b2", "b2c", "eps"))
+            or (flags and not (stacked and all(_per_member(v, p) for v in each if not _one_value(v))))
+        ):
+            return super().optimizer_update(rule, p, g, slots, c)
         self._launch(
             "opt_update",
             p,
             kernels.grid(p.size),
             (
-                p,
-                g,
-                slots[0],
-                slots[-1],
+                *arrays[:3],
+                arrays[-1],
                 self._int(p.size),
                 self._int(kernels.RULES.index(rule)),
-                *(self._real(c[k], p) for k in ("l2c", "mu", "b1", "b1c", "b2", "b2c", "eps")),
-                *(self._scalar(k, p) for k in per_step),
+                *(self._scalar(v, p) for v in each[:2]),
+                *(self._real(c[k], p) for k in ("b1", "b1c", "b2", "b2c", "eps")),
+                *(self._scalar(v, p) for v in each[2:]),
+                self._int(p.shape[0] if flags else 1),
+                self._int(flags),
             ),
         )
         return p, slots
