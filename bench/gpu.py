@@ -52,6 +52,13 @@ from workload import GPU_CONFIGS, Impl, flops_per_step, make_workload  # noqa: E
 
 from xpnet.files import idx  # noqa: E402
 
+if "--emulate" in sys.argv[1:]:  # the emulator's libcublas stand-in for the one a real CuPy loads
+    from cupy_backends.cuda.libs import cublas as _emulated_cublas
+
+    from xpnet.backends import cublas as _cublas
+
+    _cublas.shared_object = lambda version: _emulated_cublas.SharedObject()
+
 PARTS = ("tests", "bench", "train", "best", "population")
 # each part's share of the budget left
 PART_WEIGHTS = {"tests": 3, "bench": 4, "train": 1, "best": 2, "population": 1.5}

@@ -40,7 +40,10 @@ def xpnet_impl(
     perm = be.asarray(work.perm)
 
     def one() -> float:
-        return run.run_epoch(perm) / work.n  # reads the loss back: waits for the device
+        loss = run.run_epoch(perm) / work.n  # reads the loss back: waits for the device
+        if cuda_graph and be.name == "cupy" and not run.steps.graphs:  # a chunk could not be captured
+            raise RuntimeError("no CUDA graph: a chunk could not be captured, so its steps ran eagerly")
+        return loss
 
     return Impl(name or f"xpnet {backend_name}", "xpnet", work.steps, one, backend=be)
 

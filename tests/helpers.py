@@ -45,6 +45,16 @@ def emulated_env(env: dict) -> dict:
 from xpnet import backends  # noqa: E402  (after the emulated CuPy is on the path)
 from xpnet.errors import UserError  # noqa: E402
 
+if CUPY_IS_EMULATED:  # in this process, the emulated libcublas.so stands for the one a real CuPy loads
+    from cupy_backends.cuda.libs import cublas as _emulated_cublas
+
+    from xpnet.backends import cublas as _cublas
+
+    OPEN_LIBCUBLAS = _cublas.shared_object  # xpnet's own, for its test
+    _cublas.shared_object = lambda version: (
+        _emulated_cublas.SharedObject() if version == _emulated_cublas.VERSION else None
+    )
+
 # (backend, device, needs a GPU)
 COMBOS = [
     ("numpy", "cpu", False),

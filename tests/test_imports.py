@@ -22,7 +22,8 @@ LAYERS = {
     "numerical engine": "engine engine.model engine.step engine.optim engine.rand engine.augment engine.data "
     "engine.evaluate engine.budget",
     "array libraries": "backends backends.backend backends.devices backends.host backends.base backends.numpy "
-    "backends.cupy backends.cuda_kernels backends.torch backends.jax backends.threads backends.inventory",
+    "backends.cupy backends.cuda_kernels backends.cublas backends.torch backends.jax backends.threads "
+    "backends.inventory",
     "errors and the version": "errors version",
 }
 LAYER_OF = {

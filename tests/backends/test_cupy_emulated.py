@@ -213,6 +213,96 @@ def test_a_population_steps_in_as_many_kernels_as_one_network(mnist, emulation, 
     assert together["host_syncs"] == together["allocations"] == 0 and together["graph_launches"] > 0
 
 
+@pytest.fixture
+def fresh_ops():
+    """A fresh CuPy op set for the test (its cuBLAS functions found again), and another after it."""
+    backends.backend._OPS.pop("cupy", None)
+    yield
+    backends.backend._OPS.pop("cupy", None)
+
+
+def _layers(run) -> list:
+    return [(backends.to_host(W), backends.to_host(b)) for W, b in run.state.net.layers]
+
+
+@pytest.mark.parametrize("why", ["no libcublas found", "a product through cupy.matmul"])
+def test_steps_go_on_eagerly_where_a_chunk_cannot_be_captured(mnist, emulation, monkeypatch, fresh_ops, why):
+    """CuPy 14 refuses its own cuBLAS calls during a capture (NotImplementedError). Where the
+    products can only go through CuPy (libcublas not found: ``cublas.Bindings``), or a product
+    falls back to ``cupy.matmul``, a run with CUDA graphs steps eagerly instead, from the
+    refused chunk on: the same kernels per step, no graph, no host read, the eager run's
+    parameters to the bit."""
+    from xpnet.backends import cublas
+    from xpnet.backends import cupy as cupy_ops
+
+    settings = {"hidden": (24,), "batch_size": 32}
+    if why == "no libcublas found":
+        monkeypatch.setattr(cublas, "shared_object", lambda version: None)
+    else:
+        real = cupy_ops.CupyOps._cublas  # the output layer's (24, 10) weight gradient: by cupy.matmul
+        monkeypatch.setattr(
+            cupy_ops.CupyOps, "_cublas", lambda self, a, b, out, *c: out.size != 240 and real(self, a, b, out, *c)
+        )
+    backends.backend._OPS.pop("cupy", None)
+    eager = _run(mnist, 12 * 32, cuda_graph=False, **settings)
+    eager_epochs = _per_step(eager, emulation)
+    run = _run(mnist, 12 * 32, cuda_graph=True, **settings)
+    assert isinstance(run.backend.ops._blas(), cublas.Bindings if why == "no libcublas found" else cublas.Direct)
+    epochs = _per_step(run, emulation)
+    assert not run.steps.graphs and all(e["graph_launches"] == 0 for e in epochs)
+    assert epochs[-1]["launches"] == eager_epochs[-1]["launches"] and epochs[-1]["host_syncs"] == 0
+    for (W, b), (We, be) in zip(_layers(run), _layers(eager)):
+        assert np.array_equal(W, We) and np.array_equal(b, be)
+
+
+def test_products_call_libcublas_on_the_current_stream(mnist, emulation, fresh_ops):
+    """With libcublas found (here the emulator's stand-in), every product of a step is one of
+    its GEMMs, each after the handle's stream is set to the current one (inside a capture: the
+    capturing stream), and a run's chunks are captured and replayed."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas as emulated
+
+    from xpnet.backends import cublas
+
+    run = _run(mnist, 12 * 32, cuda_graph=True, hidden=(24,), batch_size=32)
+    blas = run.backend.ops._blas()
+    assert isinstance(blas, cublas.Direct) and isinstance(blas.so, emulated.SharedObject)
+    epochs = _per_step(run, emulation)
+    assert epochs[-1]["graph_launches"] > 0 and run.steps.graphs
+    calls = blas.so.calls
+    gemms = [name for name in calls if "gemm" in name]
+    assert gemms and all(calls[i - 1] == "cublasSetStream_v2" for i, name in enumerate(calls) if "gemm" in name)
+    assert set(gemms) <= {"cublasSgemm_v2", "cublasSgemmStridedBatched"}
+    s = cupy.cuda.Stream()
+    with s:
+        run.backend.ops.matmul(*(cupy.ones((2, 2), "float32") for _ in range(2)), out=cupy.empty((2, 2), "float32"))
+    assert emulation.handle_state(cupy.cuda.device.get_cublas_handle())["stream"] == s.ptr
+
+
+def test_libcublas_is_the_loaded_one_of_its_version_and_its_errors_are_raised(monkeypatch):
+    """cuBLAS 13.1.0's library is opened as libcublas.so.13 without loading anything (the one
+    CuPy loaded, or none); a call's non-zero status is raised, naming the function."""
+    import ctypes
+    import os
+
+    from cupy_backends.cuda.libs import cublas as emulated
+
+    from xpnet.backends import cublas
+
+    from helpers import OPEN_LIBCUBLAS
+
+    assert OPEN_LIBCUBLAS(130100) is None  # no libcublas.so.13 in this process, and none loaded for it
+    opened = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, mode: opened.append((name, mode)) or "library")
+    assert OPEN_LIBCUBLAS(120804) == "library" and opened == [("libcublas.so.12", os.RTLD_NOLOAD)]
+    so = emulated.SharedObject()
+    so.cublasSgemm_v2 = lambda *args: 7  # CUBLAS_STATUS_INVALID_VALUE
+    direct = cublas.Direct(so)
+    assert so.cublasSgemm_v2.argtypes[0] is ctypes.c_void_p and so.cublasSgemm_v2.restype is ctypes.c_int
+    with pytest.raises(RuntimeError, match="cublasSgemm_v2 failed: status 7"):
+        direct.gemm("s", 1, 0, *range(13))
+
+
 def test_a_host_read_inside_a_captured_step_is_refused(mnist, monkeypatch):
     """What would break a replay fails the capture: a step that reads a device value back."""
     import cupy
@@ -266,7 +356,8 @@ from cuda.bindings import nvrtc
 from xpnet.backends import cuda_kernels
 dtype, arch = sys.argv[1:]
 err, program = nvrtc.nvrtcCreateProgram(cuda_kernels.module_source(dtype).encode(), b"xpnet_kernels.cu", 0, [], [])
-(result,) = nvrtc.nvrtcCompileProgram(program, 2, [("--gpu-architecture=" + arch).encode(), b"-std=c++14"])
+options = [("--gpu-architecture=" + arch).encode(), b"-std=c++14", b"-ftz=true", b"--device-as-default-execution-space"]
+(result,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
 _, size = nvrtc.nvrtcGetProgramLogSize(program)
 log = b" " * size
 nvrtc.nvrtcGetProgramLog(program, log)
@@ -281,8 +372,9 @@ print(json.dumps({"created": err == ok, "compiled": result == ok,
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_cuda_source_compiles_with_nvrtc(dtype, arch):
     """NVRTC (cuda-bindings with the nvidia-cuda-nvrtc wheel; a compiler library, no GPU)
-    compiles the kernels' module as CuPy's RawModule would, for A100 and H100/H200: in a
-    process of its own (cuda-bindings is not imported into the test run)."""
+    compiles the kernels' module as CuPy's RawModule would (xpnet's option and those CuPy 14.2
+    adds to every compile: ``cupy/cuda/compiler.py``), for A100 and H100/H200: in a process of
+    its own (cuda-bindings is not imported into the test run)."""
     import json
     import subprocess
     import sys

@@ -293,6 +293,9 @@ def test_cublas_gemm_semantics():
 
 
 def test_capture_records_and_replays():
+    from cupy_backends.cuda.libs import cublas as cublas_lib
+
+    handle = cupy.cuda.device.get_cublas_handle()
     s = cupy.cuda.Stream(non_blocking=True)
     x = cupy.asarray(numpy.ones(4, numpy.float32))
     y = cupy.zeros(4, numpy.float32)
@@ -308,7 +311,22 @@ def test_capture_records_and_replays():
         assert s.is_capturing() and cupy.cuda.get_current_stream() is s
         cupy.multiply(x, step, out=y)
         cupy.multiply(y, scale, out=y)
-        cupy.cublas.gemm("N", "N", a, a, out=g_out, alpha=scale, beta=zero)  # device pointer mode
+        # CuPy 14's own cuBLAS calls are refused during a capture (the capture goes on) ...
+        for refused in (
+            lambda: cupy.cublas.gemm("N", "N", a, a, out=g_out, alpha=scale, beta=zero),
+            lambda: cupy.matmul(a, a, out=g_out),
+            lambda: cublas_lib.sgemm(handle, 0, 0, 2, 2, 2, scale.data.ptr, a.data.ptr, 2, a.data.ptr, 2, 0, 0, 2),
+            lambda: cublas_lib.setStream(handle, s.ptr),
+        ):
+            with pytest.raises(NotImplementedError, match="during stream capture is currently unsupported"):
+                refused()
+        # ... libcublas's own GEMM runs on its handle's stream: captured there, read at replay
+        lib = cublas_lib.SharedObject()
+        assert lib.cublasSetStream_v2(handle, s.ptr) == 0
+        cublas_lib.setPointerMode(handle, cublas_lib.CUBLAS_POINTER_MODE_DEVICE)
+        ptrs = (scale.data.ptr, a.data.ptr, 2, a.data.ptr, 2, zero.data.ptr, g_out.data.ptr, 2)
+        assert lib.cublasSgemm_v2(handle, 0, 0, 2, 2, 2, *ptrs) == 0
+        cublas_lib.setPointerMode(handle, cublas_lib.CUBLAS_POINTER_MODE_HOST)
         graph = s.end_capture()
     assert cupy.cuda.get_current_stream() is cupy.cuda.Stream.null
     assert y.get().tolist() == [0.0] * 4  # recorded, not executed

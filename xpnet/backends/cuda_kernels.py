@@ -29,7 +29,8 @@ _HELPERS = r"""
 __device__ __forceinline__ real minus_infinity() { return (real)-__longlong_as_double(0x7ff0000000000000LL); }
 __device__ __forceinline__ real sigmoid_of(real z) {
     // base.Ops.sigmoid's: e = exp(-|z|), (z > 0 ? 1 : e) / (1 + e): one exp, no overflow, full
-    // relative precision for large negative z, NaN kept
+    // relative precision for large negative z down to the smallest normal number (CuPy compiles
+    // with -ftz=true: float32's subnormals, z < -87.3, are 0), NaN kept
     real e = exp(-fabs(z));
     return (z > (real)0 ? (real)1 : e) / ((real)1 + e);
 }

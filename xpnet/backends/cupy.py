@@ -6,12 +6,14 @@ per-step scalars read from device memory, and chunks of steps replayed as CUDA g
   after a layer's GEMM; the activation's derivative times the incoming error, with the bias
   gradient (or plain SGD's bias update) summed in the same pass; the output layer's bias, softmax
   or sigmoid and error; each optimiser's update; a chunk's loss, added to the epoch's on the device.
-- Products: ``cupy.cublas.gemm`` into the output with alpha and beta (the SGD update is one
-  GEMM), outputs contiguous so that nothing goes through a temporary; alpha and beta that
-  change from step to step are device scalars (cuBLAS's device pointer mode).
+- Products: one cuBLAS GEMM into the output with alpha and beta (the SGD update is one GEMM),
+  operands read where they lie, so that nothing goes through a temporary; alpha and beta that
+  change from step to step are device scalars (cuBLAS's device pointer mode). The GEMMs are
+  libcublas's own functions (``cublas``): CuPy's bindings are refused inside a capture.
 - Per-step scalars (``step_inputs``): a chunk's are copied to the device at once, and each step
   reads its own; so a chunk of steps captured once as a CUDA graph (``capture``, on a stream of
-  its own) replays with each chunk's rates and random keys (``replay``, on the current stream).
+  its own) replays with each chunk's rates and random keys (``replay``, on the current stream);
+  where a chunk cannot be captured (``capture`` gives None) the steps run eagerly.
 
 ``backends.resolve`` makes the chosen device current for the run (array-api-compat ignores
 ``device=`` in CuPy's creation functions). No op synchronises with the GPU: there is no
@@ -22,10 +24,10 @@ laid out as it expects falls back to the base op set's formula.
 from __future__ import annotations
 
 import cupy
-import cupy.cublas  # a submodule that `import cupy` leaves out
 import numpy
 from cupy_backends.cuda.libs import cublas as cublas_lib
 
+from xpnet.backends import cublas
 from xpnet.backends import cuda_kernels as kernels
 from xpnet.backends.numpy import NumpyOps, wide
 
@@ -90,11 +92,6 @@ def _integral(v) -> bool:
 def _on_host(x) -> bool:
     """A Python number (cuBLAS and kernels read it by value), not a device scalar."""
     return isinstance(x, (int, float))
-
-
-def _gemm_output(out) -> bool:
-    """An output cuBLAS writes directly: 2-D, C- or F-contiguous."""
-    return out is not None and out.ndim == 2 and (out.flags.c_contiguous or out.flags.f_contiguous)
 
 
 def _matrix_layout(x):
@@ -187,79 +184,67 @@ class CupyOps(NumpyOps):
         if out is not None and out.ndim == 3 and _on_host(alpha) and _per_member(beta, out):
             cupy.multiply(out, beta, out=out)  # each member's beta (plain SGD's decays), then a product added
             beta = 1.0
-        if out is not None and out.ndim == 3 and _on_host(alpha) and (beta is None or _on_host(beta)):
-            if self._product(a, b, out, alpha, 0.0 if beta is None else beta):
-                return out
-        if not (_gemm_output(out) and a.ndim == b.ndim == 2):
-            return super().matmul(a, b, out, alpha, beta)
-        beta = 0.0 if beta is None else beta
-        if not (_on_host(alpha) and _on_host(beta)):  # cuBLAS reads both from the device
-            alpha, beta = self._scalar(alpha, out), self._scalar(beta, out)
-        return cupy.cublas.gemm("N", "N", a, b, out=out, alpha=alpha, beta=beta)
+        if out is not None and self._cublas(a, b, out, alpha, 0.0 if beta is None else beta):
+            return out
+        return super().matmul(a, b, out, alpha, beta)
 
     def _gemm(self, a, b, out):
-        if _gemm_output(out) and a.ndim == b.ndim == 2:
-            return cupy.cublas.gemm("N", "N", a, b, out=out)
-        if out is not None and out.ndim == 3 and not self.is_transposed(out) and not wide(a, b, out):
-            if self._gemm_batched(a, b, out):
-                return out
+        if out is not None and self._cublas(a, b, out):
+            return out
         return super()._gemm(a, b, out)
 
-    def _product(self, a, b, out, alpha: float, beta: float) -> bool:
-        """out = alpha * a @ b + beta * out for a population's stacks (out (K, m, n), stored either
-        way) as one cuBLAS call: the wide 2-D GEMM where a stack meets the operand its members
-        share, else the strided-batched one (the update GEMMs of plain SGD, alpha and beta
-        included). False where the layouts do not allow it."""
-        if self.is_transposed(out):  # out^T = b^T @ a^T
+    def _cublas(self, a, b, out, alpha=1.0, beta=0.0) -> bool:
+        """out = alpha * a @ b + beta * out as one cuBLAS GEMM reading every operand where it
+        lies (transposed views included; ``cupy.matmul`` would copy some and allocate pointer
+        arrays to broadcast): out (m, n), or a population's (K, m, n) stacks, strided-batched
+        with a 2-D operand shared by every member (stride 0), or one wide 2-D GEMM where a stack
+        meets the operand its members share. alpha and beta: both numbers (cuBLAS's host pointer
+        mode) or read from the device (device scalars). False where the layouts do not allow it."""
+        if out.ndim not in (2, 3) or not (_one_value(alpha) and _one_value(beta)):
+            return False
+        if self.is_transposed(out):  # out^T = b^T @ a^T, written row by row
             a, b, out = b.mT, a.mT, out.mT
         if wide(a, b, out):
-            flat = out.reshape(-1, out.shape[-1])
-            cupy.cublas.gemm("N", "N", a.reshape(-1, a.shape[-1]), b, out=flat, alpha=alpha, beta=beta)
-            return True
-        return out.flags.c_contiguous and self._gemm_batched(a, b, out, alpha, beta)
-
-    def _gemm_batched(self, a, b, out, alpha: float = 1.0, beta: float = 0.0) -> bool:
-        """out[i] = alpha * a[i] @ b[i] + beta * out[i] for a population's stacks (a shared 2-D
-        operand broadcast) as one strided-batched cuBLAS GEMM reading every operand where it
-        lies (transposed views included), as ``cupy.matmul`` would not: it copies operands that
-        are not C-contiguous and allocates pointer arrays to broadcast. False where the layouts
-        do not allow it."""
-        K, m, n = out.shape
+            a, out = a.reshape(-1, a.shape[-1]), out.reshape(-1, out.shape[-1])
         la, lb, lc = _matrix_layout(a), _matrix_layout(b), _matrix_layout(out)
+        batch = out.shape[0] if out.ndim == 3 else 1
         if (
             None in (la, lb, lc)
             or lc[0]
             or not a.dtype == b.dtype == out.dtype
-            or any(x.ndim == 3 and x.shape[0] != K for x in (a, b))
+            or any(x.ndim > out.ndim or (x.ndim == 3 and x.shape[0] != batch) for x in (a, b))
         ):
             return False
-        host_alpha, host_beta = (self._host_coefficient(v, out.dtype) for v in (alpha, beta))
+        m, n = out.shape[-2:]
+        if _on_host(alpha) and _on_host(beta):
+            mode = cublas_lib.CUBLAS_POINTER_MODE_HOST
+            alpha, beta = (self._host_coefficient(v, out.dtype).ctypes.data for v in (alpha, beta))
+        else:
+            mode = cublas_lib.CUBLAS_POINTER_MODE_DEVICE
+            alpha, beta = (self._scalar(v, out).data.ptr for v in (alpha, beta))
         handle = cupy.cuda.device.get_cublas_handle()
-        if cublas_lib.getPointerMode(handle) != cublas_lib.CUBLAS_POINTER_MODE_HOST:
-            cublas_lib.setPointerMode(handle, cublas_lib.CUBLAS_POINTER_MODE_HOST)
-        gemm = cublas_lib.sgemmStridedBatched if out.dtype.char == "f" else cublas_lib.dgemmStridedBatched
+        if cublas_lib.getPointerMode(handle) != mode:
+            cublas_lib.setPointerMode(handle, mode)
         # row-major out = a @ b is column-major out^T = b^T @ a^T: cuBLAS's A is b, its B is a
-        gemm(
-            handle,
-            int(lb[0]),
-            int(la[0]),
-            n,
-            m,
-            a.shape[-1],
-            host_alpha.ctypes.data,
-            b.data.ptr,
-            lb[1],
-            lb[2],
-            a.data.ptr,
-            la[1],
-            la[2],
-            host_beta.ctypes.data,
-            out.data.ptr,
-            lc[1],
-            lc[2],
-            K,
-        )
+        blas, dtype, stream = self._blas(), "s" if out.dtype.char == "f" else "d", cupy.cuda.get_current_stream().ptr
+        head = (int(lb[0]), int(la[0]), n, m, a.shape[-1], alpha)
+        if out.ndim == 2:
+            blas.gemm(dtype, handle, stream, *head, b.data.ptr, lb[1], a.data.ptr, la[1], beta, out.data.ptr, lc[1])
+        else:
+            blas.gemm_batched(
+                dtype, handle, stream, *head, b.data.ptr, lb[1], lb[2], a.data.ptr, la[1], la[2],
+                beta, out.data.ptr, lc[1], lc[2], batch,
+            )  # fmt: skip
         return True
+
+    def _blas(self):
+        """The cuBLAS functions the products call (``cublas.functions``): libcublas's own,
+        which a CUDA graph can capture, else CuPy's bindings. Found once per op set."""
+        fns = self.__dict__.get("_blas_functions")
+        if fns is None:
+            handle = cupy.cuda.device.get_cublas_handle()  # CuPy loads libcublas with its first handle
+            fns = self.__dict__["_blas_functions"] = cublas.functions(cublas_lib, handle)
+        return fns
 
     @staticmethod
     def _host_coefficient(value: float, dtype):
@@ -510,7 +495,12 @@ class CupyOps(NumpyOps):
         ]
 
     def capture(self, fn):
-        """``fn()``'s kernels captured as a CUDA graph on a stream of this op set's own."""
+        """``fn()``'s kernels captured as a CUDA graph on a stream of this op set's own; None
+        (nothing run: the caller runs ``fn`` itself) where a product cannot be captured: cuBLAS
+        reached only through CuPy's bindings, or a product that falls back to ``cupy.matmul``
+        (CuPy refuses cuBLAS calls of its own during a capture with NotImplementedError)."""
+        if not self._blas().capture:
+            return None
         streams = self.__dict__.setdefault("_streams", {})
         device = cupy.cuda.Device().id
         stream = streams.get(device)
@@ -520,11 +510,13 @@ class CupyOps(NumpyOps):
             stream.begin_capture()
             try:
                 fn()
-            except BaseException:
+            except BaseException as e:
                 try:
                     stream.end_capture()
                 except Exception:  # noqa: BLE001 (the capture's own error is the one to report)
                     pass
+                if isinstance(e, NotImplementedError):
+                    return None
                 raise
             return stream.end_capture()
 

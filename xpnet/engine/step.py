@@ -512,7 +512,8 @@ class Steps:
     def _loop(self, body, k: int, bs: int, carry, inputs):
         """``ops.loop`` over the chunk's steps; with graphs, a chunk of full batches of each
         length is run eagerly the first time (every buffer and constant made), captured the
-        second, and replayed from then on (its per-step scalars read from ``inputs``' buffers)."""
+        second, and replayed from then on (its per-step scalars read from ``inputs``' buffers);
+        where the op set could not capture it (``capture`` gave None), eagerly from then on."""
         ops = self.ops
         if not self.graphs or bs != self.batch_size:
             return ops.loop(body, k, carry, inputs)
@@ -521,6 +522,9 @@ class Steps:
             return ops.loop(body, k, carry, inputs)
         if self._graphs[k] is None:
             self._graphs[k] = ops.capture(lambda: ops.loop(body, k, carry, inputs))
+            if self._graphs[k] is None:  # the library could not capture it: eager steps from now on
+                self.graphs = False
+                return ops.loop(body, k, carry, inputs)
         ops.replay(self._graphs[k])
         return carry
 

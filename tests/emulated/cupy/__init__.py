@@ -22,10 +22,16 @@ Rules enforced (as CuPy 14.2 on a GPU):
      another dtype gets the product in a temporary, then a copy kernel.
   5. Elementwise kernels with ``out=``: an input that is not the output object but whose
      memory bounds overlap it is copied first.
-  6. ``cupy.cublas.gemm`` with host or device (read at execution) alpha/beta.
+  6. ``cupy.cublas.gemm`` with host or device (read at execution) alpha/beta. cuBLAS handles
+     keep a stream and a pointer mode; every cuBLAS call CuPy makes (``cupy.cublas.gemm``,
+     ``matmul``, the raw bindings of ``cupy_backends.cuda.libs.cublas``) first sets the
+     handle's stream to the current one and raises NotImplementedError while that captures
+     (CuPy 14.2's ``_setStream``); ``cupy_backends.cuda.libs.cublas.SharedObject`` stands for
+     libcublas.so, whose GEMMs run on their handle's stream (captured when it captures).
   7. Streams and CUDA graphs: capture records kernels (arrays by reference, scalars by value);
      allocations, syncs and host copies during a capture raise CUDARuntimeError and
-     invalidate it; ``Graph.launch`` replays.
+     invalidate it (stricter than CuPy, whose relaxed capture lets an allocation through);
+     ``Graph.launch`` replays.
   8. RawModule/RawKernel: the CUDA signature is parsed and each argument's type checked; the
      kernel's NumPy reference (xpnet.backends.cuda_kernels.REFERENCES) runs on flat views.
   10. Failure injection: ``_emulation.configure(fail=...)`` or XPNET_EMULATED_CUPY_FAIL.

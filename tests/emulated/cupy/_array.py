@@ -730,8 +730,10 @@ def matmul(a, b, out=None, *, dtype=None, casting="same_kind", **kw):
     F-ordered are copied first, and operands of a batched product (over 2-D) that are not
     C-contiguous; a broadcast batch allocates pointer arrays; an ``out`` that is not
     C-contiguous or has another dtype gets the product in a temporary, then a copy kernel
-    into ``out`` (CuPy 14's rules)."""
+    into ``out`` (CuPy 14's rules). Refused while the current stream captures, as every cuBLAS
+    call CuPy makes."""
     _em.check_fail("cublas")
+    _em.cupy_binding_stream(_em.cublas_handle())
     _check_devices([x for x in (a, b, out) if isinstance(x, ndarray)])
     batched = max(getattr(a, "ndim", 0), getattr(b, "ndim", 0)) > 2
     if batched:  # CuPy's batched matmul: ascontiguousarray of each operand

@@ -188,11 +188,12 @@ def tally(kind: str, n: int = 1) -> None:
     setattr(counters, field, getattr(counters, field) + n)
 
 
-def launch(fn, kind: str = "elementwise", validate=None) -> None:
-    """Run one kernel (``fn`` does the work in NumPy), or record it when the current stream
-    is capturing (``validate`` is then called instead, to raise what ``fn`` would)."""
+def launch(fn, kind: str = "elementwise", validate=None, stream=None) -> None:
+    """Run one kernel (``fn`` does the work in NumPy), or record it when its stream (the
+    current one, or ``stream``: a cuBLAS handle's) is capturing (``validate`` is then called
+    instead, to raise what ``fn`` would)."""
     check_fail(kind)
-    s = current_stream()
+    s = current_stream() if stream is None else stream
     if s is not None and s._capturing:
         if validate is not None:
             validate()
@@ -200,6 +201,48 @@ def launch(fn, kind: str = "elementwise", validate=None) -> None:
         return
     tally(kind)
     fn()
+
+
+# ---- cuBLAS handles: each one's stream and pointer and math modes ---------------------------
+
+_streams: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # ptr -> Stream
+_handles: dict = {}  # handle -> {"stream": ptr, "pointer_mode": int, "math_mode": int}
+
+
+def cublas_handle() -> int:
+    """cupy.cuda.device.get_cublas_handle(): one per device here."""
+    return 0xC0B1A5 + current_device()
+
+
+def register_stream(stream) -> None:
+    _streams[stream.ptr] = stream
+
+
+def handle_state(handle: int) -> dict:
+    return _handles.setdefault(handle, {"stream": 0, "pointer_mode": 0, "math_mode": 0})
+
+
+def handle_stream(handle: int):
+    """The stream a cuBLAS call on ``handle`` runs on: the one last set on it (cuBLAS's rule)."""
+    ptr = handle_state(handle)["stream"]
+    return null_stream if ptr == 0 else _streams[ptr]
+
+
+def set_handle_stream(handle: int, stream_ptr: int) -> None:
+    """cublasSetStream: allowed during a capture (it is host state)."""
+    if stream_ptr != 0 and stream_ptr not in _streams:
+        raise RuntimeError(f"CUBLAS_STATUS_INVALID_VALUE: no stream {stream_ptr:#x}")
+    handle_state(handle)["stream"] = stream_ptr
+
+
+def cupy_binding_stream(handle: int):
+    """What each of CuPy 14's cuBLAS bindings does first (``cupy_backends/cuda/libs/cublas.pyx``,
+    ``_setStream``): set the handle's stream to the current one, refusing while it captures."""
+    s = current_stream()
+    if s is not None and s._capturing:
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+    set_handle_stream(handle, 0 if s is None else s.ptr)
+    return s
 
 
 def _env_config() -> None:

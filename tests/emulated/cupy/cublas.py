@@ -39,6 +39,7 @@ def gemm(transa, transb, a, b, out=None, alpha=1.0, beta=0.0):
     n = b.shape[1] if transb == "N" else b.shape[0]
     assert (b.shape[0] if transb == "N" else b.shape[1]) == k
     _em.check_fail("cublas")
+    _em.cupy_binding_stream(_em.cublas_handle())  # its sgemm binding's: refused while capturing
     if out is None:
         out = _array.empty((m, n), dtype=dtype, order="F")
         beta = 0.0

@@ -56,4 +56,5 @@ def get_device_id() -> int:
 
 
 def get_cublas_handle() -> int:
-    return 0xC0B1A5 + _emulation.current_device()
+    """The current thread's handle on the current device (one per device here)."""
+    return _emulation.cublas_handle()

@@ -13,6 +13,7 @@ class Stream:
         self.ptr = 0 if null else id(self)
         self.device_id = _emulation.current_device()
         self._null, self._capturing, self._nodes, self._capture_error = null, False, [], None
+        _emulation.register_stream(self)
 
     def __enter__(self):
         _emulation.stream_stack().append(self)
@@ -73,6 +74,7 @@ class ExternalStream(Stream):
     def __init__(self, ptr, device_id=-1):
         super().__init__(null=ptr == 0)
         self.ptr = ptr
+        _emulation.register_stream(self)
 
 
 Stream.null = Stream(null=True)
