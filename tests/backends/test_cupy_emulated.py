@@ -325,8 +325,8 @@ def test_a_host_read_inside_a_captured_step_is_refused(mnist, monkeypatch):
 
 def test_the_kernels_run_where_the_step_needs_them(mnist, emulation, monkeypatch):
     """The fused formulas run as kernels (no fallback to the primitives): every kernel of
-    cuda_kernels is launched by an Adam run, an SGD run of the default net and an input
-    gradient (``imagine``'s)."""
+    cuda_kernels is launched by an Adam run with max-norm, an SGD run of the default net and an
+    input gradient (``imagine``'s)."""
     launched = set()
     real = emulation.reference_lookup
 
@@ -341,7 +341,7 @@ def test_the_kernels_run_where_the_step_needs_them(mnist, emulation, monkeypatch
 
     monkeypatch.setattr(emulation, "reference_lookup", spy)
     backends.backend._OPS.pop("cupy", None)  # a fresh op set: its kernels are looked up again
-    for settings in ({"optimizer": "adam", "lr": 0.01}, {}):
+    for settings in ({"optimizer": "adam", "lr": 0.01, "max_norm": 2.0}, {}):
         run = _run(mnist, 8 * 32, **settings)
         _counted_epoch(run, emulation)
     x = run.backend.asarray(mnist.test.images[:4].reshape(4, -1, 1) / 255.0, "float32")

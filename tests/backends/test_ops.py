@@ -154,16 +154,21 @@ def test_take_and_slice(target, data, rng):
 
 
 @pytest.mark.parametrize("axis", [0, 1])
-def test_reductions(target, data, axis):
+def test_reductions(target, data, rng, axis):
     t, ops = target, target.ops
     x = t.asarray(data["x"])
     shape = (1, SHAPE[1]) if axis == 0 else (SHAPE[0], 1)
     prior = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
     for out in _outs(t, shape, x):
-        _check(t, ops.sum(x, axis, out=out), REF.sum(data["x"], axis))
-        _check(t, ops.sum(x, axis, out=out, alpha=-0.5), REF.sum(data["x"], axis, alpha=-0.5))
-        _check(t, ops.max(x, axis, out=out), REF.max(data["x"], axis))
-        _check(t, ops.sum_squares(x, axis, out=out), REF.sum_squares(data["x"], axis))
+        for stored in (x, _feature_major(t, data["x"])):  # as such, and as its transpose (a layer's batch)
+            _check(t, ops.sum(stored, axis, out=out), REF.sum(data["x"], axis))
+            _check(t, ops.sum(stored, axis, out=out, alpha=-0.5), REF.sum(data["x"], axis, alpha=-0.5))
+            _check(t, ops.max(stored, axis, out=out), REF.max(data["x"], axis))
+            _check(t, ops.sum_squares(stored, axis, out=out), REF.sum_squares(data["x"], axis))
+    stack = rng.standard_normal((3, 5, 4))  # a population's (K, in, out) weights, stored (K, out, in)
+    weights = t.asarray(np.swapaxes(stack, 1, 2).copy()).mT
+    for out in _outs(t, (3, 1, 4), weights):
+        _check(t, ops.sum_squares(weights, -2, out=out), REF.sum_squares(stack, -2))
     if ops.in_place:  # with beta: out = beta * out + alpha * sum
         out = ops.copy(t.asarray(prior), out=ops.buffer(shape, x))
         _check(

@@ -95,6 +95,22 @@ extern "C" __global__ void grad_sum(real* d, const real* a, real* total, const r
         total[blockIdx.x] = (accumulate ? beta[0] * total[blockIdx.x] : (real)0) + alpha[0] * s;
 }
 """,
+    # one block per row f of x (rows, n), each row's n values contiguous: total[f] <- sum_i x[f, i]^2
+    # (max-norm's squared norm of each unit's incoming weights; cupy.sum would go through CUB,
+    # which allocates its result and workspace at every call)
+    "sum_squares": r"""
+extern "C" __global__ void sum_squares(const real* x, real* total, int n) {
+    __shared__ real shared[256];
+    long long row = (long long)blockIdx.x * n;
+    real partial = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        real v = x[row + i];
+        partial += v * v;
+    }
+    real s = block_sum(partial, shared);
+    if (threadIdx.x == 0) total[blockIdx.x] = s;
+}
+""",
     # one block per member m over the samples i of its z, d (classes, n) (members such blocks one
     # after the other) and its targets y (one block shared, y_members 1, or each member's): z <- z + b
     # (the logits), the output error d <- scale * dLoss/dz: softmax(z) - y (kind 0),
@@ -259,6 +275,11 @@ def _ref_grad_sum(d, a, total, alpha, beta, n, act, accumulate):
         D[...] = _REF.activation_grad(ACTIVATIONS[act], D, a[: rows * n].reshape(rows, n))
     t = total.reshape(rows, 1)
     t[...] = _REF.sum(D, 1, out=t, alpha=alpha[0], beta=beta[0] if accumulate else None)
+
+
+def _ref_sum_squares(x, total, n):
+    rows = total.shape[0]  # one block per element of total
+    total[:rows] = _REF.sum_squares(x[: rows * n].reshape(rows, n), 1).reshape(rows)
 
 
 def _ref_output_error(

@@ -5,7 +5,8 @@ per-step scalars read from device memory, and chunks of steps replayed as CUDA g
 - Kernels (``cuda_kernels``, compiled once per dtype and device by NVRTC): bias + activation
   after a layer's GEMM; the activation's derivative times the incoming error, with the bias
   gradient (or plain SGD's bias update) summed in the same pass; the output layer's bias, softmax
-  or sigmoid and error; each optimiser's update; a chunk's loss, added to the epoch's on the device.
+  or sigmoid and error; each optimiser's update; a chunk's loss, added to the epoch's on the device;
+  max-norm's squared norms.
 - Products: one cuBLAS GEMM into the output with alpha and beta (the SGD update is one GEMM),
   operands read where they lie, so that nothing goes through a temporary; alpha and beta that
   change from step to step are device scalars (cuBLAS's device pointer mode). The GEMMs are
@@ -353,6 +354,15 @@ class CupyOps(NumpyOps):
         if row is None or not (_one_value(alpha) and _one_value(beta)):
             return super().sum(x, axis, out, alpha, beta)
         self._grad_sum(rows, rows, row, alpha, beta, kernels.ACTIVATIONS.index("identity"))
+        return out
+
+    def sum_squares(self, x, axis: int, out=None):
+        rows = _features(x) if out is not None and axis % x.ndim == x.ndim - 2 else None
+        row = None if rows is None else _per_feature(out, rows.shape[1])
+        if row is None:
+            return super().sum_squares(x, axis, out)
+        n, features = rows.shape  # one block per feature: its n values contiguous
+        self._launch("sum_squares", x, (features,), (rows, row, self._int(n)))
         return out
 
     def _grad_sum(self, d, a, total, alpha, beta, act: int) -> None:

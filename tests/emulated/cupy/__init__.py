@@ -20,6 +20,10 @@ Rules enforced (as CuPy 14.2 on a GPU):
      memsets (zeros, fill(0)) and memcpys (copyto between arrays alike, peer copies).
   4. matmul: operands neither C- nor F-ordered are copied; an ``out`` not C-contiguous or of
      another dtype gets the product in a temporary, then a copy kernel.
+  4b. Reductions (sum, prod, max, min) of a C- or F-contiguous array over all its axes or over
+     consecutive axes at its contiguous end go through CUB, as CuPy 14 sends them
+     (CUPY_ACCELERATORS defaults to "cub"): two new buffers (result and workspace) and, with
+     ``out=``, a copy kernel into it.
   5. Elementwise kernels with ``out=``: an input that is not the output object but whose
      memory bounds overlap it is copied first.
   6. ``cupy.cublas.gemm`` with host or device (read at execution) alpha/beta. cuBLAS handles

@@ -142,13 +142,47 @@ class ufunc:
         return f"<ufunc '{self.name}'>"
 
 
+# CuPy 14's reductions that try CUB first (CUPY_ACCELERATORS, default "cub": cupy/_core/_accelerator.pyx)
+_CUB = ("sum", "prod", "max", "min", "amax", "amin")
+
+
+def _through_cub(np_func, x, kw) -> bool:
+    """Whether CuPy 14 runs this reduction through CUB (``cupy/cuda/cub.pyx``, ``cub_reduction``):
+    a C- or F-contiguous array of a CUB dtype reduced over all its axes, or over consecutive axes
+    ending at the last (C) or starting at the first (F)."""
+    order = "C" if x.flags.c_contiguous else "F" if x.flags.f_contiguous else None
+    if np_func.__name__ not in _CUB or order is None or x.size == 0 or x.dtype.kind not in "fiu":
+        return False
+    if kw.get("dtype") not in (None, x.dtype):
+        return False
+    axis = kw.get("axis")
+    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    axes = sorted(ax % x.ndim for ax in axes)
+    if len(axes) == x.ndim:
+        return True  # device_reduce
+    consecutive = axes == list(range(axes[0], axes[-1] + 1))
+    return consecutive and (axes[-1] == x.ndim - 1 if order == "C" else axes[0] == 0)
+
+
 def _reduction(np_func, a, out=None, **kw):
-    """One reduction kernel (sum, max, argmax, ...)."""
+    """One reduction kernel (sum, max, argmax, ...). Through CUB where CuPy 14 would go (see
+    ``_through_cub``): its result and its workspace are new buffers, and with ``out`` a copy
+    kernel follows (``device_segmented_reduce``, ``device_reduce``)."""
     if not isinstance(a, ndarray):
         raise TypeError(f"Unsupported type {type(a)}")
     _em.check_fail("reduction")
     kw = {k: v for k, v in kw.items() if v is not None}
     _check_devices([a] + ([out] if out is not None else []))
+    if _through_cub(np_func, a._a, kw):
+        src = a._a
+        _em.allocate(numpy.empty(64, numpy.uint8))  # CUB's temporary storage
+        if out is None:
+            return _fresh(np_func(src, **kw), "reduction")
+        y = empty(np_func(numpy.broadcast_to(numpy.zeros((), src.dtype), src.shape), **kw).shape, out.dtype)
+        dst = y._a
+        _em.launch(lambda: np_func(src, out=dst, **kw), "reduction")
+        _elementwise(lambda r, out: numpy.copyto(out[0], r, casting="unsafe"), (y,), (out,), {})  # elementwise_copy
+        return out
     if out is None:
         return _fresh(np_func(a._a, **kw), "reduction")
     src, dst = a._a, out._a
