@@ -279,6 +279,26 @@ def test_products_call_libcublas_on_the_current_stream(mnist, emulation, fresh_o
     assert emulation.handle_state(cupy.cuda.device.get_cublas_handle())["stream"] == s.ptr
 
 
+@pytest.mark.parametrize("tf32", [True, False])
+def test_tf32_reaches_the_products_cublas_runs(emulation, tf32):
+    """--tf32 sets CuPy's compute type, which only ``cupy.matmul`` reads: xpnet's own GEMMs set
+    the handle's math mode from it (TF32 tensor-op math, or the default) for float32 products,
+    and leave float64 ones at the default."""
+    import cupy
+
+    from xpnet.backends import cublas
+
+    handle = cupy.cuda.device.get_cublas_handle()
+    ops = backends.resolve("cupy", "cuda", tf32=tf32).ops
+    try:
+        for dtype, math in (("float32", cublas.TF32_MATH if tf32 else cublas.DEFAULT_MATH), ("float64", 0)):
+            a = cupy.ones((3, 3), dtype)
+            ops.matmul(a, a, out=cupy.empty((3, 3), dtype))
+            assert emulation.handle_state(handle)["math_mode"] == math, dtype
+    finally:
+        backends.resolve("cupy", "cuda")  # TF32 off again for the tests after
+
+
 def test_libcublas_is_the_loaded_one_of_its_version_and_its_errors_are_raised(monkeypatch):
     """cuBLAS 13.1.0's library is opened as libcublas.so.13 without loading anything (the one
     CuPy loaded, or none); a call's non-zero status is raised, naming the function."""

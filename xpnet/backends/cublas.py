@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+DEFAULT_MATH, TF32_MATH = 0, 3  # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
 _GEMM_ARGS = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 _GEMM_ARGS += [ctypes.c_void_p] * 2 + [ctypes.c_int]
 _BATCHED_ARGS = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_longlong]

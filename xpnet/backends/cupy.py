@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import cupy
 import numpy
+from cupy._core import _routines_linalg
 from cupy_backends.cuda.libs import cublas as cublas_lib
 
 from xpnet.backends import cublas
@@ -71,6 +72,12 @@ def _one_value(v) -> bool:
     """A coefficient all of whose uses read one value: None, a number or a 0-d device scalar
     (not a population's per-member (K, 1, 1))."""
     return v is None or _on_host(v) or v.ndim == 0
+
+
+def _tf32() -> bool:
+    """Whether float32 products may use TensorFloat-32: CuPy's compute type for float32, which
+    ``devices.resolve`` sets from ``--tf32``."""
+    return _routines_linalg.get_compute_type(numpy.float32) == _routines_linalg.COMPUTE_TYPE_TF32
 
 
 def _per_member(v, like) -> bool:
@@ -226,6 +233,9 @@ class CupyOps(NumpyOps):
         handle = cupy.cuda.device.get_cublas_handle()
         if cublas_lib.getPointerMode(handle) != mode:
             cublas_lib.setPointerMode(handle, mode)
+        math = cublas.TF32_MATH if out.dtype.char == "f" and _tf32() else cublas.DEFAULT_MATH
+        if cublas_lib.getMathMode(handle) != math:  # the handle's, as --tf32 chose (CuPy sets it for its matmul only)
+            cublas_lib.setMathMode(handle, math)
         # row-major out = a @ b is column-major out^T = b^T @ a^T: cuBLAS's A is b, its B is a
         blas, dtype, stream = self._blas(), "s" if out.dtype.char == "f" else "d", cupy.cuda.get_current_stream().ptr
         head = (int(lb[0]), int(la[0]), n, m, a.shape[-1], alpha)
