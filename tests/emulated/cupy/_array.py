@@ -996,10 +996,13 @@ class RawKernel:
 
 
 class RawModule:
+    """CuPy 14.2's signature (``cupy/_core/raw.pyx``): keyword-only, ``options`` a tuple (a typed
+    Cython argument: a list raises TypeError)."""
+
     def __init__(
         self,
-        code=None,
         *,
+        code=None,
         path=None,
         options=(),
         backend="nvrtc",
@@ -1008,10 +1011,12 @@ class RawModule:
         name_expressions=None,
         jitify=False,
     ):
+        if not isinstance(options, tuple):
+            raise TypeError(f"Argument 'options' has incorrect type (expected tuple, got {type(options).__name__})")
         if code is None:
             with open(path) as fh:
                 code = fh.read()
-        self.code, self.options, self.backend = code, tuple(options), backend
+        self.code, self.options, self.backend = code, options, backend
         m = re.search(r"typedef\s+(float|double)\s+real\s*;", code)
         real = numpy.dtype(numpy.float32 if m.group(1) == "float" else numpy.float64) if m else None
         self._signatures = {

@@ -16,6 +16,10 @@ class Stream:
         _emulation.register_stream(self)
 
     def __enter__(self):
+        if not self._null and self.device_id != _emulation.current_device():  # CuPy's check_stream_device_match
+            raise RuntimeError(
+                f"the current device {_emulation.current_device()} does not match the stream's device {self.device_id}"
+            )
         _emulation.stream_stack().append(self)
         return self
 
