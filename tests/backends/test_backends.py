@@ -8,6 +8,8 @@ from xpnet.backends import ops_for
 from xpnet.backends.base import Ops
 from xpnet.errors import UserError
 
+from helpers import targets
+
 
 def test_unknown_backend_and_device_are_user_errors():
     with pytest.raises(UserError, match="--backend"):
@@ -46,3 +48,27 @@ def test_readonly_numpy_arrays_get_the_reference_op_set():
     a.flags.writeable = False
     ops = ops_for(a)
     assert type(ops) is Ops and not ops.in_place
+
+
+@pytest.mark.parametrize("target", targets(names=("cupy",), dtype="float32"), indirect=True)
+def test_cupy_runs_replay_captured_chunks_as_their_eager_steps(target, mnist):
+    """On CuPy (a GPU, or the emulated one) a run's chunks of full batches are captured as CUDA
+    graphs and replayed, none refused (CuPy's own cuBLAS bindings would be: the products call
+    libcublas itself), and three epochs end where the eager steps do."""
+    from xpnet import training
+    from xpnet.engine import data
+    from xpnet.settings import TrainConfig
+
+    split = data.Split(mnist.train.images[: 12 * 32], mnist.train.labels[: 12 * 32])
+    layers = []
+    for graph in (True, False):
+        cfg = TrainConfig(hidden=(24,), batch_size=32, epochs=3, validation=0, quiet=True, cuda_graph=graph)
+        run = training.Run(cfg, target.backend, data.Dataset(split, split, 10, "test"), say=lambda line: None)
+        for _ in range(3):
+            run.run_epoch(run.backend.asarray(run.state.rng.permutation(run.n)))
+            run.state.epoch += 1
+        assert run.steps.graphs == graph and all(g is not None for g in run.steps._graphs.values())
+        layers.append([(backends.to_host(W), backends.to_host(b)) for W, b in run.state.net.layers])
+    for (W, b), (We, be) in zip(*layers):
+        np.testing.assert_allclose(W, We, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b, be, rtol=1e-5, atol=1e-6)
