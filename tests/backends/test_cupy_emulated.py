@@ -323,6 +323,110 @@ def test_libcublas_is_the_loaded_one_of_its_version_and_its_errors_are_raised(mo
         direct.gemm("s", 1, 0, *range(13))
 
 
+# a libcublas of host memory: the five functions xpnet calls, with cuBLAS's C signatures, computing
+# the column-major products they name (alpha and beta read through their pointers), on the
+# emulated CuPy's arrays (host memory underneath), and keeping the last stream set
+FAKE_LIBCUBLAS = r"""
+static long long stream_set = -1;
+long long last_stream(void) { return stream_set; }
+int cublasSetStream_v2(void *handle, void *stream) { stream_set = (long long)stream; return 0; }
+#define GEMM(T, NAME, BATCHED)                                                                        \
+int BATCHED(void *h, int ta, int tb, int m, int n, int k, const T *alpha, const T *A, int lda,        \
+            long long sA, const T *B, int ldb, long long sB, const T *beta, T *C, int ldc,            \
+            long long sC, int batch) {                                                              \
+    for (int q = 0; q < batch; q++)                                                                \
+        for (int j = 0; j < n; j++)                                                                \
+            for (int i = 0; i < m; i++) {                                                          \
+                double s = 0;                                                                      \
+                for (int p = 0; p < k; p++)                                                        \
+                    s += (double)(ta ? A[q * sA + p + (long long)i * lda] : A[q * sA + i + (long long)p * lda]) \
+                       * (double)(tb ? B[q * sB + j + (long long)p * ldb] : B[q * sB + p + (long long)j * ldb]); \
+                T *c = &C[q * sC + i + (long long)j * ldc];                                        \
+                *c = (T)(*alpha * s + (*beta == 0 ? 0 : *beta * (double)*c));                      \
+            }                                                                                      \
+    return 0;                                                                                      \
+}                                                                                                  \
+int NAME(void *h, int ta, int tb, int m, int n, int k, const T *alpha, const T *A, int lda,           \
+         const T *B, int ldb, const T *beta, T *C, int ldc) {                                      \
+    return BATCHED(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);           \
+}
+GEMM(float, cublasSgemm_v2, cublasSgemmStridedBatched)
+GEMM(double, cublasDgemm_v2, cublasDgemmStridedBatched)
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_libcublas(tmp_path_factory):
+    """FAKE_LIBCUBLAS compiled as libcublas.so.99 and loaded, as CuPy loads its libcublas (once
+    per process: a second library of that soname would not be the one found by it)."""
+    import ctypes
+    import os
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler, "a C compiler (CI machines have one)"
+    folder = tmp_path_factory.mktemp("libcublas")
+    (folder / "fake.c").write_text(FAKE_LIBCUBLAS)
+    library = folder / "libcublas.so.99"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O1", "-Wl,-soname,libcublas.so.99", "-o", library, folder / "fake.c"],
+        check=True,
+    )
+    loaded = ctypes.CDLL(str(library), mode=os.RTLD_GLOBAL)
+    loaded.last_stream.restype = ctypes.c_longlong
+    return loaded
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_through_a_compiled_libcublas_with_its_c_signatures(monkeypatch, fresh_ops, fake_libcublas, dtype):
+    """The products' ctypes calls, checked against C: a shared library with libcublas.so's
+    soname and its five functions' C signatures (compiled here; it computes the products on
+    the host memory under the emulated CuPy's arrays) is found loaded by ``shared_object`` and
+    computes every product layout the step uses as NumPy does: 2-D outputs stored either way,
+    transposed operands, host and device alpha and beta, a population's stacks with an operand
+    the members share (batch stride 0) and as one wide GEMM; each after its stream is set."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas as emulated
+
+    from xpnet.backends import cublas
+
+    from helpers import OPEN_LIBCUBLAS
+
+    monkeypatch.setattr(emulated, "getVersion", lambda handle: 990100)
+    monkeypatch.setattr(cublas, "shared_object", OPEN_LIBCUBLAS)
+    ops = backends.resolve("cupy", "cuda").ops
+    assert isinstance(ops._blas(), cublas.Direct)
+    rng = np.random.default_rng(5)
+
+    def stored(host, transposed):
+        return cupy.asarray(np.ascontiguousarray(host.mT)).mT if transposed else cupy.asarray(host)
+
+    def check(a_h, b_h, c_h, alpha, beta, a_t=False, b_t=False, c_t=False):
+        a, b, out = stored(a_h, a_t), stored(b_h, b_t), stored(c_h, c_t)
+        al, be = (v.get() if isinstance(v, cupy.ndarray) else v for v in (alpha, beta))
+        want = al * np.matmul(a_h, b_h) + (0 if be is None else be * c_h)
+        ops.matmul(a, b, out=out, alpha=alpha, beta=beta)
+        np.testing.assert_allclose(out.get(), want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    for a_t, b_t, c_t in [(False, False, False), (True, False, True), (False, True, False), (True, True, True)]:
+        for alpha, beta in [(1.0, None), (-0.5, 0.97), (2.0, 1.0)]:
+            check(rand(6, 4), rand(4, 5), rand(6, 5), alpha, beta, a_t, b_t, c_t)
+    scale, decay = (cupy.asarray(np.array(v, dtype)) for v in (-0.25, 0.5))  # read from the device
+    check(rand(6, 4), rand(4, 5), rand(6, 5), scale, decay)
+    assert emulated.getPointerMode(cupy.cuda.device.get_cublas_handle()) == emulated.CUBLAS_POINTER_MODE_DEVICE
+    check(rand(3, 6, 4), rand(4, 5), rand(3, 6, 5), 1.0, None)  # one wide GEMM
+    check(rand(3, 6, 4), rand(4, 5), rand(3, 6, 5), -1.0, 1.0, a_t=True)  # strided-batched, b shared
+    check(rand(6, 4), rand(3, 4, 5), rand(3, 6, 5), 1.0, None, b_t=True, c_t=True)  # a shared (stride 0)
+    s = cupy.cuda.Stream()
+    with s:
+        check(rand(2, 2), rand(2, 2), rand(2, 2), 1.0, None)
+    assert fake_libcublas.last_stream() == s.ptr
+
+
 def test_a_host_read_inside_a_captured_step_is_refused(mnist, monkeypatch):
     """What would break a replay fails the capture: a step that reads a device value back."""
     import cupy
