@@ -15,8 +15,9 @@ class Device:
             self.id = int(device.id if isinstance(device, Device) else device)
         self._saved = []
 
-    def use(self) -> None:
+    def use(self):
         _emulation.set_device(self.id)
+        return self
 
     def __enter__(self):
         self._saved.append(_emulation.current_device())
