@@ -186,10 +186,10 @@ def test_reductions(target, data, rng, axis):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_products_cublaslt_refuses_are_written_another_way(monkeypatch, rng, dtype):
-    """On CUDA an in-place addmm with beta and a one-row or one-column operand goes to
-    cuBLASLt, which refuses it (every plain-SGD step failed so on an H100): the torch op set
-    then sums through a GEMV and multiplies into scratch. Those forms, forced here on the CPU,
-    give the same sums and products."""
+    """On CUDA an addmm (in place with beta, or a bias + product) with a one-row or one-column
+    operand can go to cuBLASLt, which refuses it (every plain-SGD step failed so on an H100):
+    the torch op set then sums through a GEMV, multiplies into scratch, or adds the bias after
+    the product. Those forms, forced here on the CPU, give the same sums and products."""
     torch = pytest.importorskip("torch")
     from xpnet import backends
     from xpnet.backends import torch as torch_ops
@@ -218,7 +218,12 @@ def test_torch_products_cublaslt_refuses_are_written_another_way(monkeypatch, rn
     )
     assert got is out
     np.testing.assert_allclose(got.numpy(), 1.0 - 2.0 * a_h @ b_h, rtol=1e-6)
-    assert asked == [[(1, 7), (7, 5)], [(5, 1), (7, 5)], [(1, 4), (4, 3)]]
+    bias = rng.standard_normal((1, 3))  # a layer's bias + product for a batch of one row
+    for out in (None, torch.empty((1, 3), dtype=x.dtype)):
+        got = ops.affine(*(torch.as_tensor(h, dtype=x.dtype) for h in (a_h, b_h, bias)), out=out, alpha=0.5)
+        assert out is None or got is out
+        np.testing.assert_allclose(got.numpy(), 0.5 * a_h @ b_h + bias, rtol=1e-5, atol=1e-6)
+    assert asked == [[(1, 7), (7, 5)], [(5, 1), (7, 5)], [(1, 4), (4, 3)], [(1, 4), (4, 3)], [(1, 4), (4, 3)]]
 
 
 @pytest.mark.parametrize("a_t", [False, True])

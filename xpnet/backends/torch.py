@@ -26,11 +26,13 @@ def _number(x) -> bool:
 
 
 def _lt_refuses(*mats) -> bool:
-    """Whether an in-place ``addmm_`` with beta on these CUDA operands would fail: PyTorch can
-    send it to cuBLASLt, whose heuristic answers CUBLAS_STATUS_INVALID_VALUE for an operand of
-    one row or column. On an H100 (torch 2.11, CUDA 13) every plain-SGD step failed so, and
-    only plain SGD's (its bias update is ones (1, n) @ d with beta 1; bench/RESULTS-gpu.md).
-    Such products are written another way there."""
+    """Whether an ``addmm`` (in place with beta, or with a bias row) on these CUDA operands
+    would fail: PyTorch can send it to cuBLASLt, whose heuristic answers
+    CUBLAS_STATUS_INVALID_VALUE for an operand of one row or column (and PyTorch raises rather
+    than fall back). On an H100 (torch 2.11, CUDA 13) every plain-SGD step failed so, and only
+    plain SGD's (its bias update is ones (1, n) @ d with beta 1; bench/RESULTS-gpu.md); by
+    PyTorch's source a layer's bias + product of a batch of one row can get there too. Such
+    products are written another way there."""
     return mats[0].is_cuda and any(1 in m.shape for m in mats)
 
 
@@ -190,7 +192,7 @@ class TorchOps(Ops):
         return torch.addmm(out, a, b, beta=0, alpha=alpha, out=out)
 
     def affine(self, x, w, b, out=None, alpha=1.0):
-        if w.dim() != 2:
+        if w.dim() != 2 or _lt_refuses(x, w):  # one row (a batch of one): the product, then the bias
             return self._batched(x, w, out, alpha).add_(b)
         return torch.addmm(b, x, w, alpha=alpha, out=out)
 
