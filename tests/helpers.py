@@ -51,9 +51,7 @@ if CUPY_IS_EMULATED:  # in this process, the emulated libcublas.so stands for th
     from xpnet.backends import cublas as _cublas
 
     OPEN_LIBCUBLAS = _cublas.shared_object  # xpnet's own, for its test
-    _cublas.shared_object = lambda version: (
-        _emulated_cublas.SharedObject() if version == _emulated_cublas.VERSION else None
-    )
+    _cublas.shared_object = _emulated_cublas.shared_object
 
 # (backend, device, needs a GPU)
 COMBOS = [

@@ -68,6 +68,13 @@ def _per_feature(v, features: int):
     return v.reshape(1, features)
 
 
+def _over_batch(x, axis: int, out):
+    """(x's features as the fused kernels read them, ``out`` as their one row) for a sum of x
+    over its batch axis (-2) into ``out``; (None, None) where not so laid out."""
+    rows = _features(x) if out is not None and axis % x.ndim == x.ndim - 2 else None
+    return rows, None if rows is None else _per_feature(out, rows.shape[1])
+
+
 def _one_value(v) -> bool:
     """A coefficient all of whose uses read one value: None, a number or a 0-d device scalar
     (not a population's per-member (K, 1, 1))."""
@@ -118,7 +125,7 @@ def _matrix_layout(x):
     return None
 
 
-_COEFFICIENTS = {}  # (dtype char, value) -> the value as a host array: alpha and beta of the batched GEMMs
+_COEFFICIENTS = {}  # (dtype char, value) -> the value as a host array: host alpha and beta of the GEMMs
 
 
 def _same_layout(*arrays) -> bool:
@@ -359,16 +366,14 @@ class CupyOps(NumpyOps):
         return d, total
 
     def sum(self, x, axis: int, out=None, alpha=1.0, beta=None):
-        rows = _features(x) if out is not None and axis % x.ndim == x.ndim - 2 else None
-        row = None if rows is None else _per_feature(out, rows.shape[1])
+        rows, row = _over_batch(x, axis, out)
         if row is None or not (_one_value(alpha) and _one_value(beta)):
             return super().sum(x, axis, out, alpha, beta)
         self._grad_sum(rows, rows, row, alpha, beta, kernels.ACTIVATIONS.index("identity"))
         return out
 
     def sum_squares(self, x, axis: int, out=None):
-        rows = _features(x) if out is not None and axis % x.ndim == x.ndim - 2 else None
-        row = None if rows is None else _per_feature(out, rows.shape[1])
+        rows, row = _over_batch(x, axis, out)
         if row is None:
             return super().sum_squares(x, axis, out)
         n, features = rows.shape  # one block per feature: its n values contiguous
